@@ -1,0 +1,284 @@
+//! Server functions: thin adapters. Each gets its context, checks permission, parses
+//! through the domain, calls a service and maps errors — nothing more.
+
+use crate::error::AppError;
+use crate::model::{UserRow, UserView};
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+pub mod ctx {
+    //! Request context for server functions.
+
+    use crate::auth::SESSION_USER_ID;
+    use crate::domain::RoleAssignment;
+    use crate::error::{AppError, AppResult};
+    use crate::state::{AppState, ClientIp};
+    use crate::store::StoredUser;
+    use leptos::prelude::*;
+    use std::net::IpAddr;
+    use tower_sessions::Session;
+
+    pub struct Ctx {
+        pub state: AppState,
+        pub session: Session,
+        pub client_ip: IpAddr,
+    }
+
+    pub struct Caller {
+        pub user: StoredUser,
+        pub roles: Vec<RoleAssignment>,
+    }
+
+    pub async fn ctx() -> AppResult<Ctx> {
+        let state = use_context::<AppState>().ok_or_else(|| {
+            tracing::error!("AppState missing from server function context");
+            AppError::Internal
+        })?;
+        let session = leptos_axum::extract::<Session>().await.map_err(|e| {
+            tracing::error!(error = %e, "session layer missing");
+            AppError::Internal
+        })?;
+        let client_ip = use_context::<http::request::Parts>()
+            .and_then(|p| p.extensions.get::<ClientIp>().copied())
+            .map(|c| c.0)
+            .ok_or_else(|| {
+                tracing::error!("client address missing from request");
+                AppError::Internal
+            })?;
+        Ok(Ctx { state, session, client_ip })
+    }
+
+    fn session_error(e: tower_sessions::session::Error) -> AppError {
+        tracing::error!(error = %e, "session store error");
+        AppError::Internal
+    }
+
+    impl Ctx {
+        /// The signed-in user, if any. A session whose user was disabled or removed is
+        /// ended here, so disabling an account signs it out everywhere.
+        pub async fn user(&self) -> AppResult<Option<StoredUser>> {
+            let Some(id) = self.session.get::<String>(SESSION_USER_ID).await.map_err(session_error)? else {
+                return Ok(None);
+            };
+            match self.state.store.get_user(&id).await? {
+                Some(user) if !user.disabled => Ok(Some(user)),
+                _ => {
+                    self.session.flush().await.map_err(session_error)?;
+                    Ok(None)
+                }
+            }
+        }
+
+        /// A signed-in user who has no pending forced password change.
+        pub async fn caller(&self) -> AppResult<Caller> {
+            let user = self.user().await?.ok_or(AppError::Unauthenticated)?;
+            if user.must_change_password {
+                return Err(AppError::PasswordChangeRequired);
+            }
+            let roles = self
+                .state
+                .store
+                .assignments_of(&user.id)
+                .await?
+                .into_iter()
+                .map(|a| a.assignment)
+                .collect();
+            Ok(Caller { user, roles })
+        }
+
+        /// Starts an authenticated session under a fresh id, so an id planted before
+        /// sign-in (session fixation) is worthless afterwards.
+        pub async fn start_session(&self, user_id: &str) -> AppResult<()> {
+            self.session.cycle_id().await.map_err(session_error)?;
+            self.session.insert(SESSION_USER_ID, user_id).await.map_err(session_error)?;
+            Ok(())
+        }
+
+        pub async fn end_session(&self) -> AppResult<()> {
+            self.session.flush().await.map_err(session_error)
+        }
+    }
+
+    /// Gives API clients (fetch from the hydrated page, scripts) a status code that matches
+    /// the error. Plain form posts keep the redirect the framework sets up.
+    pub fn finish<T>(result: AppResult<T>) -> AppResult<T> {
+        if let Err(error) = &result {
+            let accepts_html = use_context::<http::request::Parts>()
+                .and_then(|p| p.headers.get(http::header::ACCEPT).cloned())
+                .and_then(|v| v.to_str().ok().map(|s| s.contains("text/html")))
+                .unwrap_or(false);
+            if !accepts_html {
+                if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+                    res.set_status(
+                        http::StatusCode::from_u16(error.status_code())
+                            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+                    );
+                }
+            }
+        }
+        result
+    }
+}
+
+/// The signed-in user, or `None`. Never fails for a signed-out visitor.
+#[server(endpoint = "whoami")]
+pub async fn whoami() -> Result<Option<UserView>, AppError> {
+    use crate::services::users::load_user_view;
+    let run = async {
+        let c = ctx::ctx().await?;
+        match c.user().await? {
+            Some(user) => Ok(Some(load_user_view(&c.state.store, &user).await?)),
+            None => Ok(None),
+        }
+    };
+    ctx::finish(run.await)
+}
+
+#[server(endpoint = "login")]
+pub async fn login(username: String, password: String) -> Result<(), AppError> {
+    use crate::services::users::sign_in;
+    let run = async {
+        let c = ctx::ctx().await?;
+        let user = sign_in(&c.state.store, &c.state.limiter, &username, &password, c.client_ip).await?;
+        c.start_session(&user.id).await?;
+        leptos_axum::redirect(if user.must_change_password { "/account/password" } else { "/" });
+        Ok(())
+    };
+    ctx::finish(run.await)
+}
+
+#[server(endpoint = "logout")]
+pub async fn logout() -> Result<(), AppError> {
+    let run = async {
+        let c = ctx::ctx().await?;
+        if let Some(user) = c.user().await? {
+            tracing::info!(user = %user.username, "sign-out");
+        }
+        c.end_session().await?;
+        leptos_axum::redirect("/login");
+        Ok(())
+    };
+    ctx::finish(run.await)
+}
+
+#[server(endpoint = "change_password")]
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+) -> Result<(), AppError> {
+    let run = async {
+        let c = ctx::ctx().await?;
+        let user = c.user().await?.ok_or(AppError::Unauthenticated)?;
+        crate::services::users::change_password(
+            &c.state.store,
+            &user,
+            &current_password,
+            &new_password,
+            &confirm_password,
+        )
+        .await?;
+        // A changed password starts a new session id, like a sign-in.
+        c.start_session(&user.id).await?;
+        leptos_axum::redirect("/");
+        Ok(())
+    };
+    ctx::finish(run.await)
+}
+
+#[server(endpoint = "list_users")]
+pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
+    use crate::domain::{Action, Resource};
+    use crate::services::users;
+    let run = async {
+        let c = ctx::ctx().await?;
+        let caller = c.caller().await?;
+        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
+        users::list_users(&c.state.store).await
+    };
+    ctx::finish(run.await)
+}
+
+#[server(endpoint = "create_user")]
+pub async fn create_user(
+    username: String,
+    display_name: String,
+    password: String,
+    role: String,
+    scope_kind: String,
+    scope_target: String,
+    must_change_password: Option<String>,
+) -> Result<String, AppError> {
+    use crate::domain::{Action, Resource};
+    use crate::services::users;
+    let run = async {
+        let c = ctx::ctx().await?;
+        let caller = c.caller().await?;
+        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
+        let id = users::create_user(
+            &c.state.store,
+            users::CreateUserInput {
+                username: &username,
+                display_name: &display_name,
+                password: &password,
+                role: &role,
+                scope_kind: &scope_kind,
+                scope_target: &scope_target,
+                must_change_password: must_change_password.is_some(),
+            },
+        )
+        .await?;
+        tracing::info!(actor = %caller.user.username, new_user = %username.trim().to_lowercase(), "user created");
+        Ok(id)
+    };
+    ctx::finish(run.await)
+}
+
+#[server(endpoint = "add_role")]
+pub async fn add_role(
+    user_id: String,
+    role: String,
+    scope_kind: String,
+    scope_target: String,
+) -> Result<(), AppError> {
+    use crate::domain::{Action, Resource};
+    use crate::services::users;
+    let run = async {
+        let c = ctx::ctx().await?;
+        let caller = c.caller().await?;
+        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
+        users::add_role(&c.state.store, &user_id, &role, &scope_kind, &scope_target).await
+    };
+    ctx::finish(run.await)
+}
+
+#[server(endpoint = "remove_role")]
+pub async fn remove_role(assignment_id: String) -> Result<(), AppError> {
+    use crate::domain::{Action, Resource};
+    use crate::services::users;
+    let run = async {
+        let c = ctx::ctx().await?;
+        let caller = c.caller().await?;
+        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
+        users::remove_role(&c.state.store, &assignment_id).await
+    };
+    ctx::finish(run.await)
+}
+
+#[server(endpoint = "set_user_disabled")]
+pub async fn set_user_disabled(user_id: String, disabled: String) -> Result<(), AppError> {
+    use crate::domain::{Action, Resource};
+    use crate::services::users;
+    let run = async {
+        let c = ctx::ctx().await?;
+        let caller = c.caller().await?;
+        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
+        let disabled = match disabled.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(AppError::field("disabled", "Choose true or false.")),
+        };
+        users::set_disabled(&c.state.store, &caller.user.id, &user_id, disabled).await
+    };
+    ctx::finish(run.await)
+}

@@ -1,0 +1,56 @@
+//! The HTML shell and the router: which page answers which path.
+
+use crate::api::whoami;
+use crate::pages::{AdminUsersPage, HomePage, LoginPage, NotFound, PasswordPage};
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Title, provide_meta_context};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <link rel="stylesheet" id="leptos" href="/pkg/portcullis.css" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The signed-in user, loaded once per page and shared by the header and the pages.
+pub type UserResource = Resource<Result<Option<crate::model::UserView>, crate::error::AppError>>;
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let user: UserResource = Resource::new(|| (), |_| whoami());
+    provide_context(user);
+
+    // Tests (and curious users) can tell a hydrated page from server-rendered HTML.
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+
+    view! {
+        <Title formatter=|t: String| if t.is_empty() { "Portcullis".to_owned() } else { format!("{t} · Portcullis") } />
+        <Router>
+            <Routes fallback=|| view! { <NotFound /> }>
+                <Route path=path!("/login") view=LoginPage />
+                <Route path=path!("/") view=HomePage />
+                <Route path=path!("/account/password") view=PasswordPage />
+                <Route path=path!("/admin/users") view=AdminUsersPage />
+            </Routes>
+        </Router>
+    }
+}

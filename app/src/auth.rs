@@ -1,0 +1,148 @@
+//! Local-account authentication: password hashing, the sign-in rate limit, and the
+//! session keys that say who is signed in.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::Argon2;
+
+use crate::error::{AppError, AppResult};
+
+pub const SESSION_USER_ID: &str = "user_id";
+
+/// Hashes on the blocking pool: argon2 is deliberately slow and would stall the async
+/// workers that serve everyone else.
+pub async fn hash_password(password: String) -> AppResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "password hashing task failed");
+        AppError::Internal
+    })?
+    .map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        AppError::Internal
+    })
+}
+
+/// A hash of a random password, verified against when the user does not exist so that
+/// a wrong user name takes as long to refuse as a wrong password.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(uuid::Uuid::new_v4().to_string().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+});
+
+pub async fn verify_password(password: String, hash: Option<String>) -> AppResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        let real = hash.is_some();
+        let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
+        let ok = PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false);
+        real && ok
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "password verification task failed");
+        AppError::Internal
+    })
+}
+
+/// Counts failed sign-ins per key (user name, and client address) in a sliding window.
+/// Past the limit, further attempts are refused without checking the password until the
+/// window has passed. Kept in memory: per replica, reset on restart.
+pub struct LoginLimiter {
+    max_failures: u32,
+    window: Duration,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginLimiter {
+    pub fn new(max_failures: u32, window: Duration) -> Self {
+        Self { max_failures, window, failures: Mutex::new(HashMap::new()) }
+    }
+
+    /// Err with the seconds to wait if any key is locked.
+    pub fn check(&self, keys: &[String]) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, since)| now.duration_since(*since) < self.window);
+        for key in keys {
+            if let Some((count, since)) = map.get(key) {
+                if *count >= self.max_failures {
+                    let left = self.window.saturating_sub(now.duration_since(*since));
+                    return Err(left.as_secs().max(1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn record_failure(&self, keys: &[String]) {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            let entry = map.entry(key.clone()).or_insert((0, now));
+            entry.0 += 1;
+        }
+    }
+
+    pub fn clear(&self, keys: &[String]) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            map.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_locks_after_max_failures_and_clears_on_success() {
+        let limiter = LoginLimiter::new(3, Duration::from_secs(60));
+        let keys = vec!["user:alice".to_owned(), "ip:198.51.100.1".to_owned()];
+        for _ in 0..3 {
+            assert!(limiter.check(&keys).is_ok());
+            limiter.record_failure(&keys);
+        }
+        let wait = limiter.check(&keys).unwrap_err();
+        assert!(wait > 0 && wait <= 60);
+        // Another user from the same address is locked too: the address key matches.
+        assert!(limiter.check(&["user:bob".into(), "ip:198.51.100.1".into()]).is_err());
+        assert!(limiter.check(&["user:bob".into(), "ip:203.0.113.7".into()]).is_ok());
+        limiter.clear(&keys);
+        assert!(limiter.check(&keys).is_ok());
+    }
+
+    #[test]
+    fn limiter_window_expires() {
+        let limiter = LoginLimiter::new(1, Duration::from_millis(50));
+        let keys = vec!["user:alice".to_owned()];
+        limiter.record_failure(&keys);
+        assert!(limiter.check(&keys).is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(limiter.check(&keys).is_ok());
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_and_unknown_users_never_match() {
+        let hash = hash_password("correct horse battery".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2"));
+        assert!(verify_password("correct horse battery".into(), Some(hash.clone())).await.unwrap());
+        assert!(!verify_password("wrong".into(), Some(hash)).await.unwrap());
+        assert!(!verify_password("anything".into(), None).await.unwrap());
+        assert!(!verify_password("x".into(), Some("not a hash".into())).await.unwrap());
+    }
+}

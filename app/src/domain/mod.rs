@@ -1,0 +1,16 @@
+//! The pure core of Portcullis: types that parse instead of validate, and the rules
+//! (permissions, password policy, client address resolution) that every adapter — pages,
+//! server functions, the REST API, the agent protocol — translates to and from.
+//!
+//! No I/O happens here and nothing here depends on the `ssr` feature, so the same rules
+//! compile into the browser bundle and run in unit tests without a database.
+
+pub mod field;
+pub mod net;
+pub mod role;
+pub mod user;
+
+pub use field::{FieldError, FieldErrors};
+pub use net::{Cidr, client_ip};
+pub use role::{Action, Resource, Role, RoleAssignment, Scope, permits};
+pub use user::{NewPassword, Username};

@@ -1,0 +1,157 @@
+use crate::api::{AddRole, CreateUser, RemoveRole, SetUserDisabled, list_users};
+use crate::components::{Field, FormAlert, SelectField, Shell, action_error};
+use crate::model::UserRow;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+const ROLES: &[(&str, &str)] = &[
+    ("requester", "Requester"),
+    ("reader", "Reader"),
+    ("approver", "Approver"),
+    ("admin", "Admin"),
+];
+const SCOPES: &[(&str, &str)] = &[("all", "All VMs"), ("group", "A group"), ("vm", "One VM")];
+
+#[component]
+pub fn AdminUsersPage() -> impl IntoView {
+    let create = ServerAction::<CreateUser>::new();
+    let add_role = ServerAction::<AddRole>::new();
+    let remove_role = ServerAction::<RemoveRole>::new();
+    let set_disabled = ServerAction::<SetUserDisabled>::new();
+    let users = Resource::new(
+        move || {
+            (
+                create.version().get(),
+                add_role.version().get(),
+                remove_role.version().get(),
+                set_disabled.version().get(),
+            )
+        },
+        |_| list_users(),
+    );
+    let create_err = action_error(create);
+    let row_err = Signal::derive(move || {
+        add_role
+            .value()
+            .get()
+            .and_then(Result::err)
+            .or_else(|| remove_role.value().get().and_then(Result::err))
+            .or_else(|| set_disabled.value().get().and_then(Result::err))
+    });
+    let created = move || {
+        matches!(create.value().get(), Some(Ok(_)))
+            .then(|| view! { <div class="alert success" role="status">"User created."</div> })
+    };
+
+    let table = move || {
+        Suspend::new(async move {
+            match users.await {
+                Ok(rows) => view! {
+                    <table class="table" data-testid="users-table">
+                        <thead>
+                            <tr><th scope="col">"User"</th><th scope="col">"Roles"</th><th scope="col">"Status"</th><th scope="col">"Actions"</th></tr>
+                        </thead>
+                        <tbody>
+                            {rows.into_iter().map(|u| view! { <UserRowView user=u add_role remove_role set_disabled /> }).collect_view()}
+                        </tbody>
+                    </table>
+                }
+                .into_any(),
+                Err(e) => view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+            }
+        })
+    };
+
+    view! {
+        <Title text="Users & roles" />
+        <Shell>
+            <h1>"Users & roles"</h1>
+            <section class="card">
+                <h2>"Users"</h2>
+                <FormAlert err=row_err />
+                <Transition fallback=|| view! { <p>"Loading…"</p> }>{table}</Transition>
+            </section>
+            <section class="card">
+                <h2>"Create a user"</h2>
+                {created}
+                <FormAlert err=create_err />
+                <ActionForm action=create attr:class="form grid">
+                    <Field label="User name" name="username" autocomplete="off" err=create_err />
+                    <Field label="Display name" name="display_name" autocomplete="off" err=create_err />
+                    <Field label="Initial password" name="password" kind="password" autocomplete="new-password"
+                        hint="At least 12 characters." err=create_err />
+                    <SelectField label="Role" name="role" options=ROLES err=create_err />
+                    <SelectField label="Scope" name="scope_kind" options=SCOPES err=create_err />
+                    <Field label="Group or VM (for a group or VM scope)" name="scope_target" autocomplete="off" err=create_err />
+                    <div class="field checkbox">
+                        <input id="f-must_change_password" type="checkbox" name="must_change_password" value="on" checked />
+                        <label for="f-must_change_password">"Must change the password at first sign-in"</label>
+                    </div>
+                    <div class="actions"><button type="submit" class="btn primary">"Create user"</button></div>
+                </ActionForm>
+            </section>
+        </Shell>
+    }
+}
+
+#[component]
+fn UserRowView(
+    user: UserRow,
+    add_role: ServerAction<AddRole>,
+    remove_role: ServerAction<RemoveRole>,
+    set_disabled: ServerAction<SetUserDisabled>,
+) -> impl IntoView {
+    let no_err = Signal::derive(|| None);
+    let uid = user.id.clone();
+    let role_id = format!("-{uid}");
+    let kind_id = format!("-{uid}-k");
+    let target_id = format!("t-{uid}");
+    let uid_for_toggle = uid.clone();
+    let toggle_to = if user.disabled { "false" } else { "true" };
+    let toggle_label = if user.disabled { "Enable" } else { "Disable" };
+    view! {
+        <tr data-username=user.username.clone()>
+            <td>
+                <strong>{user.display_name.clone()}</strong>
+                <br />
+                <span class="muted">{user.username.clone()}</span>
+            </td>
+            <td>
+                <ul class="roles">
+                    {user.roles.into_iter().map(|r| view! {
+                        <li>
+                            <span class="badge">{r.role.clone()}</span>" on "{r.scope.clone()}
+                            <ActionForm action=remove_role attr:class="inline-form">
+                                <input type="hidden" name="assignment_id" value=r.id.clone() />
+                                <button type="submit" class="btn link small" aria-label=format!("Remove role {} on {}", r.role, r.scope)>"Remove"</button>
+                            </ActionForm>
+                        </li>
+                    }).collect_view()}
+                </ul>
+                <details>
+                    <summary>"Add a role"</summary>
+                    <ActionForm action=add_role attr:class="form compact">
+                        <input type="hidden" name="user_id" value=uid />
+                        <SelectField label="Role" name="role" options=ROLES err=no_err id_suffix=role_id />
+                        <SelectField label="Scope" name="scope_kind" options=SCOPES err=no_err id_suffix=kind_id />
+                        <div class="field">
+                            <label for=target_id.clone()>"Group or VM"</label>
+                            <input id=target_id name="scope_target" type="text" />
+                        </div>
+                        <button type="submit" class="btn small">"Add role"</button>
+                    </ActionForm>
+                </details>
+            </td>
+            <td>
+                {if user.disabled { "Disabled" } else if user.must_change_password { "Must change password" } else { "Active" }}
+            </td>
+            <td>
+                <ActionForm action=set_disabled attr:class="inline-form">
+                    <input type="hidden" name="user_id" value=uid_for_toggle />
+                    <input type="hidden" name="disabled" value=toggle_to />
+                    <button type="submit" class="btn small">{toggle_label}</button>
+                </ActionForm>
+            </td>
+        </tr>
+    }
+}

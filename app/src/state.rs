@@ -1,0 +1,29 @@
+//! What every request handler and server function can reach: the store, rendering options
+//! and the in-process guards. Cheap to clone.
+
+use crate::auth::LoginLimiter;
+use crate::domain::Cidr;
+use crate::store::Store;
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub leptos_options: LeptosOptions,
+    pub limiter: Arc<LoginLimiter>,
+    pub trusted_proxies: Arc<Vec<Cidr>>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// The client address of a request, resolved through the trusted proxies by the server's
+/// middleware and stored in the request extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);

@@ -1,0 +1,119 @@
+//! Request guards: client address resolution, the cross-site (Origin) check on
+//! state-changing requests, and the redirect of signed-out visitors to the sign-in page.
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use portcullis_app::auth::SESSION_USER_ID;
+use portcullis_app::domain::client_ip as resolve_client_ip;
+use portcullis_app::state::{AppState, ClientIp};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tower_sessions::Session;
+
+pub async fn client_ip(State(state): State<AppState>, mut req: Request<Body>, next: Next) -> Response {
+    let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
+        tracing::error!("no peer address: serve with into_make_service_with_connect_info");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let ip = resolve_client_ip(peer, &forwarded, &state.trusted_proxies);
+    req.extensions_mut().insert(ClientIp(ip));
+    next.run(req).await
+}
+
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    (!host.is_empty()).then(|| format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
+}
+
+fn request_origin(headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))?
+        .to_str()
+        .ok()?;
+    // "null" (sandboxed frames, some redirects) can never be our own origin.
+    if value == "null" {
+        return Some(value.to_owned());
+    }
+    origin_of(value).or_else(|| Some(value.to_owned()))
+}
+
+/// Refuses state-changing requests whose Origin (or, failing that, Referer) is not this
+/// site. Requests with neither header come from non-browser clients, which cannot be made
+/// to carry a victim's cookies by another site, and pass.
+pub async fn origin_check(
+    State(public_url): State<Arc<Option<String>>>,
+    req: Request<Body>,
+    next: Next,
+) -> Response {
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes_state {
+        if let Some(origin) = request_origin(req.headers()) {
+            let expected: Option<String> = match public_url.as_ref() {
+                Some(url) => origin_of(url),
+                None => req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|host| {
+                        let scheme = origin.split("://").next().unwrap_or("http");
+                        format!("{scheme}://{}", host.to_ascii_lowercase())
+                    }),
+            };
+            if expected.as_deref() != Some(origin.as_str()) {
+                tracing::warn!(%origin, path = %req.uri().path(), "cross-origin request refused");
+                return (StatusCode::FORBIDDEN, "Cross-origin request refused.").into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// Page requests from signed-out visitors go to the sign-in page; a user who must change a
+/// one-time password goes to the password page first. Server functions check for
+/// themselves and are not redirected.
+pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let is_page = matches!(*req.method(), Method::GET | Method::HEAD)
+        && !path.starts_with("/api/")
+        && !path.starts_with("/pkg/")
+        && path != "/healthz"
+        && path != "/readyz"
+        && !path.contains('.');
+    if !is_page {
+        return next.run(req).await;
+    }
+    let Some(session) = req.extensions().get::<Session>().cloned() else {
+        return next.run(req).await;
+    };
+    let user_id = session.get::<String>(SESSION_USER_ID).await.ok().flatten();
+    let user = match user_id {
+        Some(id) => match state.store.get_user(&id).await {
+            Ok(user) => user.filter(|u| !u.disabled),
+            Err(e) => {
+                tracing::error!(error = %e, "loading the session user failed");
+                return (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable.").into_response();
+            }
+        },
+        None => None,
+    };
+    match (user, path.as_str()) {
+        (None, "/login") => next.run(req).await,
+        (None, _) => Redirect::to("/login").into_response(),
+        (Some(_), "/login") => Redirect::to("/").into_response(),
+        (Some(u), p) if u.must_change_password && p != "/account/password" => {
+            Redirect::to("/account/password").into_response()
+        }
+        (Some(_), _) => next.run(req).await,
+    }
+}

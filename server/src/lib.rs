@@ -1,0 +1,127 @@
+//! The Portcullis server: configuration, the axum router (pages, server functions,
+//! health), sessions, and the request guards that sit in front of everything.
+
+pub mod config;
+mod guards;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use config::Config;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use portcullis_app::app::{App, shell};
+use portcullis_app::auth::LoginLimiter;
+use portcullis_app::services::users::bootstrap_admin;
+use portcullis_app::state::AppState;
+use portcullis_app::store::{SessionStoreAdapter, Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_sessions::cookie::{Key, SameSite};
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+pub const SESSION_COOKIE: &str = "portcullis_session";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("creating the bootstrap administrator failed")]
+    Bootstrap,
+}
+
+pub struct Built {
+    pub router: Router,
+    pub state: AppState,
+    /// Set on the very first start: the one-time password of the `admin` account.
+    pub bootstrap_password: Option<String>,
+}
+
+pub async fn build(config: &Config) -> Result<Built, StartError> {
+    let store = Store::connect(&config.database_url).await?;
+    let bootstrap_password = bootstrap_admin(&store).await.map_err(|_| StartError::Bootstrap)?;
+
+    let leptos_options = LeptosOptions::builder()
+        .output_name("portcullis")
+        .site_root(config.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .site_addr(config.listen)
+        .build();
+
+    let state = AppState {
+        store: store.clone(),
+        leptos_options: leptos_options.clone(),
+        limiter: Arc::new(LoginLimiter::new(5, Duration::from_secs(15 * 60))),
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+    };
+
+    let key = match &config.session_key {
+        Some(bytes) => Key::from(bytes),
+        None => {
+            tracing::warn!("no session_key configured: generated one for this run; sign-ins end at restart");
+            Key::generate()
+        }
+    };
+    let secure = config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let sessions = SessionManagerLayer::new(SessionStoreAdapter(store.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(secure)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(8)))
+        .with_signed(key);
+
+    let routes = generate_route_list(App);
+    let context = {
+        let state = state.clone();
+        move || provide_context(state.clone())
+    };
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .leptos_routes_with_context(&state, routes, context.clone(), {
+            let options = leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guards::page_gate))
+        .layer(sessions)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.public_url.clone()),
+            guards::origin_check,
+        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guards::client_ip))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state.clone());
+
+    spawn_cleanup(store);
+    Ok(Built { router, state, bootstrap_password })
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+    }
+}
+
+fn spawn_cleanup(store: Store) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            match store.delete_expired_sessions().await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,83 @@
+//! `portcullis-server [--config FILE]`: serves the portal.
+
+use portcullis_server::config::{Config, LogFormat};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut config_path: Option<PathBuf> = std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => match args.next() {
+                Some(p) => config_path = Some(PathBuf::from(p)),
+                None => fail("--config needs a file path"),
+            },
+            "--help" | "-h" => {
+                println!("usage: portcullis-server [--config FILE]\nSee README.md for settings.");
+                return;
+            }
+            other => fail(&format!("unknown argument '{other}' (try --help)")),
+        }
+    }
+    let config = Config::load(config_path.as_deref()).unwrap_or_else(|e| fail(&e.to_string()));
+
+    let filter = EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+
+    let built = portcullis_server::build(&config)
+        .await
+        .unwrap_or_else(|e| fail(&format!("start-up failed: {e}")));
+    if let Some(password) = &built.bootstrap_password {
+        // Printed once, on the first start only; it must be changed at first sign-in.
+        tracing::warn!(
+            user = "admin",
+            one_time_password = %password,
+            "bootstrap administrator created: sign in with this one-time password and choose a new one"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", config.listen)));
+    tracing::info!(address = %config.listen, database = %redact(&config.database_url), "listening");
+    axum::serve(listener, built.router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown())
+        .await
+        .unwrap_or_else(|e| fail(&format!("server error: {e}")));
+    built.state.store.close().await;
+}
+
+/// Database URLs may carry a password; log only scheme and host part.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("portcullis-server: {message}");
+    std::process::exit(2)
+}
