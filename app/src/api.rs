@@ -45,7 +45,11 @@ pub mod ctx {
                 tracing::error!("client address missing from request");
                 AppError::Internal
             })?;
-        Ok(Ctx { state, session, client_ip })
+        Ok(Ctx {
+            state,
+            session,
+            client_ip,
+        })
     }
 
     fn session_error(e: tower_sessions::session::Error) -> AppError {
@@ -57,7 +61,12 @@ pub mod ctx {
         /// The signed-in user, if any. A session whose user was disabled or removed is
         /// ended here, so disabling an account signs it out everywhere.
         pub async fn user(&self) -> AppResult<Option<StoredUser>> {
-            let Some(id) = self.session.get::<String>(SESSION_USER_ID).await.map_err(session_error)? else {
+            let Some(id) = self
+                .session
+                .get::<String>(SESSION_USER_ID)
+                .await
+                .map_err(session_error)?
+            else {
                 return Ok(None);
             };
             match self.state.store.get_user(&id).await? {
@@ -90,7 +99,10 @@ pub mod ctx {
         /// sign-in (session fixation) is worthless afterwards.
         pub async fn start_session(&self, user_id: &str) -> AppResult<()> {
             self.session.cycle_id().await.map_err(session_error)?;
-            self.session.insert(SESSION_USER_ID, user_id).await.map_err(session_error)?;
+            self.session
+                .insert(SESSION_USER_ID, user_id)
+                .await
+                .map_err(session_error)?;
             Ok(())
         }
 
@@ -107,13 +119,11 @@ pub mod ctx {
                 .and_then(|p| p.headers.get(http::header::ACCEPT).cloned())
                 .and_then(|v| v.to_str().ok().map(|s| s.contains("text/html")))
                 .unwrap_or(false);
-            if !accepts_html {
-                if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
-                    res.set_status(
-                        http::StatusCode::from_u16(error.status_code())
-                            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
-                    );
-                }
+            if !accepts_html && let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+                res.set_status(
+                    http::StatusCode::from_u16(error.status_code())
+                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+                );
             }
         }
         result
@@ -139,9 +149,20 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
     use crate::services::users::sign_in;
     let run = async {
         let c = ctx::ctx().await?;
-        let user = sign_in(&c.state.store, &c.state.limiter, &username, &password, c.client_ip).await?;
+        let user = sign_in(
+            &c.state.store,
+            &c.state.limiter,
+            &username,
+            &password,
+            c.client_ip,
+        )
+        .await?;
         c.start_session(&user.id).await?;
-        leptos_axum::redirect(if user.must_change_password { "/account/password" } else { "/" });
+        leptos_axum::redirect(if user.must_change_password {
+            "/account/password"
+        } else {
+            "/"
+        });
         Ok(())
     };
     ctx::finish(run.await)

@@ -5,7 +5,7 @@ use crate::pages::{AdminUsersPage, HomePage, LoginPage, NotFound, PasswordPage};
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -42,14 +42,16 @@ pub fn App() -> impl IntoView {
         }
     });
 
+    // Pages render whole (SsrMode::Async): complete HTML without JavaScript, and status
+    // codes and redirects can still be set while rendering.
     view! {
         <Title formatter=|t: String| if t.is_empty() { "Portcullis".to_owned() } else { format!("{t} · Portcullis") } />
         <Router>
             <Routes fallback=|| view! { <NotFound /> }>
-                <Route path=path!("/login") view=LoginPage />
-                <Route path=path!("/") view=HomePage />
-                <Route path=path!("/account/password") view=PasswordPage />
-                <Route path=path!("/admin/users") view=AdminUsersPage />
+                <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
+                <Route path=path!("/") view=HomePage ssr=SsrMode::Async />
+                <Route path=path!("/account/password") view=PasswordPage ssr=SsrMode::Async />
+                <Route path=path!("/admin/users") view=AdminUsersPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

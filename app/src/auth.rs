@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 
 use crate::error::{AppError, AppResult};
 
@@ -47,7 +49,11 @@ pub async fn verify_password(password: String, hash: Option<String>) -> AppResul
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
         let ok = PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false);
         real && ok
     })
@@ -69,7 +75,11 @@ pub struct LoginLimiter {
 
 impl LoginLimiter {
     pub fn new(max_failures: u32, window: Duration) -> Self {
-        Self { max_failures, window, failures: Mutex::new(HashMap::new()) }
+        Self {
+            max_failures,
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Err with the seconds to wait if any key is locked.
@@ -78,11 +88,11 @@ impl LoginLimiter {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, (_, since)| now.duration_since(*since) < self.window);
         for key in keys {
-            if let Some((count, since)) = map.get(key) {
-                if *count >= self.max_failures {
-                    let left = self.window.saturating_sub(now.duration_since(*since));
-                    return Err(left.as_secs().max(1));
-                }
+            if let Some((count, since)) = map.get(key)
+                && *count >= self.max_failures
+            {
+                let left = self.window.saturating_sub(now.duration_since(*since));
+                return Err(left.as_secs().max(1));
             }
         }
         Ok(())
@@ -120,8 +130,16 @@ mod tests {
         let wait = limiter.check(&keys).unwrap_err();
         assert!(wait > 0 && wait <= 60);
         // Another user from the same address is locked too: the address key matches.
-        assert!(limiter.check(&["user:bob".into(), "ip:198.51.100.1".into()]).is_err());
-        assert!(limiter.check(&["user:bob".into(), "ip:203.0.113.7".into()]).is_ok());
+        assert!(
+            limiter
+                .check(&["user:bob".into(), "ip:198.51.100.1".into()])
+                .is_err()
+        );
+        assert!(
+            limiter
+                .check(&["user:bob".into(), "ip:203.0.113.7".into()])
+                .is_ok()
+        );
         limiter.clear(&keys);
         assert!(limiter.check(&keys).is_ok());
     }
@@ -140,9 +158,17 @@ mod tests {
     async fn hashes_verify_and_unknown_users_never_match() {
         let hash = hash_password("correct horse battery".into()).await.unwrap();
         assert!(hash.starts_with("$argon2"));
-        assert!(verify_password("correct horse battery".into(), Some(hash.clone())).await.unwrap());
+        assert!(
+            verify_password("correct horse battery".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!verify_password("wrong".into(), Some(hash)).await.unwrap());
         assert!(!verify_password("anything".into(), None).await.unwrap());
-        assert!(!verify_password("x".into(), Some("not a hash".into())).await.unwrap());
+        assert!(
+            !verify_password("x".into(), Some("not a hash".into()))
+                .await
+                .unwrap()
+        );
     }
 }

@@ -32,7 +32,9 @@ pub fn Shell(children: Children) -> impl IntoView {
                     }
                     .into_any()
                 }
-                _ => view! { <div class="user-box"><a href="/login">"Sign in"</a></div> }.into_any(),
+                _ => {
+                    view! { <div class="user-box"><a href="/login">"Sign in"</a></div> }.into_any()
+                }
             }
         })
     };

@@ -50,7 +50,8 @@ mod ssr {
 
     impl UserView {
         pub fn new(user: &StoredUser, assignments: &[StoredAssignment]) -> Self {
-            let roles: Vec<RoleAssignment> = assignments.iter().map(|a| a.assignment.clone()).collect();
+            let roles: Vec<RoleAssignment> =
+                assignments.iter().map(|a| a.assignment.clone()).collect();
             UserView {
                 id: user.id.clone(),
                 username: user.username.clone(),

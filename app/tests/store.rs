@@ -13,11 +13,19 @@ async fn fresh() -> (Store, tempfile::TempDir) {
 }
 
 fn user<'a>(name: &'a str) -> NewUser<'a> {
-    NewUser { username: name, display_name: "Test User", password_hash: Some("$argon2id$x"), must_change_password: false }
+    NewUser {
+        username: name,
+        display_name: "Test User",
+        password_hash: Some("$argon2id$x"),
+        must_change_password: false,
+    }
 }
 
 fn admin_all() -> RoleAssignment {
-    RoleAssignment { role: Role::Admin, scope: Scope::All }
+    RoleAssignment {
+        role: Role::Admin,
+        scope: Scope::All,
+    }
 }
 
 #[tokio::test]
@@ -25,15 +33,31 @@ async fn users_round_trip_and_names_are_unique() {
     let (store, _dir) = fresh().await;
     assert_eq!(store.count_users().await.unwrap(), 0);
     let alice = store
-        .create_user(&user("alice"), &[RoleAssignment { role: Role::Requester, scope: Scope::Group("prod".into()) }])
+        .create_user(
+            &user("alice"),
+            &[RoleAssignment {
+                role: Role::Requester,
+                scope: Scope::Group("prod".into()),
+            }],
+        )
         .await
         .unwrap();
     let found = store.find_user_by_username("alice").await.unwrap().unwrap();
     assert_eq!(found, alice);
-    assert_eq!(store.get_user(&alice.id).await.unwrap().unwrap().username, "alice");
+    assert_eq!(
+        store.get_user(&alice.id).await.unwrap().unwrap().username,
+        "alice"
+    );
     assert!(store.find_user_by_username("bob").await.unwrap().is_none());
-    assert!(matches!(store.create_user(&user("alice"), &[]).await, Err(StoreError::Duplicate)));
-    assert_eq!(store.count_users().await.unwrap(), 1, "the failed insert left nothing behind");
+    assert!(matches!(
+        store.create_user(&user("alice"), &[]).await,
+        Err(StoreError::Duplicate)
+    ));
+    assert_eq!(
+        store.count_users().await.unwrap(),
+        1,
+        "the failed insert left nothing behind"
+    );
 
     let roles = store.assignments_of(&alice.id).await.unwrap();
     assert_eq!(roles.len(), 1);
@@ -43,10 +67,21 @@ async fn users_round_trip_and_names_are_unique() {
 #[tokio::test]
 async fn creating_a_user_with_a_duplicate_role_rolls_back_the_user() {
     let (store, _dir) = fresh().await;
-    let role = RoleAssignment { role: Role::Reader, scope: Scope::All };
-    let result = store.create_user(&user("carol"), &[role.clone(), role]).await;
+    let role = RoleAssignment {
+        role: Role::Reader,
+        scope: Scope::All,
+    };
+    let result = store
+        .create_user(&user("carol"), &[role.clone(), role])
+        .await;
     assert!(matches!(result, Err(StoreError::Duplicate)));
-    assert!(store.find_user_by_username("carol").await.unwrap().is_none());
+    assert!(
+        store
+            .find_user_by_username("carol")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -55,7 +90,12 @@ async fn passwords_and_flags_update() {
     let mut new = user("dave");
     new.must_change_password = true;
     let dave = store.create_user(&new, &[]).await.unwrap();
-    assert!(store.set_password(&dave.id, "$argon2id$new", false).await.unwrap());
+    assert!(
+        store
+            .set_password(&dave.id, "$argon2id$new", false)
+            .await
+            .unwrap()
+    );
     let dave2 = store.get_user(&dave.id).await.unwrap().unwrap();
     assert_eq!(dave2.password_hash.as_deref(), Some("$argon2id$new"));
     assert!(!dave2.must_change_password);
@@ -67,16 +107,31 @@ async fn passwords_and_flags_update() {
 #[tokio::test]
 async fn the_last_global_admin_cannot_lose_the_role() {
     let (store, _dir) = fresh().await;
-    let a = store.create_user(&user("admin1"), &[admin_all()]).await.unwrap();
+    let a = store
+        .create_user(&user("admin1"), &[admin_all()])
+        .await
+        .unwrap();
     let a_role = store.assignments_of(&a.id).await.unwrap().remove(0);
-    assert_eq!(store.remove_assignment(&a_role.id).await.unwrap(), RemoveOutcome::LastAdmin);
+    assert_eq!(
+        store.remove_assignment(&a_role.id).await.unwrap(),
+        RemoveOutcome::LastAdmin
+    );
     assert_eq!(store.assignments_of(&a.id).await.unwrap().len(), 1);
 
-    let b = store.create_user(&user("admin2"), &[admin_all()]).await.unwrap();
+    let b = store
+        .create_user(&user("admin2"), &[admin_all()])
+        .await
+        .unwrap();
     assert_eq!(store.count_other_global_admins(&b.id).await.unwrap(), 1);
-    assert!(matches!(store.remove_assignment(&a_role.id).await.unwrap(), RemoveOutcome::Removed(_)));
+    assert!(matches!(
+        store.remove_assignment(&a_role.id).await.unwrap(),
+        RemoveOutcome::Removed(_)
+    ));
     assert!(store.assignments_of(&a.id).await.unwrap().is_empty());
-    assert_eq!(store.remove_assignment(&a_role.id).await.unwrap(), RemoveOutcome::NotFound);
+    assert_eq!(
+        store.remove_assignment(&a_role.id).await.unwrap(),
+        RemoveOutcome::NotFound
+    );
     assert_eq!(store.count_other_global_admins(&b.id).await.unwrap(), 0);
 }
 
@@ -84,9 +139,15 @@ async fn the_last_global_admin_cannot_lose_the_role() {
 async fn duplicate_role_assignment_is_reported() {
     let (store, _dir) = fresh().await;
     let e = store.create_user(&user("erin"), &[]).await.unwrap();
-    let role = RoleAssignment { role: Role::Approver, scope: Scope::Vm("vm-7".into()) };
+    let role = RoleAssignment {
+        role: Role::Approver,
+        scope: Scope::Vm("vm-7".into()),
+    };
     store.add_assignment(&e.id, &role).await.unwrap();
-    assert!(matches!(store.add_assignment(&e.id, &role).await, Err(StoreError::Duplicate)));
+    assert!(matches!(
+        store.add_assignment(&e.id, &role).await,
+        Err(StoreError::Duplicate)
+    ));
 }
 
 #[tokio::test]
@@ -98,14 +159,21 @@ async fn sessions_persist_update_expire_and_delete() {
         data: Default::default(),
         expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
     };
-    record.data.insert("user_id".into(), serde_json::json!("u-1"));
+    record
+        .data
+        .insert("user_id".into(), serde_json::json!("u-1"));
     sessions.create(&mut record).await.unwrap();
     let loaded = sessions.load(&record.id).await.unwrap().unwrap();
     assert_eq!(loaded.data["user_id"], "u-1");
 
-    record.data.insert("user_id".into(), serde_json::json!("u-2"));
+    record
+        .data
+        .insert("user_id".into(), serde_json::json!("u-2"));
     sessions.save(&record).await.unwrap();
-    assert_eq!(sessions.load(&record.id).await.unwrap().unwrap().data["user_id"], "u-2");
+    assert_eq!(
+        sessions.load(&record.id).await.unwrap().unwrap().data["user_id"],
+        "u-2"
+    );
 
     let mut expired = Record {
         id: Id::default(),
@@ -113,7 +181,10 @@ async fn sessions_persist_update_expire_and_delete() {
         expiry_date: time::OffsetDateTime::now_utc() - time::Duration::seconds(1),
     };
     sessions.create(&mut expired).await.unwrap();
-    assert!(sessions.load(&expired.id).await.unwrap().is_none(), "expired sessions do not load");
+    assert!(
+        sessions.load(&expired.id).await.unwrap().is_none(),
+        "expired sessions do not load"
+    );
     assert_eq!(store.delete_expired_sessions().await.unwrap(), 1);
     assert_eq!(store.count_sessions().await.unwrap(), 1);
 
@@ -132,10 +203,19 @@ async fn data_survives_reopening_the_file() {
         store.close().await;
     }
     let store = Store::connect(&url).await.unwrap();
-    assert!(store.find_user_by_username("frank").await.unwrap().is_some());
+    assert!(
+        store
+            .find_user_by_username("frank")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
 async fn unsupported_urls_are_refused() {
-    assert!(matches!(Store::connect("mysql://localhost/x").await, Err(StoreError::UnsupportedUrl)));
+    assert!(matches!(
+        Store::connect("mysql://localhost/x").await,
+        Err(StoreError::UnsupportedUrl)
+    ));
 }

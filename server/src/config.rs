@@ -31,7 +31,10 @@ pub enum LogFormat {
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("configuration file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{key}: {message}")]
@@ -57,8 +60,10 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let file = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
                     path: path.to_owned(),
                     message: e.to_string(),
@@ -69,10 +74,14 @@ impl Config {
         Self::from_sources(file, |k| std::env::var(k).ok())
     }
 
-    fn from_sources(file: FileConfig, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    fn from_sources(
+        file: FileConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let pick = |key: &str, file_value: Option<String>| env(key).or(file_value);
 
-        let listen_raw = pick("PORTCULLIS_LISTEN", file.listen).unwrap_or_else(|| "127.0.0.1:3000".into());
+        let listen_raw =
+            pick("PORTCULLIS_LISTEN", file.listen).unwrap_or_else(|| "127.0.0.1:3000".into());
         let listen = listen_raw.parse().map_err(|_| ConfigError::Invalid {
             key: "listen (PORTCULLIS_LISTEN)",
             message: format!("'{listen_raw}' is not an address and port like 127.0.0.1:3000"),
@@ -95,17 +104,27 @@ impl Config {
             .filter(|u| !u.is_empty());
         if let Some(url) = &public_url {
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
-                && url.split("://").nth(1).is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+                && url
+                    .split("://")
+                    .nth(1)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
             if !ok {
                 return Err(ConfigError::Invalid {
                     key: "public_url (PORTCULLIS_PUBLIC_URL)",
-                    message: format!("'{url}' is not an origin like https://portcullis.example.org"),
+                    message: format!(
+                        "'{url}' is not an origin like https://portcullis.example.org"
+                    ),
                 });
             }
         }
 
         let proxies: Vec<String> = match env("PORTCULLIS_TRUSTED_PROXIES") {
-            Some(list) => list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
             None => file.trusted_proxies.unwrap_or_default(),
         };
         let trusted_proxies = proxies
@@ -126,12 +145,16 @@ impl Config {
                     .decode(raw.trim())
                     .map_err(|_| ConfigError::Invalid {
                         key: "session_key (PORTCULLIS_SESSION_KEY)",
-                        message: "not valid base64; generate one with `openssl rand -base64 64`".into(),
+                        message: "not valid base64; generate one with `openssl rand -base64 64`"
+                            .into(),
                     })?;
                 if bytes.len() < 64 {
                     return Err(ConfigError::Invalid {
                         key: "session_key (PORTCULLIS_SESSION_KEY)",
-                        message: format!("{} bytes; at least 64 are needed (`openssl rand -base64 64`)", bytes.len()),
+                        message: format!(
+                            "{} bytes; at least 64 are needed (`openssl rand -base64 64`)",
+                            bytes.len()
+                        ),
                     });
                 }
                 Some(bytes)
@@ -153,12 +176,21 @@ impl Config {
             }
         };
 
-        Ok(Config { listen, database_url, public_url, trusted_proxies, session_key, site_root, log_format })
+        Ok(Config {
+            listen,
+            database_url,
+            public_url,
+            trusted_proxies,
+            session_key,
+            site_root,
+            log_format,
+        })
     }
 
     /// A configuration for tests and embedded use: everything default but the database.
     pub fn for_database(database_url: &str) -> Self {
-        let mut config = Self::from_sources(FileConfig::default(), |_| None).expect("defaults are valid");
+        let mut config =
+            Self::from_sources(FileConfig::default(), |_| None).expect("defaults are valid");
         config.database_url = database_url.to_owned();
         config
     }
@@ -174,7 +206,10 @@ mod tests {
             path: "test.toml".into(),
             message: e.to_string(),
         })?;
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_sources(file, |k| env.get(k).cloned())
     }
 
@@ -191,7 +226,10 @@ mod tests {
     fn environment_overrides_file() {
         let c = load(
             "listen = \"0.0.0.0:8080\"\ntrusted_proxies = [\"10.0.0.0/8\"]",
-            &[("PORTCULLIS_LISTEN", "127.0.0.1:9000"), ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1, ::1")],
+            &[
+                ("PORTCULLIS_LISTEN", "127.0.0.1:9000"),
+                ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1, ::1"),
+            ],
         )
         .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
@@ -200,19 +238,34 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let e = load("", &[("PORTCULLIS_LISTEN", "localhost")]).unwrap_err().to_string();
+        let e = load("", &[("PORTCULLIS_LISTEN", "localhost")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("PORTCULLIS_LISTEN"), "{e}");
-        let e = load("trusted_proxies = [\"10.0.0.1/8\"]", &[]).unwrap_err().to_string();
-        assert!(e.contains("trusted_proxies") && e.contains("10.0.0.0/8"), "{e}");
-        let e = load("", &[("PORTCULLIS_SESSION_KEY", "c2hvcnQ=")]).unwrap_err().to_string();
+        let e = load("trusted_proxies = [\"10.0.0.1/8\"]", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("trusted_proxies") && e.contains("10.0.0.0/8"),
+            "{e}"
+        );
+        let e = load("", &[("PORTCULLIS_SESSION_KEY", "c2hvcnQ=")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at least 64"), "{e}");
-        let e = load("", &[("PORTCULLIS_DATABASE_URL", "mysql://x")]).unwrap_err().to_string();
+        let e = load("", &[("PORTCULLIS_DATABASE_URL", "mysql://x")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("PORTCULLIS_DATABASE_URL"), "{e}");
-        let e = load("", &[("PORTCULLIS_PUBLIC_URL", "portcullis.example.org")]).unwrap_err().to_string();
+        let e = load("", &[("PORTCULLIS_PUBLIC_URL", "portcullis.example.org")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("public_url"), "{e}");
         let e = load("lissen = \"x\"", &[]).unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
-        let e = load("", &[("PORTCULLIS_LOG_FORMAT", "xml")]).unwrap_err().to_string();
+        let e = load("", &[("PORTCULLIS_LOG_FORMAT", "xml")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("log_format"), "{e}");
     }
 }

@@ -13,8 +13,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tower_sessions::Session;
 
-pub async fn client_ip(State(state): State<AppState>, mut req: Request<Body>, next: Next) -> Response {
-    let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
+pub async fn client_ip(
+    State(state): State<AppState>,
+    mut req: Request<Body>,
+    next: Next,
+) -> Response {
+    let Some(peer) = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+    else {
         tracing::error!("no peer address: serve with into_make_service_with_connect_info");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -32,7 +40,13 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request<Body>, ne
 fn origin_of(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     let host = rest.split('/').next()?;
-    (!host.is_empty()).then(|| format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
+    (!host.is_empty()).then(|| {
+        format!(
+            "{}://{}",
+            scheme.to_ascii_lowercase(),
+            host.to_ascii_lowercase()
+        )
+    })
 }
 
 fn request_origin(headers: &HeaderMap) -> Option<String> {
@@ -57,23 +71,21 @@ pub async fn origin_check(
     next: Next,
 ) -> Response {
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if changes_state {
-        if let Some(origin) = request_origin(req.headers()) {
-            let expected: Option<String> = match public_url.as_ref() {
-                Some(url) => origin_of(url),
-                None => req
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(|host| {
-                        let scheme = origin.split("://").next().unwrap_or("http");
-                        format!("{scheme}://{}", host.to_ascii_lowercase())
-                    }),
-            };
-            if expected.as_deref() != Some(origin.as_str()) {
-                tracing::warn!(%origin, path = %req.uri().path(), "cross-origin request refused");
-                return (StatusCode::FORBIDDEN, "Cross-origin request refused.").into_response();
-            }
+    if changes_state && let Some(origin) = request_origin(req.headers()) {
+        let expected: Option<String> = match public_url.as_ref() {
+            Some(url) => origin_of(url),
+            None => req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|host| {
+                    let scheme = origin.split("://").next().unwrap_or("http");
+                    format!("{scheme}://{}", host.to_ascii_lowercase())
+                }),
+        };
+        if expected.as_deref() != Some(origin.as_str()) {
+            tracing::warn!(%origin, path = %req.uri().path(), "cross-origin request refused");
+            return (StatusCode::FORBIDDEN, "Cross-origin request refused.").into_response();
         }
     }
     next.run(req).await
@@ -102,7 +114,8 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
             Ok(user) => user.filter(|u| !u.disabled),
             Err(e) => {
                 tracing::error!(error = %e, "loading the session user failed");
-                return (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable.").into_response();
+                return (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable.")
+                    .into_response();
             }
         },
         None => None,

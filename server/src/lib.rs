@@ -42,7 +42,9 @@ pub struct Built {
 
 pub async fn build(config: &Config) -> Result<Built, StartError> {
     let store = Store::connect(&config.database_url).await?;
-    let bootstrap_password = bootstrap_admin(&store).await.map_err(|_| StartError::Bootstrap)?;
+    let bootstrap_password = bootstrap_admin(&store)
+        .await
+        .map_err(|_| StartError::Bootstrap)?;
 
     let leptos_options = LeptosOptions::builder()
         .output_name("portcullis")
@@ -61,11 +63,16 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
     let key = match &config.session_key {
         Some(bytes) => Key::from(bytes),
         None => {
-            tracing::warn!("no session_key configured: generated one for this run; sign-ins end at restart");
+            tracing::warn!(
+                "no session_key configured: generated one for this run; sign-ins end at restart"
+            );
             Key::generate()
         }
     };
-    let secure = config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let secure = config
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
     let sessions = SessionManagerLayer::new(SessionStoreAdapter(store.clone()))
         .with_name(SESSION_COOKIE)
         .with_http_only(true)
@@ -87,19 +94,32 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guards::page_gate))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guards::page_gate,
+        ))
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(config.public_url.clone()),
             guards::origin_check,
         ))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guards::client_ip))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guards::client_ip,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state.clone());
 
     spawn_cleanup(store);
-    Ok(Built { router, state, bootstrap_password })
+    Ok(Built {
+        router,
+        state,
+        bootstrap_password,
+    })
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

@@ -27,7 +27,10 @@ async fn main() {
     let filter = EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
 
@@ -46,10 +49,15 @@ async fn main() {
         .await
         .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", config.listen)));
     tracing::info!(address = %config.listen, database = %redact(&config.database_url), "listening");
-    axum::serve(listener, built.router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown())
-        .await
-        .unwrap_or_else(|e| fail(&format!("server error: {e}")));
+    axum::serve(
+        listener,
+        built
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .unwrap_or_else(|e| fail(&format!("server error: {e}")));
     built.state.store.close().await;
 }
 
@@ -69,7 +77,8 @@ async fn shutdown() {
         let _ = tokio::signal::ctrl_c().await;
     };
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -16,31 +16,50 @@ struct TestApp {
 
 async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_database(&format!("sqlite://{}", dir.path().join("portal.db").display()));
+    let mut config = Config::for_database(&format!(
+        "sqlite://{}",
+        dir.path().join("portal.db").display()
+    ));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.site_root = dir.path().join("site").display().to_string();
     let built = portcullis_server::build(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, built.router.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .unwrap();
+        axum::serve(
+            listener,
+            built
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     TestApp {
         base: format!("http://{addr}"),
-        admin_password: built.bootstrap_password.expect("first start creates the admin"),
+        admin_password: built
+            .bootstrap_password
+            .expect("first start creates the admin"),
         _dir: dir,
     }
 }
 
 fn browser() -> Client {
-    Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
+    Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
 }
 
 impl TestApp {
     /// Calls a server function like the hydrated page does.
-    async fn call(&self, client: &Client, name: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        client: &Client,
+        name: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let res = client
             .post(format!("{}/api/{name}", self.base))
             .header(ORIGIN, &self.base)
@@ -50,16 +69,29 @@ impl TestApp {
             .unwrap();
         let status = res.status();
         let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn get(&self, client: &Client, path: &str) -> reqwest::Response {
-        client.get(format!("{}{path}", self.base)).send().await.unwrap()
+        client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Signs in as admin and replaces the one-time password; returns the new password.
     async fn admin_ready(&self, client: &Client) -> String {
-        let (s, _) = self.call(client, "login", &[("username", "admin"), ("password", &self.admin_password)]).await;
+        let (s, _) = self
+            .call(
+                client,
+                "login",
+                &[("username", "admin"), ("password", &self.admin_password)],
+            )
+            .await;
         assert_eq!(s, StatusCode::OK);
         self.change_admin_password(client).await
     }
@@ -71,7 +103,11 @@ impl TestApp {
             .call(
                 client,
                 "change_password",
-                &[("current_password", &self.admin_password), ("new_password", new), ("confirm_password", new)],
+                &[
+                    ("current_password", &self.admin_password),
+                    ("new_password", new),
+                    ("confirm_password", new),
+                ],
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{body}");
@@ -80,7 +116,11 @@ impl TestApp {
 }
 
 fn field_error<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
-    body["Validation"].as_array()?.iter().find(|e| e["field"] == field)?["message"].as_str()
+    body["Validation"]
+        .as_array()?
+        .iter()
+        .find(|e| e["field"] == field)?["message"]
+        .as_str()
 }
 
 #[tokio::test]
@@ -106,7 +146,10 @@ async fn signed_out_visitors_are_sent_to_the_sign_in_page() {
     let r = app.get(&c, "/login").await;
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
-    assert!(html.contains("action=\"/api/login\""), "the sign-in form posts without JavaScript");
+    assert!(
+        html.contains("action=\"/api/login\""),
+        "the sign-in form posts without JavaScript"
+    );
     assert!(html.contains("name=\"username\"") && html.contains("name=\"password\""));
     let (s, body) = app.call(&c, "whoami", &[]).await;
     assert_eq!(s, StatusCode::OK);
@@ -124,14 +167,31 @@ async fn wrong_credentials_are_refused_without_a_session() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(res.headers().get(SET_COOKIE).is_none(), "no session for a failed sign-in");
+    assert!(
+        res.headers().get(SET_COOKIE).is_none(),
+        "no session for a failed sign-in"
+    );
     let body: Value = res.json().await.unwrap();
-    assert_eq!(field_error(&body, "password"), Some("The user name or password is not correct."));
+    assert_eq!(
+        field_error(&body, "password"),
+        Some("The user name or password is not correct.")
+    );
     // An unknown user gets the very same answer.
-    let (_, body2) = app.call(&c, "login", &[("username", "mallory"), ("password", "whatever")]).await;
+    let (_, body2) = app
+        .call(
+            &c,
+            "login",
+            &[("username", "mallory"), ("password", "whatever")],
+        )
+        .await;
     assert_eq!(body, body2);
-    let (_, body) = app.call(&c, "login", &[("username", ""), ("password", "")]).await;
-    assert_eq!(field_error(&body, "username"), Some("Enter your user name."));
+    let (_, body) = app
+        .call(&c, "login", &[("username", ""), ("password", "")])
+        .await;
+    assert_eq!(
+        field_error(&body, "username"),
+        Some("Enter your user name.")
+    );
     assert_eq!(field_error(&body, "password"), Some("Enter your password."));
 }
 
@@ -141,15 +201,24 @@ async fn bootstrap_admin_must_change_the_one_time_password_first() {
     let c = browser();
     let res = c
         .post(format!("{}/api/login", app.base))
-        .form(&[("username", "admin"), ("password", app.admin_password.as_str())])
+        .form(&[
+            ("username", "admin"),
+            ("password", app.admin_password.as_str()),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let cookie = res.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("portcullis_session="), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(!cookie.contains("Secure"), "plain http on loopback: {cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http on loopback: {cookie}"
+    );
 
     // Everything but the password page is closed until the password is changed.
     let r = app.get(&c, "/").await;
@@ -157,27 +226,69 @@ async fn bootstrap_admin_must_change_the_one_time_password_first() {
     let (s, body) = app.call(&c, "list_users", &[]).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(body, Value::String("PasswordChangeRequired".into()));
-    assert_eq!(app.get(&c, "/account/password").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get(&c, "/account/password").await.status(),
+        StatusCode::OK
+    );
 
     // Bad new passwords get a message on the field and change nothing.
     let pw = app.admin_password.as_str();
     for (new, confirm, field, expected) in [
-        ("short", "short", "new_password", "A password has at least 12 characters."),
-        ("a fine long password", "a fine long passw0rd", "new_password", "The two passwords do not match."),
-        ("my admin password!", "my admin password!", "new_password", "The password must not contain the user name."),
-        (pw, pw, "new_password", "Choose a password different from the current one."),
+        (
+            "short",
+            "short",
+            "new_password",
+            "A password has at least 12 characters.",
+        ),
+        (
+            "a fine long password",
+            "a fine long passw0rd",
+            "new_password",
+            "The two passwords do not match.",
+        ),
+        (
+            "my admin password!",
+            "my admin password!",
+            "new_password",
+            "The password must not contain the user name.",
+        ),
+        (
+            pw,
+            pw,
+            "new_password",
+            "Choose a password different from the current one.",
+        ),
     ] {
         let (s, body) = app
-            .call(&c, "change_password", &[("current_password", pw), ("new_password", new), ("confirm_password", confirm)])
+            .call(
+                &c,
+                "change_password",
+                &[
+                    ("current_password", pw),
+                    ("new_password", new),
+                    ("confirm_password", confirm),
+                ],
+            )
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(field_error(&body, field), Some(expected), "{body}");
     }
     let (s, body) = app
-        .call(&c, "change_password", &[("current_password", "wrong one"), ("new_password", "a fine long password"), ("confirm_password", "a fine long password")])
+        .call(
+            &c,
+            "change_password",
+            &[
+                ("current_password", "wrong one"),
+                ("new_password", "a fine long password"),
+                ("confirm_password", "a fine long password"),
+            ],
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(field_error(&body, "current_password"), Some("The current password is not correct."));
+    assert_eq!(
+        field_error(&body, "current_password"),
+        Some("The current password is not correct.")
+    );
 
     let new = app.change_admin_password(&c).await;
     assert_eq!(app.get(&c, "/").await.status(), StatusCode::OK);
@@ -188,12 +299,15 @@ async fn bootstrap_admin_must_change_the_one_time_password_first() {
 
     // The one-time password no longer works; the new one does.
     let c2 = browser();
-    let (s, _) = app.call(&c2, "login", &[("username", "admin"), ("password", pw)]).await;
+    let (s, _) = app
+        .call(&c2, "login", &[("username", "admin"), ("password", pw)])
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    let (s, _) = app.call(&c2, "login", &[("username", "admin"), ("password", &new)]).await;
+    let (s, _) = app
+        .call(&c2, "login", &[("username", "admin"), ("password", &new)])
+        .await;
     assert_eq!(s, StatusCode::OK);
 }
-
 
 fn session_cookie(res: &reqwest::Response) -> String {
     res.headers()
@@ -226,17 +340,29 @@ async fn session_id_is_rotated_at_sign_in_and_ended_at_sign_out() {
     assert_ne!(a, b, "signing in again issues a new session id");
 
     let whoami = |cookie: String| {
-        Client::new().post(format!("{}/api/whoami", app.base)).header("cookie", cookie).send()
+        Client::new()
+            .post(format!("{}/api/whoami", app.base))
+            .header("cookie", cookie)
+            .send()
     };
     let old: Value = whoami(a).await.unwrap().json().await.unwrap();
     assert_eq!(old, Value::Null, "the replaced session id is dead");
     let current: Value = whoami(b.clone()).await.unwrap().json().await.unwrap();
     assert_eq!(current["username"], "admin");
 
-    let out = Client::new().post(format!("{}/api/logout", app.base)).header("cookie", b.clone()).send().await.unwrap();
+    let out = Client::new()
+        .post(format!("{}/api/logout", app.base))
+        .header("cookie", b.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.status(), StatusCode::OK);
     let after: Value = whoami(b).await.unwrap().json().await.unwrap();
-    assert_eq!(after, Value::Null, "signed out sessions are gone from the store");
+    assert_eq!(
+        after,
+        Value::Null,
+        "signed out sessions are gone from the store"
+    );
 }
 
 #[tokio::test]
@@ -247,7 +373,10 @@ async fn cross_origin_posts_are_refused() {
         let res = c
             .post(format!("{}/api/login", app.base))
             .header(ORIGIN, origin)
-            .form(&[("username", "admin"), ("password", app.admin_password.as_str())])
+            .form(&[
+                ("username", "admin"),
+                ("password", app.admin_password.as_str()),
+            ])
             .send()
             .await
             .unwrap();
@@ -257,13 +386,22 @@ async fn cross_origin_posts_are_refused() {
     let res = c
         .post(format!("{}/api/login", app.base))
         .header(REFERER, "http://evil.example/page")
-        .form(&[("username", "admin"), ("password", app.admin_password.as_str())])
+        .form(&[
+            ("username", "admin"),
+            ("password", app.admin_password.as_str()),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     // Same origin passes.
-    let (s, _) = app.call(&c, "login", &[("username", "admin"), ("password", &app.admin_password)]).await;
+    let (s, _) = app
+        .call(
+            &c,
+            "login",
+            &[("username", "admin"), ("password", &app.admin_password)],
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
 }
 
@@ -272,10 +410,18 @@ async fn repeated_failures_lock_sign_in_for_a_while() {
     let app = spawn_app().await;
     let c = browser();
     for _ in 0..5 {
-        let (s, _) = app.call(&c, "login", &[("username", "admin"), ("password", "guess")]).await;
+        let (s, _) = app
+            .call(&c, "login", &[("username", "admin"), ("password", "guess")])
+            .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     }
-    let (s, body) = app.call(&c, "login", &[("username", "admin"), ("password", &app.admin_password)]).await;
+    let (s, body) = app
+        .call(
+            &c,
+            "login",
+            &[("username", "admin"), ("password", &app.admin_password)],
+        )
+        .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert!(body["RateLimited"]["retry_after_secs"].as_u64().unwrap() > 0);
 }
@@ -295,10 +441,16 @@ async fn plain_form_posts_redirect_with_errors_or_to_the_next_page() {
     let bad = post("nope").await.unwrap();
     assert_eq!(bad.status(), StatusCode::FOUND);
     let location = bad.headers()[LOCATION].to_str().unwrap().to_owned();
-    assert!(location.starts_with(&format!("{}/login?", app.base)) && location.contains("__err="), "{location}");
+    assert!(
+        location.starts_with(&format!("{}/login?", app.base)) && location.contains("__err="),
+        "{location}"
+    );
     // The page rendered at that address shows the message next to the field.
     let page = c.get(&location).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("The user name or password is not correct."), "error shown without JavaScript");
+    assert!(
+        page.contains("The user name or password is not correct."),
+        "error shown without JavaScript"
+    );
 
     let good = post(&app.admin_password).await.unwrap();
     assert_eq!(good.status(), StatusCode::FOUND);
@@ -316,7 +468,14 @@ async fn user_administration_checks_roles_and_input() {
         .call(
             &admin,
             "create_user",
-            &[("username", "x y"), ("display_name", ""), ("password", "short"), ("role", "root"), ("scope_kind", "group"), ("scope_target", "")],
+            &[
+                ("username", "x y"),
+                ("display_name", ""),
+                ("password", "short"),
+                ("role", "root"),
+                ("scope_kind", "group"),
+                ("scope_target", ""),
+            ],
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
@@ -339,11 +498,23 @@ async fn user_administration_checks_roles_and_input() {
     let rita_id = body.as_str().unwrap().to_owned();
     let (s, body) = app.call(&admin, "create_user", &create).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(field_error(&body, "username"), Some("A user with this name already exists."));
+    assert_eq!(
+        field_error(&body, "username"),
+        Some("A user with this name already exists.")
+    );
 
     // Rita (no forced change: the box was not ticked) signs in and is a requester, not an admin.
     let rita = browser();
-    let (s, _) = app.call(&rita, "login", &[("username", "rita"), ("password", "first sign-in secret 42")]).await;
+    let (s, _) = app
+        .call(
+            &rita,
+            "login",
+            &[
+                ("username", "rita"),
+                ("password", "first sign-in secret 42"),
+            ],
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (_, me) = app.call(&rita, "whoami", &[]).await;
     assert_eq!(me["roles"][0]["role"], "requester");
@@ -351,41 +522,113 @@ async fn user_administration_checks_roles_and_input() {
     for (name, form) in [
         ("list_users", vec![]),
         ("create_user", create.to_vec()),
-        ("add_role", vec![("user_id", rita_id.as_str()), ("role", "admin"), ("scope_kind", "all"), ("scope_target", "")]),
-        ("set_user_disabled", vec![("user_id", rita_id.as_str()), ("disabled", "true")]),
+        (
+            "add_role",
+            vec![
+                ("user_id", rita_id.as_str()),
+                ("role", "admin"),
+                ("scope_kind", "all"),
+                ("scope_target", ""),
+            ],
+        ),
+        (
+            "set_user_disabled",
+            vec![("user_id", rita_id.as_str()), ("disabled", "true")],
+        ),
     ] {
         let (s, body) = app.call(&rita, name, &form).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{name}");
         assert_eq!(body, Value::String("Forbidden".into()), "{name}");
     }
-    let (s, _) = app.call(&rita, "remove_role", &[("assignment_id", "whatever")]).await;
+    let (s, _) = app
+        .call(&rita, "remove_role", &[("assignment_id", "whatever")])
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // The admin page itself renders, but shows the refusal instead of data.
     let page = app.get(&rita, "/admin/users").await.text().await.unwrap();
     assert!(page.contains("You do not have permission to do that."));
-    assert!(!page.contains("users-table"), "no user data for a requester");
+    assert!(
+        !page.contains("users-table"),
+        "no user data for a requester"
+    );
 
     // Admin grants a scoped approver role, then disables Rita: her session ends.
     let (s, body) = app
-        .call(&admin, "add_role", &[("user_id", &rita_id), ("role", "approver"), ("scope_kind", "group"), ("scope_target", "prod")])
+        .call(
+            &admin,
+            "add_role",
+            &[
+                ("user_id", &rita_id),
+                ("role", "approver"),
+                ("scope_kind", "group"),
+                ("scope_target", "prod"),
+            ],
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let (_, me) = app.call(&rita, "whoami", &[]).await;
-    assert!(me["roles"].as_array().unwrap().iter().any(|r| r["role"] == "approver" && r["scope"] == "group prod"));
-    let (s, _) = app.call(&admin, "set_user_disabled", &[("user_id", &rita_id), ("disabled", "true")]).await;
+    assert!(
+        me["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["role"] == "approver" && r["scope"] == "group prod")
+    );
+    let (s, _) = app
+        .call(
+            &admin,
+            "set_user_disabled",
+            &[("user_id", &rita_id), ("disabled", "true")],
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (_, me) = app.call(&rita, "whoami", &[]).await;
     assert_eq!(me, Value::Null);
-    let (s, _) = app.call(&rita, "login", &[("username", "rita"), ("password", "first sign-in secret 42")]).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "disabled accounts cannot sign in");
+    let (s, _) = app
+        .call(
+            &rita,
+            "login",
+            &[
+                ("username", "rita"),
+                ("password", "first sign-in secret 42"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "disabled accounts cannot sign in"
+    );
 
     // The last administrator cannot be locked out.
     let (_, users) = app.call(&admin, "list_users", &[]).await;
-    let admin_row = users.as_array().unwrap().iter().find(|u| u["username"] == "admin").unwrap().clone();
+    let admin_row = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "admin")
+        .unwrap()
+        .clone();
     let (s, body) = app
-        .call(&admin, "remove_role", &[("assignment_id", admin_row["roles"][0]["id"].as_str().unwrap())])
+        .call(
+            &admin,
+            "remove_role",
+            &[(
+                "assignment_id",
+                admin_row["roles"][0]["id"].as_str().unwrap(),
+            )],
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
-    let (s, _) = app.call(&admin, "set_user_disabled", &[("user_id", admin_row["id"].as_str().unwrap()), ("disabled", "true")]).await;
+    let (s, _) = app
+        .call(
+            &admin,
+            "set_user_disabled",
+            &[
+                ("user_id", admin_row["id"].as_str().unwrap()),
+                ("disabled", "true"),
+            ],
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
 }

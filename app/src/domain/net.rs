@@ -21,7 +21,9 @@ pub struct Cidr {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CidrError {
-    #[error("Enter an IPv4 or IPv6 address, optionally with a prefix length, e.g. 198.51.100.0/24.")]
+    #[error(
+        "Enter an IPv4 or IPv6 address, optionally with a prefix length, e.g. 198.51.100.0/24."
+    )]
     Malformed,
     #[error("The prefix length must be 0–32 for IPv4 and 0–128 for IPv6.")]
     PrefixLength,
@@ -101,12 +103,20 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             IpAddr::V4((bits & m).into())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             IpAddr::V6((bits & m).into())
         }
     }
@@ -151,9 +161,18 @@ mod tests {
 
     #[test]
     fn parses_prefixes_and_hosts() {
-        assert_eq!(Cidr::parse("198.51.100.0/24").unwrap().to_string(), "198.51.100.0/24");
-        assert_eq!(Cidr::parse("198.51.100.7").unwrap().to_string(), "198.51.100.7/32");
-        assert_eq!(Cidr::parse("2001:db8::/32").unwrap().to_string(), "2001:db8::/32");
+        assert_eq!(
+            Cidr::parse("198.51.100.0/24").unwrap().to_string(),
+            "198.51.100.0/24"
+        );
+        assert_eq!(
+            Cidr::parse("198.51.100.7").unwrap().to_string(),
+            "198.51.100.7/32"
+        );
+        assert_eq!(
+            Cidr::parse("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
         assert_eq!(Cidr::parse("2001:db8::1").unwrap().prefix_len(), 128);
         assert_eq!(Cidr::parse("198.51.100.0/33"), Err(CidrError::PrefixLength));
         assert_eq!(Cidr::parse("2001:db8::/129"), Err(CidrError::PrefixLength));
@@ -183,19 +202,41 @@ mod tests {
 
     #[test]
     fn client_ip_trusts_only_configured_proxies() {
-        let proxies = [Cidr::parse("127.0.0.1").unwrap(), Cidr::parse("10.0.0.0/8").unwrap()];
+        let proxies = [
+            Cidr::parse("127.0.0.1").unwrap(),
+            Cidr::parse("10.0.0.0/8").unwrap(),
+        ];
         // No trusted proxy: the header is the client's own claim and is ignored.
-        assert_eq!(client_ip(ip("203.0.113.7"), &["198.51.100.1"], &proxies), ip("203.0.113.7"));
-        assert_eq!(client_ip(ip("127.0.0.1"), &["198.51.100.1"], &[]), ip("127.0.0.1"));
+        assert_eq!(
+            client_ip(ip("203.0.113.7"), &["198.51.100.1"], &proxies),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &["198.51.100.1"], &[]),
+            ip("127.0.0.1")
+        );
         // Through two trusted proxies; a spoofed left-most entry is not believed.
         assert_eq!(
-            client_ip(ip("127.0.0.1"), &["6.6.6.6, 198.51.100.1", "10.1.2.3"], &proxies),
+            client_ip(
+                ip("127.0.0.1"),
+                &["6.6.6.6, 198.51.100.1", "10.1.2.3"],
+                &proxies
+            ),
             ip("198.51.100.1")
         );
         // Every hop trusted: the left-most is the best we know.
-        assert_eq!(client_ip(ip("127.0.0.1"), &["10.0.0.5"], &proxies), ip("10.0.0.5"));
-        assert_eq!(client_ip(ip("127.0.0.1"), &["garbage"], &proxies), ip("127.0.0.1"));
-        assert_eq!(client_ip(ip("::ffff:127.0.0.1"), &["2001:db8::9"], &proxies), ip("2001:db8::9"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &["10.0.0.5"], &proxies),
+            ip("10.0.0.5")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &["garbage"], &proxies),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.1"), &["2001:db8::9"], &proxies),
+            ip("2001:db8::9")
+        );
     }
 
     proptest! {

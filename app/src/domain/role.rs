@@ -44,7 +44,10 @@ impl Role {
             Role::Reader => matches!(action, ViewVm | ViewActivityLog),
             Role::Requester => matches!(action, ViewVm | ViewActivityLog | RequestAccess),
             Role::Approver => {
-                matches!(action, ViewVm | ViewActivityLog | RequestAccess | ApproveRequest)
+                matches!(
+                    action,
+                    ViewVm | ViewActivityLog | RequestAccess | ApproveRequest
+                )
             }
             Role::Admin => true,
         }
@@ -189,11 +192,17 @@ mod tests {
     use Action::*;
 
     fn vm() -> Resource {
-        Resource::Vm { id: "vm-1".into(), group: "prod".into() }
+        Resource::Vm {
+            id: "vm-1".into(),
+            group: "prod".into(),
+        }
     }
 
     fn other_vm() -> Resource {
-        Resource::Vm { id: "vm-2".into(), group: "dev".into() }
+        Resource::Vm {
+            id: "vm-2".into(),
+            group: "dev".into(),
+        }
     }
 
     fn assigned(role: Role, scope: Scope) -> Vec<RoleAssignment> {
@@ -205,15 +214,28 @@ mod tests {
     fn every_role_times_every_action_at_all_scope() {
         let expected: [(Role, [bool; 7]); 4] = [
             //                 view   log    req    appr   policy vm     users
-            (Role::Reader, [true, true, false, false, false, false, false]),
-            (Role::Requester, [true, true, true, false, false, false, false]),
-            (Role::Approver, [true, true, true, true, false, false, false]),
+            (
+                Role::Reader,
+                [true, true, false, false, false, false, false],
+            ),
+            (
+                Role::Requester,
+                [true, true, true, false, false, false, false],
+            ),
+            (
+                Role::Approver,
+                [true, true, true, true, false, false, false],
+            ),
             (Role::Admin, [true, true, true, true, true, true, true]),
         ];
         for (role, row) in expected {
             let a = assigned(role, Scope::All);
             for (action, allowed) in Action::ALL.into_iter().zip(row) {
-                assert_eq!(permits(&a, action, &vm()), allowed, "{role} {action:?} on a VM");
+                assert_eq!(
+                    permits(&a, action, &vm()),
+                    allowed,
+                    "{role} {action:?} on a VM"
+                );
                 assert_eq!(
                     permits(&a, action, &Resource::Global),
                     allowed,
@@ -230,9 +252,19 @@ mod tests {
                 let a = assigned(role, scope.clone());
                 for action in Action::ALL {
                     let in_scope = role.allows(action);
-                    assert_eq!(permits(&a, action, &vm()), in_scope, "{role} {scope} {action:?}");
-                    assert!(!permits(&a, action, &other_vm()), "{role} {scope} {action:?} other VM");
-                    assert!(!permits(&a, action, &Resource::Global), "{role} {scope} {action:?} global");
+                    assert_eq!(
+                        permits(&a, action, &vm()),
+                        in_scope,
+                        "{role} {scope} {action:?}"
+                    );
+                    assert!(
+                        !permits(&a, action, &other_vm()),
+                        "{role} {scope} {action:?} other VM"
+                    );
+                    assert!(
+                        !permits(&a, action, &Resource::Global),
+                        "{role} {scope} {action:?} global"
+                    );
                 }
             }
         }
@@ -249,8 +281,14 @@ mod tests {
     #[test]
     fn assignments_combine() {
         let a = vec![
-            RoleAssignment { role: Role::Reader, scope: Scope::All },
-            RoleAssignment { role: Role::Admin, scope: Scope::Vm("vm-2".into()) },
+            RoleAssignment {
+                role: Role::Reader,
+                scope: Scope::All,
+            },
+            RoleAssignment {
+                role: Role::Admin,
+                scope: Scope::Vm("vm-2".into()),
+            },
         ];
         assert!(permits(&a, ManageVm, &other_vm()));
         assert!(!permits(&a, ManageVm, &vm()));
@@ -263,14 +301,20 @@ mod tests {
             let a = assigned(role, Scope::All);
             let can = role.allows(ApproveRequest);
             assert_eq!(permits_approval(&a, &vm(), "u1", "u2"), can, "{role}");
-            assert!(!permits_approval(&a, &vm(), "u1", "u1"), "{role} self-approval");
+            assert!(
+                !permits_approval(&a, &vm(), "u1", "u1"),
+                "{role} self-approval"
+            );
         }
     }
 
     #[test]
     fn scopes_parse_with_field_messages() {
         assert_eq!(Scope::parse("all", "ignored"), Ok(Scope::All));
-        assert_eq!(Scope::parse("group", " prod "), Ok(Scope::Group("prod".into())));
+        assert_eq!(
+            Scope::parse("group", " prod "),
+            Ok(Scope::Group("prod".into()))
+        );
         assert_eq!(Scope::parse("vm", ""), Err(ScopeError::MissingTarget));
         assert_eq!(Scope::parse("planet", "x"), Err(ScopeError::UnknownKind));
         assert_eq!(Role::parse("Admin"), Ok(Role::Admin));

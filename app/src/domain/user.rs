@@ -27,10 +27,9 @@ impl Username {
         if !(3..=64).contains(&len) {
             return Err(UsernameError::Length);
         }
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '@'))
-        {
+        if !name.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '@')
+        }) {
             return Err(UsernameError::Characters);
         }
         Ok(Self(name))
@@ -75,13 +74,7 @@ pub enum PasswordError {
 
 impl NewPassword {
     pub fn parse(raw: &str, confirm: &str, username: &Username) -> Result<Self, PasswordError> {
-        let len = raw.chars().count();
-        if len < MIN_PASSWORD_CHARS {
-            return Err(PasswordError::TooShort);
-        }
-        if len > MAX_PASSWORD_CHARS {
-            return Err(PasswordError::TooLong);
-        }
+        Self::check_length(raw)?;
         if raw.to_lowercase().contains(username.as_str()) {
             return Err(PasswordError::ContainsUsername);
         }
@@ -89,6 +82,18 @@ impl NewPassword {
             return Err(PasswordError::Mismatch);
         }
         Ok(Self(raw.to_owned()))
+    }
+
+    /// The checks that need no user name, for forms whose user name itself is invalid.
+    pub fn check_length(raw: &str) -> Result<(), PasswordError> {
+        let len = raw.chars().count();
+        if len < MIN_PASSWORD_CHARS {
+            return Err(PasswordError::TooShort);
+        }
+        if len > MAX_PASSWORD_CHARS {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(())
     }
 
     pub fn expose(&self) -> &str {
@@ -124,7 +129,10 @@ mod tests {
     #[test]
     fn password_policy() {
         let alice = Username::parse("alice").unwrap();
-        assert_eq!(NewPassword::parse("short", "short", &alice), Err(PasswordError::TooShort));
+        assert_eq!(
+            NewPassword::parse("short", "short", &alice),
+            Err(PasswordError::TooShort)
+        );
         assert_eq!(
             NewPassword::parse("my-Alice-password", "my-Alice-password", &alice),
             Err(PasswordError::ContainsUsername)
@@ -134,8 +142,12 @@ mod tests {
             Err(PasswordError::Mismatch)
         );
         let long = "x".repeat(257);
-        assert_eq!(NewPassword::parse(&long, &long, &alice), Err(PasswordError::TooLong));
-        let ok = NewPassword::parse("correct horse battery", "correct horse battery", &alice).unwrap();
+        assert_eq!(
+            NewPassword::parse(&long, &long, &alice),
+            Err(PasswordError::TooLong)
+        );
+        let ok =
+            NewPassword::parse("correct horse battery", "correct horse battery", &alice).unwrap();
         assert_eq!(ok.expose(), "correct horse battery");
         assert!(!format!("{ok:?}").contains("horse"));
     }

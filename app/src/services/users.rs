@@ -2,7 +2,9 @@
 
 use crate::auth::{LoginLimiter, hash_password, verify_password};
 use crate::domain::user::parse_display_name;
-use crate::domain::{Action, FieldErrors, NewPassword, Resource, Role, RoleAssignment, Scope, Username, permits};
+use crate::domain::{
+    Action, FieldErrors, NewPassword, Resource, Role, RoleAssignment, Scope, Username, permits,
+};
 use crate::error::{AppError, AppResult};
 use crate::model::{RoleView, UserRow, UserView};
 use crate::store::{NewUser, RemoveOutcome, Store, StoredAssignment, StoredUser};
@@ -26,7 +28,10 @@ pub async fn bootstrap_admin(store: &Store) -> AppResult<Option<String>> {
                 password_hash: Some(&hash),
                 must_change_password: true,
             },
-            &[RoleAssignment { role: Role::Admin, scope: Scope::All }],
+            &[RoleAssignment {
+                role: Role::Admin,
+                scope: Scope::All,
+            }],
         )
         .await?;
     Ok(Some(password))
@@ -80,7 +85,10 @@ pub async fn sign_in(
         _ => {
             limiter.record_failure(&keys);
             tracing::warn!(user = %name, %client_ip, "sign-in refused");
-            Err(AppError::field("password", "The user name or password is not correct."))
+            Err(AppError::field(
+                "password",
+                "The user name or password is not correct.",
+            ))
         }
     }
 }
@@ -98,11 +106,17 @@ pub async fn change_password(
     if current.is_empty() {
         errors.add("current_password", "Enter your current password.");
     } else if current == new {
-        errors.add("new_password", "Choose a password different from the current one.");
+        errors.add(
+            "new_password",
+            "Choose a password different from the current one.",
+        );
     }
     errors.into_result()?;
     if !verify_password(current.to_owned(), user.password_hash.clone()).await? {
-        return Err(AppError::field("current_password", "The current password is not correct."));
+        return Err(AppError::field(
+            "current_password",
+            "The current password is not correct.",
+        ));
     }
     let parsed = parsed.ok_or(AppError::Internal)?;
     let hash = hash_password(parsed.expose().to_owned()).await?;
@@ -111,8 +125,16 @@ pub async fn change_password(
     Ok(())
 }
 
-pub fn require(assignments: &[RoleAssignment], action: Action, resource: &Resource) -> AppResult<()> {
-    if permits(assignments, action, resource) { Ok(()) } else { Err(AppError::Forbidden) }
+pub fn require(
+    assignments: &[RoleAssignment],
+    action: Action,
+    resource: &Resource,
+) -> AppResult<()> {
+    if permits(assignments, action, resource) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden)
+    }
 }
 
 pub async fn list_users(store: &Store) -> AppResult<Vec<UserRow>> {
@@ -121,8 +143,11 @@ pub async fn list_users(store: &Store) -> AppResult<Vec<UserRow>> {
     Ok(users
         .iter()
         .map(|u| {
-            let mine: Vec<StoredAssignment> =
-                assignments.iter().filter(|a| a.user_id == u.id).cloned().collect();
+            let mine: Vec<StoredAssignment> = assignments
+                .iter()
+                .filter(|a| a.user_id == u.id)
+                .cloned()
+                .collect();
             UserRow {
                 id: u.id.clone(),
                 username: u.username.clone(),
@@ -149,11 +174,21 @@ pub async fn create_user(store: &Store, input: CreateUserInput<'_>) -> AppResult
     let mut errors = FieldErrors::new();
     let username = errors.check("username", Username::parse(input.username));
     let display = errors.check("display_name", parse_display_name(input.display_name));
-    let password = username
-        .as_ref()
-        .and_then(|u| errors.check("password", NewPassword::parse(input.password, input.password, u)));
+    let password = match &username {
+        Some(u) => errors.check(
+            "password",
+            NewPassword::parse(input.password, input.password, u),
+        ),
+        None => {
+            errors.check("password", NewPassword::check_length(input.password));
+            None
+        }
+    };
     let role = errors.check("role", Role::parse(input.role));
-    let scope = errors.check("scope_target", Scope::parse(input.scope_kind, input.scope_target));
+    let scope = errors.check(
+        "scope_target",
+        Scope::parse(input.scope_kind, input.scope_target),
+    );
     errors.into_result()?;
     let (Some(username), Some(display), Some(password), Some(role), Some(scope)) =
         (username, display, password, role, scope)
@@ -174,14 +209,21 @@ pub async fn create_user(store: &Store, input: CreateUserInput<'_>) -> AppResult
         .await;
     match created {
         Ok(user) => Ok(user.id),
-        Err(crate::store::StoreError::Duplicate) => {
-            Err(AppError::field("username", "A user with this name already exists."))
-        }
+        Err(crate::store::StoreError::Duplicate) => Err(AppError::field(
+            "username",
+            "A user with this name already exists.",
+        )),
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn add_role(store: &Store, user_id: &str, role: &str, kind: &str, target: &str) -> AppResult<()> {
+pub async fn add_role(
+    store: &Store,
+    user_id: &str,
+    role: &str,
+    kind: &str,
+    target: &str,
+) -> AppResult<()> {
     let mut errors = FieldErrors::new();
     let role = errors.check("role", Role::parse(role));
     let scope = errors.check("scope_target", Scope::parse(kind, target));
@@ -192,11 +234,15 @@ pub async fn add_role(store: &Store, user_id: &str, role: &str, kind: &str, targ
     if store.get_user(user_id).await?.is_none() {
         return Err(AppError::NotFound("The user".into()));
     }
-    match store.add_assignment(user_id, &RoleAssignment { role, scope }).await {
+    match store
+        .add_assignment(user_id, &RoleAssignment { role, scope })
+        .await
+    {
         Ok(_) => Ok(()),
-        Err(crate::store::StoreError::Duplicate) => {
-            Err(AppError::field("role", "The user already has this role in this scope."))
-        }
+        Err(crate::store::StoreError::Duplicate) => Err(AppError::field(
+            "role",
+            "The user already has this role in this scope.",
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -211,9 +257,16 @@ pub async fn remove_role(store: &Store, assignment_id: &str) -> AppResult<()> {
     }
 }
 
-pub async fn set_disabled(store: &Store, actor_id: &str, user_id: &str, disabled: bool) -> AppResult<()> {
+pub async fn set_disabled(
+    store: &Store,
+    actor_id: &str,
+    user_id: &str,
+    disabled: bool,
+) -> AppResult<()> {
     if disabled && actor_id == user_id {
-        return Err(AppError::Conflict("You cannot disable your own account.".into()));
+        return Err(AppError::Conflict(
+            "You cannot disable your own account.".into(),
+        ));
     }
     if disabled && store.count_other_global_admins(user_id).await? == 0 {
         return Err(AppError::Conflict(

@@ -25,7 +25,9 @@ impl Store {
     }
 
     pub async fn count_sessions(&self) -> super::Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM sessions").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM sessions")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get::<i64, _>("n")?)
     }
 }
@@ -37,14 +39,16 @@ fn expiry_ms(record: &Record) -> i64 {
 #[async_trait]
 impl SessionStore for SessionStoreAdapter {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = serde_json::to_string(record)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         loop {
-            let result = sqlx::query("INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3)")
-                .bind(record.id.to_string())
-                .bind(&data)
-                .bind(expiry_ms(record))
-                .execute(&self.0.pool)
-                .await;
+            let result =
+                sqlx::query("INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3)")
+                    .bind(record.id.to_string())
+                    .bind(&data)
+                    .bind(expiry_ms(record))
+                    .execute(&self.0.pool)
+                    .await;
             match result {
                 Ok(_) => return Ok(()),
                 // An id collision is astronomically unlikely, but a fresh id is the answer.
@@ -57,7 +61,8 @@ impl SessionStore for SessionStoreAdapter {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = serde_json::to_string(record)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let id = record.id.to_string();
         let updated = sqlx::query("UPDATE sessions SET data = $1, expires_at = $2 WHERE id = $3")
             .bind(&data)

@@ -69,7 +69,11 @@ impl Store {
     }
 
     /// Creates a user and, in the same transaction, its first role assignments.
-    pub async fn create_user(&self, user: &NewUser<'_>, roles: &[RoleAssignment]) -> Result<StoredUser> {
+    pub async fn create_user(
+        &self,
+        user: &NewUser<'_>,
+        roles: &[RoleAssignment],
+    ) -> Result<StoredUser> {
         let id = new_id();
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -103,13 +107,19 @@ impl Store {
 
     pub async fn find_user_by_username(&self, username: &str) -> Result<Option<StoredUser>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
-        let row = sqlx::query(&sql).bind(username).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     pub async fn get_user(&self, id: &str) -> Result<Option<StoredUser>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -186,7 +196,12 @@ impl Store {
             return Ok(RemoveOutcome::NotFound);
         };
         let found = assignment_from_row(&row)?;
-        if found.assignment == (RoleAssignment { role: Role::Admin, scope: Scope::All }) {
+        if found.assignment
+            == (RoleAssignment {
+                role: Role::Admin,
+                scope: Scope::All,
+            })
+        {
             let admins = sqlx::query(
                 "SELECT COUNT(*) AS n FROM role_assignments r JOIN users u ON u.id = r.user_id \
                  WHERE r.role = 'admin' AND r.scope_kind = 'all' AND u.disabled = 0",

@@ -1,0 +1,35 @@
+# Two entry points: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+DATA_DIR ?= .data
+export PORTCULLIS_DATABASE_URL ?= sqlite://$(DATA_DIR)/portcullis.db
+export PORTCULLIS_SITE_ROOT ?= target/site
+
+.PHONY: run test setup build release unit e2e lint clean
+
+## Build the release and serve the portal on an embedded SQLite database.
+run:
+	scripts/setup.sh run
+	cargo leptos build --release
+	@mkdir -p $(DATA_DIR)
+	@[ -s $(DATA_DIR)/session.key ] || (head -c 64 /dev/urandom | base64 -w0 > $(DATA_DIR)/session.key && chmod 600 $(DATA_DIR)/session.key)
+	PORTCULLIS_SESSION_KEY=$$(cat $(DATA_DIR)/session.key) ./target/release/portcullis-server
+
+## Every test: unit, store, HTTP, browser (hydrated and without JavaScript).
+test:
+	scripts/setup.sh test
+	cargo leptos build
+	$(MAKE) unit e2e
+
+unit:
+	cargo test -p portcullis-app -p portcullis-server
+
+e2e:
+	cd end2end && npx playwright test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy -p portcullis-app -p portcullis-server --all-targets -- -D warnings
+	cargo clippy -p portcullis-frontend --target wasm32-unknown-unknown -- -D warnings
+
+clean:
+	cargo clean

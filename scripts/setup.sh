@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what Portcullis needs on a Debian machine with Rust (rustup), and nothing that
+# is already there. `scripts/setup.sh run` for building and serving; `scripts/setup.sh test`
+# adds what the test suites need (Chromium, Node packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-run}
+# cargo-leptos: the newest release needs a newer rustc than 1.95; 0.3.10 with its own lock
+# file builds here. `no_downloads`: it must use wasm-bindgen/wasm-opt from PATH and never
+# fetch binaries at build time.
+CARGO_LEPTOS_VERSION=0.3.10
+# The wasm-bindgen CLI must equal the wasm-bindgen library in Cargo.lock.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "setup: need root to run: $*" >&2; exit 1; fi
+}
+
+packages=()
+command -v cc >/dev/null || packages+=(build-essential)
+command -v pkg-config >/dev/null || packages+=(pkg-config)
+command -v wasm-opt >/dev/null || packages+=(binaryen)
+if [ "$mode" = test ]; then
+  [ -x /usr/bin/chromium ] || packages+=(chromium)
+  command -v node >/dev/null || packages+=(nodejs)
+  command -v npm >/dev/null || packages+=(npm)
+fi
+if [ ${#packages[@]} -gt 0 ]; then
+  say "installing Debian packages: ${packages[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+  say "installing cargo-leptos $CARGO_LEPTOS_VERSION (a few minutes, once)"
+  cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads
+fi
+
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$"; then
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (once)"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked
+fi
+
+if [ "$mode" = test ]; then
+  if [ ! -d end2end/node_modules ] || [ end2end/package-lock.json -nt end2end/node_modules ]; then
+    say "installing the browser-test packages (npm ci)"
+    (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+say "ready ($mode)"
