@@ -1,7 +1,7 @@
 //! The HTML shell and the router: which page answers which path.
 
 use crate::api::whoami;
-use crate::pages::{AdminUsersPage, HomePage, LoginPage, NotFound, PasswordPage};
+use crate::pages::*;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
@@ -34,6 +34,7 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     let user: UserResource = Resource::new(|| (), |_| whoami());
     provide_context(user);
+    crate::components::provide_clock();
 
     // Tests (and curious users) can tell a hydrated page from server-rendered HTML.
     Effect::new(move |_| {
@@ -52,6 +53,13 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=HomePage ssr=SsrMode::Async />
                 <Route path=path!("/account/password") view=PasswordPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/users") view=AdminUsersPage ssr=SsrMode::Async />
+                <Route path=path!("/jit") view=JitPage ssr=SsrMode::Async />
+                <Route path=path!("/jit/configure") view=ConfigurePage ssr=SsrMode::Async />
+                <Route path=path!("/jit/request") view=RequestAccessPage ssr=SsrMode::Async />
+                <Route path=path!("/requests") view=RequestsPage ssr=SsrMode::Async />
+                <Route path=path!("/vms/new") view=NewVmPage ssr=SsrMode::Async />
+                <Route path=path!("/vms/:id") view=VmPage ssr=SsrMode::Async />
+                <Route path=path!("/activity") view=ActivityPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

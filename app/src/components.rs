@@ -20,6 +20,9 @@ pub fn Shell(children: Children) -> impl IntoView {
                     view! {
                         <nav class="nav" aria-label="Main">
                             <a href="/">"Overview"</a>
+                            <a href="/jit">"Just-in-time"</a>
+                            <a href="/requests">"Requests"</a>
+                            <a href="/activity">"Activity log"</a>
                             {admin.then(|| view! { <a href="/admin/users">"Users & roles"</a> })}
                         </nav>
                         <div class="user-box">
@@ -121,4 +124,80 @@ where
     O: Clone + Send + Sync + 'static,
 {
     Signal::derive(move || action.value().get().and_then(Result::err))
+}
+
+/// The current time, ticking every second in the browser; the server renders with its own.
+#[derive(Clone, Copy)]
+pub struct Clock(pub RwSignal<i64>);
+
+pub fn now_ms() -> i64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::now() as i64
+    }
+    #[cfg(all(feature = "ssr", not(feature = "hydrate")))]
+    {
+        chrono::Utc::now().timestamp_millis()
+    }
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    {
+        0
+    }
+}
+
+pub fn provide_clock() {
+    let now = RwSignal::new(now_ms());
+    provide_context(Clock(now));
+    Effect::new(move |_| {
+        let _ = set_interval_with_handle(move || now.set(now_ms()), std::time::Duration::from_secs(1));
+    });
+}
+
+/// Time left until `end_ms`, counting down live once the page is hydrated.
+#[component]
+pub fn Countdown(end_ms: i64) -> impl IntoView {
+    let now = use_context::<Clock>().map(|c| c.0);
+    let text = move || {
+        let left = end_ms - now.map(|n| n.get()).unwrap_or_else(now_ms);
+        if left <= 0 { "ended".to_owned() } else { format!("{} left", crate::model::format_remaining(left)) }
+    };
+    view! { <span class="countdown" data-end=end_ms.to_string()>{text}</span> }
+}
+
+/// A UTC time, shown in the viewer's local time once the page is hydrated.
+#[component]
+pub fn LocalTime(ms: i64) -> impl IntoView {
+    let utc = crate::model::format_utc(ms);
+    let shown = RwSignal::new(utc.clone());
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
+            shown.set(String::from(d.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED)));
+        }
+    });
+    let iso = chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()).unwrap_or_default();
+    view! { <time datetime=iso title=utc>{move || shown.get()}</time> }
+}
+
+/// Previous / next links that keep the other query parameters.
+#[component]
+pub fn Pager(base: String, page: i64, page_size: i64, total: i64) -> impl IntoView {
+    let pages = ((total + page_size - 1) / page_size).max(1);
+    let link = move |p: i64| format!("{base}{}page={p}", if base.contains('?') { "&" } else { "?" });
+    view! {
+        <nav class="pager" aria-label="Pagination">
+            {(page > 1).then(|| view! { <a href=link(page - 1) rel="prev">"← Previous"</a> })}
+            <span>{format!("Page {page} of {pages} · {total} in all")}</span>
+            {(page < pages).then(|| view! { <a href=link(page + 1) rel="next">"Next →"</a> })}
+        </nav>
+    }
+}
+
+/// The message of one field of the last submission, for fields rendered by hand.
+#[component]
+pub fn FieldMsg(#[prop(into)] err: Signal<Option<AppError>>, field: String) -> impl IntoView {
+    let id = format!("{}-error", field.replace(['[', ']', '.'], "_"));
+    let msg = move || err.get().and_then(|e| e.field_message(&field));
+    view! { <p class="field-error" id=id aria-live="polite">{msg}</p> }
 }

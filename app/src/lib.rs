@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod model;
 pub mod pages;
+pub mod timeline;
 
 #[cfg(feature = "ssr")]
 pub mod auth;

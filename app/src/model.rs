@@ -63,3 +63,168 @@ mod ssr {
         }
     }
 }
+
+/// `2026-11-24 13:05:09 UTC` — how times are shown before the browser localises them.
+pub fn format_utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// `1h 05m 09s` / `4m 09s` / `9s`.
+pub fn format_remaining(ms: i64) -> String {
+    let s = (ms.max(0) + 999) / 1000;
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {sec:02}s")
+    } else if m > 0 {
+        format!("{m}m {sec:02}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantView {
+    pub port: i64,
+    pub protocol: String,
+    pub source: String,
+    pub end_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRow {
+    pub id: String,
+    pub name: String,
+    pub group: String,
+    pub os: String,
+    pub addresses: String,
+    pub exposed_ports: String,
+    pub has_policy: bool,
+    pub approved_last_7d: i64,
+    pub last_access_at: Option<i64>,
+    pub last_user: Option<String>,
+    pub grants: Vec<GrantView>,
+    /// Enforcement status or, on the Not configured tab, why the VM is there.
+    pub agent_status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmPage {
+    pub rows: Vec<VmRow>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+    pub can_add_vm: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleView {
+    pub port: String,
+    pub protocol: String,
+    pub allowed_sources: String,
+    pub max_minutes: String,
+    pub justification_required: bool,
+    pub approval_required: bool,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyForm {
+    pub vms: Vec<(String, String)>,
+    pub rows: Vec<RuleView>,
+    /// Set when the form edits the existing policy of a single VM.
+    pub existing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortView {
+    pub port: i64,
+    pub protocol: String,
+    pub status: String,
+    pub reason: String,
+    pub end_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestView {
+    pub id: String,
+    pub vm_id: String,
+    pub vm_name: String,
+    pub requester: String,
+    pub source: String,
+    pub justification: String,
+    pub status: String,
+    pub status_label: String,
+    pub duration_minutes: i64,
+    pub created_at: i64,
+    pub start_at: Option<i64>,
+    pub end_at: Option<i64>,
+    pub decided_by: Option<String>,
+    pub comment: String,
+    pub ports: Vec<PortView>,
+    pub can_end: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BladeVm {
+    pub id: String,
+    pub name: String,
+    pub rules: Vec<RuleView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestBlade {
+    pub vms: Vec<BladeVm>,
+    pub my_ip: String,
+    pub max_minutes: i64,
+    pub justification_required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmDetail {
+    pub vm: VmRow,
+    pub policy: Vec<RuleView>,
+    pub requests: Vec<RequestView>,
+    pub timeline_svg: String,
+    pub can_manage: bool,
+    pub can_configure: bool,
+    pub can_request: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRow {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub client_ip: String,
+    pub action: String,
+    pub vm: String,
+    pub ports: String,
+    pub source: String,
+    pub justification: String,
+    pub result: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    pub rows: Vec<LogRow>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+    pub chain_ok: bool,
+    pub chain_message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn remaining_time_reads_naturally() {
+        assert_eq!(super::format_remaining(9_000), "9s");
+        assert_eq!(super::format_remaining(249_500), "4m 10s");
+        assert_eq!(super::format_remaining(3_909_000), "1h 05m 09s");
+        assert_eq!(super::format_remaining(-5), "0s");
+        assert_eq!(super::format_utc(0), "1970-01-01 00:00:00 UTC");
+    }
+}

@@ -15,6 +15,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub limiter: Arc<LoginLimiter>,
     pub trusted_proxies: Arc<Vec<Cidr>>,
+    /// Wakes the expiry job when a new grant may end sooner than the ones it knows.
+    pub expiry_wake: Arc<tokio::sync::Notify>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

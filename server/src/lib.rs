@@ -2,6 +2,7 @@
 //! health), sessions, and the request guards that sit in front of everything.
 
 pub mod config;
+mod export;
 mod guards;
 
 use axum::Router;
@@ -58,6 +59,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         leptos_options: leptos_options.clone(),
         limiter: Arc::new(LoginLimiter::new(5, Duration::from_secs(15 * 60))),
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+        expiry_wake: Arc::new(tokio::sync::Notify::new()),
     };
 
     let key = match &config.session_key {
@@ -90,6 +92,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/activity.csv", get(export::activity_csv))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())
@@ -114,7 +117,8 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state.clone());
 
-    spawn_cleanup(store);
+    spawn_cleanup(store.clone());
+    tokio::spawn(portcullis_app::services::requests::run_expiry(store, state.expiry_wake.clone()));
     Ok(Built {
         router,
         state,

@@ -5,12 +5,16 @@
 //! No I/O happens here and nothing here depends on the `ssr` feature, so the same rules
 //! compile into the browser bundle and run in unit tests without a database.
 
+pub mod audit;
 pub mod field;
+pub mod jit;
 pub mod net;
+pub mod request;
 pub mod role;
 pub mod user;
+pub mod vm;
 
 pub use field::{FieldError, FieldErrors};
 pub use net::{Cidr, client_ip};
-pub use role::{Action, Resource, Role, RoleAssignment, Scope, permits};
+pub use role::{Action, Resource, Role, RoleAssignment, Scope, Visibility, permits, permits_approval, visibility};
 pub use user::{NewPassword, Username};

@@ -57,6 +57,12 @@ impl Cidr {
         Ok(Self { addr, len })
     }
 
+    /// The single-address prefix of `ip` (/32 or /128).
+    pub fn host(ip: IpAddr) -> Self {
+        let addr = canonical(ip);
+        Self { addr, len: max_len(&addr) }
+    }
+
     pub fn addr(&self) -> IpAddr {
         self.addr
     }

@@ -175,6 +175,28 @@ pub fn permits(assignments: &[RoleAssignment], action: Action, resource: &Resour
         .any(|a| a.role.allows(action) && a.scope.covers(resource))
 }
 
+/// Where a user may see VMs: everything, or these groups and VM ids. Every role can view
+/// within its scope, so this is the union of the user's scopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Visibility {
+    pub everything: bool,
+    pub groups: Vec<String>,
+    pub vm_ids: Vec<String>,
+}
+
+pub fn visibility(assignments: &[RoleAssignment], action: Action) -> Visibility {
+    let mut v = Visibility::default();
+    for a in assignments.iter().filter(|a| a.role.allows(action)) {
+        match &a.scope {
+            Scope::All => v.everything = true,
+            Scope::Group(g) if !v.groups.contains(g) => v.groups.push(g.clone()),
+            Scope::Vm(id) if !v.vm_ids.contains(id) => v.vm_ids.push(id.clone()),
+            _ => {}
+        }
+    }
+    v
+}
+
 /// Approval is the one action that also depends on who asked: nobody approves their own
 /// request, whatever their roles.
 pub fn permits_approval(
@@ -293,6 +315,22 @@ mod tests {
         assert!(permits(&a, ManageVm, &other_vm()));
         assert!(!permits(&a, ManageVm, &vm()));
         assert!(permits(&a, ViewVm, &vm()));
+    }
+
+    #[test]
+    fn visibility_is_the_union_of_scopes_for_the_action() {
+        let a = vec![
+            RoleAssignment { role: Role::Reader, scope: Scope::Group("prod".into()) },
+            RoleAssignment { role: Role::Approver, scope: Scope::Vm("vm-9".into()) },
+        ];
+        let view = visibility(&a, ViewVm);
+        assert!(!view.everything);
+        assert_eq!(view.groups, vec!["prod".to_owned()]);
+        assert_eq!(view.vm_ids, vec!["vm-9".to_owned()]);
+        let approve = visibility(&a, ApproveRequest);
+        assert!(approve.groups.is_empty());
+        assert_eq!(approve.vm_ids, vec!["vm-9".to_owned()]);
+        assert!(visibility(&[RoleAssignment { role: Role::Reader, scope: Scope::All }], ViewVm).everything);
     }
 
     #[test]

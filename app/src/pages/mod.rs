@@ -1,14 +1,26 @@
 //! One module per page. Pages render and dispatch; rules live in the domain and services.
 
+mod activity;
 mod admin_users;
+mod configure;
 mod home;
+mod jit;
 mod login;
 mod password;
+mod request;
+mod requests;
+mod vms;
 
+pub use activity::ActivityPage;
 pub use admin_users::AdminUsersPage;
+pub use configure::ConfigurePage;
 pub use home::HomePage;
+pub use jit::JitPage;
 pub use login::LoginPage;
 pub use password::PasswordPage;
+pub use request::RequestAccessPage;
+pub use requests::RequestsPage;
+pub use vms::{NewVmPage, VmPage};
 
 use crate::components::Shell;
 use leptos::prelude::*;

@@ -93,6 +93,31 @@ pub async fn sign_in(
     }
 }
 
+fn sign_in_entry(name: &str, ip: IpAddr, result: &str) -> crate::store::NewLogEntry {
+    crate::store::NewLogEntry {
+        actor: name.chars().take(64).collect(),
+        client_ip: ip.to_string(),
+        action: "sign-in".into(),
+        result: result.into(),
+        ..Default::default()
+    }
+}
+
+/// Records an account administration step in the activity log.
+pub async fn log_admin(store: &Store, actor: &str, ip: IpAddr, action: &str, detail: String) -> AppResult<()> {
+    store
+        .log_event(crate::store::NewLogEntry {
+            actor: actor.to_owned(),
+            client_ip: ip.to_string(),
+            action: action.to_owned(),
+            result: "success".into(),
+            detail,
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}
+
 pub async fn change_password(
     store: &Store,
     user: &StoredUser,

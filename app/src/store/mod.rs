@@ -5,9 +5,15 @@
 //! (`$n` placeholders, application-generated ids, UTC epoch milliseconds, 0/1 flags) so
 //! that adding a backend needs migrations, not new queries.
 
+mod audit;
+mod jit;
+mod requests;
 mod sessions;
 mod users;
 
+pub use audit::{LogEntry, LogQuery, NewLogEntry};
+pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
+pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
 pub use sessions::SessionStoreAdapter;
 pub use users::{NewUser, RemoveOutcome, StoredAssignment, StoredUser};
 
@@ -53,6 +59,23 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite allows one writer; a write transaction that read before another wrote would
+    /// fail with a stale snapshot. Serialising write transactions in-process avoids that
+    /// and keeps the activity log chain strictly ordered.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction holding the store's write lock (on SQLite) until it ends.
+pub struct WriteTx {
+    pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -99,7 +122,16 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, write_lock: Default::default() })
+    }
+
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
     }
 
     pub fn backend(&self) -> Backend {

@@ -5,6 +5,8 @@ use crate::error::AppError;
 use crate::model::{UserRow, UserView};
 use leptos::prelude::*;
 
+pub mod jit;
+
 #[cfg(feature = "ssr")]
 pub mod ctx {
     //! Request context for server functions.
@@ -93,6 +95,17 @@ pub mod ctx {
                 .map(|a| a.assignment)
                 .collect();
             Ok(Caller { user, roles })
+        }
+
+        /// The signed-in caller as the services see it.
+        pub async fn actor(&self) -> AppResult<crate::services::Actor> {
+            let caller = self.caller().await?;
+            Ok(crate::services::Actor {
+                user_id: caller.user.id,
+                username: caller.user.username,
+                roles: caller.roles,
+                ip: self.client_ip,
+            })
         }
 
         /// Starts an authenticated session under a fresh id, so an id planted before
@@ -249,7 +262,8 @@ pub async fn create_user(
             },
         )
         .await?;
-        tracing::info!(actor = %caller.user.username, new_user = %username.trim().to_lowercase(), "user created");
+        users::log_admin(&c.state.store, &caller.user.username, c.client_ip, "user.create",
+            format!("{} as {role} on {scope_kind} {scope_target}", username.trim().to_lowercase())).await?;
         Ok(id)
     };
     ctx::finish(run.await)
@@ -268,7 +282,9 @@ pub async fn add_role(
         let c = ctx::ctx().await?;
         let caller = c.caller().await?;
         users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
-        users::add_role(&c.state.store, &user_id, &role, &scope_kind, &scope_target).await
+        users::add_role(&c.state.store, &user_id, &role, &scope_kind, &scope_target).await?;
+        users::log_admin(&c.state.store, &caller.user.username, c.client_ip, "role.add",
+            format!("user {user_id}: {role} on {scope_kind} {scope_target}")).await
     };
     ctx::finish(run.await)
 }
@@ -281,7 +297,8 @@ pub async fn remove_role(assignment_id: String) -> Result<(), AppError> {
         let c = ctx::ctx().await?;
         let caller = c.caller().await?;
         users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
-        users::remove_role(&c.state.store, &assignment_id).await
+        users::remove_role(&c.state.store, &assignment_id).await?;
+        users::log_admin(&c.state.store, &caller.user.username, c.client_ip, "role.remove", format!("assignment {assignment_id}")).await
     };
     ctx::finish(run.await)
 }
@@ -299,7 +316,9 @@ pub async fn set_user_disabled(user_id: String, disabled: String) -> Result<(), 
             "false" => false,
             _ => return Err(AppError::field("disabled", "Choose true or false.")),
         };
-        users::set_disabled(&c.state.store, &caller.user.id, &user_id, disabled).await
+        users::set_disabled(&c.state.store, &caller.user.id, &user_id, disabled).await?;
+        let action = if disabled { "user.disable" } else { "user.enable" };
+        users::log_admin(&c.state.store, &caller.user.username, c.client_ip, action, format!("user {user_id}")).await
     };
     ctx::finish(run.await)
 }

@@ -1,0 +1,518 @@
+//! Server functions of the JIT portal: VMs, policies, requests, the activity log.
+
+use crate::domain::jit::PortRuleInput;
+use crate::error::AppError;
+use crate::model::{LogPage, PolicyForm, RequestBlade, RequestView, VmDetail, VmPage};
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+pub mod views {
+    //! Store rows to wire views.
+
+    use crate::domain::jit::{JitPolicy, Os, PortRule};
+    use crate::domain::{Action, Resource, permits};
+    use crate::model::*;
+    use crate::services::Actor;
+    use crate::store::{StoredRequest, StoredVm, VmSummary};
+
+    pub fn rule_view(r: &PortRule) -> RuleView {
+        RuleView {
+            port: r.port.to_string(),
+            protocol: r.protocol.as_str().to_owned(),
+            allowed_sources: match &r.allowed_sources {
+                crate::domain::jit::AllowedSources::PerRequest => String::new(),
+                list => list.to_string(),
+            },
+            max_minutes: (r.max_duration.secs() / 60).to_string(),
+            justification_required: r.justification_required,
+            approval_required: r.approval_required,
+            enabled: true,
+        }
+    }
+
+    pub fn default_rows(os: Os) -> Vec<RuleView> {
+        os.default_ports()
+            .iter()
+            .map(|p| RuleView {
+                port: p.to_string(),
+                protocol: "tcp".into(),
+                allowed_sources: String::new(),
+                max_minutes: "180".into(),
+                justification_required: false,
+                approval_required: false,
+                enabled: true,
+            })
+            .collect()
+    }
+
+    pub fn policy_rows(p: &JitPolicy) -> Vec<RuleView> {
+        p.rules.iter().map(rule_view).collect()
+    }
+
+    fn agent_status(vm: &StoredVm) -> String {
+        match (&vm.agent_id, vm.agent_last_seen) {
+            (None, _) => {
+                if vm.exposed_ports.is_empty() {
+                    "No agent enrolled; no management port recorded".into()
+                } else {
+                    "No agent enrolled".into()
+                }
+            }
+            (Some(_), Some(seen)) => format!("Agent last seen {}", format_utc(seen)),
+            (Some(_), None) => "Agent enrolled, never seen".into(),
+        }
+    }
+
+    pub fn vm_row(s: VmSummary) -> VmRow {
+        VmRow {
+            agent_status: agent_status(&s.vm),
+            id: s.vm.id,
+            name: s.vm.name,
+            group: s.vm.group,
+            os: s.vm.os,
+            addresses: s.vm.addresses,
+            exposed_ports: s.vm.exposed_ports,
+            has_policy: s.has_policy,
+            approved_last_7d: s.approved_last_7d,
+            last_access_at: s.last_access_at,
+            last_user: s.last_user,
+            grants: s
+                .active_grants
+                .into_iter()
+                .map(|(port, protocol, source, end_at)| GrantView { port, protocol, source, end_at })
+                .collect(),
+        }
+    }
+
+    pub fn request_view(actor: &Actor, r: StoredRequest) -> RequestView {
+        let vm = Resource::Vm { id: r.vm_id.clone(), group: r.vm_group.clone() };
+        let can_end = !r.status.is_final()
+            && ((r.requester_id == actor.user_id && permits(&actor.roles, Action::RequestAccess, &vm))
+                || permits(&actor.roles, Action::ConfigurePolicy, &vm));
+        RequestView {
+            id: r.id,
+            vm_id: r.vm_id,
+            vm_name: r.vm_name,
+            requester: r.requester,
+            source: r.source,
+            justification: r.justification,
+            status: r.status.as_str().to_owned(),
+            status_label: r.status.label().to_owned(),
+            duration_minutes: r.duration_secs / 60,
+            created_at: r.created_at,
+            start_at: r.start_at,
+            end_at: r.end_at,
+            decided_by: r.decided_by,
+            comment: r.decision_comment,
+            ports: r
+                .ports
+                .into_iter()
+                .map(|p| PortView {
+                    port: p.port,
+                    protocol: p.protocol,
+                    status: p.status.as_str().to_owned(),
+                    reason: p.status_reason,
+                    end_at: p.end_at,
+                })
+                .collect(),
+            can_end,
+        }
+    }
+}
+
+pub const PAGE_SIZE: i64 = 25;
+
+#[server(endpoint = "list_vms")]
+pub async fn list_vms(
+    #[server(default)] tab: String,
+    #[server(default)] q: String,
+    #[server(default)] sort: String,
+    #[server(default)] desc: bool,
+    #[server(default)] page: i64,
+) -> Result<VmPage, AppError> {
+    use crate::domain::{Action, Resource, permits};
+    use crate::services::jit;
+    use crate::store::VmListQuery;
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        if q.chars().count() > 100 {
+            return Err(AppError::field("q", "Search for at most 100 characters."));
+        }
+        let page = page.max(1);
+        let query = VmListQuery {
+            tab: jit::parse_tab(&tab),
+            search: q,
+            sort,
+            desc,
+            offset: (page - 1) * PAGE_SIZE,
+            limit: PAGE_SIZE,
+            scope: Default::default(),
+        };
+        let (rows, total) = jit::list_vms(&c.state.store, &actor, query).await?;
+        Ok(VmPage {
+            rows: rows.into_iter().map(views::vm_row).collect(),
+            total,
+            page,
+            page_size: PAGE_SIZE,
+            can_add_vm: permits(&actor.roles, Action::ManageVm, &Resource::Global),
+        })
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "get_vm")]
+pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
+    use crate::domain::{Action, permits};
+    use crate::services::{jit, requests};
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        let store = &c.state.store;
+        let vm = jit::visible_vm(store, &actor, &id).await?;
+        let resource = jit::vm_resource(&vm);
+        let policy = store.get_policy(&vm.id).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let from = now - 7 * 24 * 3600 * 1000;
+        let windows = store.access_windows(&vm.id, from, now).await?;
+        let reqs = requests::vm_requests(store, &actor, &vm.id).await?;
+        let query = crate::store::VmListQuery {
+            tab: crate::store::VmTab::All,
+            search: vm.name.clone(),
+            sort: String::new(),
+            desc: false,
+            offset: 0,
+            limit: 500,
+            scope: Default::default(),
+        };
+        let (rows, _) = jit::list_vms(store, &actor, query).await?;
+        let row = rows.into_iter().find(|r| r.vm.id == vm.id).ok_or_else(|| AppError::NotFound("The VM".into()))?;
+        Ok(VmDetail {
+            vm: views::vm_row(row),
+            policy: policy.as_ref().map(views::policy_rows).unwrap_or_default(),
+            requests: reqs.into_iter().map(|r| views::request_view(&actor, r)).collect(),
+            timeline_svg: crate::timeline::timeline_svg(&windows, from, now),
+            can_manage: permits(&actor.roles, Action::ManageVm, &resource),
+            can_configure: permits(&actor.roles, Action::ConfigurePolicy, &resource),
+            can_request: policy.is_some() && permits(&actor.roles, Action::RequestAccess, &resource),
+        })
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "save_vm")]
+pub async fn save_vm(
+    #[server(default)] id: String,
+    name: String,
+    group: String,
+    #[server(default)] addresses: String,
+    os: String,
+    #[server(default)] exposed_ports: String,
+) -> Result<String, AppError> {
+    use crate::domain::vm::VmSpec;
+    use crate::services::jit;
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        let spec = VmSpec::parse(&name, &group, &addresses, &os, &exposed_ports)?;
+        if id.is_empty() {
+            let id = jit::create_vm(&c.state.store, &actor, spec).await?;
+            leptos_axum::redirect(&format!("/vms/{id}"));
+            Ok(id)
+        } else {
+            jit::update_vm(&c.state.store, &actor, &id, spec).await?;
+            Ok(id)
+        }
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "delete_vm")]
+pub async fn delete_vm(id: String) -> Result<(), AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        crate::services::jit::delete_vm(&c.state.store, &actor, &id).await?;
+        leptos_axum::redirect("/jit?tab=all");
+        Ok(())
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "policy_form")]
+pub async fn load_policy_form(#[server(default)] vm_ids: Vec<String>) -> Result<PolicyForm, AppError> {
+    use crate::domain::jit::Os;
+    use crate::domain::{Action, permits};
+    use crate::services::jit;
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        let store = &c.state.store;
+        if vm_ids.is_empty() {
+            return Err(AppError::field("vms", "Select at least one VM."));
+        }
+        let mut vms = Vec::new();
+        let mut all_linux = true;
+        for id in vm_ids.iter().take(500) {
+            let vm = jit::visible_vm(store, &actor, id).await?;
+            if !permits(&actor.roles, Action::ConfigurePolicy, &jit::vm_resource(&vm)) {
+                return Err(AppError::Forbidden);
+            }
+            all_linux &= Os::parse(&vm.os) == Ok(Os::Linux);
+            vms.push((vm.id, vm.name));
+        }
+        let existing = if vms.len() == 1 { store.get_policy(&vms[0].0).await? } else { None };
+        let rows = match &existing {
+            Some(p) => views::policy_rows(p),
+            None => views::default_rows(if all_linux { Os::Linux } else { Os::Windows }),
+        };
+        Ok(crate::model::PolicyForm { vms, rows, existing: existing.is_some() })
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "enable_jit")]
+pub async fn enable_jit(
+    #[server(default)] vm_ids: Vec<String>,
+    #[server(default)] rules: Vec<PortRuleInput>,
+) -> Result<(), AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        crate::services::jit::enable_jit(&c.state.store, &actor, &vm_ids, &rules).await?;
+        c.state.expiry_wake.notify_one();
+        leptos_axum::redirect("/jit?tab=configured");
+        Ok(())
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "remove_policy")]
+pub async fn remove_policy(vm_id: String) -> Result<(), AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        crate::services::jit::remove_policy(&c.state.store, &actor, &vm_id).await?;
+        leptos_axum::redirect(&format!("/vms/{vm_id}"));
+        Ok(())
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "request_blade")]
+pub async fn load_request_blade(#[server(default)] vm_ids: Vec<String>) -> Result<RequestBlade, AppError> {
+    use crate::domain::{Action, permits};
+    use crate::model::BladeVm;
+    use crate::services::jit;
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        let store = &c.state.store;
+        if vm_ids.is_empty() {
+            return Err(AppError::field("ports", "Choose at least one VM."));
+        }
+        let mut vms = Vec::new();
+        let mut max_minutes = i64::MAX;
+        let mut justification_required = false;
+        for id in vm_ids.iter().take(50) {
+            let vm = jit::visible_vm(store, &actor, id).await?;
+            if !permits(&actor.roles, Action::RequestAccess, &jit::vm_resource(&vm)) {
+                return Err(AppError::Forbidden);
+            }
+            let Some(policy) = store.get_policy(&vm.id).await? else {
+                return Err(AppError::Conflict(format!("{} has no JIT policy.", vm.name)));
+            };
+            for r in &policy.rules {
+                max_minutes = max_minutes.min(r.max_duration.secs() / 60);
+                justification_required |= r.justification_required;
+            }
+            vms.push(BladeVm { id: vm.id, name: vm.name, rules: views::policy_rows(&policy) });
+        }
+        Ok(crate::model::RequestBlade { vms, my_ip: actor.ip.to_string(), max_minutes, justification_required })
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "request_access")]
+pub async fn request_access(
+    #[server(default)] vm_ids: Vec<String>,
+    #[server(default)] ports: Vec<String>,
+    #[server(default)] source_mode: String,
+    #[server(default)] custom_source: String,
+    #[server(default)] duration: String,
+    #[server(default)] justification: String,
+) -> Result<Vec<String>, AppError> {
+    use crate::services::requests::{AccessForm, request_access};
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        let ids = request_access(
+            &c.state.store,
+            &actor,
+            AccessForm {
+                ports: &ports,
+                vm_ids: &vm_ids,
+                source_mode: &source_mode,
+                custom_source: &custom_source,
+                duration_minutes: &duration,
+                justification: &justification,
+            },
+        )
+        .await?;
+        c.state.expiry_wake.notify_one();
+        leptos_axum::redirect("/requests");
+        Ok(ids)
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "my_requests")]
+pub async fn my_requests() -> Result<(Vec<RequestView>, Vec<RequestView>), AppError> {
+    use crate::services::requests;
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        let mine = requests::my_requests(&c.state.store, &actor).await?;
+        let queue = requests::approval_queue(&c.state.store, &actor).await?;
+        Ok((
+            mine.into_iter().map(|r| views::request_view(&actor, r)).collect(),
+            queue.into_iter().map(|r| views::request_view(&actor, r)).collect(),
+        ))
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "decide_request")]
+pub async fn decide_request(id: String, decision: String, #[server(default)] comment: String) -> Result<(), AppError> {
+    use crate::services::requests;
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        match decision.as_str() {
+            "approve" => requests::approve(&c.state.store, &actor, &id, &comment).await?,
+            "deny" => requests::deny(&c.state.store, &actor, &id, &comment).await?,
+            _ => return Err(AppError::field("decision", "Choose approve or deny.")),
+        }
+        c.state.expiry_wake.notify_one();
+        Ok(())
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "revoke_request")]
+pub async fn revoke_request(id: String) -> Result<(), AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        crate::services::requests::revoke(&c.state.store, &actor, &id).await
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "extend_request")]
+pub async fn extend_request(id: String, duration: String) -> Result<(), AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        crate::services::requests::extend(&c.state.store, &actor, &id, &duration).await
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "activity")]
+pub async fn activity(
+    #[server(default)] vm: String,
+    #[server(default)] actor: String,
+    #[server(default)] action: String,
+    #[server(default)] from: String,
+    #[server(default)] to: String,
+    #[server(default)] page: i64,
+) -> Result<LogPage, AppError> {
+    use crate::domain::audit::ChainStatus;
+    use crate::model::LogRow;
+    use crate::services::activity;
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let me = c.actor().await?;
+        let page = page.max(1);
+        let mut q = parse_log_filter(&vm, &actor, &action, &from, &to)?;
+        q.offset = (page - 1) * PAGE_SIZE;
+        q.limit = PAGE_SIZE;
+        let (entries, total) = activity::page(&c.state.store, &me, &q).await?;
+        let chain = activity::verify(&c.state.store, &me).await?;
+        let (chain_ok, chain_message) = match chain {
+            ChainStatus::Verified { entries } => (true, format!("Hash chain verified: {entries} entries intact.")),
+            ChainStatus::Broken { at_seq, reason } => {
+                (false, format!("Hash chain broken at entry {at_seq}: {reason}. The log has been tampered with."))
+            }
+        };
+        Ok(LogPage {
+            rows: entries
+                .into_iter()
+                .map(|e| LogRow {
+                    seq: e.content.seq,
+                    at: e.content.at,
+                    actor: e.content.actor,
+                    client_ip: e.content.client_ip,
+                    action: e.content.action,
+                    vm: e.content.vm,
+                    ports: e.content.ports,
+                    source: e.content.source,
+                    justification: e.content.justification,
+                    result: e.content.result,
+                    detail: e.content.detail,
+                })
+                .collect(),
+            total,
+            page,
+            page_size: PAGE_SIZE,
+            chain_ok,
+            chain_message,
+        })
+    };
+    super::ctx::finish(run.await)
+}
+
+/// Filters from the activity page's form (and the CSV link); dates are `YYYY-MM-DD`
+/// (UTC days, `to` inclusive) or `YYYY-MM-DDTHH:MM`.
+#[cfg(feature = "ssr")]
+pub fn parse_log_filter(vm: &str, actor: &str, action: &str, from: &str, to: &str) -> Result<crate::store::LogQuery, AppError> {
+    use crate::domain::FieldErrors;
+    let mut errors = FieldErrors::new();
+    let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+    let parse_time = |s: &str, end: bool| -> Result<Option<i64>, &'static str> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            let d = if end { d.succ_opt().unwrap_or(d) } else { d };
+            return Ok(Some(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).unwrap_or_default()));
+        }
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
+            .map(|t| Some(t.and_utc().timestamp_millis()))
+            .map_err(|_| "Enter a date as YYYY-MM-DD.")
+    };
+    let from_ms = errors.check("from", parse_time(from, false)).flatten();
+    let to_ms = errors.check("to", parse_time(to, true)).flatten();
+    if let (Some(f), Some(t)) = (from_ms, to_ms) {
+        if f >= t {
+            errors.add("to", "The end must be after the start.");
+        }
+    }
+    for (field, value) in [("vm", vm), ("actor", actor), ("action", action)] {
+        if value.chars().count() > 100 {
+            errors.add(field, "At most 100 characters.");
+        }
+    }
+    errors.into_result()?;
+    Ok(crate::store::LogQuery {
+        vm: opt(vm),
+        actor: opt(actor).map(|a| a.to_lowercase()),
+        action: opt(action),
+        from_ms,
+        to_ms,
+        offset: 0,
+        limit: PAGE_SIZE,
+    })
+}

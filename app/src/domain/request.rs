@@ -1,0 +1,433 @@
+//! Access requests: what a user asks for (checked against the VM's policy) and the life
+//! cycle of a request and of each of its ports.
+
+use super::jit::{JitPolicy, Port, Protocol};
+use super::net::Cidr;
+use super::FieldErrors;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use thiserror::Error;
+
+pub const MAX_JUSTIFICATION_CHARS: usize = 500;
+pub const MIN_REQUEST_SECS: i64 = 60;
+
+/// A port as the request form names it: `22/tcp`.
+pub fn port_key(port: Port, protocol: Protocol) -> String {
+    format!("{port}/{}", protocol.as_str())
+}
+
+pub fn parse_port_key(raw: &str) -> Option<(Port, Protocol)> {
+    let (port, protocol) = raw.split_once('/')?;
+    Some((Port::parse(port).ok()?, Protocol::parse(protocol).ok()?))
+}
+
+/// What the requester filled in, per VM and shared.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInput<'a> {
+    pub ports: Vec<(Port, Protocol)>,
+    /// `my_ip` or `custom`.
+    pub source_mode: &'a str,
+    pub custom_source: &'a str,
+    pub duration_minutes: &'a str,
+    pub justification: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestSpec {
+    pub ports: Vec<(Port, Protocol)>,
+    pub source: Cidr,
+    pub duration_secs: i64,
+    pub justification: String,
+    pub needs_approval: bool,
+}
+
+/// Checks a request for one VM against its policy. `client_ip` is what "My IP" means.
+pub fn parse_request(
+    vm_name: &str,
+    policy: &JitPolicy,
+    input: &RequestInput<'_>,
+    client_ip: IpAddr,
+) -> Result<RequestSpec, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let mut rules = Vec::new();
+    if input.ports.is_empty() {
+        errors.add("ports", format!("Choose at least one port of {vm_name}."));
+    }
+    for (port, protocol) in &input.ports {
+        match policy.rule(*port, *protocol) {
+            Some(rule) => rules.push(rule),
+            None => errors.add("ports", format!("Port {port}/{protocol} is not under JIT control on {vm_name}.")),
+        }
+    }
+
+    let source = match input.source_mode {
+        "my_ip" | "" => Some(Cidr::host(client_ip)),
+        "custom" => match Cidr::parse(input.custom_source) {
+            Ok(c) if c.prefix_len() == 0 => {
+                errors.add("source", "A source must not be every address.");
+                None
+            }
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.add("source", e.to_string());
+                None
+            }
+        },
+        _ => {
+            errors.add("source", "Choose My IP or enter an IP address or CIDR.");
+            None
+        }
+    };
+    if let Some(source) = &source {
+        for rule in &rules {
+            if !rule.allowed_sources.permits(source) {
+                errors.add(
+                    "source",
+                    format!(
+                        "{source} is outside the sources allowed for port {} on {vm_name} ({}).",
+                        rule.port, rule.allowed_sources
+                    ),
+                );
+            }
+        }
+    }
+
+    let max_secs = rules.iter().map(|r| r.max_duration.secs()).min();
+    let duration_secs = match input.duration_minutes.trim().parse::<i64>() {
+        Ok(m) if m.saturating_mul(60) < MIN_REQUEST_SECS => {
+            errors.add("duration", "Request at least 1 minute.");
+            None
+        }
+        Ok(m) => match max_secs {
+            Some(max) if m.saturating_mul(60) > max => {
+                errors.add("duration", format!("Requests on {vm_name} are limited to {} minutes.", max / 60));
+                None
+            }
+            _ => Some(m * 60),
+        },
+        Err(_) => {
+            errors.add("duration", "Enter the duration in whole minutes.");
+            None
+        }
+    };
+
+    let justification = input.justification.trim();
+    if justification.chars().count() > MAX_JUSTIFICATION_CHARS {
+        errors.add("justification", format!("A justification has at most {MAX_JUSTIFICATION_CHARS} characters."));
+    } else if justification.is_empty() && rules.iter().any(|r| r.justification_required) {
+        errors.add("justification", format!("{vm_name} requires a justification."));
+    }
+
+    errors.into_result()?;
+    let (Some(source), Some(duration_secs)) = (source, duration_secs) else {
+        return Err(FieldErrors::single("ports", "The request is incomplete."));
+    };
+    Ok(RequestSpec {
+        ports: input.ports.clone(),
+        source,
+        duration_secs,
+        justification: justification.to_owned(),
+        needs_approval: rules.iter().any(|r| r.approval_required),
+    })
+}
+
+/// The status of a whole request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RequestStatus {
+    PendingApproval,
+    Approved,
+    Active,
+    Expired,
+    Denied,
+    Revoked,
+    Failed,
+}
+
+/// The status of one requested port. `Superseded` means a newer request for the same
+/// port and source took over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PortStatus {
+    Pending,
+    Active,
+    Expired,
+    Revoked,
+    Denied,
+    Superseded,
+    Failed,
+}
+
+macro_rules! string_enum {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            pub fn parse(raw: &str) -> Option<Self> {
+                match raw { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(RequestStatus {
+    PendingApproval => "pending_approval",
+    Approved => "approved",
+    Active => "active",
+    Expired => "expired",
+    Denied => "denied",
+    Revoked => "revoked",
+    Failed => "failed",
+});
+
+string_enum!(PortStatus {
+    Pending => "pending",
+    Active => "active",
+    Expired => "expired",
+    Revoked => "revoked",
+    Denied => "denied",
+    Superseded => "superseded",
+    Failed => "failed",
+});
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Approve,
+    Deny,
+    Activate,
+    Expire,
+    Revoke,
+    Extend,
+    Fail,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("A request that is {from} cannot be {verb}.")]
+pub struct TransitionError {
+    pub from: &'static str,
+    pub verb: &'static str,
+}
+
+impl Event {
+    fn verb(self) -> &'static str {
+        match self {
+            Event::Approve => "approved",
+            Event::Deny => "denied",
+            Event::Activate => "activated",
+            Event::Expire => "expired",
+            Event::Revoke => "revoked",
+            Event::Extend => "extended",
+            Event::Fail => "failed",
+        }
+    }
+}
+
+impl RequestStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, RequestStatus::Expired | RequestStatus::Denied | RequestStatus::Revoked | RequestStatus::Failed)
+    }
+
+    /// The one place that says which transitions exist.
+    pub fn on(self, event: Event) -> Result<RequestStatus, TransitionError> {
+        use Event::*;
+        use RequestStatus::*;
+        let next = match (self, event) {
+            (PendingApproval, Approve) => Approved,
+            (PendingApproval, Deny) => Denied,
+            (PendingApproval | Approved | Active, Revoke) => Revoked,
+            (Approved, Activate) => Active,
+            (Active, Expire) => Expired,
+            (Active, Extend) => Active,
+            (Approved | Active, Fail) => Failed,
+            _ => {
+                return Err(TransitionError {
+                    from: self.label(),
+                    verb: event.verb(),
+                });
+            }
+        };
+        Ok(next)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestStatus::PendingApproval => "pending approval",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Active => "active",
+            RequestStatus::Expired => "expired",
+            RequestStatus::Denied => "denied",
+            RequestStatus::Revoked => "revoked",
+            RequestStatus::Failed => "failed",
+        }
+    }
+
+    /// What a port of a request in this status is.
+    pub fn port_status(self) -> PortStatus {
+        match self {
+            RequestStatus::PendingApproval | RequestStatus::Approved => PortStatus::Pending,
+            RequestStatus::Active => PortStatus::Active,
+            RequestStatus::Expired => PortStatus::Expired,
+            RequestStatus::Denied => PortStatus::Denied,
+            RequestStatus::Revoked => PortStatus::Revoked,
+            RequestStatus::Failed => PortStatus::Failed,
+        }
+    }
+}
+
+/// Extending sets the end to `now + minutes`, bounded by the smallest maximum of the
+/// request's port rules, and never shortens a grant.
+pub fn extended_end(now_ms: i64, current_end_ms: i64, minutes: &str, max_secs: i64) -> Result<i64, FieldErrors> {
+    let m: i64 = minutes
+        .trim()
+        .parse()
+        .map_err(|_| FieldErrors::single("duration", "Enter the duration in whole minutes."))?;
+    if m < 1 {
+        return Err(FieldErrors::single("duration", "Request at least 1 minute."));
+    }
+    if m.saturating_mul(60) > max_secs {
+        return Err(FieldErrors::single("duration", format!("The policy allows at most {} minutes.", max_secs / 60)));
+    }
+    let end = now_ms + m * 60_000;
+    if end <= current_end_ms {
+        return Err(FieldErrors::single("duration", "The access already lasts longer than that."));
+    }
+    Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::jit::{AllowedSources, MaxDuration, PortRule};
+
+    fn policy() -> JitPolicy {
+        JitPolicy {
+            rules: vec![
+                PortRule {
+                    port: Port::parse("22").unwrap(),
+                    protocol: Protocol::Tcp,
+                    allowed_sources: AllowedSources::PerRequest,
+                    max_duration: MaxDuration::parse_minutes("60").unwrap(),
+                    justification_required: false,
+                    approval_required: false,
+                },
+                PortRule {
+                    port: Port::parse("3389").unwrap(),
+                    protocol: Protocol::Tcp,
+                    allowed_sources: AllowedSources::parse("198.51.100.0/24, 2001:db8::/32").unwrap(),
+                    max_duration: MaxDuration::parse_minutes("180").unwrap(),
+                    justification_required: true,
+                    approval_required: true,
+                },
+            ],
+        }
+    }
+
+    fn p(port: &str) -> (Port, Protocol) {
+        (Port::parse(port).unwrap(), Protocol::Tcp)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn my_ip_becomes_a_host_prefix() {
+        let input = RequestInput { ports: vec![p("22")], source_mode: "my_ip", duration_minutes: "10", ..Default::default() };
+        let spec = parse_request("web-1", &policy(), &input, ip("203.0.113.7")).unwrap();
+        assert_eq!(spec.source.to_string(), "203.0.113.7/32");
+        assert_eq!(spec.duration_secs, 600);
+        assert!(!spec.needs_approval);
+        let spec = parse_request("web-1", &policy(), &input, ip("2001:db8::5")).unwrap();
+        assert_eq!(spec.source.to_string(), "2001:db8::5/128");
+    }
+
+    #[test]
+    fn sources_must_lie_inside_allowed_prefixes() {
+        let mut input = RequestInput {
+            ports: vec![p("3389")],
+            source_mode: "custom",
+            custom_source: "198.51.100.10",
+            duration_minutes: "30",
+            justification: "patching",
+        };
+        let spec = parse_request("win-1", &policy(), &input, ip("127.0.0.1")).unwrap();
+        assert!(spec.needs_approval);
+        input.custom_source = "203.0.113.7";
+        let e = parse_request("win-1", &policy(), &input, ip("127.0.0.1")).unwrap_err();
+        assert!(e.get("source").unwrap().contains("outside"));
+        input.custom_source = "198.51.0.0/16";
+        assert!(parse_request("win-1", &policy(), &input, ip("127.0.0.1")).is_err());
+        input.custom_source = "198.51.100.300";
+        assert!(parse_request("win-1", &policy(), &input, ip("127.0.0.1")).unwrap_err().get("source").is_some());
+    }
+
+    #[test]
+    fn duration_and_justification_follow_the_policy() {
+        let input = RequestInput { ports: vec![p("22"), p("3389")], source_mode: "custom", custom_source: "198.51.100.0/24", duration_minutes: "90", justification: "" };
+        let e = parse_request("vm", &policy(), &input, ip("127.0.0.1")).unwrap_err();
+        assert_eq!(e.get("duration"), Some("Requests on vm are limited to 60 minutes."));
+        assert_eq!(e.get("justification"), Some("vm requires a justification."));
+        let long = "x".repeat(501);
+        let input = RequestInput { ports: vec![p("22")], duration_minutes: "0", justification: &long, ..Default::default() };
+        let e = parse_request("vm", &policy(), &input, ip("127.0.0.1")).unwrap_err();
+        assert!(e.get("duration").is_some());
+        assert!(e.get("justification").is_some());
+        let input = RequestInput { ports: vec![p("8080")], duration_minutes: "5", ..Default::default() };
+        assert!(parse_request("vm", &policy(), &input, ip("127.0.0.1")).unwrap_err().get("ports").is_some());
+        let input = RequestInput { ports: vec![], duration_minutes: "5", ..Default::default() };
+        assert!(parse_request("vm", &policy(), &input, ip("127.0.0.1")).unwrap_err().get("ports").is_some());
+    }
+
+    #[test]
+    fn state_machine_allows_only_the_documented_transitions() {
+        use Event::*;
+        use RequestStatus::*;
+        let all = [PendingApproval, Approved, Active, Expired, Denied, Revoked, Failed];
+        let events = [Approve, Deny, Activate, Expire, Revoke, Extend, Fail];
+        let allowed = [
+            (PendingApproval, Approve, Approved),
+            (PendingApproval, Deny, Denied),
+            (PendingApproval, Revoke, Revoked),
+            (Approved, Activate, Active),
+            (Approved, Revoke, Revoked),
+            (Approved, Fail, Failed),
+            (Active, Expire, Expired),
+            (Active, Revoke, Revoked),
+            (Active, Extend, Active),
+            (Active, Fail, Failed),
+        ];
+        for from in all {
+            for event in events {
+                let expected = allowed.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
+                assert_eq!(from.on(event).ok(), expected, "{from:?} + {event:?}");
+            }
+            if from.is_final() {
+                assert!(events.iter().all(|e| from.on(*e).is_err()), "{from:?} is final");
+            }
+        }
+        assert_eq!(Expired.on(Revoke).unwrap_err().to_string(), "A request that is expired cannot be revoked.");
+    }
+
+    #[test]
+    fn statuses_round_trip_as_text() {
+        for s in [RequestStatus::PendingApproval, RequestStatus::Active, RequestStatus::Failed] {
+            assert_eq!(RequestStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(PortStatus::parse("superseded"), Some(PortStatus::Superseded));
+        assert_eq!(parse_port_key("22/tcp"), Some((Port::parse("22").unwrap(), Protocol::Tcp)));
+        assert_eq!(parse_port_key("22"), None);
+    }
+
+    #[test]
+    fn extension_is_bounded_and_never_shortens() {
+        let now = 1_000_000;
+        assert_eq!(extended_end(now, now + 60_000, "30", 3600).unwrap(), now + 30 * 60_000);
+        assert!(extended_end(now, now + 60_000, "61", 3600).is_err());
+        assert!(extended_end(now, now + 3_600_000, "30", 3600).is_err());
+        assert!(extended_end(now, now, "abc", 3600).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! The port configuration of a JIT policy, for one VM or many at once.
+
+use crate::api::jit::{EnableJit, RemovePolicy, load_policy_form};
+use crate::components::{FieldMsg, FormAlert, Shell, action_error};
+use crate::model::RuleView;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+const EXTRA_ROWS: usize = 2;
+
+#[component]
+pub fn ConfigurePage() -> impl IntoView {
+    let query = use_query_map();
+    let vm_ids = move || query.get().get_all("vm").unwrap_or_default();
+    let form = Resource::new(vm_ids, load_policy_form);
+    let enable = ServerAction::<EnableJit>::new();
+    let remove = ServerAction::<RemovePolicy>::new();
+    let err = action_error(enable);
+    let remove_err = action_error(remove);
+
+    let body = move || {
+        Suspend::new(async move {
+            let f = match form.await {
+                Ok(f) => f,
+                Err(e) => return view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+            };
+            let names = f.vms.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>().join(", ");
+            let mut rows = f.rows.clone();
+            for _ in 0..EXTRA_ROWS {
+                rows.push(RuleView {
+                    port: String::new(),
+                    protocol: "tcp".into(),
+                    allowed_sources: String::new(),
+                    max_minutes: "180".into(),
+                    justification_required: false,
+                    approval_required: false,
+                    enabled: false,
+                });
+            }
+            let single = (f.vms.len() == 1 && f.existing).then(|| f.vms[0].0.clone());
+            view! {
+                <p>"Applies to: " <strong data-testid="policy-vms">{names}</strong></p>
+                <FormAlert err />
+                <FieldMsg err field="rules".to_owned() />
+                <FieldMsg err field="vms".to_owned() />
+                <ActionForm action=enable attr:class="form">
+                    {f.vms.iter().enumerate().map(|(i, (id, _))| view! { <input type="hidden" name=format!("vm_ids[{i}]") value=id.clone() /> }).collect_view()}
+                    <table class="table ports">
+                        <thead>
+                            <tr>
+                                <th scope="col">"On"</th>
+                                <th scope="col">"Port"</th>
+                                <th scope="col">"Protocol"</th>
+                                <th scope="col">"Allowed source IPs"</th>
+                                <th scope="col">"Max request time (minutes)"</th>
+                                <th scope="col">"Justification required"</th>
+                                <th scope="col">"Approval required"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {rows.into_iter().enumerate().map(|(i, r)| view! { <RuleRow i r err /> }).collect_view()}
+                        </tbody>
+                    </table>
+                    <p class="hint">"Allowed source IPs: leave empty for “per request” (the requester names one source), or list IPv4/IPv6 CIDRs separated by commas. Maximum request time: 5 to 1440 minutes."</p>
+                    <div class="actions"><button type="submit" class="btn primary">"Save JIT policy"</button></div>
+                </ActionForm>
+                {single.map(|vm_id| view! {
+                    <section class="card danger-zone">
+                        <h2>"Remove the policy"</h2>
+                        <p>"Removes JIT control from this VM and ends every access in force on it."</p>
+                        <FormAlert err=remove_err />
+                        <ActionForm action=remove attr:class="inline-form">
+                            <input type="hidden" name="vm_id" value=vm_id />
+                            <button type="submit" class="btn danger">"Remove JIT policy"</button>
+                        </ActionForm>
+                    </section>
+                })}
+            }
+            .into_any()
+        })
+    };
+
+    view! {
+        <Title text="JIT policy" />
+        <Shell>
+            <h1>"JIT VM access configuration"</h1>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
+        </Shell>
+    }
+}
+
+#[component]
+fn RuleRow(i: usize, r: RuleView, err: Signal<Option<crate::error::AppError>>) -> impl IntoView {
+    let n = |f: &str| format!("rules[{i}][{f}]");
+    let id = |f: &str| format!("rule-{i}-{f}");
+    let key = |f: &str| format!("rules[{i}].{f}");
+    let protocol = r.protocol.clone();
+    view! {
+        <tr>
+            <td>
+                <input type="checkbox" id=id("enabled") name=n("enabled") value="on" checked=r.enabled />
+                <label for=id("enabled") class="sr-only">{format!("Port row {} on", i + 1)}</label>
+            </td>
+            <td>
+                <label for=id("port") class="sr-only">{format!("Port of row {}", i + 1)}</label>
+                <input id=id("port") name=n("port") type="text" inputmode="numeric" size="6" value=r.port.clone() />
+                <FieldMsg err field=key("port") />
+            </td>
+            <td>
+                <label for=id("protocol") class="sr-only">{format!("Protocol of row {}", i + 1)}</label>
+                <select id=id("protocol") name=n("protocol")>
+                    {[("tcp", "TCP"), ("udp", "UDP"), ("any", "Any")].into_iter().map(|(v, l)| {
+                        view! { <option value=v selected=protocol == v>{l}</option> }
+                    }).collect_view()}
+                </select>
+                <FieldMsg err field=key("protocol") />
+            </td>
+            <td>
+                <label for=id("allowed_sources") class="sr-only">{format!("Allowed source IPs of row {}", i + 1)}</label>
+                <input id=id("allowed_sources") name=n("allowed_sources") type="text" placeholder="per request" value=r.allowed_sources.clone() />
+                <FieldMsg err field=key("allowed_sources") />
+            </td>
+            <td>
+                <label for=id("max_minutes") class="sr-only">{format!("Max request time of row {}", i + 1)}</label>
+                <input id=id("max_minutes") name=n("max_minutes") type="text" inputmode="numeric" size="5" value=r.max_minutes.clone() />
+                <FieldMsg err field=key("max_minutes") />
+            </td>
+            <td>
+                <input type="checkbox" id=id("justification_required") name=n("justification_required") value="on" checked=r.justification_required />
+                <label for=id("justification_required") class="sr-only">{format!("Justification required, row {}", i + 1)}</label>
+            </td>
+            <td>
+                <input type="checkbox" id=id("approval_required") name=n("approval_required") value="on" checked=r.approval_required />
+                <label for=id("approval_required") class="sr-only">{format!("Approval required, row {}", i + 1)}</label>
+            </td>
+        </tr>
+    }
+}

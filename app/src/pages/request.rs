@@ -1,0 +1,108 @@
+//! The request-access blade: choose ports, source, duration and justification.
+
+use crate::api::jit::{RequestAccess, load_request_blade};
+use crate::components::{FieldMsg, FormAlert, Shell, action_error};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+#[component]
+pub fn RequestAccessPage() -> impl IntoView {
+    let query = use_query_map();
+    let vm_ids = move || query.get().get_all("vm").unwrap_or_default();
+    let blade = Resource::new(vm_ids, load_request_blade);
+    let action = ServerAction::<RequestAccess>::new();
+    let err = action_error(action);
+
+    let body = move || {
+        Suspend::new(async move {
+            let b = match blade.await {
+                Ok(b) => b,
+                Err(e) => return view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+            };
+            let mut k = 0usize;
+            let vms = b
+                .vms
+                .iter()
+                .enumerate()
+                .map(|(i, vm)| {
+                    let ports = vm
+                        .rules
+                        .iter()
+                        .map(|r| {
+                            k += 1;
+                            let id = format!("port-{k}");
+                            let value = format!("{}:{}/{}", vm.id, r.port, r.protocol);
+                            let sources = if r.allowed_sources.is_empty() { "any source you name".to_owned() } else { r.allowed_sources.clone() };
+                            let label = format!(
+                                "{} ({}) — from {}, up to {} min{}{}",
+                                r.port,
+                                r.protocol.to_uppercase(),
+                                sources,
+                                r.max_minutes,
+                                if r.justification_required { ", justification required" } else { "" },
+                                if r.approval_required { ", needs approval" } else { "" }
+                            );
+                            view! {
+                                <div class="field checkbox">
+                                    <input type="checkbox" id=id.clone() name=format!("ports[{k}]") value=value />
+                                    <label for=id>{label}</label>
+                                </div>
+                            }
+                        })
+                        .collect_view();
+                    view! {
+                        <fieldset class="vm-ports">
+                            <legend>{vm.name.clone()}</legend>
+                            <input type="hidden" name=format!("vm_ids[{i}]") value=vm.id.clone() />
+                            {ports}
+                        </fieldset>
+                    }
+                })
+                .collect_view();
+            let default_minutes = b.max_minutes.min(180).to_string();
+            view! {
+                <FormAlert err />
+                <ActionForm action attr:class="form">
+                    <h2>"Ports"</h2>
+                    {vms}
+                    <FieldMsg err field="ports".to_owned() />
+                    <h2>"Source"</h2>
+                    <div class="field checkbox">
+                        <input type="radio" id="src-my" name="source_mode" value="my_ip" checked />
+                        <label for="src-my">"My IP (" <span data-testid="my-ip">{b.my_ip.clone()}</span> ")"</label>
+                    </div>
+                    <div class="field checkbox">
+                        <input type="radio" id="src-custom" name="source_mode" value="custom" />
+                        <label for="src-custom">"Another IP address or CIDR"</label>
+                    </div>
+                    <div class="field">
+                        <label for="f-custom_source">"IP address or CIDR (when not My IP)"</label>
+                        <input id="f-custom_source" type="text" name="custom_source" placeholder="198.51.100.0/24 or 2001:db8::/64" />
+                        <FieldMsg err field="source".to_owned() />
+                    </div>
+                    <div class="field">
+                        <label for="f-duration">{format!("Duration in minutes (at most {})", b.max_minutes)}</label>
+                        <input id="f-duration" type="text" inputmode="numeric" name="duration" value=default_minutes />
+                        <FieldMsg err field="duration".to_owned() />
+                    </div>
+                    <div class="field">
+                        <label for="f-justification">{if b.justification_required { "Justification (required)" } else { "Justification" }}</label>
+                        <textarea id="f-justification" name="justification" rows="3" maxlength="500"></textarea>
+                        <FieldMsg err field="justification".to_owned() />
+                    </div>
+                    <div class="actions"><button type="submit" class="btn primary">"Open ports"</button></div>
+                </ActionForm>
+            }
+            .into_any()
+        })
+    };
+
+    view! {
+        <Title text="Request access" />
+        <Shell>
+            <h1>"Request access"</h1>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
+        </Shell>
+    }
+}

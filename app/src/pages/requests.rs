@@ -1,0 +1,167 @@
+//! My requests (with live countdown, revoke and extend) and the approval queue.
+
+use crate::api::jit::{DecideRequest, ExtendRequest, RevokeRequest, my_requests};
+use crate::components::{Countdown, FieldMsg, FormAlert, LocalTime, Shell, action_error};
+use crate::model::RequestView;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn RequestsPage() -> impl IntoView {
+    let revoke = ServerAction::<RevokeRequest>::new();
+    let extend = ServerAction::<ExtendRequest>::new();
+    let decide = ServerAction::<DecideRequest>::new();
+    let data = Resource::new(
+        move || (revoke.version().get(), extend.version().get(), decide.version().get()),
+        |_| my_requests(),
+    );
+    let revoke_err = action_error(revoke);
+    let extend_err = action_error(extend);
+    let decide_err = action_error(decide);
+
+    let body = move || {
+        Suspend::new(async move {
+            let (mine, queue) = match data.await {
+                Ok(d) => d,
+                Err(e) => return view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+            };
+            let queue_view = (!queue.is_empty()).then(|| {
+                view! {
+                    <section class="card" data-testid="approval-queue">
+                        <h2>"Waiting for your approval"</h2>
+                        <FormAlert err=decide_err />
+                        <table class="table">
+                            <thead><tr>
+                                <th scope="col">"VM"</th><th scope="col">"Requester"</th><th scope="col">"Ports"</th>
+                                <th scope="col">"Source"</th><th scope="col">"Duration"</th><th scope="col">"Justification"</th>
+                                <th scope="col">"Decision"</th>
+                            </tr></thead>
+                            <tbody>
+                                {queue.into_iter().map(|r| view! { <QueueRow r decide /> }).collect_view()}
+                            </tbody>
+                        </table>
+                    </section>
+                }
+            });
+            view! {
+                {queue_view}
+                <section class="card">
+                    <h2>"My requests"</h2>
+                    <FormAlert err=revoke_err />
+                    <FormAlert err=extend_err />
+                    <FieldMsg err=extend_err field="duration".to_owned() />
+                    {if mine.is_empty() {
+                        view! { <p class="muted">"You have made no requests yet. Pick a VM on the " <a href="/jit">"Just-in-time"</a>" page."</p> }.into_any()
+                    } else {
+                        view! {
+                            <table class="table" data-testid="my-requests">
+                                <thead><tr>
+                                    <th scope="col">"VM"</th><th scope="col">"Ports"</th><th scope="col">"Source"</th>
+                                    <th scope="col">"Requested"</th><th scope="col">"Status"</th><th scope="col">"Ends"</th>
+                                    <th scope="col">"Actions"</th>
+                                </tr></thead>
+                                <tbody>
+                                    {mine.into_iter().map(|r| view! { <MineRow r revoke extend /> }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any()
+                    }}
+                </section>
+            }
+            .into_any()
+        })
+    };
+
+    view! {
+        <Title text="Requests" />
+        <Shell>
+            <h1>"Access requests"</h1>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
+        </Shell>
+    }
+}
+
+pub(crate) fn ports_cell(r: &RequestView) -> impl IntoView + use<> {
+    let items = r
+        .ports
+        .iter()
+        .map(|p| {
+            let reason = if p.reason.is_empty() || p.reason == p.status { String::new() } else { format!(" ({})", p.reason) };
+            view! { <li><span class=format!("status {}", p.status)>{format!("{}/{} {}", p.port, p.protocol, p.status)}</span>{reason}</li> }
+        })
+        .collect_view();
+    view! { <ul class="grants">{items}</ul> }
+}
+
+#[component]
+fn MineRow(r: RequestView, revoke: ServerAction<RevokeRequest>, extend: ServerAction<ExtendRequest>) -> impl IntoView {
+    let active = r.status == "active";
+    let ends = match (r.status.as_str(), r.end_at) {
+        ("active", Some(end)) => view! { <Countdown end_ms=end /> }.into_any(),
+        (_, Some(end)) => view! { <LocalTime ms=end /> }.into_any(),
+        _ => view! { <span class="muted">"—"</span> }.into_any(),
+    };
+    let id = r.id.clone();
+    let id2 = r.id.clone();
+    let ext_id = format!("ext-{}", r.id);
+    view! {
+        <tr data-request=r.id.clone() data-vm=r.vm_name.clone()>
+            <td><a href=format!("/vms/{}", r.vm_id)>{r.vm_name.clone()}</a></td>
+            <td>{ports_cell(&r)}</td>
+            <td>{r.source.clone()}</td>
+            <td><LocalTime ms=r.created_at /></td>
+            <td><span class=format!("status {}", r.status) data-testid="request-status">{r.status_label.clone()}</span>
+                {(!r.comment.is_empty()).then(|| view! { <br /><span class="muted">{format!("“{}”", r.comment)}</span> })}
+            </td>
+            <td>{ends}</td>
+            <td>
+                {r.can_end.then(|| view! {
+                    <ActionForm action=revoke attr:class="inline-form">
+                        <input type="hidden" name="id" value=id />
+                        <button type="submit" class="btn small">"Revoke"</button>
+                    </ActionForm>
+                })}
+                {(r.can_end && active).then(|| view! {
+                    <ActionForm action=extend attr:class="inline-form extend">
+                        <input type="hidden" name="id" value=id2 />
+                        <label for=ext_id.clone() class="sr-only">"Extend to minutes from now"</label>
+                        <input id=ext_id type="text" inputmode="numeric" size="4" name="duration" placeholder="min" />
+                        <button type="submit" class="btn small">"Extend"</button>
+                    </ActionForm>
+                })}
+            </td>
+        </tr>
+    }
+}
+
+#[component]
+fn QueueRow(r: RequestView, decide: ServerAction<DecideRequest>) -> impl IntoView {
+    let (id_a, id_d) = (r.id.clone(), r.id.clone());
+    let (ca, cd) = (format!("ca-{}", r.id), format!("cd-{}", r.id));
+    view! {
+        <tr data-request=r.id.clone() data-vm=r.vm_name.clone()>
+            <td>{r.vm_name.clone()}</td>
+            <td>{r.requester.clone()}</td>
+            <td>{ports_cell(&r)}</td>
+            <td>{r.source.clone()}</td>
+            <td>{format!("{} min", r.duration_minutes)}</td>
+            <td>{r.justification.clone()}</td>
+            <td>
+                <ActionForm action=decide attr:class="inline-form">
+                    <input type="hidden" name="id" value=id_a />
+                    <input type="hidden" name="decision" value="approve" />
+                    <label for=ca.clone() class="sr-only">"Approval comment"</label>
+                    <input id=ca type="text" name="comment" placeholder="Comment" size="12" />
+                    <button type="submit" class="btn small primary">"Approve"</button>
+                </ActionForm>
+                <ActionForm action=decide attr:class="inline-form">
+                    <input type="hidden" name="id" value=id_d />
+                    <input type="hidden" name="decision" value="deny" />
+                    <label for=cd.clone() class="sr-only">"Denial comment"</label>
+                    <input id=cd type="text" name="comment" placeholder="Reason" size="12" />
+                    <button type="submit" class="btn small">"Deny"</button>
+                </ActionForm>
+            </td>
+        </tr>
+    }
+}

@@ -1,0 +1,187 @@
+//! A VM's page (facts, policy, grants, timeline, requests, admin forms) and the page to
+//! add a VM.
+
+use crate::api::jit::{DeleteVm, SaveVm, get_vm};
+use crate::components::{Countdown, Field, FormAlert, LocalTime, SelectField, Shell, action_error};
+use crate::pages::requests::ports_cell;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+const OSES: &[(&str, &str)] = &[("linux", "Linux"), ("windows", "Windows"), ("other", "Other")];
+
+#[component]
+pub fn NewVmPage() -> impl IntoView {
+    let save = ServerAction::<SaveVm>::new();
+    let err = action_error(save);
+    view! {
+        <Title text="Add VM" />
+        <Shell>
+            <h1>"Add a VM"</h1>
+            <section class="card narrow">
+                <FormAlert err />
+                <ActionForm action=save attr:class="form">
+                    <input type="hidden" name="id" value="" />
+                    <Field label="Name" name="name" autocomplete="off" err />
+                    <Field label="Group" name="group" autocomplete="off" hint="Like a resource group: roles can be scoped to it." err />
+                    <Field label="Addresses" name="addresses" autocomplete="off" hint="IPv4/IPv6, separated by commas." err />
+                    <SelectField label="Operating system" name="os" options=OSES err />
+                    <Field label="Exposed management ports" name="exposed_ports" autocomplete="off"
+                        hint="Management ports known to be listening and reachable (22, 3389, 5985, 5986); the agent will report these." err />
+                    <button type="submit" class="btn primary">"Add VM"</button>
+                </ActionForm>
+            </section>
+        </Shell>
+    }
+}
+
+#[component]
+pub fn VmPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.get().get("id").unwrap_or_default();
+    let save = ServerAction::<SaveVm>::new();
+    let delete = ServerAction::<DeleteVm>::new();
+    let detail = Resource::new(move || (id(), save.version().get()), |(id, _)| get_vm(id));
+    let save_err = action_error(save);
+    let delete_err = action_error(delete);
+
+    let body = move || {
+        Suspend::new(async move {
+            let d = match detail.await {
+                Ok(d) => d,
+                Err(e) => return view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+            };
+            let vm = d.vm.clone();
+            let policy_rows = d.policy.clone();
+            let grants = vm.grants.clone();
+            let configure_label = if d.policy.is_empty() { "Enable JIT" } else { "Edit JIT policy" };
+            view! {
+                <Title text=vm.name.clone() />
+                <h1>{vm.name.clone()}</h1>
+                <div class="toolbar">
+                    {d.can_request.then(|| view! { <a class="btn primary" href=format!("/jit/request?vm={}", vm.id)>"Request access"</a> })}
+                    {d.can_configure.then(|| view! { <a class="btn" href=format!("/jit/configure?vm={}", vm.id)>{configure_label}</a> })}
+                </div>
+                <section class="card">
+                    <dl class="facts">
+                        <dt>"Group"</dt><dd>{vm.group.clone()}</dd>
+                        <dt>"Operating system"</dt><dd>{vm.os.clone()}</dd>
+                        <dt>"Addresses"</dt><dd>{vm.addresses.clone()}</dd>
+                        <dt>"Exposed management ports"</dt><dd>{vm.exposed_ports.clone()}</dd>
+                        <dt>"Enforcement"</dt><dd>{vm.agent_status.clone()}</dd>
+                    </dl>
+                </section>
+                <section class="card">
+                    <h2>"JIT policy"</h2>
+                    {if policy_rows.is_empty() {
+                        view! { <p class="muted">"Not configured: the management ports of this VM are not under JIT control."</p> }.into_any()
+                    } else {
+                        view! {
+                            <table class="table" data-testid="policy">
+                                <thead><tr><th scope="col">"Port"</th><th scope="col">"Protocol"</th><th scope="col">"Allowed sources"</th>
+                                    <th scope="col">"Max time"</th><th scope="col">"Justification"</th><th scope="col">"Approval"</th></tr></thead>
+                                <tbody>
+                                    {policy_rows.into_iter().map(|r| view! {
+                                        <tr>
+                                            <td>{r.port}</td><td>{r.protocol.to_uppercase()}</td>
+                                            <td>{if r.allowed_sources.is_empty() { "per request".to_owned() } else { r.allowed_sources }}</td>
+                                            <td>{format!("{} min", r.max_minutes)}</td>
+                                            <td>{if r.justification_required { "required" } else { "optional" }}</td>
+                                            <td>{if r.approval_required { "required" } else { "not required" }}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }.into_any()
+                    }}
+                </section>
+                <section class="card">
+                    <h2>"Access in force"</h2>
+                    {if grants.is_empty() {
+                        view! { <p class="muted">"No port is open."</p> }.into_any()
+                    } else {
+                        view! {
+                            <ul class="grants" data-testid="vm-grants">
+                                {grants.into_iter().map(|g| view! { <li>{format!("{}/{} from {} · ", g.port, g.protocol, g.source)}<Countdown end_ms=g.end_at /></li> }).collect_view()}
+                            </ul>
+                        }.into_any()
+                    }}
+                </section>
+                <section class="card">
+                    <h2>"Access windows, last 7 days"</h2>
+                    <div class="timeline-wrap" inner_html=d.timeline_svg.clone()></div>
+                </section>
+                <section class="card">
+                    <h2>"Requests"</h2>
+                    <table class="table">
+                        <thead><tr><th scope="col">"Requested"</th><th scope="col">"By"</th><th scope="col">"Ports"</th><th scope="col">"Source"</th><th scope="col">"Status"</th></tr></thead>
+                        <tbody>
+                            {d.requests.iter().map(|r| view! {
+                                <tr>
+                                    <td><LocalTime ms=r.created_at /></td>
+                                    <td>{r.requester.clone()}</td>
+                                    <td>{ports_cell(r)}</td>
+                                    <td>{r.source.clone()}</td>
+                                    <td>{r.status_label.clone()}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </section>
+                {d.can_manage.then(|| {
+                    let os = vm.os.clone();
+                    let delete_id = vm.id.clone();
+                    view! {
+                        <section class="card narrow">
+                            <h2>"Edit VM"</h2>
+                            <FormAlert err=save_err />
+                            {move || matches!(save.value().get(), Some(Ok(_))).then(|| view! { <div class="alert success" role="status">"Saved."</div> })}
+                            <ActionForm action=save attr:class="form">
+                                <input type="hidden" name="id" value=vm.id.clone() />
+                                <EditField label="Name" name="name" value=vm.name.clone() err=save_err />
+                                <EditField label="Group" name="group" value=vm.group.clone() err=save_err />
+                                <EditField label="Addresses" name="addresses" value=vm.addresses.clone() err=save_err />
+                                <div class="field">
+                                    <label for="e-os">"Operating system"</label>
+                                    <select id="e-os" name="os">
+                                        {OSES.iter().map(|(v, l)| view! { <option value=*v selected=os == *v>{*l}</option> }).collect_view()}
+                                    </select>
+                                </div>
+                                <EditField label="Exposed management ports" name="exposed_ports" value=vm.exposed_ports.clone() err=save_err />
+                                <button type="submit" class="btn primary">"Save"</button>
+                            </ActionForm>
+                        </section>
+                        <section class="card narrow danger-zone">
+                            <h2>"Remove VM"</h2>
+                            <FormAlert err=delete_err />
+                            <ActionForm action=delete attr:class="inline-form">
+                                <input type="hidden" name="id" value=delete_id />
+                                <button type="submit" class="btn danger">"Remove this VM"</button>
+                            </ActionForm>
+                        </section>
+                    }
+                })}
+            }
+            .into_any()
+        })
+    };
+
+    view! {
+        <Shell>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
+        </Shell>
+    }
+}
+
+#[component]
+fn EditField(label: &'static str, name: &'static str, value: String, err: Signal<Option<crate::error::AppError>>) -> impl IntoView {
+    let id = format!("e-{name}");
+    let msg = move || err.get().and_then(|e| e.field_message(name));
+    view! {
+        <div class="field" class:invalid=move || msg().is_some()>
+            <label for=id.clone()>{label}</label>
+            <input id=id type="text" name=name value=value />
+            <p class="field-error" aria-live="polite">{msg}</p>
+        </div>
+    }
+}

@@ -1,0 +1,403 @@
+//! VMs and their JIT policies.
+
+use super::audit::{Bind, NewLogEntry, bind_all};
+use super::{Result, Store, StoreError, WriteTx, new_id, now_ms};
+use crate::domain::Visibility;
+use crate::domain::jit::{AllowedSources, JitPolicy, MaxDuration, Port, PortRule, Protocol};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVm {
+    pub id: String,
+    pub name: String,
+    pub group: String,
+    pub addresses: String,
+    pub os: String,
+    pub exposed_ports: String,
+    pub agent_id: Option<String>,
+    pub agent_last_seen: Option<i64>,
+    pub generation: i64,
+}
+
+/// Validated VM fields (the service parses them through the domain).
+#[derive(Debug, Clone)]
+pub struct VmFields {
+    pub name: String,
+    pub group: String,
+    pub addresses: String,
+    pub os: String,
+    pub exposed_ports: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmTab {
+    Configured,
+    Recommended,
+    NotConfigured,
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmListQuery {
+    pub tab: VmTab,
+    pub search: String,
+    /// `name`, `group` or `os`; descending when `desc`.
+    pub sort: String,
+    pub desc: bool,
+    pub offset: i64,
+    pub limit: i64,
+    /// Restricts to these groups / VM ids unless `everything` (the caller's view scope).
+    pub scope: Visibility,
+}
+
+/// A VM row of the JIT tabs, with the figures the Configured tab shows.
+#[derive(Debug, Clone)]
+pub struct VmSummary {
+    pub vm: StoredVm,
+    pub has_policy: bool,
+    pub approved_last_7d: i64,
+    pub last_access_at: Option<i64>,
+    pub last_user: Option<String>,
+    pub active_grants: Vec<(i64, String, String, i64)>, // (port, protocol, source, end_at)
+}
+
+const VM_COLUMNS: &str =
+    "v.id, v.name, v.resource_group, v.addresses, v.os, v.exposed_ports, v.agent_id, v.agent_last_seen, v.generation";
+
+fn vm_from_row(row: &AnyRow) -> Result<StoredVm> {
+    Ok(StoredVm {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        group: row.try_get("resource_group")?,
+        addresses: row.try_get("addresses")?,
+        os: row.try_get("os")?,
+        exposed_ports: row.try_get("exposed_ports")?,
+        agent_id: row.try_get("agent_id")?,
+        agent_last_seen: row.try_get("agent_last_seen")?,
+        generation: row.try_get("generation")?,
+    })
+}
+
+impl WriteTx {
+    /// Every change to what a VM's agent must enforce moves its generation forward.
+    pub(crate) async fn bump_generation(&mut self, vm_id: &str) -> Result<()> {
+        sqlx::query("UPDATE vms SET generation = generation + 1 WHERE id = $1")
+            .bind(vm_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn create_vm(&self, f: &VmFields, log: NewLogEntry) -> Result<StoredVm> {
+        let id = new_id();
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO vms (id, name, resource_group, addresses, os, exposed_ports, generation, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
+        )
+        .bind(&id)
+        .bind(&f.name)
+        .bind(&f.group)
+        .bind(&f.addresses)
+        .bind(&f.os)
+        .bind(&f.exposed_ports)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(StoreError::from_write)?;
+        tx.log(log).await?;
+        tx.commit().await?;
+        Ok(self.get_vm(&id).await?.ok_or(StoreError::Corrupt("vm vanished".into()))?)
+    }
+
+    pub async fn update_vm(&self, id: &str, f: &VmFields, log: NewLogEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE vms SET name = $1, resource_group = $2, addresses = $3, os = $4, exposed_ports = $5, \
+             updated_at = $6 WHERE id = $7",
+        )
+        .bind(&f.name)
+        .bind(&f.group)
+        .bind(&f.addresses)
+        .bind(&f.os)
+        .bind(&f.exposed_ports)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(StoreError::from_write)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        tx.log(log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn delete_vm(&self, id: &str, log: NewLogEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM vms WHERE id = $1").bind(id).execute(&mut *tx.tx).await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        tx.log(log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn get_vm(&self, id: &str) -> Result<Option<StoredVm>> {
+        let sql = format!("SELECT {VM_COLUMNS} FROM vms v WHERE v.id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(vm_from_row).transpose()
+    }
+
+    pub async fn get_vm_by_name(&self, name: &str) -> Result<Option<StoredVm>> {
+        let sql = format!("SELECT {VM_COLUMNS} FROM vms v WHERE v.name = $1");
+        let row = sqlx::query(&sql).bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(vm_from_row).transpose()
+    }
+
+    /// One page of a JIT tab and the number of VMs the tab holds.
+    pub async fn list_vms(&self, q: &VmListQuery) -> Result<(Vec<VmSummary>, i64)> {
+        let mut filter = String::from(" WHERE 1 = 1");
+        let mut binds: Vec<Bind> = Vec::new();
+        let has_policy = "EXISTS (SELECT 1 FROM jit_policies p WHERE p.vm_id = v.id)";
+        match q.tab {
+            VmTab::Configured => filter.push_str(&format!(" AND {has_policy}")),
+            VmTab::Recommended => filter.push_str(&format!(" AND NOT {has_policy} AND v.exposed_ports <> ''")),
+            VmTab::NotConfigured => filter.push_str(&format!(" AND NOT {has_policy} AND v.exposed_ports = ''")),
+            VmTab::All => {}
+        }
+        let search = q.search.trim().to_lowercase();
+        if !search.is_empty() {
+            binds.push(Bind::Text(format!("%{}%", search.replace('%', "").replace('_', ""))));
+            let n = binds.len();
+            filter.push_str(&format!(" AND (LOWER(v.name) LIKE ${n} OR LOWER(v.resource_group) LIKE ${n})"));
+        }
+        if !q.scope.everything {
+            let mut parts = vec!["1 = 0".to_owned()];
+            for g in &q.scope.groups {
+                binds.push(Bind::Text(g.clone()));
+                parts.push(format!("v.resource_group = ${}", binds.len()));
+            }
+            for id in &q.scope.vm_ids {
+                binds.push(Bind::Text(id.clone()));
+                parts.push(format!("v.id = ${}", binds.len()));
+            }
+            filter.push_str(&format!(" AND ({})", parts.join(" OR ")));
+        }
+        let count_sql = format!("SELECT COUNT(*) AS n FROM vms v{filter}");
+        let total: i64 = bind_all(sqlx::query(&count_sql), &binds).fetch_one(&self.pool).await?.try_get("n")?;
+        let order = match q.sort.as_str() {
+            "group" => "v.resource_group",
+            "os" => "v.os",
+            _ => "v.name",
+        };
+        let dir = if q.desc { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {VM_COLUMNS}, CASE WHEN {has_policy} THEN 1 ELSE 0 END AS has_policy FROM vms v{filter} \
+             ORDER BY {order} {dir}, v.name ASC LIMIT {} OFFSET {}",
+            q.limit.clamp(1, 500),
+            q.offset.max(0)
+        );
+        let rows = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let week_ago = now_ms() - 7 * 24 * 3600 * 1000;
+        for row in &rows {
+            let vm = vm_from_row(row)?;
+            let has_policy = row.try_get::<i64, _>("has_policy")? == 1;
+            let (approved_last_7d, last_access_at, last_user, active_grants) = if has_policy {
+                self.vm_figures(&vm.id, week_ago).await?
+            } else {
+                (0, None, None, Vec::new())
+            };
+            out.push(VmSummary { vm, has_policy, approved_last_7d, last_access_at, last_user, active_grants });
+        }
+        Ok((out, total))
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn vm_figures(
+        &self,
+        vm_id: &str,
+        since: i64,
+    ) -> Result<(i64, Option<i64>, Option<String>, Vec<(i64, String, String, i64)>)> {
+        let approved: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM access_requests WHERE vm_id = $1 AND created_at >= $2 \
+             AND start_at IS NOT NULL",
+        )
+        .bind(vm_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        let last = sqlx::query(
+            "SELECT r.start_at, u.username FROM access_requests r JOIN users u ON u.id = r.requester_id \
+             WHERE r.vm_id = $1 AND r.start_at IS NOT NULL ORDER BY r.start_at DESC LIMIT 1",
+        )
+        .bind(vm_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (last_at, last_user) = match last {
+            Some(row) => (row.try_get::<Option<i64>, _>("start_at")?, Some(row.try_get::<String, _>("username")?)),
+            None => (None, None),
+        };
+        let grants = sqlx::query(
+            "SELECT port, protocol, source_prefix, end_at FROM request_ports \
+             WHERE vm_id = $1 AND status = 'active' ORDER BY end_at",
+        )
+        .bind(vm_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<i64, _>("port")?,
+                r.try_get::<String, _>("protocol")?,
+                r.try_get::<String, _>("source_prefix")?,
+                r.try_get::<Option<i64>, _>("end_at")?.unwrap_or_default(),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok((approved, last_at, last_user, grants))
+    }
+
+    pub async fn get_policy(&self, vm_id: &str) -> Result<Option<JitPolicy>> {
+        let exists = sqlx::query("SELECT vm_id FROM jit_policies WHERE vm_id = $1")
+            .bind(vm_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT port, protocol, allowed_sources, max_duration_secs, justification_required, \
+             approval_required FROM port_rules WHERE vm_id = $1 ORDER BY position",
+        )
+        .bind(vm_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("port rule {what}"));
+        let rules = rows
+            .iter()
+            .map(|r| {
+                let port: i64 = r.try_get("port")?;
+                let protocol: String = r.try_get("protocol")?;
+                let sources: String = r.try_get("allowed_sources")?;
+                Ok(PortRule {
+                    port: u16::try_from(port).ok().and_then(Port::new).ok_or_else(|| corrupt("port"))?,
+                    protocol: Protocol::parse(&protocol).map_err(|_| corrupt("protocol"))?,
+                    allowed_sources: AllowedSources::parse(&sources).map_err(|_| corrupt("sources"))?,
+                    max_duration: MaxDuration::from_secs(r.try_get("max_duration_secs")?)
+                        .map_err(|_| corrupt("duration"))?,
+                    justification_required: r.try_get::<i64, _>("justification_required")? != 0,
+                    approval_required: r.try_get::<i64, _>("approval_required")? != 0,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(JitPolicy { rules }))
+    }
+
+    /// Creates or replaces the policies of several VMs in one transaction, one log entry
+    /// per VM. Grants on ports the new policy no longer covers are revoked.
+    pub async fn set_policies(&self, vm_ids: &[String], policy: &JitPolicy, actor: &str, logs: Vec<NewLogEntry>) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        for (vm_id, log) in vm_ids.iter().zip(logs) {
+            sqlx::query("DELETE FROM port_rules WHERE vm_id = $1").bind(vm_id).execute(&mut *tx.tx).await?;
+            let updated = sqlx::query("UPDATE jit_policies SET updated_at = $1 WHERE vm_id = $2")
+                .bind(now)
+                .bind(vm_id)
+                .execute(&mut *tx.tx)
+                .await?;
+            if updated.rows_affected() == 0 {
+                sqlx::query("INSERT INTO jit_policies (vm_id, created_by, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+                    .bind(vm_id)
+                    .bind(actor)
+                    .bind(now)
+                    .execute(&mut *tx.tx)
+                    .await?;
+            }
+            for (position, rule) in policy.rules.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO port_rules (id, vm_id, position, port, protocol, allowed_sources, \
+                     max_duration_secs, justification_required, approval_required) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(new_id())
+                .bind(vm_id)
+                .bind(position as i64)
+                .bind(i64::from(rule.port.get()))
+                .bind(rule.protocol.as_str())
+                .bind(rule.allowed_sources.to_string())
+                .bind(rule.max_duration.secs())
+                .bind(i64::from(rule.justification_required))
+                .bind(i64::from(rule.approval_required))
+                .execute(&mut *tx.tx)
+                .await?;
+            }
+            // Active grants on ports that are no longer under this policy end now.
+            let active = sqlx::query("SELECT id, port, protocol FROM request_ports WHERE vm_id = $1 AND status = 'active'")
+                .bind(vm_id)
+                .fetch_all(&mut *tx.tx)
+                .await?;
+            for row in &active {
+                let port: i64 = row.try_get("port")?;
+                let protocol: String = row.try_get("protocol")?;
+                let still = policy
+                    .rules
+                    .iter()
+                    .any(|r| i64::from(r.port.get()) == port && r.protocol.as_str() == protocol);
+                if !still {
+                    sqlx::query("UPDATE request_ports SET status = 'revoked', status_reason = 'port removed from policy', end_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(row.try_get::<String, _>("id")?)
+                        .execute(&mut *tx.tx)
+                        .await?;
+                }
+            }
+            tx.close_finished_requests(vm_id, now).await?;
+            tx.bump_generation(vm_id).await?;
+            tx.log(log).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Removes a VM's policy: its rules go, and every grant on it ends now.
+    pub async fn delete_policy(&self, vm_id: &str, log: NewLogEntry) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM jit_policies WHERE vm_id = $1").bind(vm_id).execute(&mut *tx.tx).await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE request_ports SET status = 'revoked', status_reason = 'policy removed', end_at = $1 \
+             WHERE vm_id = $2 AND status = 'active'",
+        )
+        .bind(now)
+        .bind(vm_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        sqlx::query(
+            "UPDATE request_ports SET status = 'denied', status_reason = 'policy removed' \
+             WHERE vm_id = $1 AND status = 'pending'",
+        )
+        .bind(vm_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        sqlx::query("UPDATE access_requests SET status = 'denied', decision_comment = 'policy removed' WHERE vm_id = $1 AND status = 'pending_approval'")
+            .bind(vm_id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.close_finished_requests(vm_id, now).await?;
+        tx.bump_generation(vm_id).await?;
+        tx.log(log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,493 @@
+//! Access requests, their ports, and the grants (active request ports) that make up each
+//! VM's desired state.
+
+use super::audit::{Bind, NewLogEntry, bind_all};
+use super::{Result, Store, StoreError, WriteTx, new_id, now_ms};
+use crate::domain::request::{PortStatus, RequestSpec, RequestStatus};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRequestPort {
+    pub port: i64,
+    pub protocol: String,
+    pub status: PortStatus,
+    pub status_reason: String,
+    pub end_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRequest {
+    pub id: String,
+    pub batch_id: String,
+    pub vm_id: String,
+    pub vm_name: String,
+    pub vm_group: String,
+    pub requester_id: String,
+    pub requester: String,
+    pub source: String,
+    pub duration_secs: i64,
+    pub justification: String,
+    pub status: RequestStatus,
+    pub created_at: i64,
+    pub start_at: Option<i64>,
+    pub end_at: Option<i64>,
+    pub decided_by: Option<String>,
+    pub decision_comment: String,
+    pub ports: Vec<StoredRequestPort>,
+}
+
+/// One grant in force: the unit the agent enforces.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grant {
+    pub source: String,
+    pub port: i64,
+    pub protocol: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub requester_id: Option<String>,
+    pub vm_id: Option<String>,
+    pub status: Option<RequestStatus>,
+    pub since_ms: Option<i64>,
+    pub limit: i64,
+}
+
+const REQUEST_COLUMNS: &str = "r.id, r.batch_id, r.vm_id, v.name AS vm_name, v.resource_group AS vm_group, \
+     r.requester_id, u.username AS requester, r.source_prefix, r.duration_secs, r.justification, r.status, \
+     r.created_at, r.start_at, r.end_at, r.decided_by, r.decision_comment";
+
+fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
+    let status: String = row.try_get("status")?;
+    Ok(StoredRequest {
+        id: row.try_get("id")?,
+        batch_id: row.try_get("batch_id")?,
+        vm_id: row.try_get("vm_id")?,
+        vm_name: row.try_get("vm_name")?,
+        vm_group: row.try_get("vm_group")?,
+        requester_id: row.try_get("requester_id")?,
+        requester: row.try_get("requester")?,
+        source: row.try_get("source_prefix")?,
+        duration_secs: row.try_get("duration_secs")?,
+        justification: row.try_get("justification")?,
+        status: RequestStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+        created_at: row.try_get("created_at")?,
+        start_at: row.try_get("start_at")?,
+        end_at: row.try_get("end_at")?,
+        decided_by: row.try_get("decided_by")?,
+        decision_comment: row.try_get("decision_comment")?,
+        ports: Vec::new(),
+    })
+}
+
+impl WriteTx {
+    /// Activates the ports of a request from `now`: each becomes a grant, and an older
+    /// grant for the same port and source is superseded by it.
+    async fn activate_ports(&mut self, request_id: &str, vm_id: &str, source: &str, end_at: i64) -> Result<()> {
+        let ports = sqlx::query("SELECT id, port, protocol FROM request_ports WHERE request_id = $1")
+            .bind(request_id)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        for row in &ports {
+            let port: i64 = row.try_get("port")?;
+            let protocol: String = row.try_get("protocol")?;
+            sqlx::query(
+                "UPDATE request_ports SET status = 'superseded', status_reason = 'superseded by a newer request' \
+                 WHERE vm_id = $1 AND port = $2 AND protocol = $3 AND source_prefix = $4 AND status = 'active' \
+                 AND request_id <> $5",
+            )
+            .bind(vm_id)
+            .bind(port)
+            .bind(&protocol)
+            .bind(source)
+            .bind(request_id)
+            .execute(&mut *self.tx)
+            .await?;
+            sqlx::query("UPDATE request_ports SET status = 'active', status_reason = '', end_at = $1 WHERE id = $2")
+                .bind(end_at)
+                .bind(row.try_get::<String, _>("id")?)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Active requests of a VM none of whose ports is active any more are finished; they
+    /// take the status of their ports (expired unless something else ended them).
+    pub(crate) async fn close_finished_requests(&mut self, vm_id: &str, now: i64) -> Result<()> {
+        let open = sqlx::query(
+            "SELECT r.id FROM access_requests r WHERE r.vm_id = $1 AND r.status = 'active' AND NOT EXISTS \
+             (SELECT 1 FROM request_ports p WHERE p.request_id = r.id AND p.status = 'active')",
+        )
+        .bind(vm_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for row in &open {
+            let id: String = row.try_get("id")?;
+            let revoked = sqlx::query("SELECT COUNT(*) AS n FROM request_ports WHERE request_id = $1 AND status = 'revoked'")
+                .bind(&id)
+                .fetch_one(&mut *self.tx)
+                .await?
+                .try_get::<i64, _>("n")?;
+            let status = if revoked > 0 { RequestStatus::Revoked } else { RequestStatus::Expired };
+            sqlx::query("UPDATE access_requests SET status = $1, end_at = CASE WHEN end_at > $2 THEN $2 ELSE end_at END WHERE id = $3")
+                .bind(status.as_str())
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Records a request for one VM. Without approval it is active at once.
+    pub async fn create_request(
+        &self,
+        batch_id: &str,
+        vm_id: &str,
+        requester_id: &str,
+        spec: &RequestSpec,
+        log: NewLogEntry,
+    ) -> Result<String> {
+        let id = new_id();
+        let now = now_ms();
+        let (status, start, end) = if spec.needs_approval {
+            (RequestStatus::PendingApproval, None, None)
+        } else {
+            (RequestStatus::Active, Some(now), Some(now + spec.duration_secs * 1000))
+        };
+        let source = spec.source.to_string();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO access_requests (id, batch_id, vm_id, requester_id, source_prefix, duration_secs, \
+             justification, status, created_at, start_at, end_at, decision_comment) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '')",
+        )
+        .bind(&id)
+        .bind(batch_id)
+        .bind(vm_id)
+        .bind(requester_id)
+        .bind(&source)
+        .bind(spec.duration_secs)
+        .bind(&spec.justification)
+        .bind(status.as_str())
+        .bind(now)
+        .bind(start)
+        .bind(end)
+        .execute(&mut *tx.tx)
+        .await?;
+        for (port, protocol) in &spec.ports {
+            sqlx::query(
+                "INSERT INTO request_ports (id, request_id, vm_id, port, protocol, source_prefix, status, status_reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', '')",
+            )
+            .bind(new_id())
+            .bind(&id)
+            .bind(vm_id)
+            .bind(i64::from(port.get()))
+            .bind(protocol.as_str())
+            .bind(&source)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        if let Some(end) = end {
+            tx.activate_ports(&id, vm_id, &source, end).await?;
+            tx.bump_generation(vm_id).await?;
+        }
+        tx.log(log).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn get_request(&self, id: &str) -> Result<Option<StoredRequest>> {
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests r JOIN vms v ON v.id = r.vm_id \
+             JOIN users u ON u.id = r.requester_id WHERE r.id = $1"
+        );
+        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let mut request = request_from_row(&row)?;
+        request.ports = self.request_ports(id).await?;
+        Ok(Some(request))
+    }
+
+    async fn request_ports(&self, request_id: &str) -> Result<Vec<StoredRequestPort>> {
+        let rows = sqlx::query(
+            "SELECT port, protocol, status, status_reason, end_at FROM request_ports WHERE request_id = $1 ORDER BY port",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(StoredRequestPort {
+                    port: r.try_get("port")?,
+                    protocol: r.try_get("protocol")?,
+                    status: PortStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("port status {status}")))?,
+                    status_reason: r.try_get("status_reason")?,
+                    end_at: r.try_get("end_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Requests matching the filter, newest first, with their ports.
+    pub async fn list_requests(&self, f: &RequestFilter) -> Result<Vec<StoredRequest>> {
+        let mut sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests r JOIN vms v ON v.id = r.vm_id \
+             JOIN users u ON u.id = r.requester_id WHERE 1 = 1"
+        );
+        let mut binds = Vec::new();
+        if let Some(id) = &f.requester_id {
+            binds.push(Bind::Text(id.clone()));
+            sql.push_str(&format!(" AND r.requester_id = ${}", binds.len()));
+        }
+        if let Some(id) = &f.vm_id {
+            binds.push(Bind::Text(id.clone()));
+            sql.push_str(&format!(" AND r.vm_id = ${}", binds.len()));
+        }
+        if let Some(status) = f.status {
+            binds.push(Bind::Text(status.as_str().to_owned()));
+            sql.push_str(&format!(" AND r.status = ${}", binds.len()));
+        }
+        if let Some(since) = f.since_ms {
+            binds.push(Bind::Int(since));
+            sql.push_str(&format!(" AND (r.end_at IS NULL OR r.end_at >= ${n} OR r.created_at >= ${n})", n = binds.len()));
+        }
+        sql.push_str(&format!(" ORDER BY r.created_at DESC LIMIT {}", f.limit.clamp(1, 1000)));
+        let rows = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut r = request_from_row(row)?;
+            r.ports = self.request_ports(&r.id).await?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Approves a pending request; it becomes active from now. False if it was no longer
+    /// pending (someone else decided first).
+    pub async fn approve_request(&self, id: &str, approver: &str, comment: &str, log: NewLogEntry) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT vm_id, source_prefix, duration_secs FROM access_requests WHERE id = $1 AND status = 'pending_approval'")
+            .bind(id)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        let Some(row) = row else { return Ok(false) };
+        let vm_id: String = row.try_get("vm_id")?;
+        let source: String = row.try_get("source_prefix")?;
+        let end = now + row.try_get::<i64, _>("duration_secs")? * 1000;
+        // Approved, then active at once: requests start when they are approved.
+        sqlx::query(
+            "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, decision_comment = $4, \
+             start_at = $3, end_at = $5 WHERE id = $6",
+        )
+        .bind(RequestStatus::Active.as_str())
+        .bind(approver)
+        .bind(now)
+        .bind(comment)
+        .bind(end)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.activate_ports(id, &vm_id, &source, end).await?;
+        tx.bump_generation(&vm_id).await?;
+        tx.log(log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn deny_request(&self, id: &str, approver: &str, comment: &str, log: NewLogEntry) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE access_requests SET status = 'denied', decided_by = $1, decided_at = $2, decision_comment = $3 \
+             WHERE id = $4 AND status = 'pending_approval'",
+        )
+        .bind(approver)
+        .bind(now)
+        .bind(comment)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE request_ports SET status = 'denied', status_reason = 'denied by approver' WHERE request_id = $1")
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.log(log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends a pending or active request now. False if it had already ended.
+    pub async fn revoke_request(&self, id: &str, reason: &str, log: NewLogEntry) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT vm_id, status FROM access_requests WHERE id = $1 AND status IN ('pending_approval', 'approved', 'active')")
+            .bind(id)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        let Some(row) = row else { return Ok(false) };
+        let vm_id: String = row.try_get("vm_id")?;
+        sqlx::query(
+            "UPDATE request_ports SET status = 'revoked', status_reason = $1, end_at = $2 \
+             WHERE request_id = $3 AND status IN ('pending', 'active')",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+        sqlx::query("UPDATE access_requests SET status = 'revoked', end_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.bump_generation(&vm_id).await?;
+        tx.log(log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Moves the end of an active request (and its active ports) to `end_at`.
+    pub async fn extend_request(&self, id: &str, end_at: i64, log: NewLogEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT vm_id FROM access_requests WHERE id = $1 AND status = 'active'")
+            .bind(id)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        let Some(row) = row else { return Ok(false) };
+        let vm_id: String = row.try_get("vm_id")?;
+        sqlx::query("UPDATE access_requests SET end_at = $1 WHERE id = $2").bind(end_at).bind(id).execute(&mut *tx.tx).await?;
+        sqlx::query("UPDATE request_ports SET end_at = $1 WHERE request_id = $2 AND status = 'active'")
+            .bind(end_at)
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.bump_generation(&vm_id).await?;
+        tx.log(log).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Expires every grant whose end has come, with one log entry per request port.
+    /// Returns the number of grants expired.
+    pub async fn expire_due(&self, now: i64) -> Result<usize> {
+        let due = sqlx::query(
+            "SELECT p.id, p.vm_id, p.port, p.protocol, p.source_prefix, v.name AS vm_name, u.username \
+             FROM request_ports p JOIN access_requests r ON r.id = p.request_id JOIN vms v ON v.id = p.vm_id \
+             JOIN users u ON u.id = r.requester_id WHERE p.status = 'active' AND p.end_at <= $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut vms = Vec::new();
+        let mut expired = 0;
+        for row in &due {
+            let id: String = row.try_get("id")?;
+            let done = sqlx::query("UPDATE request_ports SET status = 'expired', status_reason = 'expired' WHERE id = $1 AND status = 'active'")
+                .bind(&id)
+                .execute(&mut *tx.tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                continue;
+            }
+            expired += 1;
+            let vm_id: String = row.try_get("vm_id")?;
+            let protocol: String = row.try_get("protocol")?;
+            tx.log(NewLogEntry {
+                actor: "system".into(),
+                action: "expire".into(),
+                vm: row.try_get("vm_name")?,
+                ports: format!("{}/{}", row.try_get::<i64, _>("port")?, protocol),
+                source: row.try_get("source_prefix")?,
+                result: "success".into(),
+                detail: format!("access of {} ended", row.try_get::<String, _>("username")?),
+                ..Default::default()
+            })
+            .await?;
+            if !vms.contains(&vm_id) {
+                vms.push(vm_id);
+            }
+        }
+        for vm_id in &vms {
+            tx.close_finished_requests(vm_id, now).await?;
+            tx.bump_generation(vm_id).await?;
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    /// The earliest end of any grant in force, so the expiry job can sleep until then.
+    pub async fn next_expiry(&self) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(end_at) AS m FROM request_ports WHERE status = 'active'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("m")?)
+    }
+
+    /// A VM's desired state: its generation and the grants in force at `now`.
+    pub async fn desired_state(&self, vm_id: &str, now: i64) -> Result<Option<(i64, Vec<Grant>)>> {
+        let Some(gen_row) = sqlx::query("SELECT generation FROM vms WHERE id = $1").bind(vm_id).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT source_prefix, port, protocol, end_at FROM request_ports \
+             WHERE vm_id = $1 AND status = 'active' AND end_at > $2 ORDER BY port, protocol, source_prefix",
+        )
+        .bind(vm_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let grants = rows
+            .iter()
+            .map(|r| {
+                Ok(Grant {
+                    source: r.try_get("source_prefix")?,
+                    port: r.try_get("port")?,
+                    protocol: r.try_get("protocol")?,
+                    expires_at: r.try_get::<Option<i64>, _>("end_at")?.unwrap_or(now),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((gen_row.try_get("generation")?, grants)))
+    }
+
+    /// Access windows of a VM that overlap `[from, to)`, for the timeline.
+    pub async fn access_windows(&self, vm_id: &str, from: i64, to: i64) -> Result<Vec<(i64, i64, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT r.start_at, r.end_at, u.username, r.status FROM access_requests r JOIN users u ON u.id = r.requester_id \
+             WHERE r.vm_id = $1 AND r.start_at IS NOT NULL AND r.start_at < $2 AND r.end_at > $3 ORDER BY r.start_at",
+        )
+        .bind(vm_id)
+        .bind(to)
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<Option<i64>, _>("start_at")?.unwrap_or(from),
+                    r.try_get::<Option<i64>, _>("end_at")?.unwrap_or(to),
+                    r.try_get("username")?,
+                    r.try_get("status")?,
+                ))
+            })
+            .collect()
+    }
+}
+

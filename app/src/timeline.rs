@@ -1,0 +1,75 @@
+//! The VM page's timeline: access windows over the last 7 days as an SVG drawn on the
+//! server, so it shows without JavaScript.
+
+const WIDTH: f64 = 700.0;
+const LEFT: f64 = 0.0;
+const BAR_Y: f64 = 24.0;
+const BAR_H: f64 = 22.0;
+const HEIGHT: f64 = 64.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// `windows`: (start, end, user, status) in UTC ms; `[from, to)` is the range shown.
+pub fn timeline_svg(windows: &[(i64, i64, String, String)], from: i64, to: i64) -> String {
+    let span = (to - from).max(1) as f64;
+    let x = |t: i64| LEFT + ((t.clamp(from, to) - from) as f64 / span) * WIDTH;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+         role=\"img\" aria-labelledby=\"timeline-title\"><title id=\"timeline-title\">Access windows, last 7 days: {} window(s)</title>",
+        windows.len()
+    );
+    svg.push_str(&format!(
+        "<rect x=\"0\" y=\"{BAR_Y}\" width=\"{WIDTH}\" height=\"{BAR_H}\" fill=\"#eef2f6\" stroke=\"#d0d7de\"/>"
+    ));
+    let day = 24 * 3600 * 1000;
+    let mut t = from - from.rem_euclid(day) + day;
+    while t < to {
+        let xi = x(t);
+        let label = chrono::DateTime::from_timestamp_millis(t).map(|d| d.format("%a %d").to_string()).unwrap_or_default();
+        svg.push_str(&format!(
+            "<line x1=\"{xi:.1}\" y1=\"{}\" x2=\"{xi:.1}\" y2=\"{}\" stroke=\"#c4ccd5\"/>\
+             <text x=\"{:.1}\" y=\"14\" font-size=\"10\" fill=\"#57606a\">{label}</text>",
+            BAR_Y - 4.0,
+            BAR_Y + BAR_H + 4.0,
+            xi + 2.0
+        ));
+        t += day;
+    }
+    for (start, end, user, status) in windows {
+        let (x1, x2) = (x(*start), x(*end));
+        let w = (x2 - x1).max(2.0);
+        let colour = if status == "active" { "#1a7f37" } else { "#1f4e79" };
+        svg.push_str(&format!(
+            "<rect class=\"window\" x=\"{x1:.1}\" y=\"{BAR_Y}\" width=\"{w:.1}\" height=\"{BAR_H}\" fill=\"{colour}\">\
+             <title>{} – {}: {} ({})</title></rect>",
+            crate::model::format_utc(*start),
+            crate::model::format_utc(*end),
+            esc(user),
+            esc(status)
+        ));
+    }
+    svg.push_str(&format!(
+        "<text x=\"0\" y=\"{}\" font-size=\"10\" fill=\"#57606a\">{}</text><text x=\"{WIDTH}\" y=\"{}\" font-size=\"10\" \
+         fill=\"#57606a\" text-anchor=\"end\">now</text></svg>",
+        HEIGHT - 4.0,
+        crate::model::format_utc(from),
+        HEIGHT - 4.0
+    ));
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn windows_are_drawn_inside_the_range_and_escaped() {
+        let day = 24 * 3600 * 1000;
+        let from = 10 * day;
+        let svg = super::timeline_svg(&[(from + day, from + day + 3600_000, "<bob>".into(), "expired".into())], from, from + 7 * day);
+        assert!(svg.starts_with("<svg"));
+        assert_eq!(svg.matches("class=\"window\"").count(), 1);
+        assert!(svg.contains("&lt;bob&gt;"));
+        assert!(svg.contains("x=\"100.0\""), "one day of seven is 100 of 700 units: {svg}");
+    }
+}

@@ -1,0 +1,64 @@
+//! Downloads that are plain HTTP responses rather than pages: the activity log as CSV.
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use portcullis_app::api::jit::parse_log_filter;
+use portcullis_app::auth::SESSION_USER_ID;
+use portcullis_app::error::AppError;
+use portcullis_app::services::{Actor, activity};
+use portcullis_app::state::{AppState, ClientIp};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct Filter {
+    vm: String,
+    actor: String,
+    action: String,
+    from: String,
+    to: String,
+}
+
+fn refuse(e: AppError) -> Response {
+    let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, e.to_string()).into_response()
+}
+
+pub async fn activity_csv(
+    State(state): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    session: Session,
+    Query(f): Query<Filter>,
+) -> Response {
+    let run = async {
+        let user_id: String = session
+            .get(SESSION_USER_ID)
+            .await
+            .map_err(|_| AppError::Internal)?
+            .ok_or(AppError::Unauthenticated)?;
+        let user = state
+            .store
+            .get_user(&user_id)
+            .await?
+            .filter(|u| !u.disabled && !u.must_change_password)
+            .ok_or(AppError::Unauthenticated)?;
+        let roles = state.store.assignments_of(&user.id).await?.into_iter().map(|a| a.assignment).collect();
+        let actor = Actor { user_id: user.id, username: user.username, roles, ip };
+        let q = parse_log_filter(&f.vm, &f.actor, &f.action, &f.from, &f.to)?;
+        activity::csv(&state.store, &actor, q).await
+    };
+    match run.await {
+        Ok(csv) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"portcullis-activity.csv\""),
+            ],
+            csv,
+        )
+            .into_response(),
+        Err(e) => refuse(e),
+    }
+}
