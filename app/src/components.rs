@@ -149,7 +149,8 @@ pub fn provide_clock() {
     let now = RwSignal::new(now_ms());
     provide_context(Clock(now));
     Effect::new(move |_| {
-        let _ = set_interval_with_handle(move || now.set(now_ms()), std::time::Duration::from_secs(1));
+        let _ =
+            set_interval_with_handle(move || now.set(now_ms()), std::time::Duration::from_secs(1));
     });
 }
 
@@ -159,7 +160,11 @@ pub fn Countdown(end_ms: i64) -> impl IntoView {
     let now = use_context::<Clock>().map(|c| c.0);
     let text = move || {
         let left = end_ms - now.map(|n| n.get()).unwrap_or_else(now_ms);
-        if left <= 0 { "ended".to_owned() } else { format!("{} left", crate::model::format_remaining(left)) }
+        if left <= 0 {
+            "ended".to_owned()
+        } else {
+            format!("{} left", crate::model::format_remaining(left))
+        }
     };
     view! { <span class="countdown" data-end=end_ms.to_string()>{text}</span> }
 }
@@ -173,10 +178,14 @@ pub fn LocalTime(ms: i64) -> impl IntoView {
         #[cfg(feature = "hydrate")]
         {
             let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
-            shown.set(String::from(d.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED)));
+            shown.set(String::from(
+                d.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED),
+            ));
         }
     });
-    let iso = chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()).unwrap_or_default();
+    let iso = chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
     view! { <time datetime=iso title=utc>{move || shown.get()}</time> }
 }
 
@@ -184,7 +193,12 @@ pub fn LocalTime(ms: i64) -> impl IntoView {
 #[component]
 pub fn Pager(base: String, page: i64, page_size: i64, total: i64) -> impl IntoView {
     let pages = ((total + page_size - 1) / page_size).max(1);
-    let link = move |p: i64| format!("{base}{}page={p}", if base.contains('?') { "&" } else { "?" });
+    let link = move |p: i64| {
+        format!(
+            "{base}{}page={p}",
+            if base.contains('?') { "&" } else { "?" }
+        )
+    };
     view! {
         <nav class="pager" aria-label="Pagination">
             {(page > 1).then(|| view! { <a href=link(page - 1) rel="prev">"← Previous"</a> })}

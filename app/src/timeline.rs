@@ -8,7 +8,10 @@ const BAR_H: f64 = 22.0;
 const HEIGHT: f64 = 64.0;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `windows`: (start, end, user, status) in UTC ms; `[from, to)` is the range shown.
@@ -27,7 +30,9 @@ pub fn timeline_svg(windows: &[(i64, i64, String, String)], from: i64, to: i64) 
     let mut t = from - from.rem_euclid(day) + day;
     while t < to {
         let xi = x(t);
-        let label = chrono::DateTime::from_timestamp_millis(t).map(|d| d.format("%a %d").to_string()).unwrap_or_default();
+        let label = chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.format("%a %d").to_string())
+            .unwrap_or_default();
         svg.push_str(&format!(
             "<line x1=\"{xi:.1}\" y1=\"{}\" x2=\"{xi:.1}\" y2=\"{}\" stroke=\"#c4ccd5\"/>\
              <text x=\"{:.1}\" y=\"14\" font-size=\"10\" fill=\"#57606a\">{label}</text>",
@@ -40,7 +45,11 @@ pub fn timeline_svg(windows: &[(i64, i64, String, String)], from: i64, to: i64) 
     for (start, end, user, status) in windows {
         let (x1, x2) = (x(*start), x(*end));
         let w = (x2 - x1).max(2.0);
-        let colour = if status == "active" { "#1a7f37" } else { "#1f4e79" };
+        let colour = if status == "active" {
+            "#1a7f37"
+        } else {
+            "#1f4e79"
+        };
         svg.push_str(&format!(
             "<rect class=\"window\" x=\"{x1:.1}\" y=\"{BAR_Y}\" width=\"{w:.1}\" height=\"{BAR_H}\" fill=\"{colour}\">\
              <title>{} – {}: {} ({})</title></rect>",
@@ -66,10 +75,22 @@ mod tests {
     fn windows_are_drawn_inside_the_range_and_escaped() {
         let day = 24 * 3600 * 1000;
         let from = 10 * day;
-        let svg = super::timeline_svg(&[(from + day, from + day + 3600_000, "<bob>".into(), "expired".into())], from, from + 7 * day);
+        let svg = super::timeline_svg(
+            &[(
+                from + day,
+                from + day + 3600_000,
+                "<bob>".into(),
+                "expired".into(),
+            )],
+            from,
+            from + 7 * day,
+        );
         assert!(svg.starts_with("<svg"));
         assert_eq!(svg.matches("class=\"window\"").count(), 1);
         assert!(svg.contains("&lt;bob&gt;"));
-        assert!(svg.contains("x=\"100.0\""), "one day of seven is 100 of 700 units: {svg}");
+        assert!(
+            svg.contains("x=\"100.0\""),
+            "one day of seven is 100 of 700 units: {svg}"
+        );
     }
 }

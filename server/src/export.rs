@@ -1,9 +1,9 @@
 //! Downloads that are plain HTTP responses rather than pages: the activity log as CSV.
 
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use portcullis_app::api::jit::parse_log_filter;
 use portcullis_app::auth::SESSION_USER_ID;
 use portcullis_app::error::AppError;
@@ -45,8 +45,19 @@ pub async fn activity_csv(
             .await?
             .filter(|u| !u.disabled && !u.must_change_password)
             .ok_or(AppError::Unauthenticated)?;
-        let roles = state.store.assignments_of(&user.id).await?.into_iter().map(|a| a.assignment).collect();
-        let actor = Actor { user_id: user.id, username: user.username, roles, ip };
+        let roles = state
+            .store
+            .assignments_of(&user.id)
+            .await?
+            .into_iter()
+            .map(|a| a.assignment)
+            .collect();
+        let actor = Actor {
+            user_id: user.id,
+            username: user.username,
+            roles,
+            ip,
+        };
         let q = parse_log_filter(&f.vm, &f.actor, &f.action, &f.from, &f.to)?;
         activity::csv(&state.store, &actor, q).await
     };
@@ -54,7 +65,10 @@ pub async fn activity_csv(
         Ok(csv) => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (header::CONTENT_DISPOSITION, "attachment; filename=\"portcullis-activity.csv\""),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"portcullis-activity.csv\"",
+                ),
             ],
             csv,
         )

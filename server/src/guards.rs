@@ -130,3 +130,21 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
         (Some(_), _) => next.run(req).await,
     }
 }
+
+/// A server function whose arguments cannot even be decoded answers 500 from the
+/// framework; that is the caller's mistake, so it becomes 400 with the same message.
+pub async fn malformed_arguments_are_client_errors(req: Request<Body>, next: Next) -> Response {
+    let is_server_fn = req.uri().path().starts_with("/api/");
+    let res = next.run(req).await;
+    if !is_server_fn || res.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+    };
+    if bytes.starts_with(b"{\"Transport\"") {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}

@@ -105,6 +105,9 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
             state.clone(),
             guards::page_gate,
         ))
+        .layer(axum::middleware::from_fn(
+            guards::malformed_arguments_are_client_errors,
+        ))
         .layer(sessions)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(config.public_url.clone()),
@@ -118,7 +121,10 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .with_state(state.clone());
 
     spawn_cleanup(store.clone());
-    tokio::spawn(portcullis_app::services::requests::run_expiry(store, state.expiry_wake.clone()));
+    tokio::spawn(portcullis_app::services::requests::run_expiry(
+        store,
+        state.expiry_wake.clone(),
+    ));
     Ok(Built {
         router,
         state,

@@ -79,15 +79,24 @@ pub mod views {
             grants: s
                 .active_grants
                 .into_iter()
-                .map(|(port, protocol, source, end_at)| GrantView { port, protocol, source, end_at })
+                .map(|(port, protocol, source, end_at)| GrantView {
+                    port,
+                    protocol,
+                    source,
+                    end_at,
+                })
                 .collect(),
         }
     }
 
     pub fn request_view(actor: &Actor, r: StoredRequest) -> RequestView {
-        let vm = Resource::Vm { id: r.vm_id.clone(), group: r.vm_group.clone() };
+        let vm = Resource::Vm {
+            id: r.vm_id.clone(),
+            group: r.vm_group.clone(),
+        };
         let can_end = !r.status.is_final()
-            && ((r.requester_id == actor.user_id && permits(&actor.roles, Action::RequestAccess, &vm))
+            && ((r.requester_id == actor.user_id
+                && permits(&actor.roles, Action::RequestAccess, &vm))
                 || permits(&actor.roles, Action::ConfigurePolicy, &vm));
         RequestView {
             id: r.id,
@@ -186,15 +195,22 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
             scope: Default::default(),
         };
         let (rows, _) = jit::list_vms(store, &actor, query).await?;
-        let row = rows.into_iter().find(|r| r.vm.id == vm.id).ok_or_else(|| AppError::NotFound("The VM".into()))?;
+        let row = rows
+            .into_iter()
+            .find(|r| r.vm.id == vm.id)
+            .ok_or_else(|| AppError::NotFound("The VM".into()))?;
         Ok(VmDetail {
             vm: views::vm_row(row),
             policy: policy.as_ref().map(views::policy_rows).unwrap_or_default(),
-            requests: reqs.into_iter().map(|r| views::request_view(&actor, r)).collect(),
+            requests: reqs
+                .into_iter()
+                .map(|r| views::request_view(&actor, r))
+                .collect(),
             timeline_svg: crate::timeline::timeline_svg(&windows, from, now),
             can_manage: permits(&actor.roles, Action::ManageVm, &resource),
             can_configure: permits(&actor.roles, Action::ConfigurePolicy, &resource),
-            can_request: policy.is_some() && permits(&actor.roles, Action::RequestAccess, &resource),
+            can_request: policy.is_some()
+                && permits(&actor.roles, Action::RequestAccess, &resource),
         })
     };
     super::ctx::finish(run.await)
@@ -239,8 +255,10 @@ pub async fn delete_vm(id: String) -> Result<(), AppError> {
     super::ctx::finish(run.await)
 }
 
-#[server(endpoint = "policy_form")]
-pub async fn load_policy_form(#[server(default)] vm_ids: Vec<String>) -> Result<PolicyForm, AppError> {
+#[server(endpoint = "load_policy_form")]
+pub async fn load_policy_form(
+    #[server(default)] vm_ids: Vec<String>,
+) -> Result<PolicyForm, AppError> {
     use crate::domain::jit::Os;
     use crate::domain::{Action, permits};
     use crate::services::jit;
@@ -255,18 +273,30 @@ pub async fn load_policy_form(#[server(default)] vm_ids: Vec<String>) -> Result<
         let mut all_linux = true;
         for id in vm_ids.iter().take(500) {
             let vm = jit::visible_vm(store, &actor, id).await?;
-            if !permits(&actor.roles, Action::ConfigurePolicy, &jit::vm_resource(&vm)) {
+            if !permits(
+                &actor.roles,
+                Action::ConfigurePolicy,
+                &jit::vm_resource(&vm),
+            ) {
                 return Err(AppError::Forbidden);
             }
             all_linux &= Os::parse(&vm.os) == Ok(Os::Linux);
             vms.push((vm.id, vm.name));
         }
-        let existing = if vms.len() == 1 { store.get_policy(&vms[0].0).await? } else { None };
+        let existing = if vms.len() == 1 {
+            store.get_policy(&vms[0].0).await?
+        } else {
+            None
+        };
         let rows = match &existing {
             Some(p) => views::policy_rows(p),
             None => views::default_rows(if all_linux { Os::Linux } else { Os::Windows }),
         };
-        Ok(crate::model::PolicyForm { vms, rows, existing: existing.is_some() })
+        Ok(crate::model::PolicyForm {
+            vms,
+            rows,
+            existing: existing.is_some(),
+        })
     };
     super::ctx::finish(run.await)
 }
@@ -299,8 +329,10 @@ pub async fn remove_policy(vm_id: String) -> Result<(), AppError> {
     super::ctx::finish(run.await)
 }
 
-#[server(endpoint = "request_blade")]
-pub async fn load_request_blade(#[server(default)] vm_ids: Vec<String>) -> Result<RequestBlade, AppError> {
+#[server(endpoint = "load_request_blade")]
+pub async fn load_request_blade(
+    #[server(default)] vm_ids: Vec<String>,
+) -> Result<RequestBlade, AppError> {
     use crate::domain::{Action, permits};
     use crate::model::BladeVm;
     use crate::services::jit;
@@ -320,15 +352,27 @@ pub async fn load_request_blade(#[server(default)] vm_ids: Vec<String>) -> Resul
                 return Err(AppError::Forbidden);
             }
             let Some(policy) = store.get_policy(&vm.id).await? else {
-                return Err(AppError::Conflict(format!("{} has no JIT policy.", vm.name)));
+                return Err(AppError::Conflict(format!(
+                    "{} has no JIT policy.",
+                    vm.name
+                )));
             };
             for r in &policy.rules {
                 max_minutes = max_minutes.min(r.max_duration.secs() / 60);
                 justification_required |= r.justification_required;
             }
-            vms.push(BladeVm { id: vm.id, name: vm.name, rules: views::policy_rows(&policy) });
+            vms.push(BladeVm {
+                id: vm.id,
+                name: vm.name,
+                rules: views::policy_rows(&policy),
+            });
         }
-        Ok(crate::model::RequestBlade { vms, my_ip: actor.ip.to_string(), max_minutes, justification_required })
+        Ok(crate::model::RequestBlade {
+            vms,
+            my_ip: actor.ip.to_string(),
+            max_minutes,
+            justification_required,
+        })
     };
     super::ctx::finish(run.await)
 }
@@ -375,15 +419,24 @@ pub async fn my_requests() -> Result<(Vec<RequestView>, Vec<RequestView>), AppEr
         let mine = requests::my_requests(&c.state.store, &actor).await?;
         let queue = requests::approval_queue(&c.state.store, &actor).await?;
         Ok((
-            mine.into_iter().map(|r| views::request_view(&actor, r)).collect(),
-            queue.into_iter().map(|r| views::request_view(&actor, r)).collect(),
+            mine.into_iter()
+                .map(|r| views::request_view(&actor, r))
+                .collect(),
+            queue
+                .into_iter()
+                .map(|r| views::request_view(&actor, r))
+                .collect(),
         ))
     };
     super::ctx::finish(run.await)
 }
 
 #[server(endpoint = "decide_request")]
-pub async fn decide_request(id: String, decision: String, #[server(default)] comment: String) -> Result<(), AppError> {
+pub async fn decide_request(
+    id: String,
+    decision: String,
+    #[server(default)] comment: String,
+) -> Result<(), AppError> {
     use crate::services::requests;
     let run = async {
         let c = super::ctx::ctx().await?;
@@ -441,10 +494,16 @@ pub async fn activity(
         let (entries, total) = activity::page(&c.state.store, &me, &q).await?;
         let chain = activity::verify(&c.state.store, &me).await?;
         let (chain_ok, chain_message) = match chain {
-            ChainStatus::Verified { entries } => (true, format!("Hash chain verified: {entries} entries intact.")),
-            ChainStatus::Broken { at_seq, reason } => {
-                (false, format!("Hash chain broken at entry {at_seq}: {reason}. The log has been tampered with."))
-            }
+            ChainStatus::Verified { entries } => (
+                true,
+                format!("Hash chain verified: {entries} entries intact."),
+            ),
+            ChainStatus::Broken { at_seq, reason } => (
+                false,
+                format!(
+                    "Hash chain broken at entry {at_seq}: {reason}. The log has been tampered with."
+                ),
+            ),
         };
         Ok(LogPage {
             rows: entries
@@ -476,7 +535,13 @@ pub async fn activity(
 /// Filters from the activity page's form (and the CSV link); dates are `YYYY-MM-DD`
 /// (UTC days, `to` inclusive) or `YYYY-MM-DDTHH:MM`.
 #[cfg(feature = "ssr")]
-pub fn parse_log_filter(vm: &str, actor: &str, action: &str, from: &str, to: &str) -> Result<crate::store::LogQuery, AppError> {
+pub fn parse_log_filter(
+    vm: &str,
+    actor: &str,
+    action: &str,
+    from: &str,
+    to: &str,
+) -> Result<crate::store::LogQuery, AppError> {
     use crate::domain::FieldErrors;
     let mut errors = FieldErrors::new();
     let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
@@ -487,7 +552,11 @@ pub fn parse_log_filter(vm: &str, actor: &str, action: &str, from: &str, to: &st
         }
         if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
             let d = if end { d.succ_opt().unwrap_or(d) } else { d };
-            return Ok(Some(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).unwrap_or_default()));
+            return Ok(Some(
+                d.and_hms_opt(0, 0, 0)
+                    .map(|t| t.and_utc().timestamp_millis())
+                    .unwrap_or_default(),
+            ));
         }
         chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
             .map(|t| Some(t.and_utc().timestamp_millis()))

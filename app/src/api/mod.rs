@@ -262,8 +262,17 @@ pub async fn create_user(
             },
         )
         .await?;
-        users::log_admin(&c.state.store, &caller.user.username, c.client_ip, "user.create",
-            format!("{} as {role} on {scope_kind} {scope_target}", username.trim().to_lowercase())).await?;
+        users::log_admin(
+            &c.state.store,
+            &caller.user.username,
+            c.client_ip,
+            "user.create",
+            format!(
+                "{} as {role} on {scope_kind} {scope_target}",
+                username.trim().to_lowercase()
+            ),
+        )
+        .await?;
         Ok(id)
     };
     ctx::finish(run.await)
@@ -283,8 +292,14 @@ pub async fn add_role(
         let caller = c.caller().await?;
         users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
         users::add_role(&c.state.store, &user_id, &role, &scope_kind, &scope_target).await?;
-        users::log_admin(&c.state.store, &caller.user.username, c.client_ip, "role.add",
-            format!("user {user_id}: {role} on {scope_kind} {scope_target}")).await
+        users::log_admin(
+            &c.state.store,
+            &caller.user.username,
+            c.client_ip,
+            "role.add",
+            format!("user {user_id}: {role} on {scope_kind} {scope_target}"),
+        )
+        .await
     };
     ctx::finish(run.await)
 }
@@ -298,7 +313,14 @@ pub async fn remove_role(assignment_id: String) -> Result<(), AppError> {
         let caller = c.caller().await?;
         users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
         users::remove_role(&c.state.store, &assignment_id).await?;
-        users::log_admin(&c.state.store, &caller.user.username, c.client_ip, "role.remove", format!("assignment {assignment_id}")).await
+        users::log_admin(
+            &c.state.store,
+            &caller.user.username,
+            c.client_ip,
+            "role.remove",
+            format!("assignment {assignment_id}"),
+        )
+        .await
     };
     ctx::finish(run.await)
 }
@@ -317,8 +339,19 @@ pub async fn set_user_disabled(user_id: String, disabled: String) -> Result<(), 
             _ => return Err(AppError::field("disabled", "Choose true or false.")),
         };
         users::set_disabled(&c.state.store, &caller.user.id, &user_id, disabled).await?;
-        let action = if disabled { "user.disable" } else { "user.enable" };
-        users::log_admin(&c.state.store, &caller.user.username, c.client_ip, action, format!("user {user_id}")).await
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        users::log_admin(
+            &c.state.store,
+            &caller.user.username,
+            c.client_ip,
+            action,
+            format!("user {user_id}"),
+        )
+        .await
     };
     ctx::finish(run.await)
 }

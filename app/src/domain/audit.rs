@@ -54,19 +54,30 @@ pub enum ChainStatus {
 }
 
 /// Checks entries in sequence order, each as (content, stored prev_hash, stored hash).
-pub fn verify<'a>(entries: impl IntoIterator<Item = (&'a EntryContent, &'a str, &'a str)>) -> ChainStatus {
+pub fn verify<'a>(
+    entries: impl IntoIterator<Item = (&'a EntryContent, &'a str, &'a str)>,
+) -> ChainStatus {
     let mut expected_prev = GENESIS.to_owned();
     let mut expected_seq = 1;
     let mut count = 0;
     for (content, prev, hash) in entries {
         if content.seq != expected_seq {
-            return ChainStatus::Broken { at_seq: content.seq, reason: format!("expected entry {expected_seq}") };
+            return ChainStatus::Broken {
+                at_seq: content.seq,
+                reason: format!("expected entry {expected_seq}"),
+            };
         }
         if prev != expected_prev {
-            return ChainStatus::Broken { at_seq: content.seq, reason: "does not follow the previous entry".into() };
+            return ChainStatus::Broken {
+                at_seq: content.seq,
+                reason: "does not follow the previous entry".into(),
+            };
         }
         if entry_hash(prev, content) != hash {
-            return ChainStatus::Broken { at_seq: content.seq, reason: "content does not match its hash".into() };
+            return ChainStatus::Broken {
+                at_seq: content.seq,
+                reason: "content does not match its hash".into(),
+            };
         }
         expected_prev = hash.to_owned();
         expected_seq += 1;
@@ -83,7 +94,13 @@ mod tests {
         let mut prev = GENESIS.to_owned();
         (1..=n)
             .map(|seq| {
-                let c = EntryContent { seq, at: seq * 1000, actor: "alice".into(), action: "request".into(), ..Default::default() };
+                let c = EntryContent {
+                    seq,
+                    at: seq * 1000,
+                    actor: "alice".into(),
+                    action: "request".into(),
+                    ..Default::default()
+                };
                 let h = entry_hash(&prev, &c);
                 let e = (c, prev.clone(), h.clone());
                 prev = h;
@@ -106,22 +123,39 @@ mod tests {
     fn any_tampering_is_located() {
         let mut edited = chain(5);
         edited[2].0.actor = "mallory".into();
-        assert!(matches!(check(&edited), ChainStatus::Broken { at_seq: 3, .. }));
+        assert!(matches!(
+            check(&edited),
+            ChainStatus::Broken { at_seq: 3, .. }
+        ));
 
         let mut removed = chain(5);
         removed.remove(1);
-        assert!(matches!(check(&removed), ChainStatus::Broken { at_seq: 3, .. }));
+        assert!(matches!(
+            check(&removed),
+            ChainStatus::Broken { at_seq: 3, .. }
+        ));
 
         let mut rehashed = chain(5);
         rehashed[3].0.result = "denied".into();
         rehashed[3].2 = entry_hash(&rehashed[3].1, &rehashed[3].0);
-        assert!(matches!(check(&rehashed), ChainStatus::Broken { at_seq: 5, .. }), "re-hashing one entry breaks the next");
+        assert!(
+            matches!(check(&rehashed), ChainStatus::Broken { at_seq: 5, .. }),
+            "re-hashing one entry breaks the next"
+        );
     }
 
     #[test]
     fn field_boundaries_are_unambiguous() {
-        let a = EntryContent { actor: "ab".into(), action: "c".into(), ..Default::default() };
-        let b = EntryContent { actor: "a".into(), action: "bc".into(), ..Default::default() };
+        let a = EntryContent {
+            actor: "ab".into(),
+            action: "c".into(),
+            ..Default::default()
+        };
+        let b = EntryContent {
+            actor: "a".into(),
+            action: "bc".into(),
+            ..Default::default()
+        };
         assert_ne!(entry_hash(GENESIS, &a), entry_hash(GENESIS, &b));
     }
 }

@@ -1,8 +1,8 @@
 //! JIT policies: which ports of a VM are under just-in-time control, from where they may
 //! be requested, and for how long.
 
-use super::net::Cidr;
 use super::FieldErrors;
+use super::net::Cidr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -99,7 +99,10 @@ pub struct MaxDuration(i64);
 impl MaxDuration {
     /// Parses minutes, as the form asks for them.
     pub fn parse_minutes(raw: &str) -> Result<Self, &'static str> {
-        let minutes: i64 = raw.trim().parse().map_err(|_| "Enter the maximum request time in minutes, 5 to 1440.")?;
+        let minutes: i64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| "Enter the maximum request time in minutes, 5 to 1440.")?;
         Self::from_secs(minutes.saturating_mul(60))
     }
 
@@ -140,10 +143,15 @@ impl AllowedSources {
             return Ok(AllowedSources::PerRequest);
         }
         let mut list = Vec::new();
-        for item in raw.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()) {
+        for item in raw
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+        {
             let cidr = Cidr::parse(item).map_err(|e| format!("'{item}': {e}"))?;
             if cidr.prefix_len() == 0 {
-                return Err(format!("'{item}' allows every address; use \"per request\" instead."));
+                return Err(format!(
+                    "'{item}' allows every address; use \"per request\" instead."
+                ));
             }
             if !list.contains(&cidr) {
                 list.push(cidr);
@@ -158,7 +166,9 @@ impl AllowedSources {
     pub fn permits(&self, source: &Cidr) -> bool {
         match self {
             AllowedSources::PerRequest => true,
-            AllowedSources::List(list) => list.iter().any(|allowed| allowed.contains_prefix(source)),
+            AllowedSources::List(list) => {
+                list.iter().any(|allowed| allowed.contains_prefix(source))
+            }
         }
     }
 }
@@ -224,16 +234,25 @@ impl JitPolicy {
             let key = |f: &str| format!("rules[{i}].{f}");
             let port = errors.check(&key("port"), Port::parse(&row.port));
             let protocol = errors.check(&key("protocol"), Protocol::parse(&row.protocol));
-            let sources = errors.check(&key("allowed_sources"), AllowedSources::parse(&row.allowed_sources));
+            let sources = errors.check(
+                &key("allowed_sources"),
+                AllowedSources::parse(&row.allowed_sources),
+            );
             let max_duration = if row.max_minutes.trim().is_empty() {
                 Some(MaxDuration::default())
             } else {
-                errors.check(&key("max_minutes"), MaxDuration::parse_minutes(&row.max_minutes))
+                errors.check(
+                    &key("max_minutes"),
+                    MaxDuration::parse_minutes(&row.max_minutes),
+                )
             };
             if let (Some(port), Some(protocol), Some(allowed_sources), Some(max_duration)) =
                 (port, protocol, sources, max_duration)
             {
-                if rules.iter().any(|r| r.port == port && r.protocol.overlaps(protocol)) {
+                if rules
+                    .iter()
+                    .any(|r| r.port == port && r.protocol.overlaps(protocol))
+                {
                     errors.add(&key("port"), format!("Port {port} is configured twice."));
                     continue;
                 }
@@ -255,7 +274,9 @@ impl JitPolicy {
     }
 
     pub fn rule(&self, port: Port, protocol: Protocol) -> Option<&PortRule> {
-        self.rules.iter().find(|r| r.port == port && r.protocol == protocol)
+        self.rules
+            .iter()
+            .find(|r| r.port == port && r.protocol == protocol)
     }
 }
 
@@ -343,7 +364,11 @@ mod tests {
         assert!(!list.permits(&Cidr::parse("198.51.0.0/16").unwrap()));
         assert!(!list.permits(&Cidr::parse("203.0.113.7").unwrap()));
         assert!(list.permits(&Cidr::parse("2001:db8::7").unwrap()));
-        assert!(AllowedSources::parse("198.51.100.0/33").unwrap_err().contains("198.51.100.0/33"));
+        assert!(
+            AllowedSources::parse("198.51.100.0/33")
+                .unwrap_err()
+                .contains("198.51.100.0/33")
+        );
         assert!(AllowedSources::parse("0.0.0.0/0").is_err());
     }
 
@@ -367,12 +392,22 @@ mod tests {
         assert!(JitPolicy::parse(&[off]).unwrap_err().get("rules").is_some());
         let mut any = row("22");
         any.protocol = "any".into();
-        assert!(JitPolicy::parse(&[row("22"), any]).unwrap_err().get("rules[1].port").is_some());
+        assert!(
+            JitPolicy::parse(&[row("22"), any])
+                .unwrap_err()
+                .get("rules[1].port")
+                .is_some()
+        );
         let mut udp = row("22");
         udp.protocol = "udp".into();
         let policy = JitPolicy::parse(&[row("22"), udp, row("")]).err().unwrap();
         assert!(policy.get("rules[2].port").is_some());
-        let ok = JitPolicy::parse(&[row("22"), { let mut u = row("22"); u.protocol = "udp".into(); u }]).unwrap();
+        let ok = JitPolicy::parse(&[row("22"), {
+            let mut u = row("22");
+            u.protocol = "udp".into();
+            u
+        }])
+        .unwrap();
         assert_eq!(ok.rules.len(), 2);
         assert_eq!(ok.rules[0].max_duration.secs(), 180 * 60);
     }

@@ -16,5 +16,8 @@ pub mod vm;
 
 pub use field::{FieldError, FieldErrors};
 pub use net::{Cidr, client_ip};
-pub use role::{Action, Resource, Role, RoleAssignment, Scope, Visibility, permits, permits_approval, visibility};
+pub use role::{
+    Action, Resource, Role, RoleAssignment, Scope, Visibility, permits, permits_approval,
+    visibility,
+};
 pub use user::{NewPassword, Username};

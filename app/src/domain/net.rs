@@ -60,7 +60,10 @@ impl Cidr {
     /// The single-address prefix of `ip` (/32 or /128).
     pub fn host(ip: IpAddr) -> Self {
         let addr = canonical(ip);
-        Self { addr, len: max_len(&addr) }
+        Self {
+            addr,
+            len: max_len(&addr),
+        }
     }
 
     pub fn addr(&self) -> IpAddr {

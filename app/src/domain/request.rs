@@ -1,9 +1,9 @@
 //! Access requests: what a user asks for (checked against the VM's policy) and the life
 //! cycle of a request and of each of its ports.
 
+use super::FieldErrors;
 use super::jit::{JitPolicy, Port, Protocol};
 use super::net::Cidr;
-use super::FieldErrors;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use thiserror::Error;
@@ -56,7 +56,10 @@ pub fn parse_request(
     for (port, protocol) in &input.ports {
         match policy.rule(*port, *protocol) {
             Some(rule) => rules.push(rule),
-            None => errors.add("ports", format!("Port {port}/{protocol} is not under JIT control on {vm_name}.")),
+            None => errors.add(
+                "ports",
+                format!("Port {port}/{protocol} is not under JIT control on {vm_name}."),
+            ),
         }
     }
 
@@ -100,7 +103,10 @@ pub fn parse_request(
         }
         Ok(m) => match max_secs {
             Some(max) if m.saturating_mul(60) > max => {
-                errors.add("duration", format!("Requests on {vm_name} are limited to {} minutes.", max / 60));
+                errors.add(
+                    "duration",
+                    format!("Requests on {vm_name} are limited to {} minutes.", max / 60),
+                );
                 None
             }
             _ => Some(m * 60),
@@ -113,9 +119,15 @@ pub fn parse_request(
 
     let justification = input.justification.trim();
     if justification.chars().count() > MAX_JUSTIFICATION_CHARS {
-        errors.add("justification", format!("A justification has at most {MAX_JUSTIFICATION_CHARS} characters."));
+        errors.add(
+            "justification",
+            format!("A justification has at most {MAX_JUSTIFICATION_CHARS} characters."),
+        );
     } else if justification.is_empty() && rules.iter().any(|r| r.justification_required) {
-        errors.add("justification", format!("{vm_name} requires a justification."));
+        errors.add(
+            "justification",
+            format!("{vm_name} requires a justification."),
+        );
     }
 
     errors.into_result()?;
@@ -228,7 +240,13 @@ impl Event {
 
 impl RequestStatus {
     pub fn is_final(self) -> bool {
-        matches!(self, RequestStatus::Expired | RequestStatus::Denied | RequestStatus::Revoked | RequestStatus::Failed)
+        matches!(
+            self,
+            RequestStatus::Expired
+                | RequestStatus::Denied
+                | RequestStatus::Revoked
+                | RequestStatus::Failed
+        )
     }
 
     /// The one place that says which transitions exist.
@@ -280,20 +298,34 @@ impl RequestStatus {
 
 /// Extending sets the end to `now + minutes`, bounded by the smallest maximum of the
 /// request's port rules, and never shortens a grant.
-pub fn extended_end(now_ms: i64, current_end_ms: i64, minutes: &str, max_secs: i64) -> Result<i64, FieldErrors> {
+pub fn extended_end(
+    now_ms: i64,
+    current_end_ms: i64,
+    minutes: &str,
+    max_secs: i64,
+) -> Result<i64, FieldErrors> {
     let m: i64 = minutes
         .trim()
         .parse()
         .map_err(|_| FieldErrors::single("duration", "Enter the duration in whole minutes."))?;
     if m < 1 {
-        return Err(FieldErrors::single("duration", "Request at least 1 minute."));
+        return Err(FieldErrors::single(
+            "duration",
+            "Request at least 1 minute.",
+        ));
     }
     if m.saturating_mul(60) > max_secs {
-        return Err(FieldErrors::single("duration", format!("The policy allows at most {} minutes.", max_secs / 60)));
+        return Err(FieldErrors::single(
+            "duration",
+            format!("The policy allows at most {} minutes.", max_secs / 60),
+        ));
     }
     let end = now_ms + m * 60_000;
     if end <= current_end_ms {
-        return Err(FieldErrors::single("duration", "The access already lasts longer than that."));
+        return Err(FieldErrors::single(
+            "duration",
+            "The access already lasts longer than that.",
+        ));
     }
     Ok(end)
 }
@@ -317,7 +349,8 @@ mod tests {
                 PortRule {
                     port: Port::parse("3389").unwrap(),
                     protocol: Protocol::Tcp,
-                    allowed_sources: AllowedSources::parse("198.51.100.0/24, 2001:db8::/32").unwrap(),
+                    allowed_sources: AllowedSources::parse("198.51.100.0/24, 2001:db8::/32")
+                        .unwrap(),
                     max_duration: MaxDuration::parse_minutes("180").unwrap(),
                     justification_required: true,
                     approval_required: true,
@@ -336,7 +369,12 @@ mod tests {
 
     #[test]
     fn my_ip_becomes_a_host_prefix() {
-        let input = RequestInput { ports: vec![p("22")], source_mode: "my_ip", duration_minutes: "10", ..Default::default() };
+        let input = RequestInput {
+            ports: vec![p("22")],
+            source_mode: "my_ip",
+            duration_minutes: "10",
+            ..Default::default()
+        };
         let spec = parse_request("web-1", &policy(), &input, ip("203.0.113.7")).unwrap();
         assert_eq!(spec.source.to_string(), "203.0.113.7/32");
         assert_eq!(spec.duration_secs, 600);
@@ -362,31 +400,76 @@ mod tests {
         input.custom_source = "198.51.0.0/16";
         assert!(parse_request("win-1", &policy(), &input, ip("127.0.0.1")).is_err());
         input.custom_source = "198.51.100.300";
-        assert!(parse_request("win-1", &policy(), &input, ip("127.0.0.1")).unwrap_err().get("source").is_some());
+        assert!(
+            parse_request("win-1", &policy(), &input, ip("127.0.0.1"))
+                .unwrap_err()
+                .get("source")
+                .is_some()
+        );
     }
 
     #[test]
     fn duration_and_justification_follow_the_policy() {
-        let input = RequestInput { ports: vec![p("22"), p("3389")], source_mode: "custom", custom_source: "198.51.100.0/24", duration_minutes: "90", justification: "" };
+        let input = RequestInput {
+            ports: vec![p("22"), p("3389")],
+            source_mode: "custom",
+            custom_source: "198.51.100.0/24",
+            duration_minutes: "90",
+            justification: "",
+        };
         let e = parse_request("vm", &policy(), &input, ip("127.0.0.1")).unwrap_err();
-        assert_eq!(e.get("duration"), Some("Requests on vm are limited to 60 minutes."));
+        assert_eq!(
+            e.get("duration"),
+            Some("Requests on vm are limited to 60 minutes.")
+        );
         assert_eq!(e.get("justification"), Some("vm requires a justification."));
         let long = "x".repeat(501);
-        let input = RequestInput { ports: vec![p("22")], duration_minutes: "0", justification: &long, ..Default::default() };
+        let input = RequestInput {
+            ports: vec![p("22")],
+            duration_minutes: "0",
+            justification: &long,
+            ..Default::default()
+        };
         let e = parse_request("vm", &policy(), &input, ip("127.0.0.1")).unwrap_err();
         assert!(e.get("duration").is_some());
         assert!(e.get("justification").is_some());
-        let input = RequestInput { ports: vec![p("8080")], duration_minutes: "5", ..Default::default() };
-        assert!(parse_request("vm", &policy(), &input, ip("127.0.0.1")).unwrap_err().get("ports").is_some());
-        let input = RequestInput { ports: vec![], duration_minutes: "5", ..Default::default() };
-        assert!(parse_request("vm", &policy(), &input, ip("127.0.0.1")).unwrap_err().get("ports").is_some());
+        let input = RequestInput {
+            ports: vec![p("8080")],
+            duration_minutes: "5",
+            ..Default::default()
+        };
+        assert!(
+            parse_request("vm", &policy(), &input, ip("127.0.0.1"))
+                .unwrap_err()
+                .get("ports")
+                .is_some()
+        );
+        let input = RequestInput {
+            ports: vec![],
+            duration_minutes: "5",
+            ..Default::default()
+        };
+        assert!(
+            parse_request("vm", &policy(), &input, ip("127.0.0.1"))
+                .unwrap_err()
+                .get("ports")
+                .is_some()
+        );
     }
 
     #[test]
     fn state_machine_allows_only_the_documented_transitions() {
         use Event::*;
         use RequestStatus::*;
-        let all = [PendingApproval, Approved, Active, Expired, Denied, Revoked, Failed];
+        let all = [
+            PendingApproval,
+            Approved,
+            Active,
+            Expired,
+            Denied,
+            Revoked,
+            Failed,
+        ];
         let events = [Approve, Deny, Activate, Expire, Revoke, Extend, Fail];
         let allowed = [
             (PendingApproval, Approve, Approved),
@@ -402,30 +485,52 @@ mod tests {
         ];
         for from in all {
             for event in events {
-                let expected = allowed.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
+                let expected = allowed
+                    .iter()
+                    .find(|(f, e, _)| *f == from && *e == event)
+                    .map(|(_, _, to)| *to);
                 assert_eq!(from.on(event).ok(), expected, "{from:?} + {event:?}");
             }
             if from.is_final() {
-                assert!(events.iter().all(|e| from.on(*e).is_err()), "{from:?} is final");
+                assert!(
+                    events.iter().all(|e| from.on(*e).is_err()),
+                    "{from:?} is final"
+                );
             }
         }
-        assert_eq!(Expired.on(Revoke).unwrap_err().to_string(), "A request that is expired cannot be revoked.");
+        assert_eq!(
+            Expired.on(Revoke).unwrap_err().to_string(),
+            "A request that is expired cannot be revoked."
+        );
     }
 
     #[test]
     fn statuses_round_trip_as_text() {
-        for s in [RequestStatus::PendingApproval, RequestStatus::Active, RequestStatus::Failed] {
+        for s in [
+            RequestStatus::PendingApproval,
+            RequestStatus::Active,
+            RequestStatus::Failed,
+        ] {
             assert_eq!(RequestStatus::parse(s.as_str()), Some(s));
         }
-        assert_eq!(PortStatus::parse("superseded"), Some(PortStatus::Superseded));
-        assert_eq!(parse_port_key("22/tcp"), Some((Port::parse("22").unwrap(), Protocol::Tcp)));
+        assert_eq!(
+            PortStatus::parse("superseded"),
+            Some(PortStatus::Superseded)
+        );
+        assert_eq!(
+            parse_port_key("22/tcp"),
+            Some((Port::parse("22").unwrap(), Protocol::Tcp))
+        );
         assert_eq!(parse_port_key("22"), None);
     }
 
     #[test]
     fn extension_is_bounded_and_never_shortens() {
         let now = 1_000_000;
-        assert_eq!(extended_end(now, now + 60_000, "30", 3600).unwrap(), now + 30 * 60_000);
+        assert_eq!(
+            extended_end(now, now + 60_000, "30", 3600).unwrap(),
+            now + 30 * 60_000
+        );
         assert!(extended_end(now, now + 60_000, "61", 3600).is_err());
         assert!(extended_end(now, now + 3_600_000, "30", 3600).is_err());
         assert!(extended_end(now, now, "abc", 3600).is_err());

@@ -320,8 +320,14 @@ mod tests {
     #[test]
     fn visibility_is_the_union_of_scopes_for_the_action() {
         let a = vec![
-            RoleAssignment { role: Role::Reader, scope: Scope::Group("prod".into()) },
-            RoleAssignment { role: Role::Approver, scope: Scope::Vm("vm-9".into()) },
+            RoleAssignment {
+                role: Role::Reader,
+                scope: Scope::Group("prod".into()),
+            },
+            RoleAssignment {
+                role: Role::Approver,
+                scope: Scope::Vm("vm-9".into()),
+            },
         ];
         let view = visibility(&a, ViewVm);
         assert!(!view.everything);
@@ -330,7 +336,16 @@ mod tests {
         let approve = visibility(&a, ApproveRequest);
         assert!(approve.groups.is_empty());
         assert_eq!(approve.vm_ids, vec!["vm-9".to_owned()]);
-        assert!(visibility(&[RoleAssignment { role: Role::Reader, scope: Scope::All }], ViewVm).everything);
+        assert!(
+            visibility(
+                &[RoleAssignment {
+                    role: Role::Reader,
+                    scope: Scope::All
+                }],
+                ViewVm
+            )
+            .everything
+        );
     }
 
     #[test]

@@ -23,23 +23,38 @@ fn parse_name(raw: &str, what: &str) -> Result<String, String> {
     if name.chars().count() > 64 {
         return Err(format!("A {what} has at most 64 characters."));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
         return Err(format!("Use only letters, digits and - _ . in a {what}."));
     }
     Ok(name.to_owned())
 }
 
 impl VmSpec {
-    pub fn parse(name: &str, group: &str, addresses: &str, os: &str, exposed_ports: &str) -> Result<Self, FieldErrors> {
+    pub fn parse(
+        name: &str,
+        group: &str,
+        addresses: &str,
+        os: &str,
+        exposed_ports: &str,
+    ) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
         let name = errors.check("name", parse_name(name, "VM name"));
         let group = errors.check("group", parse_name(group, "group name"));
         let mut addrs = Vec::new();
-        for item in addresses.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()) {
+        for item in addresses
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+        {
             match item.parse::<IpAddr>() {
                 Ok(ip) if !addrs.contains(&ip) => addrs.push(ip),
                 Ok(_) => {}
-                Err(_) => errors.add("addresses", format!("'{item}' is not an IPv4 or IPv6 address.")),
+                Err(_) => errors.add(
+                    "addresses",
+                    format!("'{item}' is not an IPv4 or IPv6 address."),
+                ),
             }
         }
         if addrs.len() > 16 {
@@ -47,7 +62,10 @@ impl VmSpec {
         }
         let os = errors.check("os", Os::parse(os));
         let mut ports = Vec::new();
-        for item in exposed_ports.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()) {
+        for item in exposed_ports
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+        {
             match Port::parse(item) {
                 Ok(p) if !MANAGEMENT_PORTS.contains(&p.get()) => errors.add(
                     "exposed_ports",
@@ -60,17 +78,31 @@ impl VmSpec {
         }
         errors.into_result()?;
         match (name, group, os) {
-            (Some(name), Some(group), Some(os)) => Ok(VmSpec { name, group, addresses: addrs, os, exposed_ports: ports }),
+            (Some(name), Some(group), Some(os)) => Ok(VmSpec {
+                name,
+                group,
+                addresses: addrs,
+                os,
+                exposed_ports: ports,
+            }),
             _ => Err(FieldErrors::single("name", "The VM is incomplete.")),
         }
     }
 
     pub fn addresses_text(&self) -> String {
-        self.addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        self.addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn exposed_text(&self) -> String {
-        self.exposed_ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        self.exposed_ports
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -80,7 +112,8 @@ mod tests {
 
     #[test]
     fn vm_fields_parse_with_messages_per_field() {
-        let vm = VmSpec::parse("web-1", "prod", "198.51.100.5, 2001:db8::5", "linux", "22").unwrap();
+        let vm =
+            VmSpec::parse("web-1", "prod", "198.51.100.5, 2001:db8::5", "linux", "22").unwrap();
         assert_eq!(vm.addresses.len(), 2);
         assert_eq!(vm.exposed_text(), "22");
         let e = VmSpec::parse("web 1", "", "300.1.1.1", "beos", "8080, 99999").unwrap_err();

@@ -13,9 +13,20 @@ pub fn ActivityPage() -> impl IntoView {
     let filters = move || {
         let q = query.get();
         let g = |k: &str| q.get(k).unwrap_or_default();
-        (g("vm"), g("actor"), g("action"), g("from"), g("to"), q.get("page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1))
+        (
+            g("vm"),
+            g("actor"),
+            g("action"),
+            g("from"),
+            g("to"),
+            q.get("page")
+                .and_then(|p| p.parse::<i64>().ok())
+                .unwrap_or(1),
+        )
     };
-    let data = Resource::new(filters, |(vm, actor, action, from, to, page)| activity(vm, actor, action, from, to, page));
+    let data = Resource::new(filters, |(vm, actor, action, from, to, page)| {
+        activity(vm, actor, action, from, to, page)
+    });
     let qs = move || {
         let (vm, actor, action, from, to, _) = filters();
         format!(
@@ -33,7 +44,10 @@ pub fn ActivityPage() -> impl IntoView {
         Suspend::new(async move {
             let p = match data.await {
                 Ok(p) => p,
-                Err(e) => return view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+                Err(e) => {
+                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                        .into_any();
+                }
             };
             view! {
                 <div class=if p.chain_ok { "alert success" } else { "alert error" } role="status" data-testid="chain-status">{p.chain_message.clone()}</div>

@@ -23,9 +23,17 @@ pub fn ConfigurePage() -> impl IntoView {
         Suspend::new(async move {
             let f = match form.await {
                 Ok(f) => f,
-                Err(e) => return view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+                Err(e) => {
+                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                        .into_any();
+                }
             };
-            let names = f.vms.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>().join(", ");
+            let names = f
+                .vms
+                .iter()
+                .map(|(_, n)| n.clone())
+                .collect::<Vec<_>>()
+                .join(", ");
             let mut rows = f.rows.clone();
             for _ in 0..EXTRA_ROWS {
                 rows.push(RuleView {

@@ -8,8 +8,11 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-const TABS: [(&str, &str); 3] =
-    [("configured", "Configured"), ("recommended", "Recommended"), ("not_configured", "Not configured")];
+const TABS: [(&str, &str); 3] = [
+    ("configured", "Configured"),
+    ("recommended", "Recommended"),
+    ("not_configured", "Not configured"),
+];
 
 #[component]
 pub fn JitPage() -> impl IntoView {
@@ -17,30 +20,49 @@ pub fn JitPage() -> impl IntoView {
     let params = move || {
         let q = query.get();
         (
-            q.get("tab").filter(|t| ["configured", "recommended", "not_configured", "all"].contains(&t.as_str())).unwrap_or_else(|| "configured".into()),
+            q.get("tab")
+                .filter(|t| {
+                    ["configured", "recommended", "not_configured", "all"].contains(&t.as_str())
+                })
+                .unwrap_or_else(|| "configured".into()),
             q.get("q").unwrap_or_default(),
             q.get("sort").unwrap_or_default(),
             q.get("desc").is_some_and(|d| d == "1"),
-            q.get("page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1),
+            q.get("page")
+                .and_then(|p| p.parse::<i64>().ok())
+                .unwrap_or(1),
         )
     };
-    let data = Resource::new(params, |(tab, q, sort, desc, page)| list_vms(tab, q, sort, desc, page));
+    let data = Resource::new(params, |(tab, q, sort, desc, page)| {
+        list_vms(tab, q, sort, desc, page)
+    });
 
     let body = move || {
         let (tab, q, sort, desc, _) = params();
         Suspend::new(async move {
             let page = match data.await {
                 Ok(p) => p,
-                Err(e) => return view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+                Err(e) => {
+                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                        .into_any();
+                }
             };
             let sort_link = {
                 let (tab, q, sort) = (tab.clone(), q.clone(), sort.clone());
                 move |col: &str| {
                     let flip = sort == col && !desc;
-                    format!("/jit?tab={tab}&q={}&sort={col}{}", urlencode(&q), if flip { "&desc=1" } else { "" })
+                    format!(
+                        "/jit?tab={tab}&q={}&sort={col}{}",
+                        urlencode(&q),
+                        if flip { "&desc=1" } else { "" }
+                    )
                 }
             };
-            let base = format!("/jit?tab={tab}&q={}&sort={sort}{}", urlencode(&q), if desc { "&desc=1" } else { "" });
+            let base = format!(
+                "/jit?tab={tab}&q={}&sort={sort}{}",
+                urlencode(&q),
+                if desc { "&desc=1" } else { "" }
+            );
             let configured = tab == "configured";
             let rows = page.rows.clone();
             let empty = rows.is_empty();
@@ -121,7 +143,9 @@ pub fn JitPage() -> impl IntoView {
 pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -18,7 +18,10 @@ pub fn RequestAccessPage() -> impl IntoView {
         Suspend::new(async move {
             let b = match blade.await {
                 Ok(b) => b,
-                Err(e) => return view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+                Err(e) => {
+                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                        .into_any();
+                }
             };
             let mut k = 0usize;
             let vms = b

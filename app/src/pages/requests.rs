@@ -12,7 +12,13 @@ pub fn RequestsPage() -> impl IntoView {
     let extend = ServerAction::<ExtendRequest>::new();
     let decide = ServerAction::<DecideRequest>::new();
     let data = Resource::new(
-        move || (revoke.version().get(), extend.version().get(), decide.version().get()),
+        move || {
+            (
+                revoke.version().get(),
+                extend.version().get(),
+                decide.version().get(),
+            )
+        },
         |_| my_requests(),
     );
     let revoke_err = action_error(revoke);
@@ -23,7 +29,10 @@ pub fn RequestsPage() -> impl IntoView {
         Suspend::new(async move {
             let (mine, queue) = match data.await {
                 Ok(d) => d,
-                Err(e) => return view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+                Err(e) => {
+                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                        .into_any();
+                }
             };
             let queue_view = (!queue.is_empty()).then(|| {
                 view! {
@@ -94,7 +103,11 @@ pub(crate) fn ports_cell(r: &RequestView) -> impl IntoView + use<> {
 }
 
 #[component]
-fn MineRow(r: RequestView, revoke: ServerAction<RevokeRequest>, extend: ServerAction<ExtendRequest>) -> impl IntoView {
+fn MineRow(
+    r: RequestView,
+    revoke: ServerAction<RevokeRequest>,
+    extend: ServerAction<ExtendRequest>,
+) -> impl IntoView {
     let active = r.status == "active";
     let ends = match (r.status.as_str(), r.end_at) {
         ("active", Some(end)) => view! { <Countdown end_ms=end /> }.into_any(),

@@ -8,7 +8,11 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-const OSES: &[(&str, &str)] = &[("linux", "Linux"), ("windows", "Windows"), ("other", "Other")];
+const OSES: &[(&str, &str)] = &[
+    ("linux", "Linux"),
+    ("windows", "Windows"),
+    ("other", "Other"),
+];
 
 #[component]
 pub fn NewVmPage() -> impl IntoView {
@@ -49,12 +53,19 @@ pub fn VmPage() -> impl IntoView {
         Suspend::new(async move {
             let d = match detail.await {
                 Ok(d) => d,
-                Err(e) => return view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+                Err(e) => {
+                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                        .into_any();
+                }
             };
             let vm = d.vm.clone();
             let policy_rows = d.policy.clone();
             let grants = vm.grants.clone();
-            let configure_label = if d.policy.is_empty() { "Enable JIT" } else { "Edit JIT policy" };
+            let configure_label = if d.policy.is_empty() {
+                "Enable JIT"
+            } else {
+                "Edit JIT policy"
+            };
             view! {
                 <Title text=vm.name.clone() />
                 <h1>{vm.name.clone()}</h1>
@@ -174,7 +185,12 @@ pub fn VmPage() -> impl IntoView {
 }
 
 #[component]
-fn EditField(label: &'static str, name: &'static str, value: String, err: Signal<Option<crate::error::AppError>>) -> impl IntoView {
+fn EditField(
+    label: &'static str,
+    name: &'static str,
+    value: String,
+    err: Signal<Option<crate::error::AppError>>,
+) -> impl IntoView {
     let id = format!("e-{name}");
     let msg = move || err.get().and_then(|e| e.field_message(name));
     view! {

@@ -7,7 +7,11 @@ use crate::error::{AppError, AppResult};
 use crate::store::{LogEntry, LogQuery, Store};
 
 pub fn require_log(actor: &Actor) -> AppResult<()> {
-    if permits(&actor.roles, Action::ViewActivityLog, &Resource::Global) { Ok(()) } else { Err(AppError::Forbidden) }
+    if permits(&actor.roles, Action::ViewActivityLog, &Resource::Global) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden)
+    }
 }
 
 pub async fn page(store: &Store, actor: &Actor, q: &LogQuery) -> AppResult<(Vec<LogEntry>, i64)> {
@@ -22,7 +26,11 @@ pub async fn verify(store: &Store, actor: &Actor) -> AppResult<ChainStatus> {
 
 fn csv_field(s: &str) -> String {
     // Quote everything; neutralise leading formula characters for spreadsheet users.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
@@ -31,7 +39,9 @@ pub async fn csv(store: &Store, actor: &Actor, mut q: LogQuery) -> AppResult<Str
     q.offset = 0;
     q.limit = 10_000;
     let (entries, _) = store.query_log(&q).await?;
-    let mut out = String::from("seq,time_utc,actor,client_ip,action,vm,ports,source,justification,result,detail,hash\n");
+    let mut out = String::from(
+        "seq,time_utc,actor,client_ip,action,vm,ports,source,justification,result,detail,hash\n",
+    );
     for e in entries {
         let c = &e.content;
         let row = [
@@ -48,7 +58,12 @@ pub async fn csv(store: &Store, actor: &Actor, mut q: LogQuery) -> AppResult<Str
             c.detail.clone(),
             e.hash.clone(),
         ];
-        out.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push_str(
+            &row.iter()
+                .map(|f| csv_field(f))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         out.push('\n');
     }
     Ok(out)

@@ -9,17 +9,27 @@ use crate::error::{AppError, AppResult};
 use crate::store::{Store, StoreError, StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
 
 pub fn vm_resource(vm: &StoredVm) -> Resource {
-    Resource::Vm { id: vm.id.clone(), group: vm.group.clone() }
+    Resource::Vm {
+        id: vm.id.clone(),
+        group: vm.group.clone(),
+    }
 }
 
 pub fn require(actor: &Actor, action: Action, resource: &Resource) -> AppResult<()> {
-    if permits(&actor.roles, action, resource) { Ok(()) } else { Err(AppError::Forbidden) }
+    if permits(&actor.roles, action, resource) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden)
+    }
 }
 
 /// Loads a VM the actor may see; an invisible VM is reported as missing, not forbidden,
 /// so that names outside one's scope do not leak.
 pub async fn visible_vm(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<StoredVm> {
-    let vm = store.get_vm(vm_id).await?.ok_or_else(|| AppError::NotFound("The VM".into()))?;
+    let vm = store
+        .get_vm(vm_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("The VM".into()))?;
     if !permits(&actor.roles, Action::ViewVm, &vm_resource(&vm)) {
         return Err(AppError::NotFound("The VM".into()));
     }
@@ -44,20 +54,51 @@ fn duplicate_name(e: StoreError) -> AppError {
 }
 
 pub async fn create_vm(store: &Store, actor: &Actor, spec: VmSpec) -> AppResult<String> {
-    require(actor, Action::ManageVm, &Resource::Vm { id: String::new(), group: spec.group.clone() })?;
+    require(
+        actor,
+        Action::ManageVm,
+        &Resource::Vm {
+            id: String::new(),
+            group: spec.group.clone(),
+        },
+    )?;
     let mut log = actor.entry("vm.create", &spec.name);
-    log.detail = format!("group {}, {}, addresses {}", spec.group, spec.os.as_str(), spec.addresses_text());
-    let vm = store.create_vm(&fields(&spec), log).await.map_err(duplicate_name)?;
+    log.detail = format!(
+        "group {}, {}, addresses {}",
+        spec.group,
+        spec.os.as_str(),
+        spec.addresses_text()
+    );
+    let vm = store
+        .create_vm(&fields(&spec), log)
+        .await
+        .map_err(duplicate_name)?;
     Ok(vm.id)
 }
 
 pub async fn update_vm(store: &Store, actor: &Actor, vm_id: &str, spec: VmSpec) -> AppResult<()> {
     let vm = visible_vm(store, actor, vm_id).await?;
     require(actor, Action::ManageVm, &vm_resource(&vm))?;
-    require(actor, Action::ManageVm, &Resource::Vm { id: vm.id.clone(), group: spec.group.clone() })?;
+    require(
+        actor,
+        Action::ManageVm,
+        &Resource::Vm {
+            id: vm.id.clone(),
+            group: spec.group.clone(),
+        },
+    )?;
     let mut log = actor.entry("vm.update", &spec.name);
-    log.detail = format!("group {}, {}, addresses {}", spec.group, spec.os.as_str(), spec.addresses_text());
-    if store.update_vm(vm_id, &fields(&spec), log).await.map_err(duplicate_name)? {
+    log.detail = format!(
+        "group {}, {}, addresses {}",
+        spec.group,
+        spec.os.as_str(),
+        spec.addresses_text()
+    );
+    if store
+        .update_vm(vm_id, &fields(&spec), log)
+        .await
+        .map_err(duplicate_name)?
+    {
         Ok(())
     } else {
         Err(AppError::NotFound("The VM".into()))
@@ -67,14 +108,21 @@ pub async fn update_vm(store: &Store, actor: &Actor, vm_id: &str, spec: VmSpec) 
 pub async fn delete_vm(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<()> {
     let vm = visible_vm(store, actor, vm_id).await?;
     require(actor, Action::ManageVm, &vm_resource(&vm))?;
-    if store.delete_vm(vm_id, actor.entry("vm.delete", &vm.name)).await? {
+    if store
+        .delete_vm(vm_id, actor.entry("vm.delete", &vm.name))
+        .await?
+    {
         Ok(())
     } else {
         Err(AppError::NotFound("The VM".into()))
     }
 }
 
-pub async fn list_vms(store: &Store, actor: &Actor, mut query: VmListQuery) -> AppResult<(Vec<VmSummary>, i64)> {
+pub async fn list_vms(
+    store: &Store,
+    actor: &Actor,
+    mut query: VmListQuery,
+) -> AppResult<(Vec<VmSummary>, i64)> {
     query.scope = visibility(&actor.roles, Action::ViewVm);
     Ok(store.list_vms(&query).await?)
 }
@@ -90,7 +138,12 @@ pub fn parse_tab(raw: &str) -> VmTab {
 
 /// Applies one policy to every listed VM in one transaction, after checking the actor may
 /// configure each of them.
-pub async fn enable_jit(store: &Store, actor: &Actor, vm_ids: &[String], rows: &[PortRuleInput]) -> AppResult<()> {
+pub async fn enable_jit(
+    store: &Store,
+    actor: &Actor,
+    vm_ids: &[String],
+    rows: &[PortRuleInput],
+) -> AppResult<()> {
     if vm_ids.is_empty() {
         return Err(AppError::field("vms", "Select at least one VM."));
     }
@@ -108,7 +161,11 @@ pub async fn enable_jit(store: &Store, actor: &Actor, vm_ids: &[String], rows: &
     for id in vm_ids {
         let vm = visible_vm(store, actor, id).await?;
         require(actor, Action::ConfigurePolicy, &vm_resource(&vm))?;
-        let action = if store.get_policy(id).await?.is_some() { "policy.update" } else { "policy.create" };
+        let action = if store.get_policy(id).await?.is_some() {
+            "policy.update"
+        } else {
+            "policy.create"
+        };
         let mut log = actor.entry(action, &vm.name);
         log.ports = ports.clone();
         log.detail = policy
@@ -121,22 +178,35 @@ pub async fn enable_jit(store: &Store, actor: &Actor, vm_ids: &[String], rows: &
                     r.protocol.as_str(),
                     r.allowed_sources,
                     r.max_duration.secs() / 60,
-                    if r.justification_required { ", justification required" } else { "" },
-                    if r.approval_required { ", approval required" } else { "" }
+                    if r.justification_required {
+                        ", justification required"
+                    } else {
+                        ""
+                    },
+                    if r.approval_required {
+                        ", approval required"
+                    } else {
+                        ""
+                    }
                 )
             })
             .collect::<Vec<_>>()
             .join("; ");
         logs.push(log);
     }
-    store.set_policies(vm_ids, &policy, &actor.username, logs).await?;
+    store
+        .set_policies(vm_ids, &policy, &actor.username, logs)
+        .await?;
     Ok(())
 }
 
 pub async fn remove_policy(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<()> {
     let vm = visible_vm(store, actor, vm_id).await?;
     require(actor, Action::ConfigurePolicy, &vm_resource(&vm))?;
-    if store.delete_policy(vm_id, actor.entry("policy.delete", &vm.name)).await? {
+    if store
+        .delete_policy(vm_id, actor.entry("policy.delete", &vm.name))
+        .await?
+    {
         Ok(())
     } else {
         Err(AppError::NotFound("The JIT policy".into()))

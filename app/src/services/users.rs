@@ -80,11 +80,17 @@ pub async fn sign_in(
         Some(user) if ok && !user.disabled => {
             limiter.clear(&keys);
             tracing::info!(user = %user.username, %client_ip, "sign-in");
+            store
+                .log_event(sign_in_entry(&user.username, client_ip, "success"))
+                .await?;
             Ok(user)
         }
         _ => {
             limiter.record_failure(&keys);
             tracing::warn!(user = %name, %client_ip, "sign-in refused");
+            store
+                .log_event(sign_in_entry(&name, client_ip, "refused"))
+                .await?;
             Err(AppError::field(
                 "password",
                 "The user name or password is not correct.",
@@ -104,7 +110,13 @@ fn sign_in_entry(name: &str, ip: IpAddr, result: &str) -> crate::store::NewLogEn
 }
 
 /// Records an account administration step in the activity log.
-pub async fn log_admin(store: &Store, actor: &str, ip: IpAddr, action: &str, detail: String) -> AppResult<()> {
+pub async fn log_admin(
+    store: &Store,
+    actor: &str,
+    ip: IpAddr,
+    action: &str,
+    detail: String,
+) -> AppResult<()> {
     store
         .log_event(crate::store::NewLogEntry {
             actor: actor.to_owned(),

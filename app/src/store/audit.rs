@@ -38,8 +38,7 @@ pub struct LogQuery {
     pub limit: i64,
 }
 
-const COLUMNS: &str =
-    "seq, at, actor, client_ip, action, vm, ports, source, justification, result, detail, prev_hash, hash";
+const COLUMNS: &str = "seq, at, actor, client_ip, action, vm, ports, source, justification, result, detail, prev_hash, hash";
 
 fn from_row(row: &AnyRow) -> Result<LogEntry> {
     Ok(LogEntry {
@@ -68,7 +67,10 @@ impl WriteTx {
             .fetch_optional(&mut *self.tx)
             .await?;
         let (seq, prev) = match last {
-            Some(row) => (row.try_get::<i64, _>("seq")? + 1, row.try_get::<String, _>("hash")?),
+            Some(row) => (
+                row.try_get::<i64, _>("seq")? + 1,
+                row.try_get::<String, _>("hash")?,
+            ),
             None => (1, GENESIS.to_owned()),
         };
         let content = EntryContent {
@@ -157,13 +159,18 @@ impl Store {
         let mut binds = Vec::new();
         push_filters(q, &mut filter, &mut binds);
         let count_sql = format!("SELECT COUNT(*) AS n FROM activity_log{filter}");
-        let total: i64 = bind_all(sqlx::query(&count_sql), &binds).fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = bind_all(sqlx::query(&count_sql), &binds)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         let sql = format!(
             "SELECT {COLUMNS} FROM activity_log{filter} ORDER BY seq DESC LIMIT {} OFFSET {}",
             q.limit.clamp(1, 10_000),
             q.offset.max(0)
         );
-        let rows = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.pool).await?;
+        let rows = bind_all(sqlx::query(&sql), &binds)
+            .fetch_all(&self.pool)
+            .await?;
         Ok((rows.iter().map(from_row).collect::<Result<_>>()?, total))
     }
 
@@ -172,7 +179,9 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM activity_log ORDER BY seq");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
         let entries = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-        Ok(verify(entries.iter().map(|e| (&e.content, e.prev_hash.as_str(), e.hash.as_str()))))
+        Ok(verify(entries.iter().map(|e| {
+            (&e.content, e.prev_hash.as_str(), e.hash.as_str())
+        })))
     }
 
     /// Records an event that changes nothing else (sign-in, refused attempts).
@@ -187,7 +196,9 @@ impl Store {
         let rows = sqlx::query("SELECT DISTINCT action FROM activity_log ORDER BY action")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>("action")?)).collect()
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("action")?))
+            .collect()
     }
 
     #[doc(hidden)]

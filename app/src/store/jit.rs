@@ -62,8 +62,7 @@ pub struct VmSummary {
     pub active_grants: Vec<(i64, String, String, i64)>, // (port, protocol, source, end_at)
 }
 
-const VM_COLUMNS: &str =
-    "v.id, v.name, v.resource_group, v.addresses, v.os, v.exposed_ports, v.agent_id, v.agent_last_seen, v.generation";
+const VM_COLUMNS: &str = "v.id, v.name, v.resource_group, v.addresses, v.os, v.exposed_ports, v.agent_id, v.agent_last_seen, v.generation";
 
 fn vm_from_row(row: &AnyRow) -> Result<StoredVm> {
     Ok(StoredVm {
@@ -111,7 +110,10 @@ impl Store {
         .map_err(StoreError::from_write)?;
         tx.log(log).await?;
         tx.commit().await?;
-        Ok(self.get_vm(&id).await?.ok_or(StoreError::Corrupt("vm vanished".into()))?)
+        Ok(self
+            .get_vm(&id)
+            .await?
+            .ok_or(StoreError::Corrupt("vm vanished".into()))?)
     }
 
     pub async fn update_vm(&self, id: &str, f: &VmFields, log: NewLogEntry) -> Result<bool> {
@@ -140,7 +142,10 @@ impl Store {
 
     pub async fn delete_vm(&self, id: &str, log: NewLogEntry) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM vms WHERE id = $1").bind(id).execute(&mut *tx.tx).await?;
+        let done = sqlx::query("DELETE FROM vms WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
@@ -151,13 +156,19 @@ impl Store {
 
     pub async fn get_vm(&self, id: &str) -> Result<Option<StoredVm>> {
         let sql = format!("SELECT {VM_COLUMNS} FROM vms v WHERE v.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(vm_from_row).transpose()
     }
 
     pub async fn get_vm_by_name(&self, name: &str) -> Result<Option<StoredVm>> {
         let sql = format!("SELECT {VM_COLUMNS} FROM vms v WHERE v.name = $1");
-        let row = sqlx::query(&sql).bind(name).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(vm_from_row).transpose()
     }
 
@@ -168,15 +179,24 @@ impl Store {
         let has_policy = "EXISTS (SELECT 1 FROM jit_policies p WHERE p.vm_id = v.id)";
         match q.tab {
             VmTab::Configured => filter.push_str(&format!(" AND {has_policy}")),
-            VmTab::Recommended => filter.push_str(&format!(" AND NOT {has_policy} AND v.exposed_ports <> ''")),
-            VmTab::NotConfigured => filter.push_str(&format!(" AND NOT {has_policy} AND v.exposed_ports = ''")),
+            VmTab::Recommended => {
+                filter.push_str(&format!(" AND NOT {has_policy} AND v.exposed_ports <> ''"))
+            }
+            VmTab::NotConfigured => {
+                filter.push_str(&format!(" AND NOT {has_policy} AND v.exposed_ports = ''"))
+            }
             VmTab::All => {}
         }
         let search = q.search.trim().to_lowercase();
         if !search.is_empty() {
-            binds.push(Bind::Text(format!("%{}%", search.replace('%', "").replace('_', ""))));
+            binds.push(Bind::Text(format!(
+                "%{}%",
+                search.replace('%', "").replace('_', "")
+            )));
             let n = binds.len();
-            filter.push_str(&format!(" AND (LOWER(v.name) LIKE ${n} OR LOWER(v.resource_group) LIKE ${n})"));
+            filter.push_str(&format!(
+                " AND (LOWER(v.name) LIKE ${n} OR LOWER(v.resource_group) LIKE ${n})"
+            ));
         }
         if !q.scope.everything {
             let mut parts = vec!["1 = 0".to_owned()];
@@ -191,7 +211,10 @@ impl Store {
             filter.push_str(&format!(" AND ({})", parts.join(" OR ")));
         }
         let count_sql = format!("SELECT COUNT(*) AS n FROM vms v{filter}");
-        let total: i64 = bind_all(sqlx::query(&count_sql), &binds).fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 = bind_all(sqlx::query(&count_sql), &binds)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         let order = match q.sort.as_str() {
             "group" => "v.resource_group",
             "os" => "v.os",
@@ -204,7 +227,9 @@ impl Store {
             q.limit.clamp(1, 500),
             q.offset.max(0)
         );
-        let rows = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.pool).await?;
+        let rows = bind_all(sqlx::query(&sql), &binds)
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         let week_ago = now_ms() - 7 * 24 * 3600 * 1000;
         for row in &rows {
@@ -215,7 +240,14 @@ impl Store {
             } else {
                 (0, None, None, Vec::new())
             };
-            out.push(VmSummary { vm, has_policy, approved_last_7d, last_access_at, last_user, active_grants });
+            out.push(VmSummary {
+                vm,
+                has_policy,
+                approved_last_7d,
+                last_access_at,
+                last_user,
+                active_grants,
+            });
         }
         Ok((out, total))
     }
@@ -225,7 +257,12 @@ impl Store {
         &self,
         vm_id: &str,
         since: i64,
-    ) -> Result<(i64, Option<i64>, Option<String>, Vec<(i64, String, String, i64)>)> {
+    ) -> Result<(
+        i64,
+        Option<i64>,
+        Option<String>,
+        Vec<(i64, String, String, i64)>,
+    )> {
         let approved: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM access_requests WHERE vm_id = $1 AND created_at >= $2 \
              AND start_at IS NOT NULL",
@@ -243,7 +280,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let (last_at, last_user) = match last {
-            Some(row) => (row.try_get::<Option<i64>, _>("start_at")?, Some(row.try_get::<String, _>("username")?)),
+            Some(row) => (
+                row.try_get::<Option<i64>, _>("start_at")?,
+                Some(row.try_get::<String, _>("username")?),
+            ),
             None => (None, None),
         };
         let grants = sqlx::query(
@@ -289,9 +329,13 @@ impl Store {
                 let protocol: String = r.try_get("protocol")?;
                 let sources: String = r.try_get("allowed_sources")?;
                 Ok(PortRule {
-                    port: u16::try_from(port).ok().and_then(Port::new).ok_or_else(|| corrupt("port"))?,
+                    port: u16::try_from(port)
+                        .ok()
+                        .and_then(Port::new)
+                        .ok_or_else(|| corrupt("port"))?,
                     protocol: Protocol::parse(&protocol).map_err(|_| corrupt("protocol"))?,
-                    allowed_sources: AllowedSources::parse(&sources).map_err(|_| corrupt("sources"))?,
+                    allowed_sources: AllowedSources::parse(&sources)
+                        .map_err(|_| corrupt("sources"))?,
                     max_duration: MaxDuration::from_secs(r.try_get("max_duration_secs")?)
                         .map_err(|_| corrupt("duration"))?,
                     justification_required: r.try_get::<i64, _>("justification_required")? != 0,
@@ -304,11 +348,20 @@ impl Store {
 
     /// Creates or replaces the policies of several VMs in one transaction, one log entry
     /// per VM. Grants on ports the new policy no longer covers are revoked.
-    pub async fn set_policies(&self, vm_ids: &[String], policy: &JitPolicy, actor: &str, logs: Vec<NewLogEntry>) -> Result<()> {
+    pub async fn set_policies(
+        &self,
+        vm_ids: &[String],
+        policy: &JitPolicy,
+        actor: &str,
+        logs: Vec<NewLogEntry>,
+    ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         for (vm_id, log) in vm_ids.iter().zip(logs) {
-            sqlx::query("DELETE FROM port_rules WHERE vm_id = $1").bind(vm_id).execute(&mut *tx.tx).await?;
+            sqlx::query("DELETE FROM port_rules WHERE vm_id = $1")
+                .bind(vm_id)
+                .execute(&mut *tx.tx)
+                .await?;
             let updated = sqlx::query("UPDATE jit_policies SET updated_at = $1 WHERE vm_id = $2")
                 .bind(now)
                 .bind(vm_id)
@@ -371,7 +424,10 @@ impl Store {
     pub async fn delete_policy(&self, vm_id: &str, log: NewLogEntry) -> Result<bool> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM jit_policies WHERE vm_id = $1").bind(vm_id).execute(&mut *tx.tx).await?;
+        let done = sqlx::query("DELETE FROM jit_policies WHERE vm_id = $1")
+            .bind(vm_id)
+            .execute(&mut *tx.tx)
+            .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }

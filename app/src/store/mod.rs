@@ -122,7 +122,11 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend, write_lock: Default::default() })
+        Ok(Self {
+            pool,
+            backend,
+            write_lock: Default::default(),
+        })
     }
 
     pub(crate) async fn begin_write(&self) -> Result<WriteTx> {

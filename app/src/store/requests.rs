@@ -72,7 +72,8 @@ fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
         source: row.try_get("source_prefix")?,
         duration_secs: row.try_get("duration_secs")?,
         justification: row.try_get("justification")?,
-        status: RequestStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+        status: RequestStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
         created_at: row.try_get("created_at")?,
         start_at: row.try_get("start_at")?,
         end_at: row.try_get("end_at")?,
@@ -85,11 +86,18 @@ fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
 impl WriteTx {
     /// Activates the ports of a request from `now`: each becomes a grant, and an older
     /// grant for the same port and source is superseded by it.
-    async fn activate_ports(&mut self, request_id: &str, vm_id: &str, source: &str, end_at: i64) -> Result<()> {
-        let ports = sqlx::query("SELECT id, port, protocol FROM request_ports WHERE request_id = $1")
-            .bind(request_id)
-            .fetch_all(&mut *self.tx)
-            .await?;
+    async fn activate_ports(
+        &mut self,
+        request_id: &str,
+        vm_id: &str,
+        source: &str,
+        end_at: i64,
+    ) -> Result<()> {
+        let ports =
+            sqlx::query("SELECT id, port, protocol FROM request_ports WHERE request_id = $1")
+                .bind(request_id)
+                .fetch_all(&mut *self.tx)
+                .await?;
         for row in &ports {
             let port: i64 = row.try_get("port")?;
             let protocol: String = row.try_get("protocol")?;
@@ -131,7 +139,11 @@ impl WriteTx {
                 .fetch_one(&mut *self.tx)
                 .await?
                 .try_get::<i64, _>("n")?;
-            let status = if revoked > 0 { RequestStatus::Revoked } else { RequestStatus::Expired };
+            let status = if revoked > 0 {
+                RequestStatus::Revoked
+            } else {
+                RequestStatus::Expired
+            };
             sqlx::query("UPDATE access_requests SET status = $1, end_at = CASE WHEN end_at > $2 THEN $2 ELSE end_at END WHERE id = $3")
                 .bind(status.as_str())
                 .bind(now)
@@ -158,7 +170,11 @@ impl Store {
         let (status, start, end) = if spec.needs_approval {
             (RequestStatus::PendingApproval, None, None)
         } else {
-            (RequestStatus::Active, Some(now), Some(now + spec.duration_secs * 1000))
+            (
+                RequestStatus::Active,
+                Some(now),
+                Some(now + spec.duration_secs * 1000),
+            )
         };
         let source = spec.source.to_string();
         let mut tx = self.begin_write().await?;
@@ -208,7 +224,11 @@ impl Store {
             "SELECT {REQUEST_COLUMNS} FROM access_requests r JOIN vms v ON v.id = r.vm_id \
              JOIN users u ON u.id = r.requester_id WHERE r.id = $1"
         );
-        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await? else {
+        let Some(row) = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
             return Ok(None);
         };
         let mut request = request_from_row(&row)?;
@@ -229,7 +249,8 @@ impl Store {
                 Ok(StoredRequestPort {
                     port: r.try_get("port")?,
                     protocol: r.try_get("protocol")?,
-                    status: PortStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("port status {status}")))?,
+                    status: PortStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("port status {status}")))?,
                     status_reason: r.try_get("status_reason")?,
                     end_at: r.try_get("end_at")?,
                 })
@@ -258,10 +279,18 @@ impl Store {
         }
         if let Some(since) = f.since_ms {
             binds.push(Bind::Int(since));
-            sql.push_str(&format!(" AND (r.end_at IS NULL OR r.end_at >= ${n} OR r.created_at >= ${n})", n = binds.len()));
+            sql.push_str(&format!(
+                " AND (r.end_at IS NULL OR r.end_at >= ${n} OR r.created_at >= ${n})",
+                n = binds.len()
+            ));
         }
-        sql.push_str(&format!(" ORDER BY r.created_at DESC LIMIT {}", f.limit.clamp(1, 1000)));
-        let rows = bind_all(sqlx::query(&sql), &binds).fetch_all(&self.pool).await?;
+        sql.push_str(&format!(
+            " ORDER BY r.created_at DESC LIMIT {}",
+            f.limit.clamp(1, 1000)
+        ));
+        let rows = bind_all(sqlx::query(&sql), &binds)
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut r = request_from_row(row)?;
@@ -273,7 +302,13 @@ impl Store {
 
     /// Approves a pending request; it becomes active from now. False if it was no longer
     /// pending (someone else decided first).
-    pub async fn approve_request(&self, id: &str, approver: &str, comment: &str, log: NewLogEntry) -> Result<bool> {
+    pub async fn approve_request(
+        &self,
+        id: &str,
+        approver: &str,
+        comment: &str,
+        log: NewLogEntry,
+    ) -> Result<bool> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT vm_id, source_prefix, duration_secs FROM access_requests WHERE id = $1 AND status = 'pending_approval'")
@@ -304,7 +339,13 @@ impl Store {
         Ok(true)
     }
 
-    pub async fn deny_request(&self, id: &str, approver: &str, comment: &str, log: NewLogEntry) -> Result<bool> {
+    pub async fn deny_request(
+        &self,
+        id: &str,
+        approver: &str,
+        comment: &str,
+        log: NewLogEntry,
+    ) -> Result<bool> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
@@ -362,18 +403,25 @@ impl Store {
     /// Moves the end of an active request (and its active ports) to `end_at`.
     pub async fn extend_request(&self, id: &str, end_at: i64, log: NewLogEntry) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT vm_id FROM access_requests WHERE id = $1 AND status = 'active'")
-            .bind(id)
-            .fetch_optional(&mut *tx.tx)
-            .await?;
+        let row =
+            sqlx::query("SELECT vm_id FROM access_requests WHERE id = $1 AND status = 'active'")
+                .bind(id)
+                .fetch_optional(&mut *tx.tx)
+                .await?;
         let Some(row) = row else { return Ok(false) };
         let vm_id: String = row.try_get("vm_id")?;
-        sqlx::query("UPDATE access_requests SET end_at = $1 WHERE id = $2").bind(end_at).bind(id).execute(&mut *tx.tx).await?;
-        sqlx::query("UPDATE request_ports SET end_at = $1 WHERE request_id = $2 AND status = 'active'")
+        sqlx::query("UPDATE access_requests SET end_at = $1 WHERE id = $2")
             .bind(end_at)
             .bind(id)
             .execute(&mut *tx.tx)
             .await?;
+        sqlx::query(
+            "UPDATE request_ports SET end_at = $1 WHERE request_id = $2 AND status = 'active'",
+        )
+        .bind(end_at)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
         tx.bump_generation(&vm_id).await?;
         tx.log(log).await?;
         tx.commit().await?;
@@ -442,7 +490,11 @@ impl Store {
 
     /// A VM's desired state: its generation and the grants in force at `now`.
     pub async fn desired_state(&self, vm_id: &str, now: i64) -> Result<Option<(i64, Vec<Grant>)>> {
-        let Some(gen_row) = sqlx::query("SELECT generation FROM vms WHERE id = $1").bind(vm_id).fetch_optional(&self.pool).await? else {
+        let Some(gen_row) = sqlx::query("SELECT generation FROM vms WHERE id = $1")
+            .bind(vm_id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
             return Ok(None);
         };
         let rows = sqlx::query(
@@ -468,7 +520,12 @@ impl Store {
     }
 
     /// Access windows of a VM that overlap `[from, to)`, for the timeline.
-    pub async fn access_windows(&self, vm_id: &str, from: i64, to: i64) -> Result<Vec<(i64, i64, String, String)>> {
+    pub async fn access_windows(
+        &self,
+        vm_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, i64, String, String)>> {
         let rows = sqlx::query(
             "SELECT r.start_at, r.end_at, u.username, r.status FROM access_requests r JOIN users u ON u.id = r.requester_id \
              WHERE r.vm_id = $1 AND r.start_at IS NOT NULL AND r.start_at < $2 AND r.end_at > $3 ORDER BY r.start_at",
@@ -490,4 +547,3 @@ impl Store {
             .collect()
     }
 }
-
