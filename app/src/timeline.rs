@@ -78,7 +78,7 @@ mod tests {
         let svg = super::timeline_svg(
             &[(
                 from + day,
-                from + day + 3600_000,
+                from + day + 3_600_000,
                 "<bob>".into(),
                 "expired".into(),
             )],

@@ -122,7 +122,7 @@ async fn tabs_split_vms_by_policy_and_exposure_with_search_and_paging() {
     let configured = store.get_vm_by_name("app-01").await.unwrap().unwrap();
     store
         .set_policies(
-            &[configured.id.clone()],
+            std::slice::from_ref(&configured.id),
             &policy(&["22"], false),
             "admin",
             vec![log("policy.create")],
@@ -170,7 +170,7 @@ async fn requests_become_grants_in_the_desired_state() {
         .unwrap();
     store
         .set_policies(
-            &[v.id.clone()],
+            std::slice::from_ref(&v.id),
             &policy(&["22", "2222"], false),
             "admin",
             vec![log("policy.create")],
@@ -266,7 +266,7 @@ async fn approval_gates_the_grant_and_denial_ends_the_request() {
         .unwrap();
     store
         .set_policies(
-            &[v.id.clone()],
+            std::slice::from_ref(&v.id),
             &policy(&["3389"], true),
             "admin",
             vec![log("policy.create")],
@@ -357,7 +357,7 @@ async fn grants_expire_on_time_and_are_logged() {
         .unwrap();
     store
         .set_policies(
-            &[v.id.clone()],
+            std::slice::from_ref(&v.id),
             &policy(&["22"], false),
             "admin",
             vec![log("policy.create")],
@@ -411,7 +411,7 @@ async fn removing_a_policy_ends_its_grants() {
         .unwrap();
     store
         .set_policies(
-            &[v.id.clone()],
+            std::slice::from_ref(&v.id),
             &policy(&["22", "5432"], false),
             "admin",
             vec![log("policy.create")],
@@ -441,7 +441,7 @@ async fn removing_a_policy_ends_its_grants() {
     // Editing the policy to drop 5432 revokes that grant only.
     store
         .set_policies(
-            &[v.id.clone()],
+            std::slice::from_ref(&v.id),
             &policy(&["22"], false),
             "admin",
             vec![log("policy.update")],
@@ -477,7 +477,7 @@ async fn the_log_chain_verifies_under_concurrency_and_detects_tampering() {
         .unwrap();
     store
         .set_policies(
-            &[v.id.clone()],
+            std::slice::from_ref(&v.id),
             &policy(&["22"], false),
             "admin",
             vec![log("policy.create")],

@@ -10,6 +10,9 @@ use serde_json::Value;
 
 const ROLES: [&str; 4] = ["reader", "requester", "approver", "admin"];
 
+/// A server function, its form arguments, and the roles allowed to call it.
+type Call<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a [&'a str]);
+
 #[tokio::test]
 async fn every_server_function_checks_the_callers_role() {
     let app = spawn_app().await;
@@ -46,7 +49,7 @@ async fn every_server_function_checks_the_callers_role() {
     let victim_role = victim["roles"][0]["id"].as_str().unwrap().to_owned();
 
     let web_key = format!("{web}:22/tcp");
-    let calls: Vec<(&str, Vec<(&str, &str)>, &[&str])> = vec![
+    let calls: Vec<Call> = vec![
         ("whoami", vec![], &ROLES),
         ("list_vms", vec![("tab", "configured")], &ROLES),
         ("get_vm", vec![("id", &web)], &ROLES),

@@ -564,10 +564,10 @@ pub fn parse_log_filter(
     };
     let from_ms = errors.check("from", parse_time(from, false)).flatten();
     let to_ms = errors.check("to", parse_time(to, true)).flatten();
-    if let (Some(f), Some(t)) = (from_ms, to_ms) {
-        if f >= t {
-            errors.add("to", "The end must be after the start.");
-        }
+    if let (Some(f), Some(t)) = (from_ms, to_ms)
+        && f >= t
+    {
+        errors.add("to", "The end must be after the start.");
     }
     for (field, value) in [("vm", vm), ("actor", actor), ("action", action)] {
         if value.chars().count() > 100 {

@@ -58,9 +58,8 @@ pub fn verify<'a>(
     entries: impl IntoIterator<Item = (&'a EntryContent, &'a str, &'a str)>,
 ) -> ChainStatus {
     let mut expected_prev = GENESIS.to_owned();
-    let mut expected_seq = 1;
     let mut count = 0;
-    for (content, prev, hash) in entries {
+    for (expected_seq, (content, prev, hash)) in (1..).zip(entries) {
         if content.seq != expected_seq {
             return ChainStatus::Broken {
                 at_seq: content.seq,
@@ -80,7 +79,6 @@ pub fn verify<'a>(
             };
         }
         expected_prev = hash.to_owned();
-        expected_seq += 1;
         count += 1;
     }
     ChainStatus::Verified { entries: count }

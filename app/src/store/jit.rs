@@ -110,10 +110,9 @@ impl Store {
         .map_err(StoreError::from_write)?;
         tx.log(log).await?;
         tx.commit().await?;
-        Ok(self
-            .get_vm(&id)
+        self.get_vm(&id)
             .await?
-            .ok_or(StoreError::Corrupt("vm vanished".into()))?)
+            .ok_or(StoreError::Corrupt("vm vanished".into()))
     }
 
     pub async fn update_vm(&self, id: &str, f: &VmFields, log: NewLogEntry) -> Result<bool> {
@@ -189,10 +188,7 @@ impl Store {
         }
         let search = q.search.trim().to_lowercase();
         if !search.is_empty() {
-            binds.push(Bind::Text(format!(
-                "%{}%",
-                search.replace('%', "").replace('_', "")
-            )));
+            binds.push(Bind::Text(format!("%{}%", search.replace(['%', '_'], ""))));
             let n = binds.len();
             filter.push_str(&format!(
                 " AND (LOWER(v.name) LIKE ${n} OR LOWER(v.resource_group) LIKE ${n})"

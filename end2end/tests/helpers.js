@@ -1,0 +1,62 @@
+// Steps shared by the browser tests, written as a user would do them.
+import { expect, ready } from './fixtures.js';
+
+export const ADMIN_PASSWORD = 'a new portal passphrase';
+
+export async function signIn(page, testInfo, username, password) {
+  await page.goto('/login');
+  await ready(page, testInfo);
+  await page.getByLabel('User name').fill(username);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+export async function changePassword(page, testInfo, current, next) {
+  await expect(page).toHaveURL(/\/account\/password(\?.*)?$/);
+  await ready(page, testInfo);
+  await expect(page.getByRole('status')).toContainText('one-time password');
+  await page.getByLabel('Current password').fill(current);
+  await page.getByLabel('New password', { exact: true }).fill(next);
+  await page.getByLabel('Repeat new password').fill(next);
+  await page.getByRole('button', { name: 'Change password' }).click();
+}
+
+/// Signs in as the bootstrap admin and replaces the one-time password.
+export async function bootstrapAdmin(page, testInfo, portal) {
+  await signIn(page, testInfo, 'admin', portal.password);
+  await changePassword(page, testInfo, portal.password, ADMIN_PASSWORD);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Administrator');
+}
+
+export async function signOut(page, testInfo) {
+  await ready(page, testInfo);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page).toHaveURL(/\/login$/);
+}
+
+/// Creates a user with a role over everything and no forced password change.
+export async function createUser(page, testInfo, { username, displayName, password, role }) {
+  await page.goto('/admin/users');
+  await ready(page, testInfo);
+  const form = page.locator('form', { has: page.getByRole('button', { name: 'Create user' }) });
+  await form.getByLabel('User name').fill(username);
+  await form.getByLabel('Display name').fill(displayName);
+  await form.getByLabel('Initial password').fill(password);
+  await form.getByLabel('Role', { exact: true }).selectOption(role);
+  await form.getByLabel('Scope', { exact: true }).selectOption('all');
+  await form.getByLabel('Must change the password at first sign-in').uncheck();
+  await form.getByRole('button', { name: 'Create user' }).click();
+  await expect(page.locator(`tr[data-username="${username}"]`)).toContainText(role);
+}
+
+export async function addVm(page, testInfo, { name, group, addresses, os, exposed }) {
+  await page.goto('/vms/new');
+  await ready(page, testInfo);
+  await page.getByLabel('Name', { exact: true }).fill(name);
+  await page.getByLabel('Group', { exact: true }).fill(group);
+  await page.getByLabel('Addresses').fill(addresses);
+  await page.getByLabel('Operating system').selectOption(os);
+  await page.getByLabel('Exposed management ports').fill(exposed);
+  await page.getByRole('button', { name: 'Add VM' }).click();
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText(name);
+}

@@ -1,0 +1,186 @@
+// The JIT workflow in the browser: enable JIT on two VMs with custom ports, request
+// port 22 for "My IP", watch it count down, revoke it, and find every step in the log.
+import { test, expect, ready } from './fixtures.js';
+import { ADMIN_PASSWORD, addVm, bootstrapAdmin, createUser, signIn, signOut } from './helpers.js';
+
+// SHOTS=DIR saves screenshots of the main pages, for looking at them.
+async function shot(page, testInfo, name) {
+  if (process.env.SHOTS && testInfo.project.name === 'hydrated') {
+    await page.screenshot({ path: `${process.env.SHOTS}/${name}.png`, fullPage: true });
+  }
+}
+
+test('admin enables JIT on two VMs; a requester opens, sees and revokes access', async ({ page, portal }, testInfo) => {
+  await bootstrapAdmin(page, testInfo, portal);
+  await addVm(page, testInfo, { name: 'web-1', group: 'prod', addresses: '198.51.100.5, 2001:db8::5', os: 'linux', exposed: '22' });
+  await addVm(page, testInfo, { name: 'web-2', group: 'prod', addresses: '198.51.100.6', os: 'linux', exposed: '' });
+
+  // web-1 has port 22 exposed and no policy: Recommended. web-2: Not configured, with the reason.
+  await page.goto('/jit?tab=recommended');
+  await expect(page.locator('tr[data-vm="web-1"]')).toBeVisible();
+  await page.goto('/jit?tab=not_configured');
+  await expect(page.locator('tr[data-vm="web-2"]')).toContainText('No agent enrolled; no management port recorded');
+
+  // Bulk enable: both VMs, port 22 limited to 60 minutes plus a custom port 2222/TCP.
+  await page.goto('/jit?tab=all');
+  await ready(page, testInfo);
+  await page.getByLabel('Select web-1').check();
+  await page.getByLabel('Select web-2').check();
+  await page.getByRole('button', { name: 'Enable JIT on selected VMs' }).click();
+  await expect(page).toHaveURL(/\/jit\/configure\?/);
+  await ready(page, testInfo);
+  await expect(page.getByTestId('policy-vms')).toHaveText('web-1, web-2');
+  await shot(page, testInfo, 'configure');
+  await expect(page.getByLabel('Port of row 1')).toHaveValue('22');
+  await page.getByLabel('Max request time of row 1').fill('60');
+  await page.getByLabel('Port row 2 on').check();
+  await page.getByLabel('Port of row 2').fill('70000');
+  await page.getByRole('button', { name: 'Save JIT policy' }).click();
+  await expect(page.getByText('A port is a whole number from 1 to 65535.')).toBeVisible();
+  // Nothing was stored: the VMs are still unconfigured.
+  await page.goto('/jit?tab=configured');
+  await expect(page.locator('tr[data-vm]')).toHaveCount(0);
+  await page.goto('/jit?tab=all');
+  await ready(page, testInfo);
+  await page.getByLabel('Select web-1').check();
+  await page.getByLabel('Select web-2').check();
+  await page.getByRole('button', { name: 'Enable JIT on selected VMs' }).click();
+  await ready(page, testInfo);
+  await page.getByLabel('Max request time of row 1').fill('60');
+  await page.getByLabel('Port row 2 on').check();
+  await page.getByLabel('Port of row 2').fill('2222');
+  await page.getByRole('button', { name: 'Save JIT policy' }).click();
+  await expect(page).toHaveURL(/\/jit\?tab=configured/);
+  await expect(page.locator('tr[data-vm]')).toHaveCount(2);
+
+  await createUser(page, testInfo, { username: 'rita', displayName: 'Rita Requester', password: 'requester secret 2026', role: 'requester' });
+  await signOut(page, testInfo);
+
+  // Rita asks for port 22 of web-1.
+  await signIn(page, testInfo, 'rita', 'requester secret 2026');
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Rita Requester');
+  await page.goto('/jit');
+  await ready(page, testInfo);
+  await page.getByLabel('Select web-1').check();
+  await page.getByRole('button', { name: 'Request access' }).click();
+  await expect(page).toHaveURL(/\/jit\/request\?vm=/);
+  await ready(page, testInfo);
+  await expect(page.getByTestId('my-ip')).toHaveText('127.0.0.1');
+
+  const port22 = page.getByLabel(/^22 \(TCP\)/);
+  // Over the policy maximum: a message on the duration, nothing created.
+  await port22.check();
+  await page.getByLabel(/Duration in minutes/).fill('90');
+  await page.getByRole('button', { name: 'Open ports' }).click();
+  await expect(page.locator('#duration-error')).toHaveText('Requests on web-1 are limited to 60 minutes.');
+  // A malformed source: a message on the source.
+  await ready(page, testInfo);
+  await port22.check();
+  await page.getByLabel('Another IP address or CIDR').check();
+  await page.getByLabel('IP address or CIDR (when not My IP)').fill('198.51.100.300/24');
+  await page.getByLabel(/Duration in minutes/).fill('10');
+  await page.getByRole('button', { name: 'Open ports' }).click();
+  await expect(page.locator('#source-error')).toContainText('Enter an IPv4 or IPv6 address');
+
+  // The real request: My IP, 10 minutes, with a justification.
+  await ready(page, testInfo);
+  await port22.check();
+  await page.getByLabel(/^My IP/).check();
+  await page.getByLabel(/Duration in minutes/).fill('10');
+  await page.getByLabel(/^Justification/).fill('rotate TLS certificates');
+  await page.getByRole('button', { name: 'Open ports' }).click();
+  await expect(page).toHaveURL(/\/requests$/);
+  const row = page.locator('[data-testid="my-requests"] tr[data-vm="web-1"]');
+  await expect(row).toHaveCount(1);
+  await expect(row.getByTestId('request-status')).toHaveText('active');
+  await expect(row).toContainText('22/tcp active');
+  await expect(row).toContainText('127.0.0.1/32');
+  await expect(row.locator('.countdown')).toContainText(/^(9m|10m) \d\ds left$/);
+  if (testInfo.project.use.javaScriptEnabled !== false) {
+    // The countdown is live once hydrated.
+    const before = await row.locator('.countdown').textContent();
+    await expect(row.locator('.countdown')).not.toHaveText(before, { timeout: 3000 });
+  }
+
+  await shot(page, testInfo, 'requests');
+  await page.goto('/jit');
+  await shot(page, testInfo, 'jit-configured');
+  await expect(page.locator('tr[data-vm="web-1"]')).toContainText('22/tcp from 127.0.0.1/32');
+  await expect(page.locator('tr[data-vm="web-1"]')).toContainText('rita');
+
+  // Revoke early.
+  await page.goto('/requests');
+  await ready(page, testInfo);
+  await row.getByRole('button', { name: 'Revoke' }).click();
+  await expect(row.getByTestId('request-status')).toHaveText('revoked');
+  await expect(row).toContainText('22/tcp revoked (revoked by user)');
+
+  // The activity log shows each step, and the chain verifies.
+  await page.goto('/activity');
+  await expect(page.getByTestId('chain-status')).toContainText('Hash chain verified');
+  await shot(page, testInfo, 'activity');
+  const log = page.getByTestId('activity-table');
+  for (const action of ['vm.create', 'policy.create', 'request', 'revoke', 'sign-in']) {
+    await expect(log.locator(`tr[data-action="${action}"]`).first()).toBeVisible();
+  }
+  await expect(log.locator('tr[data-action="request"]').first()).toContainText('rotate TLS certificates');
+  await page.goto('/activity?actor=rita&action=revoke');
+  await expect(page.getByTestId('activity-table').locator('tbody tr')).toHaveCount(1);
+  const csv = await page.request.get('/activity.csv?action=request');
+  expect(csv.status()).toBe(200);
+  expect(await csv.text()).toContain('rotate TLS certificates');
+
+  // Rita is a requester: no admin controls for her.
+  await page.goto('/jit?tab=configured');
+  await expect(page.getByRole('link', { name: 'Add VM' })).toHaveCount(0);
+  void ADMIN_PASSWORD;
+});
+
+test('a request that needs approval waits for a second user, who approves it', async ({ page, browser, portal }, testInfo) => {
+  await bootstrapAdmin(page, testInfo, portal);
+  await addVm(page, testInfo, { name: 'win-1', group: 'prod', addresses: '198.51.100.9', os: 'windows', exposed: '3389' });
+  await page.getByRole('link', { name: 'Enable JIT' }).click();
+  await ready(page, testInfo);
+  for (const row of [2, 3, 4]) await page.getByLabel(`Port row ${row} on`).uncheck();
+  await page.getByLabel('Port of row 1').fill('3389');
+  await page.getByLabel('Allowed source IPs of row 1').fill('127.0.0.0/8, 2001:db8::/32');
+  await page.getByLabel('Approval required, row 1').check();
+  await page.getByRole('button', { name: 'Save JIT policy' }).click();
+  await expect(page).toHaveURL(/\/jit\?tab=configured/);
+  await createUser(page, testInfo, { username: 'rita', displayName: 'Rita', password: 'requester secret 2026', role: 'requester' });
+  await createUser(page, testInfo, { username: 'alex', displayName: 'Alex Approver', password: 'approver secret 2026', role: 'approver' });
+  await signOut(page, testInfo);
+
+  await signIn(page, testInfo, 'rita', 'requester secret 2026');
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Rita');
+  await page.goto('/jit');
+  await ready(page, testInfo);
+  await page.getByLabel('Select win-1').check();
+  await page.getByRole('button', { name: 'Request access' }).click();
+  await ready(page, testInfo);
+  await page.getByLabel(/^3389 \(TCP\)/).check();
+  await page.getByLabel(/Duration in minutes/).fill('30');
+  await page.getByRole('button', { name: 'Open ports' }).click();
+  await expect(page).toHaveURL(/\/requests$/);
+  const mine = page.locator('[data-testid="my-requests"] tr[data-vm="win-1"]');
+  await expect(mine.getByTestId('request-status')).toHaveText('pending approval');
+
+  // Alex, in a browser of his own, approves.
+  const context = await browser.newContext({ baseURL: portal.base, javaScriptEnabled: testInfo.project.use.javaScriptEnabled });
+  const alex = await context.newPage();
+  await signIn(alex, testInfo, 'alex', 'approver secret 2026');
+  await expect(alex.getByRole('heading', { level: 1 })).toHaveText('Welcome, Alex Approver');
+  await alex.goto('/requests');
+  await ready(alex, testInfo);
+  const queued = alex.locator('[data-testid="approval-queue"] tr[data-vm="win-1"]');
+  await expect(queued).toContainText('rita');
+  await queued.getByLabel('Approval comment').fill('ok for the patch window');
+  await queued.getByRole('button', { name: 'Approve' }).click();
+  await expect(alex.getByTestId('approval-queue')).toHaveCount(0);
+  await context.close();
+
+  await page.reload();
+  await expect(mine.getByTestId('request-status')).toHaveText('active');
+  await expect(mine).toContainText('ok for the patch window');
+  await expect(mine.locator('.countdown')).toContainText('left');
+});
