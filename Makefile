@@ -4,7 +4,7 @@ DATA_DIR ?= .data
 export PORTCULLIS_DATABASE_URL ?= sqlite://$(DATA_DIR)/portcullis.db
 export PORTCULLIS_SITE_ROOT ?= target/site
 
-.PHONY: run test setup build release unit e2e lint clean
+.PHONY: run test setup build release unit e2e lint bench clean
 
 ## Build the release and serve the portal on an embedded SQLite database.
 run:
@@ -25,6 +25,10 @@ unit:
 
 e2e:
 	cd end2end && npx playwright test
+
+## Figures, not tests: the JIT tabs with 10,000 VMs.
+bench:
+	cargo bench -p portcullis-app --features ssr --bench vm_list
 
 lint:
 	cargo fmt --all -- --check

@@ -17,6 +17,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<Cidr>>,
     /// Wakes the expiry job when a new grant may end sooner than the ones it knows.
     pub expiry_wake: Arc<tokio::sync::Notify>,
+    /// The configured public origin, for links and commands shown to users.
+    pub public_url: Option<String>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -99,6 +99,7 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
     let is_page = matches!(*req.method(), Method::GET | Method::HEAD)
         && !path.starts_with("/api/")
         && !path.starts_with("/pkg/")
+        && !path.starts_with("/agent/")
         && path != "/healthz"
         && path != "/readyz"
         && !path.contains('.');

@@ -1,6 +1,7 @@
 //! The Portcullis server: configuration, the axum router (pages, server functions,
 //! health), sessions, and the request guards that sit in front of everything.
 
+pub mod agent_api;
 pub mod config;
 mod export;
 mod guards;
@@ -10,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+
 use config::Config;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -60,6 +62,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         limiter: Arc::new(LoginLimiter::new(5, Duration::from_secs(15 * 60))),
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         expiry_wake: Arc::new(tokio::sync::Notify::new()),
+        public_url: config.public_url.clone(),
     };
 
     let key = match &config.session_key {
@@ -93,6 +96,9 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/activity.csv", get(export::activity_csv))
+        .route("/agent/v1/enroll", axum::routing::post(agent_api::enroll))
+        .route("/agent/v1/state", get(agent_api::desired_state))
+        .route("/agent/v1/report", axum::routing::post(agent_api::report))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())

@@ -49,7 +49,11 @@ pub mod views {
         p.rules.iter().map(rule_view).collect()
     }
 
+    /// An agent that has not polled for this long is flagged as silent.
+    pub const SILENT_AFTER_MS: i64 = 90_000;
+
     fn agent_status(vm: &StoredVm) -> String {
+        let now = chrono::Utc::now().timestamp_millis();
         match (&vm.agent_id, vm.agent_last_seen) {
             (None, _) => {
                 if vm.exposed_ports.is_empty() {
@@ -58,7 +62,16 @@ pub mod views {
                     "No agent enrolled".into()
                 }
             }
-            (Some(_), Some(seen)) => format!("Agent last seen {}", format_utc(seen)),
+            (Some(_), Some(seen)) if now - seen > SILENT_AFTER_MS => {
+                format!("Agent silent since {}", format_utc(seen))
+            }
+            (Some(_), Some(_)) if !vm.agent_error.is_empty() => {
+                format!("Enforcement error: {}", vm.agent_error)
+            }
+            (Some(_), Some(_)) if vm.agent_applied_generation < vm.generation => {
+                "Initiated: waiting for the agent".into()
+            }
+            (Some(_), Some(_)) => "Active: applied by the agent".into(),
             (Some(_), None) => "Agent enrolled, never seen".into(),
         }
     }
@@ -584,4 +597,50 @@ pub fn parse_log_filter(
         offset: 0,
         limit: PAGE_SIZE,
     })
+}
+
+/// A one-time enrollment token for a VM's agent (valid 1 hour), and the command to run.
+#[server(endpoint = "create_enrollment_token")]
+pub async fn create_enrollment_token(vm_id: String) -> Result<(String, String), AppError> {
+    use crate::domain::Action;
+    use crate::domain::secret::hash_secret;
+    use crate::services::jit;
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        let vm = jit::visible_vm(&c.state.store, &actor, &vm_id).await?;
+        jit::require(&actor, Action::ManageVm, &jit::vm_resource(&vm))?;
+        let token = {
+            use rand::RngCore;
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let log = actor.entry("agent.token", &vm.name);
+        c.state
+            .store
+            .create_enrollment_token(
+                &vm.id,
+                &hash_secret(&token),
+                &actor.username,
+                3_600_000,
+                log,
+            )
+            .await?;
+        let host = use_context::<http::request::Parts>()
+            .and_then(|p| {
+                p.headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok().map(str::to_owned))
+            })
+            .unwrap_or_else(|| "127.0.0.1:3000".into());
+        let server = c
+            .state
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{host}"));
+        let command = format!("sudo portcullis-agent enroll --server {server} --token {token}");
+        Ok((token, command))
+    };
+    super::ctx::finish(run.await)
 }

@@ -11,6 +11,7 @@ pub mod jit;
 pub mod net;
 pub mod request;
 pub mod role;
+pub mod secret;
 pub mod user;
 pub mod vm;
 

@@ -1,7 +1,7 @@
 //! A VM's page (facts, policy, grants, timeline, requests, admin forms) and the page to
 //! add a VM.
 
-use crate::api::jit::{DeleteVm, SaveVm, get_vm};
+use crate::api::jit::{CreateEnrollmentToken, DeleteVm, SaveVm, get_vm};
 use crate::components::{Countdown, Field, FormAlert, LocalTime, SelectField, Shell, action_error};
 use crate::pages::requests::ports_cell;
 use leptos::prelude::*;
@@ -48,6 +48,8 @@ pub fn VmPage() -> impl IntoView {
     let detail = Resource::new(move || (id(), save.version().get()), |(id, _)| get_vm(id));
     let save_err = action_error(save);
     let delete_err = action_error(delete);
+    let enroll = ServerAction::<CreateEnrollmentToken>::new();
+    let enroll_err = action_error(enroll);
 
     let body = move || {
         Suspend::new(async move {
@@ -142,7 +144,21 @@ pub fn VmPage() -> impl IntoView {
                 {d.can_manage.then(|| {
                     let os = vm.os.clone();
                     let delete_id = vm.id.clone();
+                    let enroll_id = vm.id.clone();
                     view! {
+                        <section class="card">
+                            <h2>"Agent"</h2>
+                            <p>"Enforcement needs portcullis-agent on this VM. Create a one-time token (valid for an hour) and run the command it shows, as root, on the VM."</p>
+                            <FormAlert err=enroll_err />
+                            <ActionForm action=enroll attr:class="inline-form">
+                                <input type="hidden" name="vm_id" value=enroll_id />
+                                <button type="submit" class="btn">"Create enrollment token"</button>
+                            </ActionForm>
+                            {move || enroll.value().get().and_then(Result::ok).map(|(_, command)| view! {
+                                <p>"Run on the VM (shown once):"</p>
+                                <pre class="command" data-testid="enroll-command">{command}</pre>
+                            })}
+                        </section>
                         <section class="card narrow">
                             <h2>"Edit VM"</h2>
                             <FormAlert err=save_err />

@@ -18,6 +18,8 @@ pub struct StoredVm {
     pub agent_id: Option<String>,
     pub agent_last_seen: Option<i64>,
     pub generation: i64,
+    pub agent_applied_generation: i64,
+    pub agent_error: String,
 }
 
 /// Validated VM fields (the service parses them through the domain).
@@ -62,7 +64,8 @@ pub struct VmSummary {
     pub active_grants: Vec<(i64, String, String, i64)>, // (port, protocol, source, end_at)
 }
 
-const VM_COLUMNS: &str = "v.id, v.name, v.resource_group, v.addresses, v.os, v.exposed_ports, v.agent_id, v.agent_last_seen, v.generation";
+const VM_COLUMNS: &str = "v.id, v.name, v.resource_group, v.addresses, v.os, v.exposed_ports, v.agent_id, \
+     v.agent_last_seen, v.generation, v.agent_applied_generation, v.agent_error";
 
 fn vm_from_row(row: &AnyRow) -> Result<StoredVm> {
     Ok(StoredVm {
@@ -75,12 +78,15 @@ fn vm_from_row(row: &AnyRow) -> Result<StoredVm> {
         agent_id: row.try_get("agent_id")?,
         agent_last_seen: row.try_get("agent_last_seen")?,
         generation: row.try_get("generation")?,
+        agent_applied_generation: row.try_get("agent_applied_generation")?,
+        agent_error: row.try_get("agent_error")?,
     })
 }
 
 impl WriteTx {
     /// Every change to what a VM's agent must enforce moves its generation forward.
     pub(crate) async fn bump_generation(&mut self, vm_id: &str) -> Result<()> {
+        self.desired_state_changed = true;
         sqlx::query("UPDATE vms SET generation = generation + 1 WHERE id = $1")
             .bind(vm_id)
             .execute(&mut *self.tx)

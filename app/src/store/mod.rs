@@ -5,12 +5,14 @@
 //! (`$n` placeholders, application-generated ids, UTC epoch milliseconds, 0/1 flags) so
 //! that adding a backend needs migrations, not new queries.
 
+mod agents;
 mod audit;
 mod jit;
 mod requests;
 mod sessions;
 mod users;
 
+pub use agents::AgentRecord;
 pub use audit::{LogEntry, LogQuery, NewLogEntry};
 pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
@@ -63,17 +65,25 @@ pub struct Store {
     /// fail with a stale snapshot. Serialising write transactions in-process avoids that
     /// and keeps the activity log chain strictly ordered.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Ticks after every committed change to some VM's desired state; long-polling agents
+    /// wait on it.
+    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// A write transaction holding the store's write lock (on SQLite) until it ends.
 pub struct WriteTx {
     pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    pub(crate) desired_state_changed: bool,
 }
 
 impl WriteTx {
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
+        if self.desired_state_changed {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(())
     }
 }
@@ -126,6 +136,7 @@ impl Store {
             pool,
             backend,
             write_lock: Default::default(),
+            changes: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -135,7 +146,17 @@ impl Store {
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            changes: self.changes.clone(),
+            desired_state_changed: false,
+        })
+    }
+
+    /// A receiver that sees a new value after every committed desired-state change.
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn backend(&self) -> Backend {

@@ -1,0 +1,189 @@
+//! Agents: enrollment with one-time tokens, authentication by a per-agent secret (only its
+//! hash is stored), and what agents report back.
+
+use super::audit::NewLogEntry;
+use super::{Result, Store, StoreError, new_id, now_ms};
+use sqlx::Row;
+
+/// What the server knows of a VM's agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub vm_id: String,
+    pub vm_name: String,
+    pub secret_hash: String,
+    pub applied_generation: i64,
+    pub error: String,
+}
+
+impl Store {
+    pub async fn create_enrollment_token(
+        &self,
+        vm_id: &str,
+        token_hash: &str,
+        created_by: &str,
+        ttl_ms: i64,
+        log: NewLogEntry,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO enrollment_tokens (token_hash, vm_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(vm_id)
+        .bind(created_by)
+        .bind(now)
+        .bind(now + ttl_ms)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(StoreError::from_write)?;
+        tx.log(log).await?;
+        tx.commit().await
+    }
+
+    /// Spends a token: binds a new agent identity to the token's VM (replacing any earlier
+    /// agent of that VM). Returns the VM id and name, or None for an unknown, used or
+    /// expired token.
+    pub async fn enroll_agent(
+        &self,
+        token_hash: &str,
+        secret_hash: &str,
+        hostname: &str,
+        client_ip: &str,
+    ) -> Result<Option<(String, String, String)>> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "SELECT t.vm_id, v.name FROM enrollment_tokens t JOIN vms v ON v.id = t.vm_id \
+             WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let vm_id: String = row.try_get("vm_id")?;
+        let vm_name: String = row.try_get("name")?;
+        let agent_id = new_id();
+        sqlx::query("UPDATE enrollment_tokens SET used_at = $1 WHERE token_hash = $2")
+            .bind(now)
+            .bind(token_hash)
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query(
+            "UPDATE vms SET agent_id = $1, agent_secret_hash = $2, agent_hostname = $3, agent_last_seen = $4, \
+             agent_applied_generation = -1, agent_error = '' WHERE id = $5",
+        )
+        .bind(&agent_id)
+        .bind(secret_hash)
+        .bind(hostname)
+        .bind(now)
+        .bind(&vm_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.bump_generation(&vm_id).await?;
+        tx.log(NewLogEntry {
+            actor: format!("agent@{hostname}"),
+            client_ip: client_ip.to_owned(),
+            action: "agent.enroll".into(),
+            vm: vm_name.clone(),
+            result: "success".into(),
+            ..Default::default()
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(Some((agent_id, vm_id, vm_name)))
+    }
+
+    pub async fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>> {
+        let row = sqlx::query(
+            "SELECT id, name, agent_secret_hash, agent_applied_generation, agent_error FROM vms WHERE agent_id = $1",
+        )
+        .bind(agent_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(AgentRecord {
+                vm_id: r.try_get("id")?,
+                vm_name: r.try_get("name")?,
+                secret_hash: r
+                    .try_get::<Option<String>, _>("agent_secret_hash")?
+                    .unwrap_or_default(),
+                applied_generation: r.try_get("agent_applied_generation")?,
+                error: r.try_get("agent_error")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn touch_agent(&self, vm_id: &str) -> Result<()> {
+        sqlx::query("UPDATE vms SET agent_last_seen = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(vm_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records an agent's report. A newly applied generation or a change of error is
+    /// written to the activity log.
+    pub async fn record_agent_report(
+        &self,
+        agent: &AgentRecord,
+        generation: i64,
+        error: &str,
+        exposed_ports: &str,
+        client_ip: &str,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE vms SET agent_last_seen = $1, agent_applied_generation = $2, agent_error = $3, exposed_ports = $4 WHERE id = $5",
+        )
+        .bind(now_ms())
+        .bind(generation)
+        .bind(error)
+        .bind(exposed_ports)
+        .bind(&agent.vm_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        if generation != agent.applied_generation || error != agent.error {
+            tx.log(NewLogEntry {
+                actor: "agent".into(),
+                client_ip: client_ip.to_owned(),
+                action: "enforce".into(),
+                vm: agent.vm_name.clone(),
+                result: if error.is_empty() {
+                    "success".into()
+                } else {
+                    "failed".into()
+                },
+                detail: if error.is_empty() {
+                    format!("generation {generation} applied")
+                } else {
+                    error.chars().take(500).collect()
+                },
+                ..Default::default()
+            })
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// The generation an agent last applied, the current one, and its last error, for the UI.
+    pub async fn agent_progress(&self, vm_id: &str) -> Result<Option<(i64, i64, String)>> {
+        let row = sqlx::query(
+            "SELECT agent_applied_generation, generation, agent_error FROM vms WHERE id = $1",
+        )
+        .bind(vm_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("agent_applied_generation")?,
+                r.try_get("generation")?,
+                r.try_get("agent_error")?,
+            ))
+        })
+        .transpose()
+    }
+}

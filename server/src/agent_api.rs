@@ -1,0 +1,277 @@
+//! The agent protocol, version 1 (documented in docs/agent-protocol.md):
+//! `POST /agent/v1/enroll`, `GET /agent/v1/state?after=N`, `POST /agent/v1/report`.
+//! Agents authenticate with `Authorization: Bearer AGENT_ID.SECRET`; an agent reads and
+//! reports only its own VM.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use portcullis_app::domain::jit::MANAGEMENT_PORTS;
+use portcullis_app::domain::secret::{hash_secret, hashes_match};
+use portcullis_app::state::{AppState, ClientIp};
+use portcullis_app::store::AgentRecord;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    token: String,
+    hostname: String,
+}
+
+#[derive(Serialize)]
+pub struct EnrollResponse {
+    agent_id: String,
+    secret: String,
+    vm_id: String,
+    vm_name: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RuleDto {
+    pub port: u16,
+    pub protocol: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GrantDto {
+    pub source: String,
+    pub port: u16,
+    pub protocol: String,
+    /// Milliseconds left at `server_time_ms`; agents use this, not their own clock.
+    pub expires_in_ms: i64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StateDto {
+    pub generation: i64,
+    pub server_time_ms: i64,
+    pub rules: Vec<RuleDto>,
+    pub grants: Vec<GrantDto>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    generation: i64,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    listening_ports: Vec<u16>,
+}
+
+#[derive(Deserialize)]
+pub struct StateQuery {
+    #[serde(default = "minus_one")]
+    after: i64,
+    /// Seconds to hold the request open when nothing changed (0–60, default 25).
+    #[serde(default = "default_wait")]
+    wait: u64,
+}
+
+fn minus_one() -> i64 {
+    -1
+}
+
+fn default_wait() -> u64 {
+    25
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "agent API failure");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+fn random_secret() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn new_enrollment_token() -> String {
+    random_secret()
+}
+
+pub async fn enroll(
+    State(state): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    Json(req): Json<EnrollRequest>,
+) -> Response {
+    let hostname = req.hostname.trim();
+    if hostname.is_empty()
+        || hostname.len() > 253
+        || !hostname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hostname: letters, digits and - . _ only, at most 253",
+        );
+    }
+    let secret = random_secret();
+    match state
+        .store
+        .enroll_agent(
+            &hash_secret(req.token.trim()),
+            &hash_secret(&secret),
+            hostname,
+            &ip.to_string(),
+        )
+        .await
+    {
+        Ok(Some((agent_id, vm_id, vm_name))) => {
+            tracing::info!(%vm_name, %hostname, "agent enrolled");
+            Json(EnrollResponse {
+                agent_id,
+                secret,
+                vm_id,
+                vm_name,
+            })
+            .into_response()
+        }
+        Ok(None) => error(
+            StatusCode::UNAUTHORIZED,
+            "the enrollment token is unknown, used or expired",
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AgentRecord, Response> {
+    let refused = || {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "agent credentials required: Authorization: Bearer AGENT_ID.SECRET",
+        )
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(refused)?;
+    let credentials = value.strip_prefix("Bearer ").ok_or_else(refused)?;
+    let (id, secret) = credentials.split_once('.').ok_or_else(refused)?;
+    let agent = state
+        .store
+        .agent(id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(refused)?;
+    if agent.secret_hash.is_empty() || !hashes_match(&agent.secret_hash, &hash_secret(secret)) {
+        return Err(refused());
+    }
+    Ok(agent)
+}
+
+/// The VM's full desired state, answered at once when its generation differs from
+/// `after`, otherwise when it changes or after `wait` seconds.
+pub async fn desired_state(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<StateQuery>,
+) -> Response {
+    let agent = match authenticate(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.min(60));
+    let mut changes = state.store.subscribe_changes();
+    if let Err(e) = state.store.touch_agent(&agent.vm_id).await {
+        return internal(e);
+    }
+    loop {
+        // Subscribed before reading, so a change between the read and the wait is not lost.
+        changes.borrow_and_update();
+        let now = chrono::Utc::now().timestamp_millis();
+        let (generation, grants) = match state.store.desired_state(&agent.vm_id, now).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return error(StatusCode::NOT_FOUND, "the VM was removed"),
+            Err(e) => return internal(e),
+        };
+        if generation != q.after || tokio::time::Instant::now() >= deadline {
+            let rules = match state.store.get_policy(&agent.vm_id).await {
+                Ok(p) => p
+                    .map(|p| {
+                        p.rules
+                            .iter()
+                            .map(|r| RuleDto {
+                                port: r.port.get(),
+                                protocol: r.protocol.as_str().to_owned(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                Err(e) => return internal(e),
+            };
+            let grants = grants
+                .into_iter()
+                .filter_map(|g| {
+                    Some(GrantDto {
+                        source: g.source,
+                        port: u16::try_from(g.port).ok()?,
+                        protocol: g.protocol,
+                        expires_in_ms: g.expires_at - now,
+                    })
+                })
+                .collect();
+            return Json(StateDto {
+                generation,
+                server_time_ms: now,
+                rules,
+                grants,
+            })
+            .into_response();
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    headers: HeaderMap,
+    Json(req): Json<ReportRequest>,
+) -> Response {
+    let agent = match authenticate(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let mut ports: Vec<u16> = req
+        .listening_ports
+        .into_iter()
+        .filter(|p| MANAGEMENT_PORTS.contains(p))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let exposed = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let error_text: String = req.error.chars().take(2000).collect();
+    match state
+        .store
+        .record_agent_report(
+            &agent,
+            req.generation,
+            &error_text,
+            &exposed,
+            &ip.to_string(),
+        )
+        .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => internal(e),
+    }
+}

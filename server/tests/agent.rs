@@ -1,0 +1,197 @@
+//! The agent protocol over real HTTP: enrollment with a one-time token, authenticated
+//! long-polls that wake when a grant is made, reports that feed the portal.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+struct Agent {
+    bearer: String,
+}
+
+async fn enroll(app: &TestApp, token: &str, hostname: &str) -> (StatusCode, Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/agent/v1/enroll", app.base))
+        .json(&json!({ "token": token, "hostname": hostname }))
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.json().await.unwrap_or(Value::Null))
+}
+
+impl Agent {
+    async fn state(&self, app: &TestApp, after: i64, wait: u64) -> (StatusCode, Value) {
+        let res = reqwest::Client::new()
+            .get(format!(
+                "{}/agent/v1/state?after={after}&wait={wait}",
+                app.base
+            ))
+            .bearer_auth(&self.bearer)
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+async fn token_for(app: &TestApp, admin: &reqwest::Client, vm: &str) -> String {
+    let (s, body) = app
+        .call(admin, "create_enrollment_token", &[("vm_id", vm)])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let token = body[0].as_str().unwrap().to_owned();
+    assert!(body[1].as_str().unwrap().contains(&format!(
+        "portcullis-agent enroll --server http://127.0.0.1:"
+    )));
+    assert!(body[1].as_str().unwrap().ends_with(&token));
+    token
+}
+
+#[tokio::test]
+async fn agents_enroll_once_poll_their_own_state_and_report() {
+    let app = spawn_app().await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    let vm = app.add_vm(&admin, "web-1", "linux").await;
+    app.enable(&admin, &vm, "22", false).await;
+    let other = app.add_vm(&admin, "web-2", "linux").await;
+
+    let token = token_for(&app, &admin, &vm).await;
+    let (s, enrolled) = enroll(&app, &token, "web-1.example").await;
+    assert_eq!(s, StatusCode::OK, "{enrolled}");
+    let (s, again) = enroll(&app, &token, "web-1.example").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a token works once: {again}");
+    let agent = Agent {
+        bearer: format!(
+            "{}.{}",
+            enrolled["agent_id"].as_str().unwrap(),
+            enrolled["secret"].as_str().unwrap()
+        ),
+    };
+
+    // Bad credentials are refused.
+    let forged = Agent {
+        bearer: format!("{}.not-the-secret", enrolled["agent_id"].as_str().unwrap()),
+    };
+    assert_eq!(forged.state(&app, -1, 0).await.0, StatusCode::UNAUTHORIZED);
+    let res = reqwest::Client::new()
+        .get(format!("{}/agent/v1/state", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let (s, state) = agent.state(&app, -1, 0).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(state["rules"], json!([{ "port": 22, "protocol": "tcp" }]));
+    assert_eq!(state["grants"], json!([]));
+    let generation = state["generation"].as_i64().unwrap();
+
+    // Nothing changes: the poll holds for the wait and returns the same generation.
+    let started = Instant::now();
+    let (_, same) = agent.state(&app, generation, 1).await;
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(same["generation"].as_i64().unwrap(), generation);
+
+    // A grant wakes the waiting poll long before its 20 s wait ends.
+    let poll = {
+        let base = app.base.clone();
+        let bearer = agent.bearer.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let res = reqwest::Client::new()
+                .get(format!("{base}/agent/v1/state?after={generation}&wait=20"))
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .unwrap();
+            (started.elapsed(), res.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let key = format!("{vm}:22/tcp");
+    let (s, body) = app
+        .call(
+            &admin,
+            "request_access",
+            &[
+                ("vm_ids[0]", &vm),
+                ("ports[0]", &key),
+                ("source_mode", "custom"),
+                ("custom_source", "198.51.100.10"),
+                ("duration", "10"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (waited, state) = poll.await.unwrap();
+    assert!(
+        waited < Duration::from_secs(10),
+        "woken by the change, not the timeout: {waited:?}"
+    );
+    let grants = state["grants"].as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{state}");
+    assert_eq!(grants[0]["source"], "198.51.100.10/32");
+    let left = grants[0]["expires_in_ms"].as_i64().unwrap();
+    assert!((590_000..=600_000).contains(&left), "{left}");
+    let applied = state["generation"].as_i64().unwrap();
+    assert!(applied > generation);
+
+    // The other VM's agent sees none of it.
+    let token2 = token_for(&app, &admin, &other).await;
+    let (_, enrolled2) = enroll(&app, &token2, "web-2.example").await;
+    let agent2 = Agent {
+        bearer: format!(
+            "{}.{}",
+            enrolled2["agent_id"].as_str().unwrap(),
+            enrolled2["secret"].as_str().unwrap()
+        ),
+    };
+    let (_, state2) = agent2.state(&app, -1, 0).await;
+    assert_eq!(state2["grants"], json!([]));
+    assert_eq!(state2["rules"], json!([]));
+
+    // Before the report the portal says the change waits for the agent; after, applied.
+    let (_, detail) = app.call(&admin, "get_vm", &[("id", &vm)]).await;
+    assert_eq!(
+        detail["vm"]["agent_status"],
+        "Initiated: waiting for the agent"
+    );
+    let res = reqwest::Client::new()
+        .post(format!("{}/agent/v1/report", app.base))
+        .bearer_auth(&agent.bearer)
+        .json(&json!({ "generation": applied, "error": "", "listening_ports": [22, 8080, 3389] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (_, detail) = app.call(&admin, "get_vm", &[("id", &vm)]).await;
+    assert_eq!(detail["vm"]["agent_status"], "Active: applied by the agent");
+    assert_eq!(
+        detail["vm"]["exposed_ports"], "22, 3389",
+        "only management ports are recorded"
+    );
+    let (_, log) = app.call(&admin, "activity", &[("action", "enforce")]).await;
+    assert_eq!(
+        log["rows"][0]["detail"],
+        format!("generation {applied} applied")
+    );
+
+    // An error report is shown and logged.
+    let res = reqwest::Client::new()
+        .post(format!("{}/agent/v1/report", app.base))
+        .bearer_auth(&agent.bearer)
+        .json(&json!({ "generation": applied, "error": "nft: syntax error" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (_, detail) = app.call(&admin, "get_vm", &[("id", &vm)]).await;
+    assert_eq!(
+        detail["vm"]["agent_status"],
+        "Enforcement error: nft: syntax error"
+    );
+}
