@@ -4,7 +4,7 @@ DATA_DIR ?= .data
 export PORTCULLIS_DATABASE_URL ?= sqlite://$(DATA_DIR)/portcullis.db
 export PORTCULLIS_SITE_ROOT ?= target/site
 
-.PHONY: run test setup build release unit e2e lint bench clean
+.PHONY: run test setup build release unit e2e netns lint bench clean
 
 ## Build the release and serve the portal on an embedded SQLite database.
 run:
@@ -14,17 +14,22 @@ run:
 	@[ -s $(DATA_DIR)/session.key ] || (head -c 64 /dev/urandom | base64 -w0 > $(DATA_DIR)/session.key && chmod 600 $(DATA_DIR)/session.key)
 	PORTCULLIS_SESSION_KEY=$$(cat $(DATA_DIR)/session.key) ./target/release/portcullis-server
 
-## Every test: unit, store, HTTP, browser (hydrated and without JavaScript).
+## Every test: unit, store, HTTP, browser (hydrated and without JavaScript), and
+## enforcement with nftables in network namespaces (root).
 test:
 	scripts/setup.sh test
 	cargo leptos build
-	$(MAKE) unit e2e
+	cargo build -p portcullis-agent
+	$(MAKE) unit e2e netns
 
 unit:
-	cargo test -p portcullis-app -p portcullis-server
+	cargo test -p portcullis-app -p portcullis-server -p portcullis-agent
 
 e2e:
 	cd end2end && npx playwright test
+
+netns:
+	bash end2end/netns/enforcement.sh
 
 ## Figures, not tests: the JIT tabs with 10,000 VMs.
 bench:
@@ -32,7 +37,7 @@ bench:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy -p portcullis-app -p portcullis-server --all-targets -- -D warnings
+	cargo clippy -p portcullis-app -p portcullis-server -p portcullis-agent --all-targets -- -D warnings
 	cargo clippy -p portcullis-frontend --target wasm32-unknown-unknown -- -D warnings
 
 clean:

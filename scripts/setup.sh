@@ -26,6 +26,11 @@ command -v pkg-config >/dev/null || packages+=(pkg-config)
 command -v wasm-opt >/dev/null || packages+=(binaryen)
 if [ "$mode" = test ]; then
   [ -x /usr/bin/chromium ] || packages+=(chromium)
+  command -v nft >/dev/null || packages+=(nftables)
+  command -v ip >/dev/null || packages+=(iproute2)
+  command -v curl >/dev/null || packages+=(curl)
+  command -v jq >/dev/null || packages+=(jq)
+  command -v python3 >/dev/null || packages+=(python3)
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
 fi

@@ -43,9 +43,12 @@ async fn token_for(app: &TestApp, admin: &reqwest::Client, vm: &str) -> String {
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let token = body[0].as_str().unwrap().to_owned();
-    assert!(body[1].as_str().unwrap().contains(&format!(
-        "portcullis-agent enroll --server http://127.0.0.1:"
-    )));
+    assert!(
+        body[1]
+            .as_str()
+            .unwrap()
+            .contains("portcullis-agent enroll --server http://127.0.0.1:")
+    );
     assert!(body[1].as_str().unwrap().ends_with(&token));
     token
 }

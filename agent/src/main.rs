@@ -1,0 +1,299 @@
+//! portcullis-agent: runs as root on a protected host. It long-polls the Portcullis server
+//! for its VM's desired state, applies it with one atomic `nft -f` transaction on its own
+//! table, and reports what it applied and which management ports listen.
+//!
+//! Fail closed: grants are nftables set elements with kernel timeouts, so access ends on
+//! time whether or not the agent or the server is running.
+
+mod nft;
+mod procnet;
+
+use nft::DesiredState;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+const DEFAULT_STATE: &str = "/var/lib/portcullis-agent/agent.json";
+const POLL_WAIT_SECS: u64 = 25;
+
+#[derive(Serialize, Deserialize)]
+struct Identity {
+    server: String,
+    agent_id: String,
+    secret: String,
+    vm_name: String,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage:\n  portcullis-agent enroll --server URL --token TOKEN [--hostname NAME] [--state FILE]\n  \
+         portcullis-agent run [--state FILE] [--nft PATH]\n  portcullis-agent status [--state FILE] [--nft PATH]\n\
+         The state file (default {DEFAULT_STATE}) holds the agent's identity; keep it private."
+    );
+    std::process::exit(2)
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("portcullis-agent: {message}");
+    std::process::exit(1)
+}
+
+struct Args {
+    command: String,
+    server: Option<String>,
+    token: Option<String>,
+    hostname: Option<String>,
+    state: PathBuf,
+    nft: String,
+}
+
+fn parse_args() -> Args {
+    let mut it = std::env::args().skip(1);
+    let command = it.next().unwrap_or_else(|| usage());
+    let mut args = Args {
+        command,
+        server: None,
+        token: None,
+        hostname: None,
+        state: PathBuf::from(DEFAULT_STATE),
+        nft: "nft".into(),
+    };
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--server" => args.server = Some(value.trim_end_matches('/').to_owned()),
+            "--token" => args.token = Some(value),
+            "--hostname" => args.hostname = Some(value),
+            "--state" => args.state = PathBuf::from(value),
+            "--nft" => args.nft = value,
+            _ => usage(),
+        }
+    }
+    args
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(POLL_WAIT_SECS + 15))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_else(|e| fail(&format!("HTTP client: {e}")))
+}
+
+fn load_identity(path: &Path) -> Identity {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        fail(&format!(
+            "cannot read {}: {e} (enroll first)",
+            path.display()
+        ))
+    });
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        fail(&format!(
+            "{} is not an agent state file: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn save_identity(path: &Path, identity: &Identity) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let text = serde_json::to_string_pretty(identity).unwrap_or_default();
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
+        f.write_all(text.as_bytes())
+            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+async fn enroll(args: &Args) {
+    let server = args.server.clone().unwrap_or_else(|| usage());
+    let token = args.token.clone().unwrap_or_else(|| usage());
+    let hostname = args.hostname.clone().unwrap_or_else(hostname);
+    let res = client()
+        .post(format!("{server}/agent/v1/enroll"))
+        .json(&serde_json::json!({ "token": token, "hostname": hostname }))
+        .send()
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot reach {server}: {e}")));
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    if !status.is_success() {
+        fail(&format!(
+            "enrollment refused ({status}): {}",
+            body["error"].as_str().unwrap_or("no reason given")
+        ));
+    }
+    let identity = Identity {
+        server,
+        agent_id: body["agent_id"].as_str().unwrap_or_default().to_owned(),
+        secret: body["secret"].as_str().unwrap_or_default().to_owned(),
+        vm_name: body["vm_name"].as_str().unwrap_or_default().to_owned(),
+    };
+    save_identity(&args.state, &identity);
+    println!(
+        "enrolled as the agent of VM {}; identity saved in {}",
+        identity.vm_name,
+        args.state.display()
+    );
+}
+
+async fn apply(nft: &str, script: &str) -> Result<(), String> {
+    let mut child = tokio::process::Command::new(nft)
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {nft}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|e| format!("writing to nft: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+async fn report(
+    http: &reqwest::Client,
+    id: &Identity,
+    generation: i64,
+    error: &str,
+) -> Result<(), String> {
+    let res = http
+        .post(format!("{}/agent/v1/report", id.server))
+        .bearer_auth(format!("{}.{}", id.agent_id, id.secret))
+        .json(&serde_json::json!({
+            "generation": generation,
+            "error": error,
+            "listening_ports": procnet::read_listening_ports(),
+        }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if res.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("report refused: {}", res.status()))
+    }
+}
+
+async fn run(args: &Args) {
+    let id = load_identity(&args.state);
+    let http = client();
+    let mut applied: i64 = -1;
+    let mut backoff = Duration::from_millis(500);
+    eprintln!(
+        "portcullis-agent: running for VM {} against {}",
+        id.vm_name, id.server
+    );
+    loop {
+        let res = http
+            .get(format!(
+                "{}/agent/v1/state?after={applied}&wait={POLL_WAIT_SECS}",
+                id.server
+            ))
+            .bearer_auth(format!("{}.{}", id.agent_id, id.secret))
+            .send()
+            .await;
+        let state: Result<DesiredState, String> = match res {
+            Ok(r) if r.status().is_success() => r.json().await.map_err(|e| e.to_string()),
+            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                fail("the server no longer accepts this agent's identity; enroll again")
+            }
+            Ok(r) => Err(format!("server answered {}", r.status())),
+            Err(e) => Err(e.to_string()),
+        };
+        match state {
+            Ok(state) => {
+                backoff = Duration::from_millis(500);
+                if state.generation == applied {
+                    continue;
+                }
+                let result = apply(&args.nft, &nft::ruleset(&state)).await;
+                let error = result.as_ref().err().cloned().unwrap_or_default();
+                match &result {
+                    Ok(()) => eprintln!(
+                        "portcullis-agent: applied generation {} ({} grants)",
+                        state.generation,
+                        state.grants.len()
+                    ),
+                    Err(e) => eprintln!(
+                        "portcullis-agent: applying generation {} failed: {e}",
+                        state.generation
+                    ),
+                }
+                if let Err(e) = report(&http, &id, state.generation, &error).await {
+                    eprintln!("portcullis-agent: report failed: {e}");
+                }
+                if result.is_ok() {
+                    applied = state.generation;
+                } else {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+            Err(e) => {
+                // Unreachable server: what is applied stays and expires by itself.
+                eprintln!(
+                    "portcullis-agent: cannot get the desired state: {e}; retrying in {backoff:?}"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn status(args: &Args) {
+    let id = load_identity(&args.state);
+    println!(
+        "VM:     {}\nserver: {}\nagent:  {}",
+        id.vm_name, id.server, id.agent_id
+    );
+    let out = tokio::process::Command::new(&args.nft)
+        .args(["list", "table", "inet", "portcullis"])
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() => println!("{}", String::from_utf8_lossy(&o.stdout)),
+        Ok(_) => println!("no portcullis table is installed"),
+        Err(e) => println!("cannot run {}: {e}", args.nft),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = parse_args();
+    match args.command.as_str() {
+        "enroll" => enroll(&args).await,
+        "run" => run(&args).await,
+        "status" => status(&args).await,
+        _ => usage(),
+    }
+}

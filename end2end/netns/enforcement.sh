@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Enforcement test in network namespaces (needs root): a "vm" namespace runs the server,
+# portcullis-agent and a TCP listener on port 22; "client" namespaces at 198.51.100.10
+# (and 2001:db8:1::10) and 203.0.113.7 try to connect. Only documentation addresses, only
+# inside namespaces this script creates; everything is removed at exit.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+server_bin=${PORTCULLIS_BIN:-$root/target/debug/portcullis-server}
+agent_bin=${PORTCULLIS_AGENT_BIN:-$root/target/debug/portcullis-agent}
+site=${PORTCULLIS_SITE_ROOT_TEST:-$root/target/site}
+port=18080
+base="http://127.0.0.1:$port"
+work=$(mktemp -d)
+vm=pc-vm-$$ c1=pc-c1-$$ c2=pc-c2-$$
+passed=0 failed=0
+pids=()
+
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  for ns in "$vm" "$c1" "$c2"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ "$(id -u)" != 0 ]; then echo "enforcement tests need root (ip netns, nft)" >&2; exit 1; fi
+
+ok() { echo "  ✓ $*"; passed=$((passed + 1)); }
+bad() { echo "  ✗ $*"; failed=$((failed + 1)); }
+in_vm() { ip netns exec "$vm" "$@"; }
+
+# --- network ---------------------------------------------------------------------------
+for ns in "$vm" "$c1" "$c2"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip link add vm1-$$ netns "$vm" type veth peer name c1-$$ netns "$c1"
+ip link add vm2-$$ netns "$vm" type veth peer name c2-$$ netns "$c2"
+ip -n "$vm" addr add 198.51.100.1/24 dev vm1-$$
+ip -n "$vm" addr add 2001:db8:1::1/64 dev vm1-$$ nodad
+ip -n "$vm" addr add 203.0.113.1/24 dev vm2-$$
+ip -n "$c1" addr add 198.51.100.10/24 dev c1-$$
+ip -n "$c1" addr add 2001:db8:1::10/64 dev c1-$$ nodad
+ip -n "$c2" addr add 203.0.113.7/24 dev c2-$$
+for l in "$vm vm1-$$" "$vm vm2-$$" "$c1 c1-$$" "$c2 c2-$$"; do set -- $l; ip -n "$1" link set "$2" up; done
+
+# A TCP "SSH" listener on port 22 (IPv4 and IPv6) in the VM.
+ip netns exec "$vm" python3 -c '
+import socket, threading
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 22)); s.listen(64)
+while True:
+    c, _ = s.accept(); c.sendall(b"SSH-2.0-portcullis-test\r\n"); c.close()
+' & pids+=($!)
+
+# can CLIENT_NS ADDR: does a TCP connection to port 22 succeed within 0.5 s?
+can() { ip netns exec "$1" timeout 0.5 bash -c "exec 3<>/dev/tcp/$2/22" 2>/dev/null; }
+# wait_until SECONDS CMD...: poll every 50 ms; prints the milliseconds it took.
+wait_until() {
+  local limit=$1; shift; local start=$(date +%s%3N)
+  while true; do
+    if "$@"; then echo $(( $(date +%s%3N) - start )); return 0; fi
+    (( $(date +%s%3N) - start > limit * 1000 )) && return 1
+    sleep 0.05
+  done
+}
+closed() { ! can "$@"; }
+
+# --- portal ----------------------------------------------------------------------------
+start_server() {
+  ip netns exec "$vm" env PORTCULLIS_LISTEN=127.0.0.1:$port PORTCULLIS_DATABASE_URL="sqlite://$work/portal.db" \
+    PORTCULLIS_SITE_ROOT="$site" PORTCULLIS_LOG_FORMAT=json "$server_bin" >>"$work/server.log" 2>&1 &
+  server_pid=$!; pids+=($server_pid)
+  wait_until 20 in_vm curl -sf "$base/healthz" -o /dev/null >/dev/null || { cat "$work/server.log"; exit 1; }
+}
+start_server
+password=$(grep -o '"one_time_password":"[^"]*"' "$work/server.log" | head -1 | cut -d'"' -f4)
+jar="$work/cookies"
+call() { # call NAME key=value...
+  local name=$1; shift; local args=()
+  for kv in "$@"; do args+=(--data-urlencode "$kv"); done
+  in_vm curl -s -b "$jar" -c "$jar" -H "Origin: $base" "${args[@]}" "$base/api/$name"
+}
+call login username=admin "password=$password" >/dev/null
+call change_password "current_password=$password" "new_password=enforcement test passphrase" \
+  "confirm_password=enforcement test passphrase" >/dev/null
+vm_id=$(call save_vm id= name=ns-vm group=test os=linux addresses=198.51.100.1 exposed_ports= | jq -r .)
+call enable_jit "vm_ids[0]=$vm_id" "rules[0][enabled]=on" "rules[0][port]=22" "rules[0][protocol]=tcp" \
+  "rules[0][max_minutes]=60" >/dev/null
+token=$(call create_enrollment_token "vm_id=$vm_id" | jq -r '.[0]')
+
+in_vm "$agent_bin" enroll --server "$base" --token "$token" --hostname ns-vm --state "$work/agent.json" >/dev/null
+start_agent() { ip netns exec "$vm" "$agent_bin" run --state "$work/agent.json" >>"$work/agent.log" 2>&1 & agent_pid=$!; pids+=($agent_pid); }
+start_agent
+applied() { call get_vm "id=$vm_id" | jq -e '.vm.agent_status == "Active: applied by the agent"' >/dev/null; }
+wait_until 10 applied >/dev/null || { bad "agent never applied the policy"; cat "$work/agent.log"; exit 1; }
+request() { # request SOURCE MINUTES -> request id
+  call request_access "vm_ids[0]=$vm_id" "ports[0]=$vm_id:22/tcp" source_mode=custom "custom_source=$1" \
+    "duration=$2" justification=enforcement-test | jq -r '.[0]'
+}
+
+echo "enforcement in network namespaces"
+if closed "$c1" 198.51.100.1 && closed "$c2" 203.0.113.1; then ok "port 22 closed after JIT is enabled"; else bad "port 22 open without a grant"; fi
+
+r1=$(request 198.51.100.10 10)
+if ms=$(wait_until 5 can "$c1" 198.51.100.1); then ok "opened for 198.51.100.10 in ${ms} ms after the request returned"; else bad "not opened for the requester"; fi
+if closed "$c2" 203.0.113.1; then ok "still closed for 203.0.113.7"; else bad "opened for a source that was not granted"; fi
+
+call revoke_request "id=$r1" >/dev/null
+if ms=$(wait_until 2 closed "$c1" 198.51.100.1); then ok "closed ${ms} ms after revoke"; else bad "still open after revoke"; fi
+
+r6=$(request 2001:db8:1::10 10)
+if ms=$(wait_until 5 can "$c1" 2001:db8:1::1); then ok "IPv6 grant opened for 2001:db8:1::10 in ${ms} ms"; else bad "IPv6 grant did not open"; fi
+if closed "$c1" 198.51.100.1; then ok "the IPv6 grant did not open IPv4"; else bad "IPv4 open under an IPv6 grant"; fi
+call revoke_request "id=$r6" >/dev/null
+wait_until 2 closed "$c1" 2001:db8:1::1 >/dev/null && ok "IPv6 grant closed after revoke" || bad "IPv6 still open after revoke"
+
+# Restarting the agent keeps an active grant open without a gap.
+r2=$(request 198.51.100.10 10)
+wait_until 5 can "$c1" 198.51.100.1 >/dev/null
+gap=0
+kill -9 "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+for _ in $(seq 1 10); do can "$c1" 198.51.100.1 || gap=1; sleep 0.1; done
+start_agent
+for _ in $(seq 1 20); do can "$c1" 198.51.100.1 || gap=1; sleep 0.1; done
+if [ $gap = 0 ]; then ok "agent restart: the grant stayed open throughout"; else bad "agent restart closed an active grant"; fi
+call revoke_request "id=$r2" >/dev/null
+wait_until 2 closed "$c1" 198.51.100.1 >/dev/null
+
+# Fail closed: a one-minute grant, then the server is killed; the kernel still closes it.
+r3=$(request 198.51.100.10 1)
+end=$(( $(date +%s%3N) + 60000 ))
+wait_until 5 can "$c1" 198.51.100.1 >/dev/null && ok "one-minute grant open" || bad "one-minute grant did not open"
+kill -9 "$server_pid"; wait "$server_pid" 2>/dev/null || true
+sleep 1
+if can "$c1" 198.51.100.1; then ok "server killed: the grant stays until its end"; else bad "grant closed early when the server died"; fi
+while (( $(date +%s%3N) < end - 1500 )); do sleep 0.5; done
+if can "$c1" 198.51.100.1; then ok "still open 1.5 s before the end"; else bad "closed before the end"; fi
+if ms=$(wait_until 6 closed "$c1" 198.51.100.1); then
+  late=$(( $(date +%s%3N) - end ))
+  if (( late <= 1000 )); then ok "closed ${late} ms after the end, with the server down"; else bad "closed ${late} ms after the end"; fi
+else bad "open after the end with the server down"; fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
