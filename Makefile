@@ -4,7 +4,7 @@ DATA_DIR ?= .data
 export PORTCULLIS_DATABASE_URL ?= sqlite://$(DATA_DIR)/portcullis.db
 export PORTCULLIS_SITE_ROOT ?= target/site
 
-.PHONY: run test setup build release unit e2e netns lint bench clean
+.PHONY: run test setup build release unit e2e netns lint bench bench-agent clean
 
 ## Build the release and serve the portal on an embedded SQLite database.
 run:
@@ -34,6 +34,11 @@ netns:
 ## Figures, not tests: the JIT tabs with 10,000 VMs.
 bench:
 	cargo bench -p portcullis-app --features ssr --bench vm_list
+
+## Figures, not tests: open latency over 200 requests, idle and with 1,000 idle agents.
+bench-agent:
+	cargo build -p portcullis-agent -p portcullis-server
+	bash end2end/netns/enforcement.sh bench
 
 lint:
 	cargo fmt --all -- --check

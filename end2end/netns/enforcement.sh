@@ -97,6 +97,42 @@ request() { # request SOURCE MINUTES -> request id
     "duration=$2" justification=enforcement-test | jq -r '.[0]'
 }
 
+if [ "${1:-}" = bench ]; then
+  # Figures, not a test: time from the request call returning to the port accepting a
+  # connection, over N requests, idle and with 1,000 idle agents long-polling.
+  n=${BENCH_REQUESTS:-200}
+  mkfifo "$work/probe.in" "$work/probe.out"
+  ip netns exec "$c1" python3 "$root/end2end/netns/prober.py" <"$work/probe.in" >"$work/probe.out" & pids+=($!)
+  exec 7>"$work/probe.in" 8<"$work/probe.out"
+  measure() {
+    local times=()
+    for _ in $(seq 1 "$n"); do
+      local r; r=$(request 198.51.100.10 10)
+      echo "198.51.100.1 22" >&7; local ms; read -r ms <&8; times+=("$ms")
+      call revoke_request "id=$r" >/dev/null
+      wait_until 5 closed "$c1" 198.51.100.1 >/dev/null
+    done
+    printf '%s\n' "${times[@]}" | sort -n | awk -v label="$1" '{a[NR]=$1} END {
+      printf "%-34s n=%d  median %.1f ms  p99 %.1f ms  max %.1f ms\n", label, NR, a[int((NR+1)/2)], a[int(NR*0.99+0.999)], a[NR] }'
+  }
+  measure "request -> port open (idle)"
+  idle=${BENCH_IDLE_AGENTS:-1000}
+  : >"$work/bearers"
+  for i in $(seq 1 "$idle"); do
+    id=$(call save_vm id= "name=idle-$i" group=idle os=linux addresses=198.51.100.2 exposed_ports= | jq -r .)
+    t=$(call create_enrollment_token "vm_id=$id" | jq -r '.[0]')
+    in_vm curl -s -H 'Content-Type: application/json' -d "{\"token\":\"$t\",\"hostname\":\"idle-$i\"}" \
+      "$base/agent/v1/enroll" | jq -r '.agent_id + "." + .secret' >>"$work/bearers"
+  done
+  ip netns exec "$vm" python3 "$root/end2end/netns/idle_agents.py" "$work/bearers" "$port" & pids+=($!)
+  sleep 3
+  measure "request -> port open ($idle idle agents)"
+  agent_rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent_pid/status")
+  server_rss=$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")
+  echo "agent resident memory: $((agent_rss / 1024)) MiB ($agent_rss KiB); server: $((server_rss / 1024)) MiB"
+  exit 0
+fi
+
 echo "enforcement in network namespaces"
 if closed "$c1" 198.51.100.1 && closed "$c2" 203.0.113.1; then ok "port 22 closed after JIT is enabled"; else bad "port 22 open without a grant"; fi
 

@@ -189,7 +189,6 @@ pub async fn desired_state(
     }
     loop {
         // Subscribed before reading, so a change between the read and the wait is not lost.
-        changes.borrow_and_update();
         let now = chrono::Utc::now().timestamp_millis();
         let (generation, grants) = match state.store.desired_state(&agent.vm_id, now).await {
             Ok(Some(s)) => s,
@@ -230,9 +229,17 @@ pub async fn desired_state(
             })
             .into_response();
         }
-        tokio::select! {
-            _ = changes.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+        // Sleep until this VM changes (or the receiver fell behind and must re-read).
+        loop {
+            tokio::select! {
+                changed = changes.recv() => match changed {
+                    Ok(vm) if *vm == *agent.vm_id => break,
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
         }
     }
 }

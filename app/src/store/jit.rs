@@ -86,7 +86,9 @@ fn vm_from_row(row: &AnyRow) -> Result<StoredVm> {
 impl WriteTx {
     /// Every change to what a VM's agent must enforce moves its generation forward.
     pub(crate) async fn bump_generation(&mut self, vm_id: &str) -> Result<()> {
-        self.desired_state_changed = true;
+        if !self.changed_vms.iter().any(|v| v == vm_id) {
+            self.changed_vms.push(vm_id.to_owned());
+        }
         sqlx::query("UPDATE vms SET generation = generation + 1 WHERE id = $1")
             .bind(vm_id)
             .execute(&mut *self.tx)

@@ -65,24 +65,25 @@ pub struct Store {
     /// fail with a stale snapshot. Serialising write transactions in-process avoids that
     /// and keeps the activity log chain strictly ordered.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// Ticks after every committed change to some VM's desired state; long-polling agents
-    /// wait on it.
-    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Carries the id of every VM whose desired state a committed transaction changed;
+    /// long-polling agents wait on it and wake only for their own VM.
+    changes: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
 }
 
 /// A write transaction holding the store's write lock (on SQLite) until it ends.
 pub struct WriteTx {
     pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
-    pub(crate) desired_state_changed: bool,
+    changes: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
+    pub(crate) changed_vms: Vec<String>,
 }
 
 impl WriteTx {
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
-        if self.desired_state_changed {
-            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        for vm in self.changed_vms {
+            // No receiver (no agent waiting) is not an error.
+            let _ = self.changes.send(std::sync::Arc::from(vm));
         }
         Ok(())
     }
@@ -136,7 +137,7 @@ impl Store {
             pool,
             backend,
             write_lock: Default::default(),
-            changes: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            changes: tokio::sync::broadcast::channel(4096).0,
         })
     }
 
@@ -150,12 +151,12 @@ impl Store {
             tx,
             _guard: guard,
             changes: self.changes.clone(),
-            desired_state_changed: false,
+            changed_vms: Vec::new(),
         })
     }
 
-    /// A receiver that sees a new value after every committed desired-state change.
-    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+    /// A receiver of the ids of VMs whose desired state changed, from now on.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<str>> {
         self.changes.subscribe()
     }
 
