@@ -1,7 +1,9 @@
 -- Agents: one-time enrollment tokens, and per-VM agent identity and enforcement status.
 CREATE TABLE enrollment_tokens (
     token_hash TEXT PRIMARY KEY NOT NULL,
-    vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+    -- Set: binds to this VM. Unset: the agent registers a new VM in resource_group.
+    vm_id TEXT REFERENCES vms(id) ON DELETE CASCADE,
+    resource_group TEXT NOT NULL DEFAULT '',
     created_by TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,

@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use portcullis_app::domain::jit::MANAGEMENT_PORTS;
 use portcullis_app::domain::secret::{hash_secret, hashes_match};
 use portcullis_app::state::{AppState, ClientIp};
-use portcullis_app::store::AgentRecord;
+use portcullis_app::store::{AgentHost, AgentRecord};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -19,6 +19,9 @@ use std::time::Duration;
 pub struct EnrollRequest {
     token: String,
     hostname: String,
+    /// `linux` (default), `windows` or `other`: recorded when the agent registers its VM.
+    #[serde(default)]
+    os: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -106,26 +109,32 @@ pub async fn enroll(
     Json(req): Json<EnrollRequest>,
 ) -> Response {
     let hostname = req.hostname.trim();
+    // A registered VM is named after its host, so host names follow the VM name rules.
     if hostname.is_empty()
-        || hostname.len() > 253
+        || hostname.len() > 64
         || !hostname
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
     {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "hostname: letters, digits and - . _ only, at most 253",
+            "hostname: 1 to 64 letters, digits and - . _",
         );
     }
+    let os = match portcullis_app::domain::jit::Os::parse(req.os.as_deref().unwrap_or("linux")) {
+        Ok(os) => os,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &format!("os: {e}")),
+    };
     let secret = random_secret();
+    let address = ip.to_string();
+    let host = AgentHost {
+        hostname,
+        os: os.as_str(),
+        address: &address,
+    };
     match state
         .store
-        .enroll_agent(
-            &hash_secret(req.token.trim()),
-            &hash_secret(&secret),
-            hostname,
-            &ip.to_string(),
-        )
+        .enroll_agent(&hash_secret(req.token.trim()), &hash_secret(&secret), &host)
         .await
     {
         Ok(Some((agent_id, vm_id, vm_name))) => {
@@ -141,6 +150,10 @@ pub async fn enroll(
         Ok(None) => error(
             StatusCode::UNAUTHORIZED,
             "the enrollment token is unknown, used or expired",
+        ),
+        Err(portcullis_app::store::StoreError::Duplicate) => error(
+            StatusCode::CONFLICT,
+            "a VM with this host name exists already: enroll with a token from that VM's page",
         ),
         Err(e) => internal(e),
     }

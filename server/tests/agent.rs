@@ -198,3 +198,51 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
         "Enforcement error: nft: syntax error"
     );
 }
+
+#[tokio::test]
+async fn an_agent_can_register_its_host_as_a_new_vm() {
+    let app = spawn_app().await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    let (s, body) = app
+        .call(
+            &admin,
+            "create_enrollment_token",
+            &[("vm_id", ""), ("group", "bad group!")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(field_error(&body, "group").is_some(), "{body}");
+    let (s, body) = app
+        .call(
+            &admin,
+            "create_enrollment_token",
+            &[("vm_id", ""), ("group", "edge")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let token = body[0].as_str().unwrap().to_owned();
+    let (s, enrolled) = enroll(&app, &token, "edge-7").await;
+    assert_eq!(s, StatusCode::OK, "{enrolled}");
+    assert_eq!(enrolled["vm_name"], "edge-7");
+    let (_, detail) = app
+        .call(
+            &admin,
+            "get_vm",
+            &[("id", enrolled["vm_id"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(detail["vm"]["group"], "edge");
+    assert_eq!(detail["vm"]["os"], "linux");
+    assert_eq!(detail["vm"]["addresses"], "127.0.0.1");
+    // A second host with the same name cannot silently take the VM over.
+    let (_, body) = app
+        .call(
+            &admin,
+            "create_enrollment_token",
+            &[("vm_id", ""), ("group", "edge")],
+        )
+        .await;
+    let (s, refused) = enroll(&app, body[0].as_str().unwrap(), "edge-7").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{refused}");
+}

@@ -111,6 +111,12 @@ async fn every_server_function_checks_the_callers_role() {
             &["admin"],
         ),
         ("load_policy_form", vec![("vm_ids[0]", &web)], &["admin"]),
+        ("create_enrollment_token", vec![("vm_id", &web)], &["admin"]),
+        (
+            "create_enrollment_token",
+            vec![("vm_id", ""), ("group", "prod")],
+            &["admin"],
+        ),
         (
             "enable_jit",
             vec![

@@ -599,28 +599,59 @@ pub fn parse_log_filter(
     })
 }
 
-/// A one-time enrollment token for a VM's agent (valid 1 hour), and the command to run.
+/// A one-time enrollment token (valid 1 hour) and the command to run: for the agent of an
+/// existing VM (`vm_id`), or, with `vm_id` empty, for an agent that registers its host as
+/// a new VM in `group`.
 #[server(endpoint = "create_enrollment_token")]
-pub async fn create_enrollment_token(vm_id: String) -> Result<(String, String), AppError> {
-    use crate::domain::Action;
+pub async fn create_enrollment_token(
+    #[server(default)] vm_id: String,
+    #[server(default)] group: String,
+) -> Result<(String, String), AppError> {
     use crate::domain::secret::hash_secret;
+    use crate::domain::vm::VmSpec;
+    use crate::domain::{Action, Resource};
     use crate::services::jit;
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        let vm = jit::visible_vm(&c.state.store, &actor, &vm_id).await?;
-        jit::require(&actor, Action::ManageVm, &jit::vm_resource(&vm))?;
+        let (vm, group, label) = if vm_id.is_empty() {
+            // The group is checked with the same rules as a VM's group.
+            let spec = VmSpec::parse("placeholder", &group, "", "linux", "").map_err(|e| {
+                AppError::Validation(crate::domain::FieldErrors(
+                    e.0.into_iter().filter(|f| f.field == "group").collect(),
+                ))
+            })?;
+            jit::require(
+                &actor,
+                Action::ManageVm,
+                &Resource::Vm {
+                    id: String::new(),
+                    group: spec.group.clone(),
+                },
+            )?;
+            (
+                None,
+                spec.group.clone(),
+                format!("new VM in {}", spec.group),
+            )
+        } else {
+            let vm = jit::visible_vm(&c.state.store, &actor, &vm_id).await?;
+            jit::require(&actor, Action::ManageVm, &jit::vm_resource(&vm))?;
+            let (name, group) = (vm.name.clone(), vm.group.clone());
+            (Some(vm.id), group, name)
+        };
         let token = {
             use rand::RngCore;
             let mut bytes = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut bytes);
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         };
-        let log = actor.entry("agent.token", &vm.name);
+        let log = actor.entry("agent.token", &label);
         c.state
             .store
             .create_enrollment_token(
-                &vm.id,
+                vm.as_deref(),
+                &group,
                 &hash_secret(&token),
                 &actor.username,
                 3_600_000,

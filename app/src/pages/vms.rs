@@ -18,6 +18,8 @@ const OSES: &[(&str, &str)] = &[
 pub fn NewVmPage() -> impl IntoView {
     let save = ServerAction::<SaveVm>::new();
     let err = action_error(save);
+    let register = ServerAction::<CreateEnrollmentToken>::new();
+    let register_err = action_error(register);
     view! {
         <Title text="Add VM" />
         <Shell>
@@ -34,6 +36,24 @@ pub fn NewVmPage() -> impl IntoView {
                         hint="Management ports known to be listening and reachable (22, 3389, 5985, 5986); the agent will report these." err />
                     <button type="submit" class="btn primary">"Add VM"</button>
                 </ActionForm>
+            </section>
+            <section class="card narrow">
+                <h2>"Or let its agent register it"</h2>
+                <p>"Create a one-time token (valid for an hour); running the command it shows on the host registers the host as a VM in the group, named after its host name."</p>
+                <FormAlert err=register_err />
+                <ActionForm action=register attr:class="form">
+                    <input type="hidden" name="vm_id" value="" />
+                    <div class="field">
+                        <label for="r-group">"Group for the new VM"</label>
+                        <input id="r-group" type="text" name="group" />
+                        <p class="field-error" aria-live="polite">{move || register_err.get().and_then(|e| e.field_message("group"))}</p>
+                    </div>
+                    <button type="submit" class="btn">"Create registration token"</button>
+                </ActionForm>
+                {move || register.value().get().and_then(Result::ok).map(|(_, command)| view! {
+                    <p>"Run on the host (shown once):"</p>
+                    <pre class="command" data-testid="register-command">{command}</pre>
+                })}
             </section>
         </Shell>
     }

@@ -5,6 +5,14 @@ use super::audit::NewLogEntry;
 use super::{Result, Store, StoreError, new_id, now_ms};
 use sqlx::Row;
 
+/// What an enrolling agent says of its host.
+pub struct AgentHost<'a> {
+    pub hostname: &'a str,
+    pub os: &'a str,
+    /// The address the agent connected from, recorded for a VM it registers.
+    pub address: &'a str,
+}
+
 /// What the server knows of a VM's agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentRecord {
@@ -16,9 +24,12 @@ pub struct AgentRecord {
 }
 
 impl Store {
+    /// A token that binds an agent to `vm_id`, or, with `vm_id` None, lets it register a
+    /// new VM in `group` named after its host.
     pub async fn create_enrollment_token(
         &self,
-        vm_id: &str,
+        vm_id: Option<&str>,
+        group: &str,
         token_hash: &str,
         created_by: &str,
         ttl_ms: i64,
@@ -27,10 +38,12 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO enrollment_tokens (token_hash, vm_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO enrollment_tokens (token_hash, vm_id, resource_group, created_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token_hash)
         .bind(vm_id)
+        .bind(group)
         .bind(created_by)
         .bind(now)
         .bind(now + ttl_ms)
@@ -42,28 +55,63 @@ impl Store {
     }
 
     /// Spends a token: binds a new agent identity to the token's VM (replacing any earlier
-    /// agent of that VM). Returns the VM id and name, or None for an unknown, used or
-    /// expired token.
+    /// agent of that VM), or registers the VM first. Returns (agent id, VM id, VM name), or
+    /// None for an unknown, used or expired token.
     pub async fn enroll_agent(
         &self,
         token_hash: &str,
         secret_hash: &str,
-        hostname: &str,
-        client_ip: &str,
+        host: &AgentHost<'_>,
     ) -> Result<Option<(String, String, String)>> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
-            "SELECT t.vm_id, v.name FROM enrollment_tokens t JOIN vms v ON v.id = t.vm_id \
-             WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2",
+            "SELECT vm_id, resource_group FROM enrollment_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
         )
         .bind(token_hash)
         .bind(now)
         .fetch_optional(&mut *tx.tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let vm_id: String = row.try_get("vm_id")?;
-        let vm_name: String = row.try_get("name")?;
+        let actor = format!("agent@{}", host.hostname);
+        let (vm_id, vm_name) = match row.try_get::<Option<String>, _>("vm_id")? {
+            Some(vm_id) => {
+                let name: String = sqlx::query("SELECT name FROM vms WHERE id = $1")
+                    .bind(&vm_id)
+                    .fetch_one(&mut *tx.tx)
+                    .await?
+                    .try_get("name")?;
+                (vm_id, name)
+            }
+            None => {
+                let group: String = row.try_get("resource_group")?;
+                let vm_id = new_id();
+                sqlx::query(
+                    "INSERT INTO vms (id, name, resource_group, addresses, os, exposed_ports, generation, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, '', 0, $6, $6)",
+                )
+                .bind(&vm_id)
+                .bind(host.hostname)
+                .bind(&group)
+                .bind(host.address)
+                .bind(host.os)
+                .bind(now)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(StoreError::from_write)?;
+                tx.log(NewLogEntry {
+                    actor: actor.clone(),
+                    client_ip: host.address.to_owned(),
+                    action: "vm.create".into(),
+                    vm: host.hostname.to_owned(),
+                    result: "success".into(),
+                    detail: format!("registered by its agent in group {group}"),
+                    ..Default::default()
+                })
+                .await?;
+                (vm_id, host.hostname.to_owned())
+            }
+        };
         let agent_id = new_id();
         sqlx::query("UPDATE enrollment_tokens SET used_at = $1 WHERE token_hash = $2")
             .bind(now)
@@ -76,15 +124,15 @@ impl Store {
         )
         .bind(&agent_id)
         .bind(secret_hash)
-        .bind(hostname)
+        .bind(host.hostname)
         .bind(now)
         .bind(&vm_id)
         .execute(&mut *tx.tx)
         .await?;
         tx.bump_generation(&vm_id).await?;
         tx.log(NewLogEntry {
-            actor: format!("agent@{hostname}"),
-            client_ip: client_ip.to_owned(),
+            actor,
+            client_ip: host.address.to_owned(),
             action: "agent.enroll".into(),
             vm: vm_name.clone(),
             result: "success".into(),

@@ -12,7 +12,7 @@ mod requests;
 mod sessions;
 mod users;
 
-pub use agents::AgentRecord;
+pub use agents::{AgentHost, AgentRecord};
 pub use audit::{LogEntry, LogQuery, NewLogEntry};
 pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
