@@ -144,6 +144,9 @@ pub struct PortView {
     pub status: String,
     pub reason: String,
     pub end_at: Option<i64>,
+    /// For a port in force: `Initiated` until the VM's agent has applied the latest
+    /// change, `Active` after; `Not enforced` without an agent. Empty otherwise.
+    pub enforcement: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -173,6 +173,8 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let (_, detail) = app.call(&admin, "get_vm", &[("id", &vm)]).await;
     assert_eq!(detail["vm"]["agent_status"], "Active: applied by the agent");
+    let (_, mine) = app.call(&admin, "my_requests", &[]).await;
+    assert_eq!(mine[0][0]["ports"][0]["enforcement"], "Active");
     assert_eq!(
         detail["vm"]["exposed_ports"], "22, 3389",
         "only management ports are recorded"

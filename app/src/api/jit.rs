@@ -107,6 +107,13 @@ pub mod views {
             id: r.vm_id.clone(),
             group: r.vm_group.clone(),
         };
+        let enforcement = if !r.vm_has_agent {
+            "Not enforced: no agent"
+        } else if r.vm_applied_generation < r.vm_generation {
+            "Initiated"
+        } else {
+            "Active"
+        };
         let can_end = !r.status.is_final()
             && ((r.requester_id == actor.user_id
                 && permits(&actor.roles, Action::RequestAccess, &vm))
@@ -135,6 +142,11 @@ pub mod views {
                     status: p.status.as_str().to_owned(),
                     reason: p.status_reason,
                     end_at: p.end_at,
+                    enforcement: if p.status == crate::domain::request::PortStatus::Active {
+                        enforcement.to_owned()
+                    } else {
+                        String::new()
+                    },
                 })
                 .collect(),
             can_end,

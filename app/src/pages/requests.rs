@@ -96,7 +96,8 @@ pub(crate) fn ports_cell(r: &RequestView) -> impl IntoView + use<> {
         .iter()
         .map(|p| {
             let reason = if p.reason.is_empty() || p.reason == p.status { String::new() } else { format!(" ({})", p.reason) };
-            view! { <li><span class=format!("status {}", p.status)>{format!("{}/{} {}", p.port, p.protocol, p.status)}</span>{reason}</li> }
+            let enforcement = (!p.enforcement.is_empty()).then(|| format!(" · {}", p.enforcement));
+            view! { <li><span class=format!("status {}", p.status)>{format!("{}/{} {}", p.port, p.protocol, p.status)}</span>{reason}<span class="muted" data-testid="enforcement">{enforcement}</span></li> }
         })
         .collect_view();
     view! { <ul class="grants">{items}</ul> }

@@ -35,6 +35,11 @@ pub struct StoredRequest {
     pub decided_by: Option<String>,
     pub decision_comment: String,
     pub ports: Vec<StoredRequestPort>,
+    /// The VM's enforcement progress: whether it has an agent, its current generation and
+    /// the generation its agent last applied.
+    pub vm_has_agent: bool,
+    pub vm_generation: i64,
+    pub vm_applied_generation: i64,
 }
 
 /// One grant in force: the unit the agent enforces.
@@ -57,7 +62,9 @@ pub struct RequestFilter {
 
 const REQUEST_COLUMNS: &str = "r.id, r.batch_id, r.vm_id, v.name AS vm_name, v.resource_group AS vm_group, \
      r.requester_id, u.username AS requester, r.source_prefix, r.duration_secs, r.justification, r.status, \
-     r.created_at, r.start_at, r.end_at, r.decided_by, r.decision_comment";
+     r.created_at, r.start_at, r.end_at, r.decided_by, r.decision_comment, \
+     CASE WHEN v.agent_id IS NULL THEN 0 ELSE 1 END AS vm_has_agent, v.generation AS vm_generation, \
+     v.agent_applied_generation AS vm_applied_generation";
 
 fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
     let status: String = row.try_get("status")?;
@@ -80,6 +87,9 @@ fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
         decided_by: row.try_get("decided_by")?,
         decision_comment: row.try_get("decision_comment")?,
         ports: Vec::new(),
+        vm_has_agent: row.try_get::<i64, _>("vm_has_agent")? == 1,
+        vm_generation: row.try_get("vm_generation")?,
+        vm_applied_generation: row.try_get("vm_applied_generation")?,
     })
 }
 
