@@ -195,20 +195,8 @@ pub struct VmDetail {
     pub can_request: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogRow {
-    pub seq: i64,
-    pub at: i64,
-    pub actor: String,
-    pub client_ip: String,
-    pub action: String,
-    pub vm: String,
-    pub ports: String,
-    pub source: String,
-    pub justification: String,
-    pub result: String,
-    pub detail: String,
-}
+/// An activity log entry as the page shows it: the entry's content itself.
+pub type LogRow = crate::domain::audit::EntryContent;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogPage {

@@ -4,6 +4,7 @@
 # (and 2001:db8:1::10) and 203.0.113.7 try to connect. Only documentation addresses, only
 # inside namespaces this script creates; everything is removed at exit.
 set -euo pipefail
+mode=${1:-test}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 server_bin=${PORTCULLIS_BIN:-$root/target/debug/portcullis-server}
 agent_bin=${PORTCULLIS_AGENT_BIN:-$root/target/debug/portcullis-agent}
@@ -97,7 +98,7 @@ request() { # request SOURCE MINUTES -> request id
     "duration=$2" justification=enforcement-test | jq -r '.[0]'
 }
 
-if [ "${1:-}" = bench ]; then
+if [ "$mode" = bench ]; then
   # Figures, not a test: time from the request call returning to the port accepting a
   # connection, over N requests, idle and with 1,000 idle agents long-polling.
   n=${BENCH_REQUESTS:-200}
@@ -119,10 +120,12 @@ if [ "${1:-}" = bench ]; then
   idle=${BENCH_IDLE_AGENTS:-1000}
   : >"$work/bearers"
   for i in $(seq 1 "$idle"); do
-    id=$(call save_vm id= "name=idle-$i" group=idle os=linux addresses=198.51.100.2 exposed_ports= | jq -r .)
-    t=$(call create_enrollment_token "vm_id=$id" | jq -r '.[0]')
-    in_vm curl -s -H 'Content-Type: application/json' -d "{\"token\":\"$t\",\"hostname\":\"idle-$i\"}" \
-      "$base/agent/v1/enroll" | jq -r '.agent_id + "." + .secret' >>"$work/bearers"
+    out=$(call save_vm id= "name=idle-$i" group=idle os=linux addresses=198.51.100.2 exposed_ports=)
+    id=$(jq -r . <<<"$out" 2>/dev/null) || { echo "creating idle-$i failed: $out" >&2; exit 1; }
+    out=$(call create_enrollment_token "vm_id=$id")
+    t=$(jq -r '.[0]' <<<"$out" 2>/dev/null) || { echo "token for idle-$i failed: $out" >&2; exit 1; }
+    out=$(in_vm curl -s -H 'Content-Type: application/json' -d "{\"token\":\"$t\",\"hostname\":\"idle-$i\"}" "$base/agent/v1/enroll")
+    jq -r '.agent_id + "." + .secret' <<<"$out" >>"$work/bearers" 2>/dev/null || { echo "enrolling idle-$i failed: $out" >&2; exit 1; }
   done
   ip netns exec "$vm" python3 "$root/end2end/netns/idle_agents.py" "$work/bearers" "$port" & pids+=($!)
   sleep 3

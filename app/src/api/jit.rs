@@ -507,7 +507,6 @@ pub async fn activity(
     #[server(default)] page: i64,
 ) -> Result<LogPage, AppError> {
     use crate::domain::audit::ChainStatus;
-    use crate::model::LogRow;
     use crate::services::activity;
     let run = async {
         let c = super::ctx::ctx().await?;
@@ -531,22 +530,7 @@ pub async fn activity(
             ),
         };
         Ok(LogPage {
-            rows: entries
-                .into_iter()
-                .map(|e| LogRow {
-                    seq: e.content.seq,
-                    at: e.content.at,
-                    actor: e.content.actor,
-                    client_ip: e.content.client_ip,
-                    action: e.content.action,
-                    vm: e.content.vm,
-                    ports: e.content.ports,
-                    source: e.content.source,
-                    justification: e.content.justification,
-                    result: e.content.result,
-                    detail: e.content.detail,
-                })
-                .collect(),
+            rows: entries.into_iter().map(|e| e.content).collect(),
             total,
             page,
             page_size: PAGE_SIZE,

@@ -152,7 +152,15 @@ fn check_comment(comment: &str) -> AppResult<()> {
     Ok(())
 }
 
-pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppResult<()> {
+/// Loads a pending request for a decision by `actor`: refused without the approver role
+/// on its VM, and a conflict when it is the actor's own request or no longer decidable.
+async fn load_for_decision(
+    store: &Store,
+    actor: &Actor,
+    id: &str,
+    comment: &str,
+    event: Event,
+) -> AppResult<StoredRequest> {
     check_comment(comment)?;
     let r = load(store, actor, id).await?;
     let vm = crate::domain::Resource::Vm {
@@ -163,11 +171,18 @@ pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> A
         return Err(AppError::Forbidden);
     }
     if !permits_approval(&actor.roles, &vm, &actor.user_id, &r.requester_id) {
-        return Err(AppError::Conflict(
-            "You cannot approve your own request.".into(),
-        ));
+        let message = match event {
+            Event::Deny => "You cannot deny your own request; revoke it instead.",
+            _ => "You cannot approve your own request.",
+        };
+        return Err(AppError::Conflict(message.into()));
     }
-    transition(&r, Event::Approve)?;
+    transition(&r, event)?;
+    Ok(r)
+}
+
+pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppResult<()> {
+    let r = load_for_decision(store, actor, id, comment, Event::Approve).await?;
     let mut log = log_for(actor, "approve", &r);
     log.detail = format!("request of {}; {}", r.requester, comment.trim());
     if store
@@ -181,21 +196,7 @@ pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> A
 }
 
 pub async fn deny(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppResult<()> {
-    check_comment(comment)?;
-    let r = load(store, actor, id).await?;
-    let vm = crate::domain::Resource::Vm {
-        id: r.vm_id.clone(),
-        group: r.vm_group.clone(),
-    };
-    if !permits(&actor.roles, Action::ApproveRequest, &vm) {
-        return Err(AppError::Forbidden);
-    }
-    if !permits_approval(&actor.roles, &vm, &actor.user_id, &r.requester_id) {
-        return Err(AppError::Conflict(
-            "You cannot deny your own request; revoke it instead.".into(),
-        ));
-    }
-    transition(&r, Event::Deny)?;
+    let r = load_for_decision(store, actor, id, comment, Event::Deny).await?;
     let mut log = log_for(actor, "deny", &r);
     log.result = "denied".into();
     log.detail = format!("request of {}; {}", r.requester, comment.trim());
