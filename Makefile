@@ -4,7 +4,7 @@ DATA_DIR ?= .data
 export PORTCULLIS_DATABASE_URL ?= sqlite://$(DATA_DIR)/portcullis.db
 export PORTCULLIS_SITE_ROOT ?= target/site
 
-.PHONY: run test setup build release unit e2e netns lint bench bench-agent clean
+.PHONY: run test setup build release unit unit-sqlite unit-postgres e2e netns lint bench bench-agent clean
 
 ## Build the release and serve the portal on an embedded SQLite database.
 run:
@@ -22,8 +22,17 @@ test:
 	cargo build -p portcullis-agent
 	$(MAKE) unit e2e netns
 
-unit:
+## Unit, store and HTTP tests on SQLite, then the store and HTTP tests again on
+## PostgreSQL (127.0.0.1:5432, or a throwaway cluster: scripts/test-postgres.sh).
+unit: unit-sqlite unit-postgres
+
+unit-sqlite:
 	cargo test -p portcullis-app -p portcullis-server -p portcullis-agent
+
+unit-postgres:
+	url=$$(scripts/test-postgres.sh) && \
+	  PORTCULLIS_TEST_POSTGRES=$$url cargo test -p portcullis-app -p portcullis-server --tests; \
+	  status=$$?; scripts/test-postgres.sh cleanup; exit $$status
 
 e2e:
 	cd end2end && npx playwright test

@@ -1,18 +1,25 @@
 //! Store tests for VMs, policies, requests, grants and the activity log, each on a fresh
-//! SQLite file.
+//! database (SQLite, or PostgreSQL when `PORTCULLIS_TEST_POSTGRES` names a server).
 #![cfg(feature = "ssr")]
 
 use portcullis_app::domain::audit::ChainStatus;
 use portcullis_app::domain::jit::{JitPolicy, Port, PortRuleInput, Protocol};
 use portcullis_app::domain::request::{PortStatus, RequestSpec, RequestStatus};
 use portcullis_app::domain::{Cidr, Visibility};
+use portcullis_app::store::test_support::fresh_database_url;
 use portcullis_app::store::{
     NewLogEntry, NewUser, Store, StoreError, VmFields, VmListQuery, VmTab,
 };
 
 async fn fresh() -> (Store, tempfile::TempDir, String) {
+    let (store, dir, user, _) = fresh_with_url().await;
+    (store, dir, user)
+}
+
+/// Also the database URL, for a second store on the same database (another replica).
+async fn fresh_with_url() -> (Store, tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("jit.db").display());
+    let url = fresh_database_url(dir.path(), "jit").await.unwrap();
     let store = Store::connect(&url).await.unwrap();
     let user = store
         .create_user(
@@ -26,7 +33,7 @@ async fn fresh() -> (Store, tempfile::TempDir, String) {
         )
         .await
         .unwrap();
-    (store, dir, user.id)
+    (store, dir, user.id, url)
 }
 
 fn log(action: &str) -> NewLogEntry {
@@ -400,6 +407,58 @@ async fn grants_expire_on_time_and_are_logged() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].content.vm, "web-2");
     assert!(store.next_expiry().await.unwrap().is_none());
+}
+
+/// Every replica runs the expiry job; each grant still ends once, with one log entry.
+#[tokio::test]
+async fn expiry_racing_in_two_replicas_ends_each_grant_once() {
+    let (store, _d, rita, url) = fresh_with_url().await;
+    let other = Store::connect(&url).await.unwrap();
+    let v = store
+        .create_vm(&vm("web-3", ""), log("vm.create"))
+        .await
+        .unwrap();
+    store
+        .set_policies(
+            std::slice::from_ref(&v.id),
+            &policy(&["22"], false),
+            "admin",
+            vec![log("policy.create")],
+        )
+        .await
+        .unwrap();
+    for i in 1..=10 {
+        store
+            .create_request(
+                &format!("b{i}"),
+                &v.id,
+                &rita,
+                &spec("22", &format!("203.0.113.{i}"), 1, false),
+                log("request"),
+            )
+            .await
+            .unwrap();
+    }
+    let next = store.next_expiry().await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(
+        (next - now()).max(0) as u64 + 1100,
+    ))
+    .await;
+    let (a, b) = tokio::join!(store.expire_due(now()), other.expire_due(now()));
+    assert_eq!(a.unwrap() + b.unwrap(), 10);
+    let (entries, _) = store
+        .query_log(&portcullis_app::store::LogQuery {
+            action: Some("expire".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 10);
+    assert!(matches!(
+        store.verify_log().await.unwrap(),
+        ChainStatus::Verified { .. }
+    ));
 }
 
 #[tokio::test]

@@ -1,14 +1,16 @@
-//! Store tests: each runs on a fresh SQLite database file with the real migrations.
+//! Store tests: each runs on a fresh database with the real migrations (SQLite, or
+//! PostgreSQL when `PORTCULLIS_TEST_POSTGRES` names a server).
 #![cfg(feature = "ssr")]
 
 use portcullis_app::domain::{Role, RoleAssignment, Scope};
+use portcullis_app::store::test_support::fresh_database_url;
 use portcullis_app::store::{NewUser, RemoveOutcome, SessionStoreAdapter, Store, StoreError};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::SessionStore;
 
 async fn fresh() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let url = fresh_database_url(dir.path(), "test").await.unwrap();
     (Store::connect(&url).await.unwrap(), dir)
 }
 
@@ -196,7 +198,7 @@ async fn sessions_persist_update_expire_and_delete() {
 #[tokio::test]
 async fn data_survives_reopening_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("keep.db").display());
+    let url = fresh_database_url(dir.path(), "keep").await.unwrap();
     {
         let store = Store::connect(&url).await.unwrap();
         store.create_user(&user("frank"), &[]).await.unwrap();

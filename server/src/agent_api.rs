@@ -246,7 +246,7 @@ pub async fn desired_state(
         loop {
             tokio::select! {
                 changed = changes.recv() => match changed {
-                    Ok(vm) if *vm == *agent.vm_id => break,
+                    Ok(vm) if *vm == *agent.vm_id || *vm == *portcullis_app::store::ALL_VMS => break,
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

@@ -8,51 +8,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-struct Agent {
-    bearer: String,
-}
-
-async fn enroll(app: &TestApp, token: &str, hostname: &str) -> (StatusCode, Value) {
-    let res = reqwest::Client::new()
-        .post(format!("{}/agent/v1/enroll", app.base))
-        .json(&json!({ "token": token, "hostname": hostname }))
-        .send()
-        .await
-        .unwrap();
-    (res.status(), res.json().await.unwrap_or(Value::Null))
-}
-
-impl Agent {
-    async fn state(&self, app: &TestApp, after: i64, wait: u64) -> (StatusCode, Value) {
-        let res = reqwest::Client::new()
-            .get(format!(
-                "{}/agent/v1/state?after={after}&wait={wait}",
-                app.base
-            ))
-            .bearer_auth(&self.bearer)
-            .send()
-            .await
-            .unwrap();
-        (res.status(), res.json().await.unwrap_or(Value::Null))
-    }
-}
-
-async fn token_for(app: &TestApp, admin: &reqwest::Client, vm: &str) -> String {
-    let (s, body) = app
-        .call(admin, "create_enrollment_token", &[("vm_id", vm)])
-        .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    let token = body[0].as_str().unwrap().to_owned();
-    assert!(
-        body[1]
-            .as_str()
-            .unwrap()
-            .contains("portcullis-agent enroll --server http://127.0.0.1:")
-    );
-    assert!(body[1].as_str().unwrap().ends_with(&token));
-    token
-}
-
 #[tokio::test]
 async fn agents_enroll_once_poll_their_own_state_and_report() {
     let app = spawn_app().await;

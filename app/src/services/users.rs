@@ -20,7 +20,7 @@ pub async fn bootstrap_admin(store: &Store) -> AppResult<Option<String>> {
     }
     let password = random_password();
     let hash = hash_password(password.clone()).await?;
-    store
+    let created = store
         .create_user(
             &NewUser {
                 username: BOOTSTRAP_ADMIN,
@@ -33,8 +33,13 @@ pub async fn bootstrap_admin(store: &Store) -> AppResult<Option<String>> {
                 scope: Scope::All,
             }],
         )
-        .await?;
-    Ok(Some(password))
+        .await;
+    match created {
+        Ok(_) => Ok(Some(password)),
+        // Another replica starting at the same moment created it first.
+        Err(crate::store::StoreError::Duplicate) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn random_password() -> String {

@@ -4,12 +4,21 @@
 //! database URL (`sqlite:` or `postgres:`). Queries are written once in portable SQL
 //! (`$n` placeholders, application-generated ids, UTC epoch milliseconds, 0/1 flags) so
 //! that adding a backend needs migrations, not new queries.
+//!
+//! Several server replicas may share one PostgreSQL database. Two things then cross
+//! process boundaries: the order of writes (every write transaction takes one
+//! transaction-scoped advisory lock, so the activity log stays one chain and
+//! check-then-write services see each other's commits) and the news that a VM's desired
+//! state changed (`pg_notify` in the writing transaction, delivered at commit to a
+//! listener in every replica, which wakes the agents long-polling there).
 
 mod agents;
 mod audit;
 mod jit;
 mod requests;
 mod sessions;
+#[doc(hidden)]
+pub mod test_support;
 mod users;
 
 pub use agents::{AgentHost, AgentRecord};
@@ -57,6 +66,16 @@ pub enum Backend {
     Postgres,
 }
 
+/// The advisory lock every PostgreSQL write transaction holds until it ends.
+const WRITE_LOCK_KEY: i64 = 0x706f_7274_6375_6c01;
+/// Held by the replica running the periodic cleanup, so that it runs once at a time.
+const CLEANUP_LOCK_KEY: i64 = 0x706f_7274_6375_6c02;
+/// The notification channel carrying ids of VMs whose desired state changed.
+const CHANGES_CHANNEL: &str = "portcullis_vm_changes";
+/// Sent on the change channel when notifications may have been missed (the listener
+/// reconnected): every waiting agent re-reads its state.
+pub const ALL_VMS: &str = "*";
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
@@ -70,16 +89,31 @@ pub struct Store {
     changes: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
 }
 
-/// A write transaction holding the store's write lock (on SQLite) until it ends.
+/// A write transaction holding the store's write lock until it ends: the in-process
+/// mutex on SQLite, the advisory lock on PostgreSQL.
 pub struct WriteTx {
     pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    backend: Backend,
     changes: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
     pub(crate) changed_vms: Vec<String>,
 }
 
 impl WriteTx {
-    pub async fn commit(self) -> Result<()> {
+    pub async fn commit(mut self) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            // Delivered at commit, to every replica's listener (this one's included),
+            // and never for a transaction that rolls back.
+            for vm in &self.changed_vms {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANGES_CHANNEL)
+                    .bind(vm)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+            self.tx.commit().await?;
+            return Ok(());
+        }
         self.tx.commit().await?;
         for vm in self.changed_vms {
             // No receiver (no agent waiting) is not an error.
@@ -133,11 +167,18 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        let changes = tokio::sync::broadcast::channel(4096).0;
+        if backend == Backend::Postgres {
+            // Listening before the store is handed out: no commit after `connect`
+            // returns can go unheard.
+            let listener = listen_for_changes(&url).await?;
+            tokio::spawn(forward_changes(listener, changes.clone()));
+        }
         Ok(Self {
             pool,
             backend,
             write_lock: Default::default(),
-            changes: tokio::sync::broadcast::channel(4096).0,
+            changes,
         })
     }
 
@@ -146,13 +187,41 @@ impl Store {
             Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
         };
-        let tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Taken first, so that every read in the transaction sees all earlier
+            // writes of every replica (READ COMMITTED takes a fresh snapshot per
+            // statement); released by commit or rollback, also if the replica dies.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(WRITE_LOCK_KEY)
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(WriteTx {
             tx,
             _guard: guard,
+            backend: self.backend,
             changes: self.changes.clone(),
             changed_vms: Vec::new(),
         })
+    }
+
+    /// Runs a periodic job in at most one replica at a time: `false` when another
+    /// replica holds the job's lock right now (it is doing the work). The job's own
+    /// statements run in the same transaction and commit with it.
+    pub(crate) async fn begin_job(&self) -> Result<Option<sqlx::Transaction<'static, sqlx::Any>>> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            let row = sqlx::query("SELECT CAST(pg_try_advisory_xact_lock($1) AS INTEGER) AS got")
+                .bind(CLEANUP_LOCK_KEY)
+                .fetch_one(&mut *tx)
+                .await?;
+            let got: i32 = sqlx::Row::try_get(&row, "got")?;
+            if got == 0 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(tx))
     }
 
     /// A receiver of the ids of VMs whose desired state changed, from now on.
@@ -172,6 +241,36 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+async fn listen_for_changes(url: &str) -> Result<sqlx::postgres::PgListener> {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(CHANGES_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Hands each notification to the local long-polls. When the connection drops,
+/// notifications sent meanwhile are lost, so every agent is told to re-read.
+async fn forward_changes(
+    mut listener: sqlx::postgres::PgListener,
+    changes: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
+) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => {
+                let _ = changes.send(std::sync::Arc::from(notification.payload()));
+            }
+            Ok(None) => {
+                tracing::warn!("change listener lost its connection; waking every agent");
+                let _ = changes.send(std::sync::Arc::from(ALL_VMS));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "change listener failed; retrying");
+                let _ = changes.send(std::sync::Arc::from(ALL_VMS));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 

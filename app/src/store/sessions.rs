@@ -16,11 +16,17 @@ fn backend(e: impl std::fmt::Display) -> session_store::Error {
 
 impl Store {
     /// Deletes expired sessions; run periodically.
+    /// Removes sessions past their expiry. With several replicas, one does it at a time;
+    /// the others skip this round (`Ok(0)`).
     pub async fn delete_expired_sessions(&self) -> super::Result<u64> {
+        let Some(mut tx) = self.begin_job().await? else {
+            return Ok(0);
+        };
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 

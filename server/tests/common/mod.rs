@@ -4,7 +4,7 @@
 use portcullis_server::config::Config;
 use reqwest::header::ORIGIN;
 use reqwest::{Client, StatusCode, redirect::Policy};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 
 pub struct TestApp {
@@ -15,10 +15,10 @@ pub struct TestApp {
 
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_database(&format!(
-        "sqlite://{}",
-        dir.path().join("portal.db").display()
-    ));
+    let url = portcullis_app::store::test_support::fresh_database_url(dir.path(), "portal")
+        .await
+        .unwrap();
+    let mut config = Config::for_database(&url);
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.site_root = dir.path().join("site").display().to_string();
     let built = portcullis_server::build(&config).await.unwrap();
@@ -40,6 +40,17 @@ pub async fn spawn_app() -> TestApp {
             .bootstrap_password
             .expect("first start creates the admin"),
         _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// A portal started elsewhere (another process), reached at `base`.
+    pub fn at(base: String, admin_password: String) -> TestApp {
+        TestApp {
+            base,
+            admin_password,
+            _dir: tempfile::tempdir().unwrap(),
+        }
     }
 }
 
@@ -213,4 +224,50 @@ impl TestApp {
 
 fn body_id(_body: &Value) -> String {
     String::new()
+}
+
+/// An agent speaking the documented protocol over HTTP.
+pub struct Agent {
+    pub bearer: String,
+}
+
+pub async fn enroll(app: &TestApp, token: &str, hostname: &str) -> (StatusCode, Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/agent/v1/enroll", app.base))
+        .json(&json!({ "token": token, "hostname": hostname }))
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.json().await.unwrap_or(Value::Null))
+}
+
+impl Agent {
+    pub async fn state(&self, app: &TestApp, after: i64, wait: u64) -> (StatusCode, Value) {
+        let res = reqwest::Client::new()
+            .get(format!(
+                "{}/agent/v1/state?after={after}&wait={wait}",
+                app.base
+            ))
+            .bearer_auth(&self.bearer)
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+pub async fn token_for(app: &TestApp, admin: &reqwest::Client, vm: &str) -> String {
+    let (s, body) = app
+        .call(admin, "create_enrollment_token", &[("vm_id", vm)])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let token = body[0].as_str().unwrap().to_owned();
+    assert!(
+        body[1]
+            .as_str()
+            .unwrap()
+            .contains("portcullis-agent enroll --server http://127.0.0.1:")
+    );
+    assert!(body[1].as_str().unwrap().ends_with(&token));
+    token
 }

@@ -1,0 +1,74 @@
+//! Test support shared by the store and HTTP suites: a fresh, empty database per test,
+//! on SQLite by default or on PostgreSQL when `PORTCULLIS_TEST_POSTGRES` holds a server
+//! URL (`make test` runs every suite both ways).
+
+use super::{Result, StoreError};
+use sqlx::Connection;
+
+/// The variable naming the PostgreSQL server the suites run against, if any.
+pub const POSTGRES_ENV: &str = "PORTCULLIS_TEST_POSTGRES";
+
+/// Whether the suites run against PostgreSQL in this run.
+pub fn on_postgres() -> bool {
+    std::env::var(POSTGRES_ENV).is_ok_and(|v| !v.is_empty())
+}
+
+/// A database URL nobody else uses: an SQLite file in `dir`, or a new PostgreSQL
+/// database created on the test server (named after `name`, unique per call).
+pub async fn fresh_database_url(dir: &std::path::Path, name: &str) -> Result<String> {
+    let Some(server) = std::env::var(POSTGRES_ENV).ok().filter(|v| !v.is_empty()) else {
+        return Ok(format!(
+            "sqlite://{}",
+            dir.join(format!("{name}.db")).display()
+        ));
+    };
+    let database = format!(
+        "portcullis_test_{}",
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..16)
+            .unwrap_or("x")
+    );
+    let mut admin = sqlx::postgres::PgConnection::connect(&server).await?;
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    with_database(&server, &database).ok_or(StoreError::UnsupportedUrl)
+}
+
+/// `server` with its database name replaced.
+fn with_database(server: &str, database: &str) -> Option<String> {
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (server, None),
+    };
+    let scheme_end = base.find("://")? + 3;
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut url = format!("{}/{database}", &base[..authority_end]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    Some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_only_the_database_name() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x").as_deref(),
+            Some("postgres://postgres@127.0.0.1:5432/x")
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1?sslmode=disable", "x").as_deref(),
+            Some("postgres://u:p@h:1/x?sslmode=disable")
+        );
+    }
+}
