@@ -70,6 +70,29 @@ fn policy(ports: &[&str], approval: bool) -> JitPolicy {
     JitPolicy::parse(&rows).unwrap()
 }
 
+/// A VM with a JIT policy on the given ports.
+async fn vm_with_policy(
+    store: &Store,
+    name: &str,
+    ports: &[&str],
+    approval: bool,
+) -> portcullis_app::store::StoredVm {
+    let v = store
+        .create_vm(&vm(name, ""), log("vm.create"))
+        .await
+        .unwrap();
+    store
+        .set_policies(
+            std::slice::from_ref(&v.id),
+            &policy(ports, approval),
+            "admin",
+            vec![log("policy.create")],
+        )
+        .await
+        .unwrap();
+    v
+}
+
 fn spec(port: &str, source: &str, secs: i64, approval: bool) -> RequestSpec {
     RequestSpec {
         ports: vec![(Port::parse(port).unwrap(), Protocol::Tcp)],
@@ -267,19 +290,7 @@ fn now() -> i64 {
 #[tokio::test]
 async fn approval_gates_the_grant_and_denial_ends_the_request() {
     let (store, _d, rita) = fresh().await;
-    let v = store
-        .create_vm(&vm("win-1", ""), log("vm.create"))
-        .await
-        .unwrap();
-    store
-        .set_policies(
-            std::slice::from_ref(&v.id),
-            &policy(&["3389"], true),
-            "admin",
-            vec![log("policy.create")],
-        )
-        .await
-        .unwrap();
+    let v = vm_with_policy(&store, "win-1", &["3389"], true).await;
     let a = store
         .create_request(
             "b",
@@ -358,19 +369,7 @@ async fn approval_gates_the_grant_and_denial_ends_the_request() {
 #[tokio::test]
 async fn grants_expire_on_time_and_are_logged() {
     let (store, _d, rita) = fresh().await;
-    let v = store
-        .create_vm(&vm("web-2", ""), log("vm.create"))
-        .await
-        .unwrap();
-    store
-        .set_policies(
-            std::slice::from_ref(&v.id),
-            &policy(&["22"], false),
-            "admin",
-            vec![log("policy.create")],
-        )
-        .await
-        .unwrap();
+    let v = vm_with_policy(&store, "web-2", &["22"], false).await;
     let id = store
         .create_request(
             "b",
@@ -414,19 +413,7 @@ async fn grants_expire_on_time_and_are_logged() {
 async fn expiry_racing_in_two_replicas_ends_each_grant_once() {
     let (store, _d, rita, url) = fresh_with_url().await;
     let other = Store::connect(&url).await.unwrap();
-    let v = store
-        .create_vm(&vm("web-3", ""), log("vm.create"))
-        .await
-        .unwrap();
-    store
-        .set_policies(
-            std::slice::from_ref(&v.id),
-            &policy(&["22"], false),
-            "admin",
-            vec![log("policy.create")],
-        )
-        .await
-        .unwrap();
+    let v = vm_with_policy(&store, "web-3", &["22"], false).await;
     for i in 1..=10 {
         store
             .create_request(
@@ -464,19 +451,7 @@ async fn expiry_racing_in_two_replicas_ends_each_grant_once() {
 #[tokio::test]
 async fn removing_a_policy_ends_its_grants() {
     let (store, _d, rita) = fresh().await;
-    let v = store
-        .create_vm(&vm("db-1", ""), log("vm.create"))
-        .await
-        .unwrap();
-    store
-        .set_policies(
-            std::slice::from_ref(&v.id),
-            &policy(&["22", "5432"], false),
-            "admin",
-            vec![log("policy.create")],
-        )
-        .await
-        .unwrap();
+    let v = vm_with_policy(&store, "db-1", &["22", "5432"], false).await;
     store
         .create_request(
             "b",
@@ -530,19 +505,7 @@ async fn removing_a_policy_ends_its_grants() {
 #[tokio::test]
 async fn the_log_chain_verifies_under_concurrency_and_detects_tampering() {
     let (store, _d, rita) = fresh().await;
-    let v = store
-        .create_vm(&vm("web-3", ""), log("vm.create"))
-        .await
-        .unwrap();
-    store
-        .set_policies(
-            std::slice::from_ref(&v.id),
-            &policy(&["22"], false),
-            "admin",
-            vec![log("policy.create")],
-        )
-        .await
-        .unwrap();
+    let v = vm_with_policy(&store, "web-3", &["22"], false).await;
     let mut tasks = Vec::new();
     for i in 0..25 {
         let (store, vm, rita) = (store.clone(), v.id.clone(), rita.clone());

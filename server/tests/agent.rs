@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -22,13 +22,7 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
     assert_eq!(s, StatusCode::OK, "{enrolled}");
     let (s, again) = enroll(&app, &token, "web-1.example").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "a token works once: {again}");
-    let agent = Agent {
-        bearer: format!(
-            "{}.{}",
-            enrolled["agent_id"].as_str().unwrap(),
-            enrolled["secret"].as_str().unwrap()
-        ),
-    };
+    let agent = Agent::from_enrollment(&enrolled);
 
     // Bad credentials are refused.
     let forged = Agent {
@@ -55,20 +49,8 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
     assert_eq!(same["generation"].as_i64().unwrap(), generation);
 
     // A grant wakes the waiting poll long before its 20 s wait ends.
-    let poll = {
-        let base = app.base.clone();
-        let bearer = agent.bearer.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let res = reqwest::Client::new()
-                .get(format!("{base}/agent/v1/state?after={generation}&wait=20"))
-                .bearer_auth(bearer)
-                .send()
-                .await
-                .unwrap();
-            (started.elapsed(), res.json::<Value>().await.unwrap())
-        })
-    };
+    let started = Instant::now();
+    let poll = agent.long_poll(&app, generation);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let key = format!("{vm}:22/tcp");
     let (s, body) = app
@@ -85,7 +67,8 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let (waited, state) = poll.await.unwrap();
+    let (woke, state) = poll.await.unwrap();
+    let waited = woke - started;
     assert!(
         waited < Duration::from_secs(10),
         "woken by the change, not the timeout: {waited:?}"
@@ -101,13 +84,7 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
     // The other VM's agent sees none of it.
     let token2 = token_for(&app, &admin, &other).await;
     let (_, enrolled2) = enroll(&app, &token2, "web-2.example").await;
-    let agent2 = Agent {
-        bearer: format!(
-            "{}.{}",
-            enrolled2["agent_id"].as_str().unwrap(),
-            enrolled2["secret"].as_str().unwrap()
-        ),
-    };
+    let agent2 = Agent::from_enrollment(&enrolled2);
     let (_, state2) = agent2.state(&app, -1, 0).await;
     assert_eq!(state2["grants"], json!([]));
     assert_eq!(state2["rules"], json!([]));

@@ -113,31 +113,13 @@ async fn replicas_share_changes_writes_and_sessions() {
     let token = token_for(&a.app, &admin, &vm).await;
     let (s, enrolled) = enroll(&b.app, &token, "web-1.example").await;
     assert_eq!(s, StatusCode::OK, "{enrolled}");
-    let agent = Agent {
-        bearer: format!(
-            "{}.{}",
-            enrolled["agent_id"].as_str().unwrap(),
-            enrolled["secret"].as_str().unwrap()
-        ),
-    };
+    let agent = Agent::from_enrollment(&enrolled);
     let (_, state) = agent.state(&b.app, -1, 0).await;
     let generation = state["generation"].as_i64().unwrap();
     assert_eq!(state["grants"], serde_json::json!([]));
 
     // The agent long-polls replica B; the request is made through replica A.
-    let poll = {
-        let base = b.app.base.clone();
-        let bearer = agent.bearer.clone();
-        tokio::spawn(async move {
-            let res = reqwest::Client::new()
-                .get(format!("{base}/agent/v1/state?after={generation}&wait=20"))
-                .bearer_auth(bearer)
-                .send()
-                .await
-                .unwrap();
-            (Instant::now(), res.json::<Value>().await.unwrap())
-        })
-    };
+    let poll = agent.long_poll(&b.app, generation);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let asked = Instant::now();
     a.app.request(&admin, &vm, "22", "30").await;

@@ -231,6 +231,42 @@ pub struct Agent {
     pub bearer: String,
 }
 
+impl Agent {
+    /// Starts a 20 s long-poll for a state newer than `after`; yields when it was
+    /// answered, and the answer.
+    pub fn long_poll(
+        &self,
+        app: &TestApp,
+        after: i64,
+    ) -> tokio::task::JoinHandle<(std::time::Instant, Value)> {
+        let url = format!("{}/agent/v1/state?after={after}&wait=20", app.base);
+        let bearer = self.bearer.clone();
+        tokio::spawn(async move {
+            let res = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .unwrap();
+            (
+                std::time::Instant::now(),
+                res.json::<Value>().await.unwrap(),
+            )
+        })
+    }
+
+    /// The agent an enrollment answer (`agent_id`, `secret`) makes.
+    pub fn from_enrollment(enrolled: &Value) -> Agent {
+        Agent {
+            bearer: format!(
+                "{}.{}",
+                enrolled["agent_id"].as_str().unwrap(),
+                enrolled["secret"].as_str().unwrap()
+            ),
+        }
+    }
+}
+
 pub async fn enroll(app: &TestApp, token: &str, hostname: &str) -> (StatusCode, Value) {
     let res = reqwest::Client::new()
         .post(format!("{}/agent/v1/enroll", app.base))
