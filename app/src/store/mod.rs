@@ -10,6 +10,7 @@ mod audit;
 mod jit;
 mod requests;
 mod sessions;
+mod tokens;
 mod users;
 
 pub use agents::{AgentHost, AgentRecord};
@@ -17,6 +18,7 @@ pub use audit::{LogEntry, LogQuery, NewLogEntry};
 pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
 pub use sessions::SessionStoreAdapter;
+pub use tokens::{NewApiToken, StoredApiToken};
 pub use users::{NewUser, RemoveOutcome, StoredAssignment, StoredUser};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
