@@ -116,18 +116,19 @@ pub async fn revoke(store: &Store, actor: &Actor, id: &str) -> AppResult<()> {
         .filter(|t| t.user_id == actor.user_id)
         .ok_or_else(|| AppError::NotFound("The API token".into()))?;
     if token.revoked_at.is_some() {
-        return Err(AppError::Conflict("The API token is already revoked.".into()));
+        return Err(AppError::Conflict(
+            "The API token is already revoked.".into(),
+        ));
     }
     let mut log = actor.entry("token.revoke", "");
     log.detail = format!("API token \"{}\" ({})", token.name, token.prefix);
     let now = chrono::Utc::now().timestamp_millis();
-    if store
-        .revoke_api_token(id, &actor.user_id, now, log)
-        .await?
-    {
+    if store.revoke_api_token(id, &actor.user_id, now, log).await? {
         Ok(())
     } else {
-        Err(AppError::Conflict("The API token is already revoked.".into()))
+        Err(AppError::Conflict(
+            "The API token is already revoked.".into(),
+        ))
     }
 }
 

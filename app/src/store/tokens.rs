@@ -124,3 +124,16 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    #[doc(hidden)]
+    /// Test support: moves a token's expiry, as time passing would.
+    pub async fn set_api_token_expiry(&self, id: &str, expires_at: i64) -> Result<()> {
+        sqlx::query("UPDATE api_tokens SET expires_at = $1 WHERE id = $2")
+            .bind(expires_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -274,7 +274,9 @@ impl FromRequestParts<AppState> for Caller {
         let bearer = match header {
             None => None,
             Some(v) => {
-                let v = v.to_str().map_err(|_| ApiError::from(TokenRefusal::Malformed))?;
+                let v = v
+                    .to_str()
+                    .map_err(|_| ApiError::from(TokenRefusal::Malformed))?;
                 let (scheme, token) = v
                     .split_once(' ')
                     .ok_or(ApiError::from(TokenRefusal::Malformed))?;

@@ -117,7 +117,10 @@ pub fn policy_rows(input: &PolicyInput) -> ApiResult<Vec<PortRuleInput>> {
                         "\"*\" cannot be one of several prefixes; use allowedSourceAddressPrefix \"*\".",
                     );
                 }
-                if list.iter().any(|s| s.trim().is_empty() || s.contains([',', ' '])) {
+                if list
+                    .iter()
+                    .any(|s| s.trim().is_empty() || s.contains([',', ' ']))
+                {
                     errors.add(
                         at("allowedSourceAddressPrefixes"),
                         "Each entry is one IPv4 or IPv6 CIDR.",
@@ -346,7 +349,9 @@ pub async fn initiate(
         "virtualMachines[0].id",
     )?;
     let mut created = initiate_requests(&state, &actor, &input, &[vm]).await?;
-    let first = created.pop().ok_or(portcullis_app::error::AppError::Internal)?;
+    let first = created
+        .pop()
+        .ok_or(portcullis_app::error::AppError::Internal)?;
     Ok((StatusCode::ACCEPTED, Json(request_dto(first))))
 }
 

@@ -520,7 +520,12 @@ pub async fn extend(
 ) -> ApiResult<Json<RequestDto>> {
     let minutes = match parse_iso_duration(&input.duration) {
         Ok(secs) if secs % 60 == 0 => secs / 60,
-        Ok(_) => return Err(ApiError::field("duration", "Give whole minutes, e.g. PT30M.")),
+        Ok(_) => {
+            return Err(ApiError::field(
+                "duration",
+                "Give whole minutes, e.g. PT30M.",
+            ));
+        }
         Err(e) => return Err(ApiError::field("duration", e.to_string())),
     };
     requests::extend(&state.store, &actor, &id, &minutes.to_string()).await?;

@@ -120,7 +120,10 @@ pub async fn list_vms(
     };
     let search = q.search.unwrap_or_default();
     if search.chars().count() > 100 {
-        return Err(ApiError::field("search", "Search for at most 100 characters."));
+        return Err(ApiError::field(
+            "search",
+            "Search for at most 100 characters.",
+        ));
     }
     let sort = q.sort.unwrap_or_else(|| "name".into());
     if !matches!(sort.as_str(), "name" | "group" | "os") {

@@ -214,3 +214,4 @@ impl TestApp {
 fn body_id(_body: &Value) -> String {
     String::new()
 }
+pub mod rest;
