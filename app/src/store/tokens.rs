@@ -114,14 +114,17 @@ impl Store {
         Ok(done)
     }
 
-    /// Notes that a token was used. Callers throttle this so that reads stay reads.
+    /// Notes that a token was used. Callers throttle this so that reads stay reads. It
+    /// takes the write lock like every write: on SQLite an unserialised write could make
+    /// a concurrent write transaction fail on a stale snapshot.
     pub async fn touch_api_token(&self, id: &str, now: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx.tx)
             .await?;
-        Ok(())
+        tx.commit().await
     }
 }
 
@@ -129,11 +132,12 @@ impl Store {
     #[doc(hidden)]
     /// Test support: moves a token's expiry, as time passing would.
     pub async fn set_api_token_expiry(&self, id: &str, expires_at: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE api_tokens SET expires_at = $1 WHERE id = $2")
             .bind(expires_at)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx.tx)
             .await?;
-        Ok(())
+        tx.commit().await
     }
 }

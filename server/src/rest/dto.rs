@@ -109,9 +109,10 @@ pub struct VmList {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VmInput {
     /// Letters, digits and `- _ .`, at most 64 characters; unique.
-    #[schema(max_length = 64)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
-    #[schema(max_length = 64)]
+    /// Letters, digits and `- _ .`, at most 64 characters.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub group: String,
     #[serde(default)]
     #[schema(max_items = 16)]

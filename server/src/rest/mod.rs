@@ -335,14 +335,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// A JSON body that may be left out entirely (then `T::default()`).
+/// A JSON body that may be left out entirely (then `T::default()`), as scripts often
+/// send a bare POST to approve or deny.
 pub struct OptionalJson<T>(pub T);
 
 impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> ApiResult<Self> {
-        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|r| {
@@ -357,7 +357,7 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
                     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
                 }
             })?;
-        if bytes.is_empty() && !has_type {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
         Json::<T>::from_bytes(&bytes)
