@@ -125,6 +125,7 @@ async fn api_tokens_are_checked_on_every_call_with_clear_refusals() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(field_error(&body, "name").is_some() && field_error(&body, "expires_days").is_some());
 
+    let http = reqwest::Client::new();
     let (s, list) = api.get("/api/v1/tokens").await;
     assert_eq!(s, StatusCode::OK);
     let text = list.to_string();
@@ -134,16 +135,34 @@ async fn api_tokens_are_checked_on_every_call_with_clear_refusals() {
     );
     assert_eq!(list["value"].as_array().unwrap().len(), 2);
 
-    let http = reqwest::Client::new();
     let me_url = format!("{}/api/v1/me", app.base);
     let res = http.get(&me_url).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(res.headers().contains_key("www-authenticate"));
     let (_, body) = common::rest::read(res).await;
     assert!(message(&body).contains("Bearer"), "{body}");
-    // A signed-in browser session is not an API credential.
+    // A signed-in browser session is not an API credential, so a cross-site form post
+    // with the victim's cookies gets nowhere.
     let res = admin.get(&me_url).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = admin
+        .post(format!("{}/api/v1/vms", app.base))
+        .header("origin", "https://evil.example")
+        .json(&json!({"name": "evil", "group": "prod"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // A token needs no Origin check: a script that sends one is not refused for it.
+    let res = http
+        .post(format!("{}/api/v1/vms", app.base))
+        .bearer_auth(&api.token)
+        .header("origin", "https://tools.example")
+        .json(&json!({"name": "from-a-tool", "group": "prod"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
 
     for (header, expect) in [
         ("Basic YWRtaW46eA==".to_owned(), "does not carry"),
