@@ -34,7 +34,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a token against the server and save both for later commands.
+    /// Check a token against the server and save both for later commands. Without
+    /// --token (or with --token -), the token is read from standard input, so that it
+    /// stays out of the shell history and the process list.
     Login,
     /// Show who the token belongs to and its roles.
     Whoami,
@@ -227,7 +229,27 @@ fn client(cli: &Cli) -> Result<Client, String> {
     Client::new(&url, &token)
 }
 
-async fn run(cli: Cli) -> Result<String, String> {
+/// The token for `login` when it is not on the command line: one line of standard input.
+fn token_from_stdin() -> Result<String, String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprint!("API token: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the token: {e}"))?;
+    let token = line.trim().to_owned();
+    if token.is_empty() {
+        return Err("no token given: pass --token TOKEN or type it on standard input".into());
+    }
+    Ok(token)
+}
+
+async fn run(mut cli: Cli) -> Result<String, String> {
+    if matches!(cli.command, Command::Login) && cli.token.as_deref().is_none_or(|t| t == "-") {
+        cli.token = Some(token_from_stdin()?);
+    }
     let api = client(&cli)?;
     let json = cli.json;
     match &cli.command {

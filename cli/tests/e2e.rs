@@ -80,6 +80,41 @@ async fn run(config_home: &Path, args: &[&str]) -> (bool, String, String) {
     .unwrap()
 }
 
+/// Runs the CLI with `input` and a newline on its standard input.
+async fn run_with_input(config_home: &Path, args: &[&str], input: &str) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let home = config_home.to_owned();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let input = format!("{input}\n");
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(&args)
+            .env("XDG_CONFIG_HOME", &home)
+            .env_remove("PORTCULLIS_URL")
+            .env_remove("PORTCULLIS_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_opens_and_revokes_a_grant_end_to_end() {
     let server = start().await;
@@ -132,6 +167,10 @@ async fn the_cli_opens_and_revokes_a_grant_end_to_end() {
     assert!(!ok && err.contains("API token"), "{err}");
 
     let (ok, out, err) = run(h, &["login", "--url", &server.base, "--token", &token]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("as admin"), "{out}");
+    // The token may come on standard input instead, out of the process list.
+    let (ok, out, err) = run_with_input(h, &["login", "--url", &server.base], &token).await;
     assert!(ok, "{err}");
     assert!(out.contains("as admin"), "{out}");
     let saved = h.join("portcullis").join("config.toml");
