@@ -88,6 +88,10 @@ async fn the_openapi_document_and_reference_page_describe_every_endpoint() {
     assert_eq!(res.status(), StatusCode::OK);
     let html = res.text().await.unwrap();
     assert!(html.contains("/api/v1/jitPolicies/{vm}/initiate"));
+    assert!(
+        html.contains("maxRequestAccessDuration") && html.contains("ISO 8601"),
+        "the schemas' fields are explained"
+    );
     assert!(!html.contains("<script"), "the page needs no scripts");
 
     let (s, body) = api.get("/api/v1/nothing-here").await;

@@ -12,6 +12,21 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Escapes text and shows `backticked` words as code, as the doc comments write them.
+fn prose(s: &str) -> String {
+    esc(s)
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{part}</code>")
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect()
+}
+
 fn method_name(m: &HttpMethod) -> &'static str {
     match m {
         HttpMethod::Get => "GET",
@@ -23,6 +38,61 @@ fn method_name(m: &HttpMethod) -> &'static str {
         HttpMethod::Options => "OPTIONS",
         HttpMethod::Trace => "TRACE",
     }
+}
+
+/// A JSON schema in a few words: `string`, `integer (1–65535)`, `array of PolicyPortInput`.
+fn type_of(schema: &serde_json::Value) -> String {
+    if let Some(r) = schema["$ref"].as_str() {
+        return r.rsplit('/').next().unwrap_or(r).to_owned();
+    }
+    if let Some(one) = schema["oneOf"].as_array() {
+        return one.iter().map(type_of).collect::<Vec<_>>().join(" or ");
+    }
+    let kind = match &schema["type"] {
+        serde_json::Value::String(t) => t.clone(),
+        serde_json::Value::Array(ts) => ts
+            .iter()
+            .filter_map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ => "any".into(),
+    };
+    let kind = if schema["items"].is_object() {
+        kind.replace("array", &format!("array of {}", type_of(&schema["items"])))
+    } else {
+        kind
+    };
+    match (schema["minimum"].as_i64(), schema["maximum"].as_i64()) {
+        (Some(lo), Some(hi)) => format!("{kind} ({lo}–{hi})"),
+        _ => kind,
+    }
+}
+
+fn schema_section(name: &str, schema: &serde_json::Value) -> String {
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let mut rows = String::new();
+    if let Some(props) = schema["properties"].as_object() {
+        for (field, prop) in props {
+            rows.push_str(&format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(field),
+                esc(&type_of(prop)),
+                if required.contains(&field.as_str()) {
+                    "yes"
+                } else {
+                    ""
+                },
+                prose(prop["description"].as_str().unwrap_or(""))
+            ));
+        }
+    }
+    format!(
+        "<h3 id=\"{id}\"><code>{id}</code></h3>\n<table><thead><tr><th>Field</th><th>Type</th><th>Required</th><th>Meaning</th></tr></thead><tbody>{rows}</tbody></table>\n",
+        id = esc(name)
+    )
 }
 
 pub fn page(doc: &OpenApi) -> String {
@@ -72,7 +142,7 @@ pub fn page(doc: &OpenApi) -> String {
                 "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
                 method_name(&method),
                 esc(path),
-                esc(&summary),
+                prose(&summary),
                 params,
                 esc(&body),
                 statuses
@@ -80,9 +150,10 @@ pub fn page(doc: &OpenApi) -> String {
         }
     }
     let mut schemas = String::new();
-    if let Some(components) = &doc.components {
-        for name in components.schemas.keys() {
-            schemas.push_str(&format!("<li><code>{}</code></li>", esc(name)));
+    let value = serde_json::to_value(doc).unwrap_or_default();
+    if let Some(all) = value["components"]["schemas"].as_object() {
+        for (name, schema) in all {
+            schemas.push_str(&schema_section(name, schema));
         }
     }
     format!(
@@ -100,10 +171,11 @@ Errors are <code>{{"error":{{"code","message","fields"}}}}</code>.</p>
 <table><thead><tr><th>Method</th><th>Path</th><th>What it does</th><th>Parameters</th><th>Body</th><th>Statuses</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
-<h2>Schemas</h2><ul>{schemas}</ul>
+<h2>Schemas</h2>
+{schemas}
 </body></html>
 "#,
-        desc = esc(doc.info.description.as_deref().unwrap_or("")),
+        desc = prose(doc.info.description.as_deref().unwrap_or("")),
         version = "3.1",
     )
 }
