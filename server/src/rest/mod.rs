@@ -287,7 +287,11 @@ impl FromRequestParts<AppState> for Caller {
             }
         };
         match authenticate(&state.store, bearer, ip).await {
-            Ok(actor) => Ok(Caller(actor)),
+            Ok(actor) => {
+                // Who called what; what it changed is in the activity log.
+                tracing::info!(user = %actor.username, %ip, method = %parts.method, path = %parts.uri.path(), "API call");
+                Ok(Caller(actor))
+            }
             Err(refusal) => {
                 if refusal != TokenRefusal::Missing {
                     tracing::warn!(%ip, path = %parts.uri.path(), reason = %refusal, "API token refused");
