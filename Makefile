@@ -4,7 +4,7 @@ DATA_DIR ?= .data
 export PORTCULLIS_DATABASE_URL ?= sqlite://$(DATA_DIR)/portcullis.db
 export PORTCULLIS_SITE_ROOT ?= target/site
 
-.PHONY: run test setup build release unit unit-sqlite unit-postgres e2e netns lint bench bench-agent clean
+.PHONY: run test setup build release unit unit-sqlite unit-postgres e2e netns fuzz-api lint bench bench-agent clean
 
 ## Build the release and serve the portal on an embedded SQLite database.
 run:
@@ -14,20 +14,21 @@ run:
 	@[ -s $(DATA_DIR)/session.key ] || (head -c 64 /dev/urandom | base64 -w0 > $(DATA_DIR)/session.key && chmod 600 $(DATA_DIR)/session.key)
 	PORTCULLIS_SESSION_KEY=$$(cat $(DATA_DIR)/session.key) ./target/release/portcullis-server
 
-## Every test: unit, store, HTTP, browser (hydrated and without JavaScript), and
-## enforcement with nftables in network namespaces (root).
+## Every test: unit, store, HTTP, CLI, browser (hydrated and without JavaScript),
+## enforcement with nftables in network namespaces (root), and a schemathesis fuzz run
+## of the REST API.
 test:
 	scripts/setup.sh test
 	cargo leptos build
 	cargo build -p portcullis-agent
-	$(MAKE) unit e2e netns
+	$(MAKE) unit e2e netns fuzz-api
 
 ## Unit, store and HTTP tests on SQLite, then the store and HTTP tests again on
 ## PostgreSQL (127.0.0.1:5432, or a throwaway cluster: scripts/test-postgres.sh).
 unit: unit-sqlite unit-postgres
 
 unit-sqlite:
-	cargo test -p portcullis-app -p portcullis-server -p portcullis-agent
+	cargo test -p portcullis-app -p portcullis-server -p portcullis-agent -p portcullis-cli
 
 unit-postgres:
 	url=$$(scripts/test-postgres.sh) && \
@@ -40,6 +41,10 @@ e2e:
 netns:
 	bash end2end/netns/enforcement.sh
 
+## Schema-based fuzzing of the REST API (schemathesis in target/fuzz-venv): no 5xx.
+fuzz-api:
+	bash scripts/fuzz-api.sh
+
 ## Figures, not tests: the JIT tabs with 10,000 VMs.
 bench:
 	cargo bench -p portcullis-app --features ssr --bench vm_list
@@ -51,7 +56,7 @@ bench-agent:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy -p portcullis-app -p portcullis-server -p portcullis-agent --all-targets -- -D warnings
+	cargo clippy -p portcullis-app -p portcullis-server -p portcullis-agent -p portcullis-cli --all-targets -- -D warnings
 	cargo clippy -p portcullis-frontend --target wasm32-unknown-unknown -- -D warnings
 
 clean:

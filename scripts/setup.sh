@@ -31,6 +31,8 @@ if [ "$mode" = test ]; then
   command -v curl >/dev/null || packages+=(curl)
   command -v jq >/dev/null || packages+=(jq)
   command -v python3 >/dev/null || packages+=(python3)
+  # The API fuzz run (scripts/fuzz-api.sh) makes a venv; Debian splits ensurepip out.
+  python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
 fi

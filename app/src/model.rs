@@ -219,3 +219,22 @@ mod tests {
         assert_eq!(super::format_utc(0), "1970-01-01 00:00:00 UTC");
     }
 }
+
+/// A personal API token as its owner sees it in lists: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A freshly created API token: `token` is shown once and never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub token: String,
+    pub info: TokenInfo,
+}

@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod config;
 mod export;
 mod guards;
+pub mod rest;
 
 use axum::Router;
 use axum::extract::State;
@@ -99,6 +100,8 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .route("/agent/v1/enroll", axum::routing::post(agent_api::enroll))
         .route("/agent/v1/state", get(agent_api::desired_state))
         .route("/agent/v1/report", axum::routing::post(agent_api::report))
+        .merge(rest::router())
+        .route("/api/v1/{*rest}", axum::routing::any(rest::not_found))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())

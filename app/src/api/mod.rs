@@ -6,6 +6,7 @@ use crate::model::{UserRow, UserView};
 use leptos::prelude::*;
 
 pub mod jit;
+pub mod tokens;
 
 #[cfg(feature = "ssr")]
 pub mod ctx {

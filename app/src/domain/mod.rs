@@ -5,8 +5,10 @@
 //! No I/O happens here and nothing here depends on the `ssr` feature, so the same rules
 //! compile into the browser bundle and run in unit tests without a database.
 
+pub mod api_token;
 pub mod audit;
 pub mod field;
+pub mod iso_duration;
 pub mod jit;
 pub mod net;
 pub mod request;

@@ -9,6 +9,7 @@ mod login;
 mod password;
 mod request;
 mod requests;
+mod tokens;
 mod vms;
 
 pub use activity::ActivityPage;
@@ -20,6 +21,7 @@ pub use login::LoginPage;
 pub use password::PasswordPage;
 pub use request::RequestAccessPage;
 pub use requests::RequestsPage;
+pub use tokens::TokensPage;
 pub use vms::{NewVmPage, VmPage};
 
 use crate::components::Shell;

@@ -212,3 +212,82 @@ pub async fn remove_policy(store: &Store, actor: &Actor, vm_id: &str) -> AppResu
         Err(AppError::NotFound("The JIT policy".into()))
     }
 }
+
+/// Finds a VM the actor may see by id or, failing that, by name: scripts name VMs, the
+/// portal passes ids.
+pub async fn find_vm(store: &Store, actor: &Actor, id_or_name: &str) -> AppResult<StoredVm> {
+    let id = match store.get_vm(id_or_name).await? {
+        Some(vm) => vm.id,
+        None => store
+            .get_vm_by_name(id_or_name)
+            .await?
+            .map(|vm| vm.id)
+            .ok_or_else(|| AppError::NotFound("The VM".into()))?,
+    };
+    visible_vm(store, actor, &id).await
+}
+
+/// One VM with the figures of the JIT tabs.
+pub async fn vm_summary(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<VmSummary> {
+    let vm = visible_vm(store, actor, vm_id).await?;
+    // The search matches parts of names too ("web-1" finds "web-10"), so page on until
+    // the VM itself turns up.
+    let mut offset = 0;
+    loop {
+        let query = VmListQuery {
+            tab: VmTab::All,
+            search: vm.name.clone(),
+            sort: "name".into(),
+            desc: false,
+            offset,
+            limit: 500,
+            scope: Default::default(),
+        };
+        let (rows, total) = list_vms(store, actor, query).await?;
+        let count = rows.len() as i64;
+        if let Some(row) = rows.into_iter().find(|r| r.vm.id == vm.id) {
+            return Ok(row);
+        }
+        offset += 500;
+        if count == 0 || offset >= total {
+            return Err(AppError::NotFound("The VM".into()));
+        }
+    }
+}
+
+/// The policy of a VM the actor may see; `None` when it has none.
+pub async fn policy_of(
+    store: &Store,
+    actor: &Actor,
+    vm_id: &str,
+) -> AppResult<(StoredVm, Option<JitPolicy>)> {
+    let vm = visible_vm(store, actor, vm_id).await?;
+    let policy = store.get_policy(&vm.id).await?;
+    Ok((vm, policy))
+}
+
+/// The policies of the VMs the actor may see, by VM name, at most `limit`.
+pub async fn list_policies(
+    store: &Store,
+    actor: &Actor,
+    offset: i64,
+    limit: i64,
+) -> AppResult<(Vec<(StoredVm, JitPolicy)>, i64)> {
+    let query = VmListQuery {
+        tab: VmTab::Configured,
+        search: String::new(),
+        sort: "name".into(),
+        desc: false,
+        offset,
+        limit,
+        scope: Default::default(),
+    };
+    let (rows, total) = list_vms(store, actor, query).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(policy) = store.get_policy(&row.vm.id).await? {
+            out.push((row.vm, policy));
+        }
+    }
+    Ok((out, total))
+}

@@ -339,3 +339,8 @@ pub async fn run_expiry(store: Store, wake: std::sync::Arc<tokio::sync::Notify>)
         }
     }
 }
+
+/// One request, for its requester or whoever may see its VM.
+pub async fn get(store: &Store, actor: &Actor, id: &str) -> AppResult<StoredRequest> {
+    load(store, actor, id).await
+}

@@ -19,6 +19,7 @@ mod requests;
 mod sessions;
 #[doc(hidden)]
 pub mod test_support;
+mod tokens;
 mod users;
 
 pub use agents::{AgentHost, AgentRecord};
@@ -26,6 +27,7 @@ pub use audit::{LogEntry, LogQuery, NewLogEntry};
 pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
 pub use sessions::SessionStoreAdapter;
+pub use tokens::{NewApiToken, StoredApiToken};
 pub use users::{NewUser, RemoveOutcome, StoredAssignment, StoredUser};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -1,4 +1,5 @@
-//! Shared by the HTTP test files: a real server on port 0 with a fresh SQLite file.
+//! Shared by the HTTP test files: a real server on port 0 with a fresh database (SQLite,
+//! or PostgreSQL when `PORTCULLIS_TEST_POSTGRES` names a server).
 #![allow(dead_code)]
 
 use portcullis_server::config::Config;
@@ -10,6 +11,8 @@ use std::net::SocketAddr;
 pub struct TestApp {
     pub base: String,
     pub admin_password: String,
+    /// The app's database, for tests that look at or change it directly.
+    pub database_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -39,6 +42,7 @@ pub async fn spawn_app() -> TestApp {
         admin_password: built
             .bootstrap_password
             .expect("first start creates the admin"),
+        database_url: url,
         _dir: dir,
     }
 }
@@ -49,6 +53,7 @@ impl TestApp {
         TestApp {
             base,
             admin_password,
+            database_url: String::new(),
             _dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -307,3 +312,4 @@ pub async fn token_for(app: &TestApp, admin: &reqwest::Client, vm: &str) -> Stri
     assert!(body[1].as_str().unwrap().ends_with(&token));
     token
 }
+pub mod rest;

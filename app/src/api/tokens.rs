@@ -1,0 +1,72 @@
+//! Server functions of the API tokens page: create (the secret is shown once), list,
+//! revoke. Only the owner ever sees or touches their tokens.
+//!
+//! A new token's secret is handed to the page through the session, read once and
+//! removed, so it reaches the user whether the form was posted by the hydrated page or
+//! as a plain HTML form (which is answered with a redirect), and never sits in a URL.
+
+use crate::error::AppError;
+use crate::model::{CreatedToken, TokenInfo};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "ssr")]
+const NEW_TOKEN_KEY: &str = "new_api_token";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPage {
+    pub tokens: Vec<TokenInfo>,
+    /// The token created just before, shown this once.
+    pub new_token: Option<String>,
+}
+
+#[server(endpoint = "create_api_token")]
+pub async fn create_api_token(
+    name: String,
+    #[server(default)] expires_days: String,
+) -> Result<CreatedToken, AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        let created =
+            crate::services::tokens::create(&c.state.store, &actor, &name, &expires_days).await?;
+        c.session
+            .insert(NEW_TOKEN_KEY, &created.token)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "session store error");
+                AppError::Internal
+            })?;
+        Ok(created)
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "list_api_tokens")]
+pub async fn list_api_tokens() -> Result<TokenPage, AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        let tokens = crate::services::tokens::list(&c.state.store, &actor).await?;
+        let new_token = c
+            .session
+            .remove::<String>(NEW_TOKEN_KEY)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "session store error");
+                AppError::Internal
+            })?;
+        Ok(TokenPage { tokens, new_token })
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "revoke_api_token")]
+pub async fn revoke_api_token(id: String) -> Result<(), AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        crate::services::tokens::revoke(&c.state.store, &actor, &id).await
+    };
+    super::ctx::finish(run.await)
+}

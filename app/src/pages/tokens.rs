@@ -1,0 +1,115 @@
+//! API tokens: create one (shown once), see when each was last used, revoke.
+
+use crate::api::tokens::{CreateApiToken, RevokeApiToken, list_api_tokens};
+use crate::components::{Field, FormAlert, LocalTime, Shell, action_error};
+use crate::model::TokenInfo;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn TokensPage() -> impl IntoView {
+    let create = ServerAction::<CreateApiToken>::new();
+    let revoke = ServerAction::<RevokeApiToken>::new();
+    let create_err = action_error(create);
+    let revoke_err = action_error(revoke);
+    let data = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| list_api_tokens(),
+    );
+    let body = move || {
+        Suspend::new(async move {
+            let page = match data.await {
+                Ok(p) => p,
+                Err(e) => {
+                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                        .into_any();
+                }
+            };
+            let fresh = page.new_token.map(|t| {
+                view! {
+                    <div class="alert success" role="status" data-testid="new-token">
+                        <p>"Your new API token. Copy it now: it is not shown again."</p>
+                        <p><code class="token">{t}</code></p>
+                    </div>
+                }
+            });
+            let rows = if page.tokens.is_empty() {
+                view! { <p class="muted">"You have no API tokens."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="table" data-testid="tokens">
+                        <thead><tr>
+                            <th scope="col">"Name"</th><th scope="col">"Token"</th><th scope="col">"Created"</th>
+                            <th scope="col">"Expires"</th><th scope="col">"Last used"</th><th scope="col">"Status"</th>
+                            <th scope="col">"Actions"</th>
+                        </tr></thead>
+                        <tbody>
+                            {page.tokens.into_iter().map(|t| view! { <TokenRow t revoke /> }).collect_view()}
+                        </tbody>
+                    </table>
+                }
+                .into_any()
+            };
+            view! { {fresh} {rows} }.into_any()
+        })
+    };
+    view! {
+        <Title text="API tokens" />
+        <Shell>
+            <h1>"API tokens"</h1>
+            <p>
+                "A token lets scripts and the " <code>"portcullis"</code> " command-line tool call the "
+                <a href="/api/v1/reference">"REST API"</a>
+                " as you, with your roles as they are at each call. Treat it like a password."
+            </p>
+            <section class="card narrow">
+                <h2>"Create a token"</h2>
+                <FormAlert err=create_err />
+                <ActionForm action=create attr:class="form">
+                    <Field label="Name" name="name" hint="What uses it, e.g. deploy script." err=create_err />
+                    <Field label="Expires after (days)" name="expires_days" hint="1 to 365; empty means 30." err=create_err />
+                    <button type="submit" class="btn primary">"Create token"</button>
+                </ActionForm>
+            </section>
+            <section class="card">
+                <h2>"Your tokens"</h2>
+                <FormAlert err=revoke_err />
+                <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
+            </section>
+        </Shell>
+    }
+}
+
+#[component]
+fn TokenRow(t: TokenInfo, revoke: ServerAction<RevokeApiToken>) -> impl IntoView {
+    let now = crate::components::now_ms();
+    let status = if t.revoked_at.is_some() {
+        "revoked"
+    } else if t.expires_at <= now {
+        "expired"
+    } else {
+        "active"
+    };
+    let id = t.id.clone();
+    view! {
+        <tr data-token=t.id.clone()>
+            <td>{t.name.clone()}</td>
+            <td><code>{format!("{}…", t.prefix)}</code></td>
+            <td><LocalTime ms=t.created_at /></td>
+            <td><LocalTime ms=t.expires_at /></td>
+            <td>{match t.last_used_at {
+                Some(ms) => view! { <LocalTime ms /> }.into_any(),
+                None => view! { <span class="muted">"never"</span> }.into_any(),
+            }}</td>
+            <td><span class=format!("status {status}")>{status}</span></td>
+            <td>
+                {(status == "active").then(|| view! {
+                    <ActionForm action=revoke attr:class="inline-form">
+                        <input type="hidden" name="id" value=id />
+                        <button type="submit" class="btn small">"Revoke"</button>
+                    </ActionForm>
+                })}
+            </td>
+        </tr>
+    }
+}

@@ -1,0 +1,214 @@
+//! Personal API tokens: created and revoked by their owner in the portal, and turned back
+//! into the owner (with their roles as they are now) on every API call.
+
+use super::Actor;
+use crate::domain::api_token::{
+    display_prefix, format_token, parse_token, parse_token_days, parse_token_name,
+};
+use crate::domain::secret::{hash_secret, hashes_match};
+use crate::domain::{FieldErrors, RoleAssignment};
+use crate::error::{AppError, AppResult};
+pub use crate::model::{CreatedToken, TokenInfo};
+use crate::store::{NewApiToken, Store, StoredApiToken};
+use std::net::IpAddr;
+
+/// Last use is recorded at most this often per token, so that API reads stay reads.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+impl From<StoredApiToken> for TokenInfo {
+    fn from(t: StoredApiToken) -> Self {
+        TokenInfo {
+            id: t.id,
+            name: t.name,
+            prefix: t.prefix,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_secret() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rngs::OsRng;
+    // 43 characters of 62 carry more than 256 bits.
+    (0..43)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Creates a token for the actor. Every signed-in user may have tokens: a token can do
+/// no more than its owner can.
+pub async fn create(
+    store: &Store,
+    actor: &Actor,
+    name: &str,
+    days: &str,
+) -> AppResult<CreatedToken> {
+    let mut errors = FieldErrors::new();
+    let name = errors.check("name", parse_token_name(name));
+    let days = errors.check("expires_days", parse_token_days(days));
+    errors.into_result()?;
+    let (Some(name), Some(days)) = (name, days) else {
+        return Err(AppError::Internal);
+    };
+    let id = random_hex(16);
+    let secret = random_secret();
+    let now = chrono::Utc::now().timestamp_millis();
+    let expires_at = now + days * 86_400_000;
+    let prefix = display_prefix(&id);
+    let mut log = actor.entry("token.create", "");
+    log.detail = format!(
+        "API token \"{name}\" ({prefix}), expires {}",
+        crate::model::format_utc(expires_at)
+    );
+    store
+        .create_api_token(
+            &NewApiToken {
+                id: &id,
+                user_id: &actor.user_id,
+                name: &name,
+                prefix: &prefix,
+                token_hash: &hash_secret(&secret),
+                created_at: now,
+                expires_at,
+            },
+            log,
+        )
+        .await?;
+    Ok(CreatedToken {
+        token: format_token(&id, &secret),
+        info: TokenInfo {
+            id,
+            name,
+            prefix,
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        },
+    })
+}
+
+pub async fn list(store: &Store, actor: &Actor) -> AppResult<Vec<TokenInfo>> {
+    Ok(store
+        .list_api_tokens(&actor.user_id)
+        .await?
+        .into_iter()
+        .map(TokenInfo::from)
+        .collect())
+}
+
+/// Revokes one of the actor's own tokens; someone else's token is "not found".
+pub async fn revoke(store: &Store, actor: &Actor, id: &str) -> AppResult<()> {
+    let token = store
+        .get_api_token(id)
+        .await?
+        .filter(|t| t.user_id == actor.user_id)
+        .ok_or_else(|| AppError::NotFound("The API token".into()))?;
+    if token.revoked_at.is_some() {
+        return Err(AppError::Conflict(
+            "The API token is already revoked.".into(),
+        ));
+    }
+    let mut log = actor.entry("token.revoke", "");
+    log.detail = format!("API token \"{}\" ({})", token.name, token.prefix);
+    let now = chrono::Utc::now().timestamp_millis();
+    if store.revoke_api_token(id, &actor.user_id, now, log).await? {
+        Ok(())
+    } else {
+        Err(AppError::Conflict(
+            "The API token is already revoked.".into(),
+        ))
+    }
+}
+
+/// Why a presented token does not authenticate. Each has its own message so a script's
+/// author knows what to fix; none says whether another user's token exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error("Send an API token: Authorization: Bearer pcu_…")]
+    Missing,
+    #[error("The Authorization header does not carry a Portcullis API token (pcu_…).")]
+    Malformed,
+    #[error("The API token is not valid.")]
+    Unknown,
+    #[error("The API token has been revoked.")]
+    Revoked,
+    #[error("The API token has expired; create a new one in the portal.")]
+    Expired,
+    #[error("The account that owns this API token is disabled.")]
+    Disabled,
+    #[error("The account that owns this API token must change its password in the portal first.")]
+    PasswordChangeRequired,
+    #[error("Something went wrong on our side. It has been logged; please try again.")]
+    Internal,
+}
+
+impl From<crate::store::StoreError> for TokenRefusal {
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::error!(%error, "store error while checking an API token");
+        TokenRefusal::Internal
+    }
+}
+
+/// The caller a bearer token stands for, with the owner's roles as they are now.
+pub async fn authenticate(
+    store: &Store,
+    bearer: Option<&str>,
+    ip: IpAddr,
+) -> Result<Actor, TokenRefusal> {
+    let raw = bearer.ok_or(TokenRefusal::Missing)?;
+    let parts = parse_token(raw).ok_or(TokenRefusal::Malformed)?;
+    let token = store
+        .get_api_token(parts.id)
+        .await?
+        .filter(|t| hashes_match(&t.token_hash, &hash_secret(parts.secret)))
+        .ok_or(TokenRefusal::Unknown)?;
+    if token.revoked_at.is_some() {
+        return Err(TokenRefusal::Revoked);
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    if token.expires_at <= now {
+        return Err(TokenRefusal::Expired);
+    }
+    let user = store
+        .get_user(&token.user_id)
+        .await?
+        .ok_or(TokenRefusal::Unknown)?;
+    if user.disabled {
+        return Err(TokenRefusal::Disabled);
+    }
+    if user.must_change_password {
+        return Err(TokenRefusal::PasswordChangeRequired);
+    }
+    let roles: Vec<RoleAssignment> = store
+        .assignments_of(&user.id)
+        .await?
+        .into_iter()
+        .map(|a| a.assignment)
+        .collect();
+    if token
+        .last_used_at
+        .is_none_or(|last| now - last >= TOUCH_EVERY_MS)
+        && let Err(e) = store.touch_api_token(&token.id, now).await
+    {
+        // Losing a last-used time is no reason to refuse the call.
+        tracing::warn!(error = %e, "recording API token use failed");
+    }
+    Ok(Actor {
+        user_id: user.id,
+        username: user.username,
+        roles,
+        ip,
+    })
+}

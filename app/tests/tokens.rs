@@ -1,0 +1,147 @@
+//! API tokens through the service, on a fresh database (SQLite, or PostgreSQL when
+//! `PORTCULLIS_TEST_POSTGRES` names a server): only a hash is stored, the
+//! token authenticates as its owner with the owner's current roles, and revocation,
+//! expiry and disabling refuse it.
+#![cfg(feature = "ssr")]
+
+use portcullis_app::domain::secret::hash_secret;
+use portcullis_app::domain::{Role, RoleAssignment, Scope};
+use portcullis_app::error::AppError;
+use portcullis_app::services::Actor;
+use portcullis_app::services::tokens::{self, TokenRefusal, authenticate};
+use portcullis_app::store::{NewUser, Store};
+use std::net::IpAddr;
+
+async fn fresh() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = portcullis_app::store::test_support::fresh_database_url(dir.path(), "tokens")
+        .await
+        .unwrap();
+    (Store::connect(&url).await.unwrap(), dir)
+}
+
+const IP: &str = "198.51.100.9";
+
+async fn actor(store: &Store, name: &str, role: Role) -> Actor {
+    let user = store
+        .create_user(
+            &NewUser {
+                username: name,
+                display_name: name,
+                password_hash: Some("$argon2id$x"),
+                must_change_password: false,
+            },
+            &[RoleAssignment {
+                role,
+                scope: Scope::All,
+            }],
+        )
+        .await
+        .unwrap();
+    Actor {
+        user_id: user.id,
+        username: user.username,
+        roles: vec![],
+        ip: IP.parse().unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_token_is_stored_hashed_and_authenticates_its_owner() {
+    let (store, _dir) = fresh().await;
+    let alice = actor(&store, "alice", Role::Requester).await;
+    let created = tokens::create(&store, &alice, "deploy", "7").await.unwrap();
+    let secret = created.token.rsplit('_').next().unwrap();
+    let stored = store
+        .get_api_token(&created.info.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.token_hash, hash_secret(secret));
+    assert!(!stored.token_hash.contains(secret));
+    assert_eq!(stored.expires_at - stored.created_at, 7 * 86_400_000);
+
+    let ip: IpAddr = IP.parse().unwrap();
+    let who = authenticate(&store, Some(&created.token), ip)
+        .await
+        .unwrap();
+    assert_eq!(who.username, "alice");
+    assert_eq!(who.roles[0].role, Role::Requester);
+    assert_eq!(who.ip, ip);
+    let listed = tokens::list(&store, &alice).await.unwrap();
+    assert!(listed[0].last_used_at.is_some(), "use is recorded");
+
+    let tampered = format!("{}X", &created.token[..created.token.len() - 1]);
+    assert_eq!(
+        authenticate(&store, Some(&tampered), ip).await.unwrap_err(),
+        TokenRefusal::Unknown
+    );
+    assert_eq!(
+        authenticate(&store, None, ip).await.unwrap_err(),
+        TokenRefusal::Missing
+    );
+    assert_eq!(
+        authenticate(&store, Some("hello"), ip).await.unwrap_err(),
+        TokenRefusal::Malformed
+    );
+
+    store
+        .set_api_token_expiry(&created.info.id, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        authenticate(&store, Some(&created.token), ip)
+            .await
+            .unwrap_err(),
+        TokenRefusal::Expired
+    );
+}
+
+#[tokio::test]
+async fn only_the_owner_revokes_and_a_revoked_token_is_refused() {
+    let (store, _dir) = fresh().await;
+    let alice = actor(&store, "alice", Role::Reader).await;
+    let bob = actor(&store, "bob", Role::Admin).await;
+    let t = tokens::create(&store, &alice, "laptop", "").await.unwrap();
+    assert_eq!(
+        tokens::revoke(&store, &bob, &t.info.id).await,
+        Err(AppError::NotFound("The API token".into()))
+    );
+    tokens::revoke(&store, &alice, &t.info.id).await.unwrap();
+    assert!(matches!(
+        tokens::revoke(&store, &alice, &t.info.id).await,
+        Err(AppError::Conflict(_))
+    ));
+    assert_eq!(
+        authenticate(&store, Some(&t.token), IP.parse().unwrap())
+            .await
+            .unwrap_err(),
+        TokenRefusal::Revoked
+    );
+    let (log, _) = store
+        .query_log(&portcullis_app::store::LogQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.content.action.as_str()).collect();
+    assert_eq!(actions, ["token.revoke", "token.create"]);
+
+    let e = tokens::create(&store, &alice, " ", "0").await.unwrap_err();
+    assert!(e.field_message("name").is_some() && e.field_message("expires_days").is_some());
+}
+
+#[tokio::test]
+async fn a_disabled_owner_cannot_use_their_token() {
+    let (store, _dir) = fresh().await;
+    let alice = actor(&store, "alice", Role::Reader).await;
+    let t = tokens::create(&store, &alice, "ci", "30").await.unwrap();
+    store.set_disabled(&alice.user_id, true).await.unwrap();
+    assert_eq!(
+        authenticate(&store, Some(&t.token), IP.parse().unwrap())
+            .await
+            .unwrap_err(),
+        TokenRefusal::Disabled
+    );
+}

@@ -1,0 +1,47 @@
+// API tokens in the browser: create one (shown once), use it against the REST API,
+// revoke it on the page, and see the API refuse it.
+import { test, expect, ready } from './fixtures.js';
+import { bootstrapAdmin } from './helpers.js';
+
+test('a user creates an API token, uses it, and revokes it', async ({ page, portal, request }, testInfo) => {
+  await bootstrapAdmin(page, testInfo, portal);
+  await page.getByRole('link', { name: 'API tokens' }).click();
+  await expect(page).toHaveURL(/\/tokens$/);
+  await ready(page, testInfo);
+  await expect(page.getByText('You have no API tokens.')).toBeVisible();
+
+  // A bad lifetime: the message is next to the field, nothing is created.
+  await page.getByLabel('Name').fill('deploy script');
+  await page.getByLabel('Expires after (days)').fill('400');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  await expect(page.locator('#f-expires_days-error')).toHaveText('A token lives 1 to 365 days.');
+  await ready(page, testInfo);
+  await page.getByLabel('Name').fill('deploy script');
+  await page.getByLabel('Expires after (days)').fill('30');
+  await page.getByRole('button', { name: 'Create token' }).click();
+
+  const shown = page.getByTestId('new-token').locator('code');
+  await expect(shown).toHaveText(/^pcu_[0-9a-f]{32}_\S+$/);
+  const token = await shown.textContent();
+  const row = page.locator('tr[data-token]');
+  await expect(row).toHaveCount(1);
+  await expect(row).toContainText('deploy script');
+  await expect(row).toContainText('never');
+
+  const me = await request.get('/api/v1/me', { headers: { Authorization: `Bearer ${token}` } });
+  expect(me.status()).toBe(200);
+  expect((await me.json()).username).toBe('admin');
+
+  // Shown once: after a reload only the prefix remains, and the use is recorded.
+  await page.reload();
+  await ready(page, testInfo);
+  await expect(page.getByTestId('new-token')).toHaveCount(0);
+  await expect(row).not.toContainText('never');
+  await expect(row).toContainText(token.slice(0, 12));
+
+  await row.getByRole('button', { name: 'Revoke' }).click();
+  await expect(row).toContainText('revoked');
+  const refused = await request.get('/api/v1/me', { headers: { Authorization: `Bearer ${token}` } });
+  expect(refused.status()).toBe(401);
+  expect((await refused.json()).error.message).toContain('revoked');
+});

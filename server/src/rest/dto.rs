@@ -1,0 +1,414 @@
+//! The JSON shapes of the REST API. Field names follow Azure's jitNetworkAccessPolicies
+//! (camelCase, `virtualMachines[].ports[]`, ISO 8601 durations, RFC 3339 times) so that
+//! scripts written for Azure need little change. Every input refuses unknown fields: a
+//! misspelt field is an error, not a silently ignored setting.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `validation`, `unauthenticated`, `forbidden`, `not_found`, `conflict`,
+    /// `bad_request`, `payload_too_large`, `unsupported_media_type`, `internal`, …
+    pub code: String,
+    pub message: String,
+    /// Per JSON field (e.g. `virtualMachines[0].ports[1].number`), what is wrong with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+// ---- account ----
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RoleDto {
+    /// `reader`, `requester`, `approver` or `admin`.
+    pub role: String,
+    /// `all`, `group` or `vm`.
+    pub scope: String,
+    /// The group name or VM id of the scope; empty for `all`.
+    pub target: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeDto {
+    pub user_id: String,
+    pub username: String,
+    pub roles: Vec<RoleDto>,
+    /// The address the server sees you at: what a request without a source opens for.
+    pub client_ip: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenDto {
+    pub id: String,
+    pub name: String,
+    /// The first characters of the token, to recognise it; never the secret.
+    pub prefix: String,
+    pub created_utc: String,
+    pub expires_utc: String,
+    pub last_used_utc: Option<String>,
+    pub revoked_utc: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    pub value: Vec<TokenDto>,
+}
+
+// ---- VMs ----
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantDto {
+    pub number: i64,
+    /// `TCP`, `UDP` or `*`.
+    pub protocol: String,
+    pub allowed_source_address_prefix: String,
+    pub end_time_utc: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VmDto {
+    pub id: String,
+    pub name: String,
+    /// The group (like an Azure resource group) that role scopes refer to.
+    pub group: String,
+    /// `linux`, `windows` or `other`.
+    pub os: String,
+    pub addresses: Vec<String>,
+    /// Management ports known to be listening and reachable.
+    pub exposed_ports: Vec<i64>,
+    pub jit_policy_configured: bool,
+    /// Enforcement by the VM's agent, in words.
+    pub agent_status: String,
+    pub approved_requests_last_7_days: i64,
+    pub last_access_utc: Option<String>,
+    pub last_user: Option<String>,
+    pub active_grants: Vec<GrantDto>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VmList {
+    pub value: Vec<VmDto>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VmInput {
+    /// Letters, digits and `- _ .`, at most 64 characters; unique.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub name: String,
+    /// Letters, digits and `- _ .`, at most 64 characters.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub group: String,
+    #[serde(default)]
+    #[schema(max_items = 16)]
+    pub addresses: Vec<String>,
+    /// `linux`, `windows` or `other` (default).
+    #[serde(default)]
+    pub os: String,
+    /// Among 22, 3389, 5985, 5986.
+    #[serde(default)]
+    pub exposed_ports: Vec<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VmListQuery {
+    /// `all` (default), `configured`, `recommended` or `notConfigured`.
+    pub tab: Option<String>,
+    /// Part of a VM's name, group or address.
+    pub search: Option<String>,
+    /// `name` (default), `group` or `os`.
+    pub sort: Option<String>,
+    pub desc: Option<bool>,
+    #[param(minimum = 1, maximum = 100000)]
+    pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
+    pub page_size: Option<i64>,
+}
+
+// ---- JIT policies ----
+
+/// One port rule of a JIT policy, as in Azure's `JitNetworkAccessPortRule`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyPortInput {
+    #[schema(minimum = 1, maximum = 65535)]
+    pub number: i64,
+    /// `TCP`, `UDP` or `*` (any).
+    pub protocol: String,
+    /// `*` (the requester names the source) or one IPv4/IPv6 CIDR.
+    pub allowed_source_address_prefix: Option<String>,
+    /// Several IPv4/IPv6 CIDRs; instead of `allowedSourceAddressPrefix`.
+    #[schema(max_items = 50)]
+    pub allowed_source_address_prefixes: Option<Vec<String>>,
+    /// ISO 8601, whole minutes, 5 minutes to 24 hours; default `PT3H`.
+    pub max_request_access_duration: Option<String>,
+    /// Portcullis extension: requests must say why.
+    #[serde(default)]
+    pub justification_required: bool,
+    /// Portcullis extension: requests wait for an approver.
+    #[serde(default)]
+    pub approval_required: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyVmInput {
+    /// The VM's id or name; optional, but when given it must name the VM in the path.
+    pub id: Option<String>,
+    #[schema(min_items = 1, max_items = 100)]
+    pub ports: Vec<PolicyPortInput>,
+}
+
+/// A JIT policy to create or replace: exactly one VM, the one in the path.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyInput {
+    #[schema(min_items = 1, max_items = 1)]
+    pub virtual_machines: Vec<PolicyVmInput>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyPortDto {
+    pub number: i64,
+    pub protocol: String,
+    /// `*` when the requester names the source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_source_address_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_source_address_prefixes: Option<Vec<String>>,
+    pub max_request_access_duration: String,
+    pub justification_required: bool,
+    pub approval_required: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyVmDto {
+    pub id: String,
+    pub name: String,
+    pub ports: Vec<PolicyPortDto>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyDto {
+    /// The VM's id: a policy belongs to one VM.
+    pub id: String,
+    /// The VM's name.
+    pub name: String,
+    pub kind: String,
+    pub provisioning_state: String,
+    pub virtual_machines: Vec<PolicyVmDto>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyList {
+    pub value: Vec<PolicyDto>,
+    pub total: i64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    #[param(minimum = 1, maximum = 100000)]
+    pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
+    pub page_size: Option<i64>,
+}
+
+// ---- access requests ----
+
+/// One requested port, as in Azure's `JitNetworkAccessRequestPort`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitiatePortInput {
+    #[schema(minimum = 1, maximum = 65535)]
+    pub number: i64,
+    /// `TCP`, `UDP` or `*`; may be left out when the policy has one rule for the port.
+    pub protocol: Option<String>,
+    /// When access ends (RFC 3339, UTC); rounded to the minute. Or give `duration`.
+    pub end_time_utc: Option<String>,
+    /// Portcullis extension: how long, ISO 8601 in whole minutes (e.g. `PT1H`).
+    pub duration: Option<String>,
+    /// The source to open for (an address or CIDR); default: the caller's address.
+    pub allowed_source_address_prefix: Option<String>,
+    /// Accepted for Azure compatibility; must hold exactly one prefix.
+    #[schema(max_items = 1)]
+    pub allowed_source_address_prefixes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitiateVmInput {
+    /// The VM's id or name (on `/jitPolicies/{vm}/initiate` optional; must match the path).
+    pub id: Option<String>,
+    #[schema(min_items = 1, max_items = 100)]
+    pub ports: Vec<InitiatePortInput>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitiateInput {
+    #[schema(min_items = 1, max_items = 50)]
+    pub virtual_machines: Vec<InitiateVmInput>,
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub justification: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestPortDto {
+    pub number: i64,
+    pub protocol: String,
+    pub allowed_source_address_prefix: String,
+    pub end_time_utc: Option<String>,
+    /// `Pending`, `Initiated` (granted, not yet applied by the VM's agent), `Active`
+    /// (applied), `Expired`, `Revoked`, `Denied`, `Superseded` or `Failed`.
+    pub status: String,
+    pub status_reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RequestVmDto {
+    pub id: String,
+    pub name: String,
+    pub ports: Vec<RequestPortDto>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestDto {
+    pub id: String,
+    /// `PendingApproval`, `Approved`, `Active`, `Expired`, `Denied`, `Revoked` or `Failed`.
+    pub status: String,
+    pub requestor: String,
+    pub justification: String,
+    /// ISO 8601.
+    pub duration: String,
+    pub created_utc: String,
+    pub start_time_utc: Option<String>,
+    pub end_time_utc: Option<String>,
+    pub decided_by: Option<String>,
+    pub decision_comment: String,
+    pub virtual_machines: Vec<RequestVmDto>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RequestList {
+    pub value: Vec<RequestDto>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RequestListQuery {
+    /// `mine` (default: your requests), `approvals` (waiting for your decision) or `vm`
+    /// (the requests on the VM named by `vm`).
+    pub view: Option<String>,
+    /// A VM id or name, with `view=vm`.
+    pub vm: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecisionInput {
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub comment: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtendInput {
+    /// From now, ISO 8601 in whole minutes, within the policy's maximum (e.g. `PT30M`).
+    pub duration: String,
+}
+
+// ---- activity log ----
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntryDto {
+    pub seq: i64,
+    pub time_utc: String,
+    pub actor: String,
+    pub client_ip: String,
+    pub action: String,
+    pub vm: String,
+    pub ports: String,
+    pub source: String,
+    pub justification: String,
+    pub result: String,
+    pub detail: String,
+    /// SHA-256 over the previous entry's hash and this entry.
+    pub hash: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChainDto {
+    pub verified: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogPageDto {
+    pub value: Vec<LogEntryDto>,
+    pub total: i64,
+    pub page: i64,
+    pub page_size: i64,
+    pub chain: ChainDto,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogQueryParams {
+    /// VM name.
+    pub vm: Option<String>,
+    /// User name.
+    pub actor: Option<String>,
+    /// e.g. `request`, `approve`, `revoke`, `policy.update`, `token.create`.
+    pub action: Option<String>,
+    /// UTC, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`.
+    pub from: Option<String>,
+    /// UTC, `YYYY-MM-DD` (inclusive) or `YYYY-MM-DDTHH:MM`.
+    pub to: Option<String>,
+    #[param(minimum = 1, maximum = 100000)]
+    pub page: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
+    pub page_size: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `csv` (default) or `json`.
+    pub format: Option<String>,
+    pub vm: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}

@@ -1,0 +1,79 @@
+//! The caller (`/me`) and their own API tokens. Tokens are created in the portal only:
+//! a stolen token must not be able to mint longer-lived ones.
+
+use super::dto::{MeDto, RoleDto, TokenDto, TokenList};
+use super::{ApiPath, ApiResult, Caller, utc};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use portcullis_app::services::tokens::{self, TokenInfo};
+use portcullis_app::state::AppState;
+
+fn token_dto(t: TokenInfo) -> TokenDto {
+    TokenDto {
+        id: t.id,
+        name: t.name,
+        prefix: t.prefix,
+        created_utc: utc(t.created_at),
+        expires_utc: utc(t.expires_at),
+        last_used_utc: t.last_used_at.map(utc),
+        revoked_utc: t.revoked_at.map(utc),
+    }
+}
+
+/// Who the token belongs to, with the roles it acts with now.
+#[utoipa::path(get, path = "/api/v1/me", tag = "account",
+    responses(
+        (status = 200, body = MeDto),
+        (status = 401, body = super::ErrorBody),
+    ))]
+pub async fn me(Caller(actor): Caller) -> Json<MeDto> {
+    Json(MeDto {
+        user_id: actor.user_id,
+        username: actor.username,
+        roles: actor
+            .roles
+            .iter()
+            .map(|r| RoleDto {
+                role: r.role.as_str().to_owned(),
+                scope: r.scope.kind().to_owned(),
+                target: r.scope.target().to_owned(),
+            })
+            .collect(),
+        client_ip: actor.ip.to_string(),
+    })
+}
+
+/// Your API tokens (never their secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "account",
+    responses(
+        (status = 200, body = TokenList),
+        (status = 401, body = super::ErrorBody),
+    ))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> ApiResult<Json<TokenList>> {
+    let list = tokens::list(&state.store, &actor).await?;
+    Ok(Json(TokenList {
+        value: list.into_iter().map(token_dto).collect(),
+    }))
+}
+
+/// Revokes one of your API tokens at once (it may be the one making this call).
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "account",
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody),
+        (status = 409, body = super::ErrorBody),
+    ))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    tokens::revoke(&state.store, &actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

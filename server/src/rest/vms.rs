@@ -1,0 +1,236 @@
+//! VMs: list, read, add, change, remove. The same checks as the portal's VM pages.
+
+use super::dto::{GrantDto, VmDto, VmInput, VmList, VmListQuery};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Caller, utc};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use portcullis_app::domain::vm::VmSpec;
+use portcullis_app::services::jit;
+use portcullis_app::state::AppState;
+use portcullis_app::store::{VmSummary, VmTab};
+
+pub fn protocol_label(p: &str) -> String {
+    match p {
+        "tcp" => "TCP".into(),
+        "udp" => "UDP".into(),
+        "any" => "*".into(),
+        other => other.to_owned(),
+    }
+}
+
+fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+}
+
+pub fn vm_dto(s: VmSummary) -> VmDto {
+    let row = portcullis_app::api::jit::views::vm_row(s);
+    VmDto {
+        addresses: split_list(&row.addresses).map(str::to_owned).collect(),
+        exposed_ports: split_list(&row.exposed_ports)
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        id: row.id,
+        name: row.name,
+        group: row.group,
+        os: row.os,
+        jit_policy_configured: row.has_policy,
+        agent_status: row.agent_status,
+        approved_requests_last_7_days: row.approved_last_7d,
+        last_access_utc: row.last_access_at.map(utc),
+        last_user: row.last_user,
+        active_grants: row
+            .grants
+            .into_iter()
+            .map(|g| GrantDto {
+                number: g.port,
+                protocol: protocol_label(&g.protocol),
+                allowed_source_address_prefix: g.source,
+                end_time_utc: utc(g.end_at),
+            })
+            .collect(),
+    }
+}
+
+/// Page and page size from query parameters, checked.
+pub fn paging(page: Option<i64>, size: Option<i64>) -> ApiResult<(i64, i64)> {
+    let page = page.unwrap_or(1);
+    let size = size.unwrap_or(100);
+    if !(1..=100_000).contains(&page) {
+        return Err(ApiError::field("page", "A page number is 1 to 100000."));
+    }
+    if !(1..=500).contains(&size) {
+        return Err(ApiError::field("pageSize", "A page has 1 to 500 entries."));
+    }
+    Ok((page, size))
+}
+
+fn spec(input: &VmInput) -> ApiResult<VmSpec> {
+    let ports = input
+        .exposed_ports
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if input.addresses.len() > 16 {
+        return Err(ApiError::field("addresses", "At most 16 addresses."));
+    }
+    VmSpec::parse(
+        &input.name,
+        &input.group,
+        &input.addresses.join(","),
+        &input.os,
+        &ports,
+    )
+    .map_err(|e| {
+        ApiError::from_app(e.into(), &|f| match f {
+            "exposed_ports" => "exposedPorts".into(),
+            other => other.into(),
+        })
+    })
+}
+
+/// The VMs you may see, a page at a time.
+#[utoipa::path(get, path = "/api/v1/vms", tag = "vms",
+    params(VmListQuery),
+    responses(
+        (status = 200, body = VmList),
+        (status = 400, body = super::ErrorBody),
+        (status = 401, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody),
+    ))]
+pub async fn list_vms(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiQuery(q): ApiQuery<VmListQuery>,
+) -> ApiResult<Json<VmList>> {
+    let (page, page_size) = paging(q.page, q.page_size)?;
+    let tab = match q.tab.as_deref().unwrap_or("all") {
+        "all" => VmTab::All,
+        "configured" => VmTab::Configured,
+        "recommended" => VmTab::Recommended,
+        "notConfigured" | "not_configured" => VmTab::NotConfigured,
+        _ => {
+            return Err(ApiError::field(
+                "tab",
+                "Choose all, configured, recommended or notConfigured.",
+            ));
+        }
+    };
+    let search = q.search.unwrap_or_default();
+    if search.chars().count() > 100 {
+        return Err(ApiError::field(
+            "search",
+            "Search for at most 100 characters.",
+        ));
+    }
+    let sort = q.sort.unwrap_or_else(|| "name".into());
+    if !matches!(sort.as_str(), "name" | "group" | "os") {
+        return Err(ApiError::field("sort", "Sort by name, group or os."));
+    }
+    let query = portcullis_app::store::VmListQuery {
+        tab,
+        search,
+        sort,
+        desc: q.desc.unwrap_or(false),
+        offset: (page - 1) * page_size,
+        limit: page_size,
+        scope: Default::default(),
+    };
+    let (rows, total) = jit::list_vms(&state.store, &actor, query).await?;
+    Ok(Json(VmList {
+        value: rows.into_iter().map(vm_dto).collect(),
+        total,
+        page,
+        page_size,
+    }))
+}
+
+/// One VM, by id or name.
+#[utoipa::path(get, path = "/api/v1/vms/{vm}", tag = "vms",
+    params(("vm" = String, Path, description = "The VM's id or name")),
+    responses(
+        (status = 200, body = VmDto),
+        (status = 401, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody),
+    ))]
+pub async fn get_vm(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiPath(vm): ApiPath<String>,
+) -> ApiResult<Json<VmDto>> {
+    let vm = jit::find_vm(&state.store, &actor, &vm).await?;
+    let summary = jit::vm_summary(&state.store, &actor, &vm.id).await?;
+    Ok(Json(vm_dto(summary)))
+}
+
+/// Adds a VM (admins of everything or of its group).
+#[utoipa::path(post, path = "/api/v1/vms", tag = "vms",
+    request_body = VmInput,
+    responses(
+        (status = 201, body = VmDto),
+        (status = 400, body = super::ErrorBody),
+        (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody),
+        (status = 413, body = super::ErrorBody),
+        (status = 415, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody),
+    ))]
+pub async fn create_vm(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiJson(input): ApiJson<VmInput>,
+) -> ApiResult<(StatusCode, Json<VmDto>)> {
+    let spec = spec(&input)?;
+    let id = jit::create_vm(&state.store, &actor, spec).await?;
+    let summary = jit::vm_summary(&state.store, &actor, &id).await?;
+    Ok((StatusCode::CREATED, Json(vm_dto(summary))))
+}
+
+/// Replaces a VM's fields.
+#[utoipa::path(put, path = "/api/v1/vms/{vm}", tag = "vms",
+    params(("vm" = String, Path, description = "The VM's id or name")),
+    request_body = VmInput,
+    responses(
+        (status = 200, body = VmDto),
+        (status = 400, body = super::ErrorBody),
+        (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody),
+        (status = 413, body = super::ErrorBody),
+        (status = 415, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody),
+    ))]
+pub async fn update_vm(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiPath(vm): ApiPath<String>,
+    ApiJson(input): ApiJson<VmInput>,
+) -> ApiResult<Json<VmDto>> {
+    let vm = jit::find_vm(&state.store, &actor, &vm).await?;
+    let spec = spec(&input)?;
+    jit::update_vm(&state.store, &actor, &vm.id, spec).await?;
+    let summary = jit::vm_summary(&state.store, &actor, &vm.id).await?;
+    Ok(Json(vm_dto(summary)))
+}
+
+/// Removes a VM with its policy and requests.
+#[utoipa::path(delete, path = "/api/v1/vms/{vm}", tag = "vms",
+    params(("vm" = String, Path, description = "The VM's id or name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody),
+    ))]
+pub async fn delete_vm(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiPath(vm): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let vm = jit::find_vm(&state.store, &actor, &vm).await?;
+    jit::delete_vm(&state.store, &actor, &vm.id).await?;
+    state.expiry_wake.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
