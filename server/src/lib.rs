@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod config;
 mod export;
 mod guards;
+pub mod oidc;
 
 use axum::Router;
 use axum::extract::State;
@@ -34,6 +35,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("creating the bootstrap administrator failed")]
     Bootstrap,
+    #[error("{0}")]
+    Oidc(#[from] oidc::OidcSetupError),
 }
 
 pub struct Built {
@@ -56,6 +59,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .site_addr(config.listen)
         .build();
 
+    let oidc = Arc::new(oidc::Oidc::new(&config.oidc, config.public_url.as_deref())?);
     let state = AppState {
         store: store.clone(),
         leptos_options: leptos_options.clone(),
@@ -63,6 +67,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         expiry_wake: Arc::new(tokio::sync::Notify::new()),
         public_url: config.public_url.clone(),
+        sign_in: Arc::new(oidc.sign_in_options(config.local_accounts)),
     };
 
     let key = match &config.session_key {
@@ -99,6 +104,8 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .route("/agent/v1/enroll", axum::routing::post(agent_api::enroll))
         .route("/agent/v1/state", get(agent_api::desired_state))
         .route("/agent/v1/report", axum::routing::post(agent_api::report))
+        .route("/auth/oidc/{provider}/start", get(oidc::start))
+        .route("/auth/oidc/{provider}/callback", get(oidc::callback))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())
@@ -111,6 +118,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
             state.clone(),
             guards::page_gate,
         ))
+        .layer(axum::Extension(oidc.clone()))
         .layer(axum::middleware::from_fn(
             guards::malformed_arguments_are_client_errors,
         ))
@@ -126,6 +134,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state.clone());
 
+    oidc.warm_up();
     spawn_cleanup(store.clone());
     tokio::spawn(portcullis_app::services::requests::run_expiry(
         store,

@@ -7,6 +7,7 @@
 
 mod agents;
 mod audit;
+mod identities;
 mod jit;
 mod requests;
 mod sessions;
@@ -14,6 +15,7 @@ mod users;
 
 pub use agents::{AgentHost, AgentRecord};
 pub use audit::{LogEntry, LogQuery, NewLogEntry};
+pub use identities::{FederatedProfile, StoredGroupRule, StoredIdentity};
 pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
 pub use sessions::SessionStoreAdapter;
