@@ -117,11 +117,8 @@ mod ssr {
             }
             let plain: Vec<crate::domain::sso::GroupRule> =
                 rules.iter().map(|r| r.rule.clone()).collect();
-            let granted = crate::domain::sso::roles_from_groups(
-                &plain,
-                &identity.provider,
-                &identity.groups,
-            );
+            let granted =
+                crate::domain::sso::roles_from_groups(&plain, &identity.provider, &identity.groups);
             self.roles.extend(
                 rules
                     .iter()
@@ -166,8 +163,7 @@ mod ssr {
             group_rules: &[crate::store::StoredGroupRule],
         ) -> Self {
             self.federated = true;
-            self.roles
-                .extend(group_rules.iter().map(RoleView::from));
+            self.roles.extend(group_rules.iter().map(RoleView::from));
             let roles: Vec<RoleAssignment> = assignments
                 .iter()
                 .map(|a| a.assignment.clone())

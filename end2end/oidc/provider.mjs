@@ -208,6 +208,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     postLogoutRedirectUri: opt('--post-logout-redirect-uri'),
     port: Number(opt('--port') || 0),
   });
+  // A harness that stops reading must not kill the provider with EPIPE.
+  process.stdout.on('error', () => {});
   process.stdout.write(`${JSON.stringify({ issuer: running.issuer })}\n`);
   const stop = async () => {
     await running.stop();

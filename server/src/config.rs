@@ -52,7 +52,10 @@ impl std::fmt::Debug for OidcProviderConfig {
             .field("id", &self.id)
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
     }
@@ -269,8 +272,7 @@ impl Config {
         if !oidc.is_empty() && public_url.is_none() {
             return Err(ConfigError::Invalid {
                 key: "public_url (PORTCULLIS_PUBLIC_URL)",
-                message: "needed with [[oidc]] providers: the redirect URI is built from it"
-                    .into(),
+                message: "needed with [[oidc]] providers: the redirect URI is built from it".into(),
             });
         }
         if !local_accounts && oidc.is_empty() {
@@ -295,7 +297,10 @@ impl Config {
 
     /// Parses TOML text the way a configuration file is read, with `env` for the
     /// environment; for tests that assemble a configuration in code.
-    pub fn from_toml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let file = toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
             path: "(inline)".into(),
             message: e.to_string(),
@@ -532,7 +537,10 @@ mod tests {
         assert_eq!(p.username_claim, "preferred_username");
         assert_eq!(p.groups_claim, "groups");
         assert_eq!(p.client_secret.as_deref(), Some("from the file"));
-        assert!(!format!("{p:?}").contains("from the file"), "secret in Debug");
+        assert!(
+            !format!("{p:?}").contains("from the file"),
+            "secret in Debug"
+        );
         let c = load(
             PROVIDER,
             &[
@@ -560,16 +568,25 @@ mod tests {
         let cases = [
             (PROVIDER.replace("https://login", "http://login"), "issuer"),
             (PROVIDER.replace("id = \"corp\"", "id = \"Corp SSO\""), "id"),
-            (PROVIDER.replace("client_id = \"portcullis\"", ""), "client_id"),
+            (
+                PROVIDER.replace("client_id = \"portcullis\"", ""),
+                "client_id",
+            ),
             (
                 PROVIDER.replace("public_url = \"https://jit.example.org\"", ""),
                 "public_url",
             ),
             (format!("{PROVIDER}\nscopes = [\"a b\"]"), "scopes"),
-            (format!("{PROVIDER}\nclient_secret_file = \"/x\""), "client_secret"),
+            (
+                format!("{PROVIDER}\nclient_secret_file = \"/x\""),
+                "client_secret",
+            ),
             (format!("{PROVIDER}\ngroup_claim = \"x\""), "unknown field"),
             (
-                format!("{PROVIDER}\n[[oidc]]{}", PROVIDER.split_once("[[oidc]]").unwrap().1),
+                format!(
+                    "{PROVIDER}\n[[oidc]]{}",
+                    PROVIDER.split_once("[[oidc]]").unwrap().1
+                ),
                 "two providers",
             ),
         ];

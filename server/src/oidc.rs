@@ -90,7 +90,10 @@ impl Oidc {
         configs: &[OidcProviderConfig],
         public_url: Option<&str>,
     ) -> Result<Self, OidcSetupError> {
-        let public_url = public_url.unwrap_or_default().trim_end_matches('/').to_owned();
+        let public_url = public_url
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned();
         let providers = configs
             .iter()
             .map(|c| {
@@ -321,9 +324,9 @@ impl Refusal {
                  happening, tell your administrator.",
                 p.message()
             ),
-            Refusal::Claims(m) => format!(
-                "{provider_name} did not send what Portcullis needs to sign you in: {m}."
-            ),
+            Refusal::Claims(m) => {
+                format!("{provider_name} did not send what Portcullis needs to sign you in: {m}.")
+            }
             Refusal::Disabled => {
                 "Your account is disabled. Ask an administrator to enable it.".into()
             }
@@ -352,7 +355,7 @@ impl TokenProblem {
             TokenProblem::Audience => "the identity token was issued for another application",
             TokenProblem::Issuer => "the identity token comes from an unexpected issuer",
             TokenProblem::Nonce => "the identity token does not belong to this sign-in",
-            TokenProblem::Signature => "the identity token's signature is not valid",
+            TokenProblem::Signature => "the signature of the identity token is not valid",
             TokenProblem::Other => "the identity token is not valid",
         }
     }
@@ -419,8 +422,7 @@ async fn refuse(
     if !signed_in && let Err(e) = session.flush().await {
         tracing::error!(error = %e, "ending the session of a refused sign-in failed");
     }
-    if let Err(e) = log_refused(&state.store, provider, provider, ip.0, &refusal.reason()).await
-    {
+    if let Err(e) = log_refused(&state.store, provider, provider, ip.0, &refusal.reason()).await {
         tracing::error!(error = %e, "logging a refused sign-in failed");
     }
     page(
@@ -603,7 +605,15 @@ async fn complete(
     let names = provider.claim_names();
     let wanted = [&names.username, &names.email, &names.name, &names.groups];
     if wanted.iter().any(|n| !claims.contains_key(n.as_str())) {
-        merge_userinfo(oidc, provider, &client, token.access_token(), subject, &mut claims).await;
+        merge_userinfo(
+            oidc,
+            provider,
+            &client,
+            token.access_token(),
+            subject,
+            &mut claims,
+        )
+        .await;
     }
     let identity =
         identity_from_claims(&claims, &names).map_err(|e| Refusal::Claims(e.to_string()))?;
@@ -648,7 +658,11 @@ fn verify(
     let payload = jwt
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
         .ok_or_else(|| ClaimsVerificationError::Other("unreadable payload".into()))?;
     Ok((subject, payload))

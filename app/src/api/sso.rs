@@ -79,8 +79,7 @@ pub async fn remove_group_rule(rule_id: String) -> Result<(), AppError> {
         let c = ctx::ctx().await?;
         let caller = c.caller().await?;
         users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
-        sso::remove_group_rule(&c.state.store, &rule_id, &caller.user.username, c.client_ip)
-            .await
+        sso::remove_group_rule(&c.state.store, &rule_id, &caller.user.username, c.client_ip).await
     };
     ctx::finish(run.await)
 }

@@ -229,8 +229,8 @@ mod tests {
         assert_eq!(id.display_name, "b@e.org");
         assert!(id.groups.is_empty());
 
-        let id = identity_from_claims(&claims(json!({"sub": "x1", "groups": "solo"})), &names)
-            .unwrap();
+        let id =
+            identity_from_claims(&claims(json!({"sub": "x1", "groups": "solo"})), &names).unwrap();
         assert_eq!(id.username_hint, "x1");
         assert_eq!(id.groups, ["solo"]);
     }
@@ -244,13 +244,19 @@ mod tests {
             groups: "roles".into(),
         };
         let id = identity_from_claims(
-            &claims(json!({"sub": "s", "upn": "carol@corp", "mail": "c@corp", "displayName": "Carol",
-                "roles": ["admins"], "groups": ["ignored"], "preferred_username": "ignored"})),
+            &claims(
+                json!({"sub": "s", "upn": "carol@corp", "mail": "c@corp", "displayName": "Carol",
+                "roles": ["admins"], "groups": ["ignored"], "preferred_username": "ignored"}),
+            ),
             &names,
         )
         .unwrap();
         assert_eq!(
-            (id.username_hint.as_str(), id.email.as_str(), id.display_name.as_str()),
+            (
+                id.username_hint.as_str(),
+                id.email.as_str(),
+                id.display_name.as_str()
+            ),
             ("carol@corp", "c@corp", "Carol")
         );
         assert_eq!(id.groups, ["admins"]);
@@ -292,7 +298,10 @@ mod tests {
     fn usernames_are_made_valid_and_never_reuse_a_taken_name() {
         let c = username_candidates("Alice Smith", "corp");
         let names: Vec<&str> = c.iter().map(|u| u.as_str()).collect();
-        assert_eq!(&names[..3], ["alice-smith", "alice-smith.corp", "alice-smith.corp2"]);
+        assert_eq!(
+            &names[..3],
+            ["alice-smith", "alice-smith.corp", "alice-smith.corp2"]
+        );
         assert_eq!(names.len(), 21);
         assert_eq!(username_candidates("jo", "corp")[0].as_str(), "corp-jo");
         assert_eq!(username_candidates("Ω", "x")[0].as_str(), "x__");

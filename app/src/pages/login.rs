@@ -13,21 +13,25 @@ pub fn LoginPage() -> impl IntoView {
         Suspend::new(async move {
             // Without the options (a failed call) the password form is still the safe offer:
             // the server refuses it if it is switched off.
-            let options = options.await.unwrap_or_else(|_| crate::model::SignInOptions {
-                local_accounts: true,
-                providers: Vec::new(),
-            });
+            let options = options
+                .await
+                .unwrap_or_else(|_| crate::model::SignInOptions {
+                    local_accounts: true,
+                    providers: Vec::new(),
+                });
             let both = options.local_accounts && !options.providers.is_empty();
             let providers = (!options.providers.is_empty()).then(|| {
                 view! {
                     <div class="sso-buttons">
-                        {options.providers.into_iter().map(|p| view! {
+                        {options.providers.into_iter().map(|p| {
+                            let label = format!("Sign in with {}", p.name);
+                            view! {
                             // rel=external: a full page load, so the browser follows the
                             // server's redirect to the provider instead of the client router.
                             <a class="btn primary sso" rel="external" href=format!("/auth/oidc/{}/start", p.id)>
-                                "Sign in with "{p.name}
+                                {label}
                             </a>
-                        }).collect_view()}
+                        }}).collect_view()}
                     </div>
                 }
             });

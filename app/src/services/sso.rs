@@ -5,7 +5,9 @@
 //! Token verification happens in the server's OpenID Connect routes; what arrives here is
 //! an identity the provider has vouched for.
 
-use crate::domain::sso::{FederatedIdentity, GroupRule, parse_group_name, roles_from_groups, username_candidates};
+use crate::domain::sso::{
+    FederatedIdentity, GroupRule, parse_group_name, roles_from_groups, username_candidates,
+};
 use crate::domain::{FieldErrors, Role, RoleAssignment, Scope};
 use crate::error::{AppError, AppResult};
 use crate::model::GroupRuleView;
@@ -13,7 +15,10 @@ use crate::store::{FederatedProfile, NewLogEntry, Store, StoreError, StoredGroup
 use std::net::IpAddr;
 
 pub enum FederatedSignIn {
-    SignedIn { user: StoredUser, created: bool },
+    SignedIn {
+        user: StoredUser,
+        created: bool,
+    },
     /// The account exists but an administrator disabled it.
     Disabled,
 }
@@ -66,8 +71,14 @@ pub async fn sign_in_federated(
                 .await?
                 .ok_or(AppError::Internal)?;
             if user.disabled {
-                log_refused(store, provider, &user.username, client_ip, "account disabled")
-                    .await?;
+                log_refused(
+                    store,
+                    provider,
+                    &user.username,
+                    client_ip,
+                    "account disabled",
+                )
+                .await?;
                 return Ok(FederatedSignIn::Disabled);
             }
             store
@@ -213,7 +224,10 @@ pub async fn add_group_rule(
     let mut errors = FieldErrors::new();
     let provider = providers.iter().find(|p| *p == input.provider).cloned();
     if provider.is_none() {
-        errors.add("provider", "Choose one of the configured identity providers.");
+        errors.add(
+            "provider",
+            "Choose one of the configured identity providers.",
+        );
     }
     let group = errors.check("group", parse_group_name(input.group));
     let role = errors.check("role", Role::parse(input.role));

@@ -33,8 +33,7 @@ pub struct StoredGroupRule {
     pub rule: GroupRule,
 }
 
-const IDENTITY_COLUMNS: &str =
-    "user_id, provider, subject, email, idp_groups, last_sign_in_at";
+const IDENTITY_COLUMNS: &str = "user_id, provider, subject, email, idp_groups, last_sign_in_at";
 
 fn identity_from_row(row: &AnyRow) -> Result<StoredIdentity> {
     let groups: String = row.try_get("idp_groups")?;
