@@ -253,8 +253,8 @@ async fn later_sign_ins_update_the_profile_and_groups_grant_roles() {
     assert_eq!(me["roles"][0]["via_group"], "ops");
     // The role counts for permission checks, not just for display: approvers see the
     // activity log.
-    let (s, _) = app.call(&c, "list_activity", &[]).await;
-    assert_ne!(s, StatusCode::FORBIDDEN);
+    let (s, body) = app.call(&c, "activity", &[]).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
     // Group rules are for administrators only.
     let (s, _) = app.call(&c, "list_group_rules", &[]).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -290,6 +290,8 @@ async fn later_sign_ins_update_the_profile_and_groups_grant_roles() {
     assert_eq!(me2["roles"], json!([]));
     // The other session of the same user sees the change on its next request too.
     assert_eq!(app.whoami(&c).await["roles"], json!([]));
+    let (s, _) = app.call(&c, "activity", &[]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "the role went with the group");
 
     // Removing the rule is logged like adding it.
     let (_, rules) = app.call(&admin, "list_group_rules", &[]).await;
