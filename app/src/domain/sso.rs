@@ -183,7 +183,7 @@ pub fn roles_from_groups<'a>(
 ) -> Vec<&'a GroupRule> {
     rules
         .iter()
-        .filter(|r| r.provider == provider && groups.iter().any(|g| *g == r.group))
+        .filter(|r| r.provider == provider && groups.contains(&r.group))
         .collect()
 }
 
