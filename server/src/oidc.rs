@@ -234,6 +234,7 @@ enum Refusal {
     Unreachable,
     NotPending,
     StateMismatch,
+    IssuerMismatch,
     PendingExpired,
     Denied,
     ProviderError(String),
@@ -273,6 +274,7 @@ impl Refusal {
             Refusal::Unreachable => "provider unreachable".into(),
             Refusal::NotPending => "callback without a pending sign-in (replayed or forged)".into(),
             Refusal::StateMismatch => "state mismatch (forged callback)".into(),
+            Refusal::IssuerMismatch => "response from another issuer (mix-up)".into(),
             Refusal::PendingExpired => "sign-in took too long".into(),
             Refusal::Denied => "access denied at the provider".into(),
             Refusal::ProviderError(code) => format!("provider error {code}"),
@@ -300,6 +302,10 @@ impl Refusal {
             Refusal::StateMismatch => "This sign-in response does not belong to the sign-in \
                  started in this browser, so it was refused. Please start again from the sign-in \
                  page."
+                .into(),
+            Refusal::IssuerMismatch => "This sign-in response names another identity provider \
+                 than the one the sign-in was started with, so it was refused. Please start again \
+                 from the sign-in page."
                 .into(),
             Refusal::PendingExpired => {
                 "The sign-in took too long and has expired. Please start again.".into()
@@ -488,6 +494,9 @@ pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// RFC 9207: providers that send it say who answered; it must be the provider the
+    /// sign-in went to (defence against mix-up between several providers).
+    iss: Option<String>,
 }
 
 pub async fn callback(
@@ -538,6 +547,11 @@ async fn complete(
     }
     if now_ms() - pending.started_ms > PENDING_TTL_MS {
         return Err(Refusal::PendingExpired);
+    }
+    if let Some(iss) = &query.iss
+        && iss != &provider.config.issuer
+    {
+        return Err(Refusal::IssuerMismatch);
     }
     if let Some(error) = query.error {
         return Err(if error == "access_denied" {

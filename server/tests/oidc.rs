@@ -401,6 +401,33 @@ async fn a_replayed_or_unsolicited_callback_is_refused() {
 }
 
 #[tokio::test]
+async fn a_response_naming_another_issuer_is_refused() {
+    let (issuer, app) = fake_app().await;
+    let c = browser();
+    let auth = app.start(&c, "corp").await;
+    let code = issuer.issue_code(&auth, alice());
+    let res = app
+        .callback(
+            &c,
+            "corp",
+            &[
+                ("code", &code),
+                ("state", &auth.state),
+                ("iss", "http://127.0.0.1:9/another-provider"),
+            ],
+        )
+        .await;
+    assert_refused(
+        &app,
+        &c,
+        res,
+        StatusCode::BAD_REQUEST,
+        "names another identity provider",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_bad_nonce_is_refused() {
     let (issuer, app) = fake_app().await;
     let c = browser();
