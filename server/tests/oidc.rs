@@ -342,6 +342,24 @@ async fn identities_are_matched_by_subject_never_by_name() {
 }
 
 #[tokio::test]
+async fn a_rotated_signing_key_is_fetched_again() {
+    let (issuer, app) = fake_app().await;
+    let c = browser();
+    assert!(
+        sign_in_with(&app, &issuer, &c, alice())
+            .await
+            .status()
+            .is_redirection()
+    );
+    // The portal has the provider's metadata and keys cached; the provider rotates.
+    issuer.rotate_keys();
+    let c2 = browser();
+    let res = sign_in_with(&app, &issuer, &c2, alice()).await;
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert_eq!(app.whoami(&c2).await["username"], "alice");
+}
+
+#[tokio::test]
 async fn a_forged_state_is_refused() {
     let (issuer, app) = fake_app().await;
     let c = browser();

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 pub const CLIENT_ID: &str = "portcullis";
 pub const CLIENT_SECRET: &str = "a test client secret";
 const KID: &str = "test-key-1";
+const NEXT_KID: &str = "test-key-2";
 
 /// A portal on a real socket with its store at hand, so tests can count sessions.
 pub struct SsoApp {
@@ -125,6 +126,9 @@ struct Issuer {
     url: String,
     key: CoreRsaPrivateSigningKey,
     forger: CoreRsaPrivateSigningKey,
+    /// The key after a rotation: published under another key id, the old one withdrawn.
+    next_key: CoreRsaPrivateSigningKey,
+    rotated: std::sync::atomic::AtomicBool,
     codes: Mutex<HashMap<String, Code>>,
 }
 
@@ -162,6 +166,12 @@ pub async fn spawn_fake_issuer() -> FakeIssuer {
         url: url.clone(),
         key: CoreRsaPrivateSigningKey::from_pem(&pem("oidc_signing_key.pem"), kid.clone()).unwrap(),
         forger: CoreRsaPrivateSigningKey::from_pem(&pem("oidc_forger_key.pem"), kid).unwrap(),
+        next_key: CoreRsaPrivateSigningKey::from_pem(
+            &pem("oidc_forger_key.pem"),
+            Some(JsonWebKeyId::new(NEXT_KID.into())),
+        )
+        .unwrap(),
+        rotated: Default::default(),
         codes: Mutex::new(HashMap::new()),
     });
     let router = axum::Router::new()
@@ -203,7 +213,18 @@ async fn discovery(State(issuer): State<Arc<Issuer>>) -> Json<Value> {
 }
 
 async fn jwks(State(issuer): State<Arc<Issuer>>) -> Json<Value> {
-    Json(json!({ "keys": [issuer.key.as_verification_key()] }))
+    let key = if issuer.is_rotated() {
+        &issuer.next_key
+    } else {
+        &issuer.key
+    };
+    Json(json!({ "keys": [key.as_verification_key()] }))
+}
+
+impl Issuer {
+    fn is_rotated(&self) -> bool {
+        self.rotated.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 fn oauth_error(code: &str) -> axum::response::Response {
@@ -261,17 +282,17 @@ async fn token(
     if let Value::Object(extra) = spec.claims {
         claims.as_object_mut().unwrap().extend(extra);
     }
-    let header = json!({ "alg": "RS256", "typ": "JWT", "kid": KID });
+    let (kid, key) = match (spec.forged, issuer.is_rotated()) {
+        (true, _) => (KID, &issuer.forger),
+        (false, false) => (KID, &issuer.key),
+        (false, true) => (NEXT_KID, &issuer.next_key),
+    };
+    let header = json!({ "alg": "RS256", "typ": "JWT", "kid": kid });
     let input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let key = if spec.forged {
-        &issuer.forger
-    } else {
-        &issuer.key
-    };
     let signature = key
         .sign(
             &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
@@ -289,6 +310,14 @@ async fn token(
 }
 
 impl FakeIssuer {
+    /// The provider rotates its signing key: new tokens carry a key id the portal has not
+    /// seen, and the old key leaves the published set.
+    pub fn rotate_keys(&self) {
+        self.inner
+            .rotated
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The provider goes down: its port closes and open connections end.
     pub async fn stop(&self) {
         if let Some(stop) = self.stop.lock().unwrap().take() {
