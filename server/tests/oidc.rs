@@ -629,6 +629,31 @@ async fn an_unreachable_provider_does_not_stop_the_portal_and_is_explained() {
 }
 
 #[tokio::test]
+async fn a_provider_that_comes_up_after_the_portal_is_used_once_it_is_there() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let app = spawn_sso_app(&provider_toml(
+        "corp",
+        "Corp SSO",
+        &format!("http://127.0.0.1:{port}"),
+    ))
+    .await;
+    let c = browser();
+    let res = c
+        .get(format!("{}/auth/oidc/corp/start", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    let issuer = spawn_fake_issuer_on(port).await;
+    let res = sign_in_with(&app, &issuer, &c, alice()).await;
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert_eq!(app.whoami(&c).await["username"], "alice");
+}
+
+#[tokio::test]
 async fn a_provider_that_goes_down_after_the_redirect_is_explained() {
     let (issuer, app) = fake_app().await;
     let c = browser();

@@ -106,6 +106,11 @@ pub mod ctx {
         /// sign-in (session fixation) is worthless afterwards.
         pub async fn start_session(&self, user_id: &str) -> AppResult<()> {
             self.session.cycle_id().await.map_err(session_error)?;
+            // A password sign-in is not a provider session: sign-out must not go there.
+            self.session
+                .remove::<String>(crate::auth::SESSION_END_SESSION_URL)
+                .await
+                .map_err(session_error)?;
             self.session
                 .insert(SESSION_USER_ID, user_id)
                 .await

@@ -152,7 +152,14 @@ pub struct Authorize {
 }
 
 pub async fn spawn_fake_issuer() -> FakeIssuer {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_fake_issuer_on(0).await
+}
+
+/// Like [`spawn_fake_issuer`] on a chosen port (a provider that comes up late).
+pub async fn spawn_fake_issuer_on(port: u16) -> FakeIssuer {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let pem = |name: &str| {
         std::fs::read_to_string(format!(
