@@ -1,8 +1,17 @@
 // Single sign-on through a real OpenID provider (npm oidc-provider on 127.0.0.1): an
 // administrator maps the provider's group to a role; a user signs in with the provider,
 // lands in the portal with the role the group grants, and signs out of both.
+import AxeBuilder from '@axe-core/playwright';
 import { test, expect, ready } from './fixtures.js';
 import { bootstrapAdmin, signOut } from './helpers.js';
+
+async function noSeriousA11yViolations(page, testInfo) {
+  // axe runs inside the page, so it needs JavaScript; the markup is the same either way.
+  if (testInfo.project.use.javaScriptEnabled === false) return;
+  const results = await new AxeBuilder({ page }).analyze();
+  const serious = results.violations.filter((v) => ['serious', 'critical'].includes(v.impact));
+  expect(serious.map((v) => `${v.id}: ${v.help}`)).toEqual([]);
+}
 
 test.use({ oidc: true });
 
@@ -34,6 +43,7 @@ test('a group member signs in with the provider, gets the group role, and signs 
 
   // Both ways in are offered; alice takes the provider's.
   await expect(page.getByLabel('User name')).toBeVisible();
+  await noSeriousA11yViolations(page, testInfo);
   await signInWithProvider(page, testInfo, 'alice', 'correct horse battery staple');
 
   await expect(page).toHaveURL(`${portal.base}/`);
@@ -69,6 +79,7 @@ test('a user who cancels at the provider is told so and stays signed out', async
   await page.getByRole('button', { name: 'Cancel' }).click();
   await expect(page.getByRole('heading', { name: 'Sign-in failed' })).toBeVisible();
   await expect(page.getByRole('alert')).toContainText('Test IdP did not grant access');
+  await noSeriousA11yViolations(page, testInfo);
   await page.getByRole('link', { name: 'Back to sign-in' }).click();
   await expect(page).toHaveURL(`${portal.base}/login`);
   await page.goto('/');
