@@ -425,8 +425,16 @@ async fn refuse(
         .ok()
         .flatten()
         .is_some();
-    if !signed_in && let Err(e) = session.flush().await {
-        tracing::error!(error = %e, "ending the session of a refused sign-in failed");
+    let ended = if signed_in {
+        // Keeps the signed-in session but stores the removal of the pending sign-in now:
+        // the session layer does not save on 5xx answers, and the callback must stay
+        // one-shot.
+        session.save().await
+    } else {
+        session.flush().await
+    };
+    if let Err(e) = ended {
+        tracing::error!(error = %e, "ending the pending sign-in of a refusal failed");
     }
     if let Err(e) = log_refused(&state.store, provider, provider, ip.0, &refusal.reason()).await {
         tracing::error!(error = %e, "logging a refused sign-in failed");
