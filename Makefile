@@ -27,12 +27,15 @@ test:
 ## PostgreSQL (127.0.0.1:5432, or a throwaway cluster: scripts/test-postgres.sh).
 unit: unit-sqlite unit-postgres
 
+# The same package set in both passes, so that the second reuses the first's binaries.
+TEST_PACKAGES = -p portcullis-app -p portcullis-server -p portcullis-agent -p portcullis-cli
+
 unit-sqlite:
-	cargo test -p portcullis-app -p portcullis-server -p portcullis-agent -p portcullis-cli
+	cargo test $(TEST_PACKAGES)
 
 unit-postgres:
 	url=$$(scripts/test-postgres.sh) && \
-	  PORTCULLIS_TEST_POSTGRES=$$url cargo test -p portcullis-app -p portcullis-server --tests; \
+	  PORTCULLIS_TEST_POSTGRES=$$url cargo test $(TEST_PACKAGES); \
 	  status=$$?; scripts/test-postgres.sh cleanup; exit $$status
 
 e2e:

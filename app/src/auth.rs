@@ -13,6 +13,9 @@ use argon2::password_hash::{
 use crate::error::{AppError, AppResult};
 
 pub const SESSION_USER_ID: &str = "user_id";
+/// Set at a single sign-on: where sign-out sends the browser to end the provider's session
+/// too (its end-session endpoint with the ID token as hint).
+pub const SESSION_END_SESSION_URL: &str = "end_session_url";
 
 /// Hashes on the blocking pool: argon2 is deliberately slow and would stall the async
 /// workers that serve everyone else.

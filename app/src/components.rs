@@ -28,7 +28,7 @@ pub fn Shell(children: Children) -> impl IntoView {
                         <div class="user-box">
                             <span class="user-name" data-testid="signed-in-user">{u.display_name.clone()}" ("{u.username.clone()}")"</span>
                             <a href="/tokens" class="link">"API tokens"</a>
-                            <a href="/account/password" class="link">"Change password"</a>
+                            {(!u.federated).then(|| view! { <a href="/account/password" class="link">"Change password"</a> })}
                             <ActionForm action=logout attr:class="inline-form">
                                 <button type="submit" class="btn small">"Sign out"</button>
                             </ActionForm>

@@ -8,6 +8,10 @@ pub struct RoleView {
     pub id: String,
     pub role: String,
     pub scope: String,
+    /// Set for a role held through an identity-provider group rule rather than assigned
+    /// directly; such a role is removed by editing the rule, not the user.
+    #[serde(default)]
+    pub via_group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +24,9 @@ pub struct UserView {
     /// Precomputed so that pages show or hide admin navigation without their own rules.
     /// Hiding is cosmetic: every server function checks again.
     pub can_manage_users: bool,
+    /// Signed in through an identity provider: there is no local password to change.
+    #[serde(default)]
+    pub federated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +37,34 @@ pub struct UserRow {
     pub disabled: bool,
     pub must_change_password: bool,
     pub roles: Vec<RoleView>,
+    /// How the user signs in, e.g. `corp: alice@example.org (groups: ops, staff)`; empty
+    /// for a local account.
+    #[serde(default)]
+    pub identity: String,
+}
+
+/// How visitors may sign in: the password form (unless switched off) and one button per
+/// configured identity provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SignInOptions {
+    pub local_accounts: bool,
+    pub providers: Vec<ProviderButton>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderButton {
+    pub id: String,
+    pub name: String,
+}
+
+/// A rule "members of this IdP group hold this role".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRuleView {
+    pub id: String,
+    pub provider: String,
+    pub group: String,
+    pub role: String,
+    pub scope: String,
 }
 
 #[cfg(feature = "ssr")]
@@ -44,6 +79,64 @@ mod ssr {
                 id: a.id.clone(),
                 role: a.assignment.role.as_str().to_owned(),
                 scope: a.assignment.scope.to_string(),
+                via_group: None,
+            }
+        }
+    }
+
+    impl From<&crate::store::StoredGroupRule> for RoleView {
+        fn from(r: &crate::store::StoredGroupRule) -> Self {
+            RoleView {
+                id: r.id.clone(),
+                role: r.rule.assignment.role.as_str().to_owned(),
+                scope: r.rule.assignment.scope.to_string(),
+                via_group: Some(r.rule.group.clone()),
+            }
+        }
+    }
+
+    impl UserRow {
+        /// Adds how a federated user signs in and the roles their groups grant.
+        pub fn with_identity(
+            mut self,
+            identity: Option<&crate::store::StoredIdentity>,
+            rules: &[crate::store::StoredGroupRule],
+        ) -> Self {
+            let Some(identity) = identity else {
+                return self;
+            };
+            let who = if identity.email.is_empty() {
+                &identity.subject
+            } else {
+                &identity.email
+            };
+            self.identity = format!("{}: {who}", identity.provider);
+            if !identity.groups.is_empty() {
+                self.identity
+                    .push_str(&format!(" (groups: {})", identity.groups.join(", ")));
+            }
+            let plain: Vec<crate::domain::sso::GroupRule> =
+                rules.iter().map(|r| r.rule.clone()).collect();
+            let granted =
+                crate::domain::sso::roles_from_groups(&plain, &identity.provider, &identity.groups);
+            self.roles.extend(
+                rules
+                    .iter()
+                    .filter(|r| granted.contains(&&r.rule))
+                    .map(RoleView::from),
+            );
+            self
+        }
+    }
+
+    impl From<&crate::store::StoredGroupRule> for GroupRuleView {
+        fn from(r: &crate::store::StoredGroupRule) -> Self {
+            GroupRuleView {
+                id: r.id.clone(),
+                provider: r.rule.provider.clone(),
+                group: r.rule.group.clone(),
+                role: r.rule.assignment.role.as_str().to_owned(),
+                scope: r.rule.assignment.scope.to_string(),
             }
         }
     }
@@ -59,7 +152,25 @@ mod ssr {
                 must_change_password: user.must_change_password,
                 roles: assignments.iter().map(RoleView::from).collect(),
                 can_manage_users: permits(&roles, Action::ManageUsers, &Resource::Global),
+                federated: false,
             }
+        }
+
+        /// Adds the roles a user holds through IdP groups, for a federated user.
+        pub fn with_group_roles(
+            mut self,
+            assignments: &[StoredAssignment],
+            group_rules: &[crate::store::StoredGroupRule],
+        ) -> Self {
+            self.federated = true;
+            self.roles.extend(group_rules.iter().map(RoleView::from));
+            let roles: Vec<RoleAssignment> = assignments
+                .iter()
+                .map(|a| a.assignment.clone())
+                .chain(group_rules.iter().map(|r| r.rule.assignment.clone()))
+                .collect();
+            self.can_manage_users = permits(&roles, Action::ManageUsers, &Resource::Global);
+            self
         }
     }
 }

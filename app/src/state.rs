@@ -19,6 +19,8 @@ pub struct AppState {
     pub expiry_wake: Arc<tokio::sync::Notify>,
     /// The configured public origin, for links and commands shown to users.
     pub public_url: Option<String>,
+    /// The password form (on or off) and the configured identity providers.
+    pub sign_in: Arc<crate::model::SignInOptions>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -1,12 +1,15 @@
 // A fresh Portcullis server per test: its own SQLite file, a free loopback port, and the
-// bootstrap administrator's one-time password read from its (JSON) log.
+// bootstrap administrator's one-time password read from its (JSON) log. Tests that set
+// `oidc: true` also get a real OpenID provider (end2end/oidc/provider.mjs) configured as
+// the portal's identity provider "Test IdP".
 import { test as base, expect } from '@playwright/test';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { CLIENT_ID, CLIENT_SECRET, startProvider } from '../oidc/provider.mjs';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const binary = process.env.PORTCULLIS_BIN || join(root, 'target', 'debug', 'portcullis-server');
@@ -23,13 +26,36 @@ function freePort() {
   });
 }
 
-async function startPortal() {
+async function startPortal({ oidc = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-e2e-'));
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
+  const extraEnv = {};
+  let provider;
+  if (oidc) {
+    // The provider must know the portal's redirect URI, so the portal's port comes first.
+    provider = await startProvider({
+      redirectUri: `${base}/auth/oidc/test/callback`,
+      postLogoutRedirectUri: `${base}/login`,
+    });
+    const config = join(dir, 'portcullis.toml');
+    writeFileSync(config, [
+      '[[oidc]]',
+      'id = "test"',
+      'name = "Test IdP"',
+      `issuer = "${provider.issuer}"`,
+      `client_id = "${CLIENT_ID}"`,
+      'scopes = ["openid", "email", "profile", "groups"]',
+      '',
+    ].join('\n'));
+    extraEnv.PORTCULLIS_CONFIG = config;
+    // The secret comes from the environment, as an operator would keep it.
+    extraEnv.PORTCULLIS_OIDC_TEST_CLIENT_SECRET = CLIENT_SECRET;
+  }
   const child = spawn(binary, [], {
     env: {
       ...process.env,
+      ...extraEnv,
       PORTCULLIS_LISTEN: `127.0.0.1:${port}`,
       PORTCULLIS_DATABASE_URL: `sqlite://${join(dir, 'portal.db')}`,
       PORTCULLIS_PUBLIC_URL: base,
@@ -53,23 +79,31 @@ async function startPortal() {
     createInterface({ input: child.stdout }).on('line', onLine);
     createInterface({ input: child.stderr }).on('line', (l) => log.push(l));
   });
-  await ready;
+  try {
+    await ready;
+  } catch (e) {
+    await provider?.stop();
+    throw e;
+  }
   if (!password) throw new Error(`no bootstrap password in the log:\n${log.join('\n')}`);
   return {
     base,
     password,
     log,
+    provider,
     async stop() {
       child.kill('SIGTERM');
       await new Promise((ok) => (child.exitCode !== null ? ok() : child.once('exit', ok)));
+      await provider?.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
 export const test = base.extend({
-  portal: async ({}, use) => {
-    const portal = await startPortal();
+  oidc: [false, { option: true }],
+  portal: async ({ oidc }, use) => {
+    const portal = await startPortal({ oidc });
     await use(portal);
     await portal.stop();
   },

@@ -20,6 +20,45 @@ pub struct Config {
     /// Where the compiled site (pkg/, assets) lives.
     pub site_root: String,
     pub log_format: LogFormat,
+    /// Whether the user name and password form is offered. Federated-only sites turn it off.
+    pub local_accounts: bool,
+    /// OpenID Connect providers, each a button on the sign-in page.
+    pub oidc: Vec<OidcProviderConfig>,
+}
+
+/// One `[[oidc]]` table: an identity provider users may sign in with.
+#[derive(Clone)]
+pub struct OidcProviderConfig {
+    /// Short name used in URLs (`/auth/oidc/{id}/…`) and stored with each federated user.
+    pub id: String,
+    /// Shown on the button: "Sign in with {name}".
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub scopes: Vec<String>,
+    pub username_claim: String,
+    pub email_claim: String,
+    pub name_claim: String,
+    pub groups_claim: String,
+    /// Overrides the end-session endpoint the provider advertises (or supplies one).
+    pub end_session_url: Option<String>,
+}
+
+impl std::fmt::Debug for OidcProviderConfig {
+    // The client secret must never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProviderConfig")
+            .field("id", &self.id)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +78,13 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
+    /// A setting of one `[[oidc]]` table, named with the provider it belongs to.
+    #[error("oidc provider '{provider}', {key}: {message}")]
+    Oidc {
+        provider: String,
+        key: String,
+        message: String,
+    },
 }
 
 /// The file's shape. Unknown keys are refused so that a typo does not silently fall back
@@ -53,6 +99,26 @@ struct FileConfig {
     session_key: Option<String>,
     site_root: Option<String>,
     log_format: Option<String>,
+    local_accounts: Option<bool>,
+    #[serde(default)]
+    oidc: Vec<FileOidc>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOidc {
+    id: Option<String>,
+    name: Option<String>,
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    scopes: Option<Vec<String>>,
+    username_claim: Option<String>,
+    email_claim: Option<String>,
+    name_claim: Option<String>,
+    groups_claim: Option<String>,
+    end_session_url: Option<String>,
 }
 
 impl Config {
@@ -176,6 +242,46 @@ impl Config {
             }
         };
 
+        let local_accounts = match env("PORTCULLIS_LOCAL_ACCOUNTS").as_deref() {
+            None => file.local_accounts.unwrap_or(true),
+            Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "local_accounts (PORTCULLIS_LOCAL_ACCOUNTS)",
+                    message: format!("'{other}': use true or false"),
+                });
+            }
+        };
+
+        let oidc = file
+            .oidc
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| oidc_provider(i, p, &env))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, p) in oidc.iter().enumerate() {
+            if oidc[..i].iter().any(|q| q.id == p.id) {
+                return Err(ConfigError::Oidc {
+                    provider: p.id.clone(),
+                    key: "id".into(),
+                    message: "two providers have this id; each needs its own".into(),
+                });
+            }
+        }
+        if !oidc.is_empty() && public_url.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "public_url (PORTCULLIS_PUBLIC_URL)",
+                message: "needed with [[oidc]] providers: the redirect URI is built from it".into(),
+            });
+        }
+        if !local_accounts && oidc.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "local_accounts (PORTCULLIS_LOCAL_ACCOUNTS)",
+                message: "false leaves no way to sign in: configure an [[oidc]] provider".into(),
+            });
+        }
+
         Ok(Config {
             listen,
             database_url,
@@ -184,7 +290,22 @@ impl Config {
             session_key,
             site_root,
             log_format,
+            local_accounts,
+            oidc,
         })
+    }
+
+    /// Parses TOML text the way a configuration file is read, with `env` for the
+    /// environment; for tests that assemble a configuration in code.
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+            path: "(inline)".into(),
+            message: e.to_string(),
+        })?;
+        Self::from_sources(file, env)
     }
 
     /// A configuration for tests and embedded use: everything default but the database.
@@ -193,6 +314,134 @@ impl Config {
             Self::from_sources(FileConfig::default(), |_| None).expect("defaults are valid");
         config.database_url = database_url.to_owned();
         config
+    }
+}
+
+/// Reads one `[[oidc]]` table. The secret may come from the table, from a file (so it can
+/// live outside the configuration, e.g. a mounted secret), or from
+/// `PORTCULLIS_OIDC_<ID>_CLIENT_SECRET`, which wins.
+fn oidc_provider(
+    index: usize,
+    p: FileOidc,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<OidcProviderConfig, ConfigError> {
+    let label = p.id.clone().unwrap_or_else(|| format!("#{}", index + 1));
+    let err = |key: &str, message: String| ConfigError::Oidc {
+        provider: label.clone(),
+        key: key.to_owned(),
+        message,
+    };
+    let required = |key: &str, v: Option<String>| {
+        v.map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| err(key, "is required".into()))
+    };
+    let id = required("id", p.id.clone())?;
+    if id.len() > 32
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(err(
+            "id",
+            format!("'{id}': use 1 to 32 lowercase letters, digits and -"),
+        ));
+    }
+    let name = required("name", p.name)?;
+    let issuer = required("issuer", p.issuer)?;
+    if !url_allowed(&issuer) {
+        return Err(err(
+            "issuer",
+            format!("'{issuer}' is not an https:// URL (plain http only on loopback)"),
+        ));
+    }
+    let client_id = required("client_id", p.client_id)?;
+    let env_key = format!(
+        "PORTCULLIS_OIDC_{}_CLIENT_SECRET",
+        id.to_ascii_uppercase().replace('-', "_")
+    );
+    let client_secret = match (env(&env_key), p.client_secret, p.client_secret_file) {
+        (Some(s), _, _) => Some(s),
+        (None, Some(_), Some(_)) => {
+            return Err(err(
+                "client_secret",
+                "give client_secret or client_secret_file, not both".into(),
+            ));
+        }
+        (None, Some(s), None) => Some(s),
+        (None, None, Some(path)) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| {
+                    err(
+                        "client_secret_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None, None) => None,
+    }
+    .filter(|s| !s.is_empty());
+    let mut scopes = p
+        .scopes
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '"'))
+    {
+        return Err(err("scopes", format!("'{bad}' is not a scope name")));
+    }
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    let claim = |key: &str, v: Option<String>, default: &str| {
+        let v = v.unwrap_or_else(|| default.to_owned());
+        if v.trim().is_empty() {
+            Err(err(key, "must name a claim".into()))
+        } else {
+            Ok(v.trim().to_owned())
+        }
+    };
+    let end_session_url = match p.end_session_url.filter(|u| !u.trim().is_empty()) {
+        Some(u) if !url_allowed(&u) => {
+            return Err(err(
+                "end_session_url",
+                format!("'{u}' is not an https:// URL (plain http only on loopback)"),
+            ));
+        }
+        other => other,
+    };
+    Ok(OidcProviderConfig {
+        id,
+        name,
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+        username_claim: claim("username_claim", p.username_claim, "preferred_username")?,
+        email_claim: claim("email_claim", p.email_claim, "email")?,
+        name_claim: claim("name_claim", p.name_claim, "name")?,
+        groups_claim: claim("groups_claim", p.groups_claim, "groups")?,
+        end_session_url,
+    })
+}
+
+/// Identity providers are reached over https; plain http is accepted only on loopback
+/// (tests, or a provider on the same host).
+fn url_allowed(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_only = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    match scheme {
+        "https" => !host_only.is_empty(),
+        "http" => matches!(host_only, "127.0.0.1" | "localhost" | "::1"),
+        _ => false,
     }
 }
 
@@ -267,5 +516,92 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("log_format"), "{e}");
+    }
+
+    const PROVIDER: &str = r#"
+        public_url = "https://jit.example.org"
+        [[oidc]]
+        id = "corp"
+        name = "Corp SSO"
+        issuer = "https://login.example.org/realms/corp"
+        client_id = "portcullis"
+        client_secret = "from the file"
+    "#;
+
+    #[test]
+    fn oidc_providers_have_defaults_and_take_the_secret_from_the_environment() {
+        let c = load(PROVIDER, &[]).unwrap();
+        assert!(c.local_accounts);
+        let p = &c.oidc[0];
+        assert_eq!(p.scopes, ["openid", "email", "profile"]);
+        assert_eq!(p.username_claim, "preferred_username");
+        assert_eq!(p.groups_claim, "groups");
+        assert_eq!(p.client_secret.as_deref(), Some("from the file"));
+        assert!(
+            !format!("{p:?}").contains("from the file"),
+            "secret in Debug"
+        );
+        let c = load(
+            PROVIDER,
+            &[
+                ("PORTCULLIS_OIDC_CORP_CLIENT_SECRET", "from env"),
+                ("PORTCULLIS_LOCAL_ACCOUNTS", "false"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.oidc[0].client_secret.as_deref(), Some("from env"));
+        assert!(!c.local_accounts);
+
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "from a file\n").unwrap();
+        let text = PROVIDER.replace(
+            "client_secret = \"from the file\"",
+            &format!("client_secret_file = {:?}", secret.display().to_string()),
+        );
+        let c = load(&text, &[]).unwrap();
+        assert_eq!(c.oidc[0].client_secret.as_deref(), Some("from a file"));
+    }
+
+    #[test]
+    fn bad_oidc_settings_name_the_provider_and_key() {
+        let cases = [
+            (PROVIDER.replace("https://login", "http://login"), "issuer"),
+            (PROVIDER.replace("id = \"corp\"", "id = \"Corp SSO\""), "id"),
+            (
+                PROVIDER.replace("client_id = \"portcullis\"", ""),
+                "client_id",
+            ),
+            (
+                PROVIDER.replace("public_url = \"https://jit.example.org\"", ""),
+                "public_url",
+            ),
+            (format!("{PROVIDER}\nscopes = [\"a b\"]"), "scopes"),
+            (
+                format!("{PROVIDER}\nclient_secret_file = \"/x\""),
+                "client_secret",
+            ),
+            (format!("{PROVIDER}\ngroup_claim = \"x\""), "unknown field"),
+            (
+                format!(
+                    "{PROVIDER}\n[[oidc]]{}",
+                    PROVIDER.split_once("[[oidc]]").unwrap().1
+                ),
+                "two providers",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = load(&text, &[]).unwrap_err().to_string();
+            assert!(e.contains(expected), "{expected}: {e}");
+        }
+        let e = load("local_accounts = false", &[]).unwrap_err().to_string();
+        assert!(e.contains("local_accounts"), "{e}");
+        let e = load(PROVIDER, &[("PORTCULLIS_LOCAL_ACCOUNTS", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PORTCULLIS_LOCAL_ACCOUNTS"), "{e}");
+        // Loopback issuers may use plain http (tests, a provider on the same host).
+        let local = PROVIDER.replace("https://login.example.org", "http://127.0.0.1:8080");
+        assert!(load(&local, &[]).is_ok());
     }
 }

@@ -45,13 +45,7 @@ pub async fn activity_csv(
             .await?
             .filter(|u| !u.disabled && !u.must_change_password)
             .ok_or(AppError::Unauthenticated)?;
-        let roles = state
-            .store
-            .assignments_of(&user.id)
-            .await?
-            .into_iter()
-            .map(|a| a.assignment)
-            .collect();
+        let roles = portcullis_app::services::sso::effective_roles(&state.store, &user.id).await?;
         let actor = Actor {
             user_id: user.id,
             username: user.username,

@@ -107,6 +107,7 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
         && !path.starts_with("/api/")
         && !path.starts_with("/pkg/")
         && !path.starts_with("/agent/")
+        && !path.starts_with("/auth/")
         && path != "/healthz"
         && path != "/readyz"
         && !path.contains('.');

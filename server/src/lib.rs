@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod config;
 mod export;
 mod guards;
+pub mod oidc;
 pub mod rest;
 
 use axum::Router;
@@ -35,6 +36,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("creating the bootstrap administrator failed")]
     Bootstrap,
+    #[error("{0}")]
+    Oidc(#[from] oidc::OidcSetupError),
 }
 
 pub struct Built {
@@ -57,6 +60,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .site_addr(config.listen)
         .build();
 
+    let oidc = Arc::new(oidc::Oidc::new(&config.oidc, config.public_url.as_deref())?);
     let state = AppState {
         store: store.clone(),
         leptos_options: leptos_options.clone(),
@@ -64,6 +68,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         expiry_wake: Arc::new(tokio::sync::Notify::new()),
         public_url: config.public_url.clone(),
+        sign_in: Arc::new(oidc.sign_in_options(config.local_accounts)),
     };
 
     let key = match &config.session_key {
@@ -102,6 +107,8 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .route("/agent/v1/report", axum::routing::post(agent_api::report))
         .merge(rest::router())
         .route("/api/v1/{*rest}", axum::routing::any(rest::not_found))
+        .route("/auth/oidc/{provider}/start", get(oidc::start))
+        .route("/auth/oidc/{provider}/callback", get(oidc::callback))
         .leptos_routes_with_context(&state, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())
@@ -114,6 +121,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
             state.clone(),
             guards::page_gate,
         ))
+        .layer(axum::Extension(oidc.clone()))
         .layer(axum::middleware::from_fn(
             guards::malformed_arguments_are_client_errors,
         ))
@@ -129,6 +137,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state.clone());
 
+    oidc.warm_up();
     spawn_cleanup(store.clone());
     tokio::spawn(portcullis_app::services::requests::run_expiry(
         store,

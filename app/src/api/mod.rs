@@ -6,6 +6,7 @@ use crate::model::{UserRow, UserView};
 use leptos::prelude::*;
 
 pub mod jit;
+pub mod sso;
 pub mod tokens;
 
 #[cfg(feature = "ssr")]
@@ -87,14 +88,7 @@ pub mod ctx {
             if user.must_change_password {
                 return Err(AppError::PasswordChangeRequired);
             }
-            let roles = self
-                .state
-                .store
-                .assignments_of(&user.id)
-                .await?
-                .into_iter()
-                .map(|a| a.assignment)
-                .collect();
+            let roles = crate::services::sso::effective_roles(&self.state.store, &user.id).await?;
             Ok(Caller { user, roles })
         }
 
@@ -113,6 +107,11 @@ pub mod ctx {
         /// sign-in (session fixation) is worthless afterwards.
         pub async fn start_session(&self, user_id: &str) -> AppResult<()> {
             self.session.cycle_id().await.map_err(session_error)?;
+            // A password sign-in is not a provider session: sign-out must not go there.
+            self.session
+                .remove::<String>(crate::auth::SESSION_END_SESSION_URL)
+                .await
+                .map_err(session_error)?;
             self.session
                 .insert(SESSION_USER_ID, user_id)
                 .await
@@ -163,6 +162,12 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
     use crate::services::users::sign_in;
     let run = async {
         let c = ctx::ctx().await?;
+        if !c.state.sign_in.local_accounts {
+            return Err(AppError::field(
+                "password",
+                "Sign-in with a password is switched off here. Use your organisation's sign-in.",
+            ));
+        }
         let user = sign_in(
             &c.state.store,
             &c.state.limiter,
@@ -189,8 +194,16 @@ pub async fn logout() -> Result<(), AppError> {
         if let Some(user) = c.user().await? {
             tracing::info!(user = %user.username, "sign-out");
         }
+        // After a single sign-on, sign-out continues at the provider so that its session
+        // ends too; it sends the browser back to the sign-in page.
+        let end_session = c
+            .session
+            .get::<String>(crate::auth::SESSION_END_SESSION_URL)
+            .await
+            .ok()
+            .flatten();
         c.end_session().await?;
-        leptos_axum::redirect("/login");
+        leptos_axum::redirect(end_session.as_deref().unwrap_or("/login"));
         Ok(())
     };
     ctx::finish(run.await)

@@ -14,6 +14,7 @@ pub mod net;
 pub mod request;
 pub mod role;
 pub mod secret;
+pub mod sso;
 pub mod user;
 pub mod vm;
 

@@ -1,3 +1,4 @@
+use crate::api::sso::{AddGroupRule, RemoveGroupRule, list_group_rules, load_sign_in_options};
 use crate::api::{AddRole, CreateUser, RemoveRole, SetUserDisabled, list_users};
 use crate::components::{Field, FormAlert, SelectField, Shell, action_error};
 use crate::model::UserRow;
@@ -18,6 +19,8 @@ pub fn AdminUsersPage() -> impl IntoView {
     let add_role = ServerAction::<AddRole>::new();
     let remove_role = ServerAction::<RemoveRole>::new();
     let set_disabled = ServerAction::<SetUserDisabled>::new();
+    let add_rule = ServerAction::<AddGroupRule>::new();
+    let remove_rule = ServerAction::<RemoveGroupRule>::new();
     let users = Resource::new(
         move || {
             (
@@ -25,6 +28,7 @@ pub fn AdminUsersPage() -> impl IntoView {
                 add_role.version().get(),
                 remove_role.version().get(),
                 set_disabled.version().get(),
+                (add_rule.version().get(), remove_rule.version().get()),
             )
         },
         |_| list_users(),
@@ -71,6 +75,7 @@ pub fn AdminUsersPage() -> impl IntoView {
                 <FormAlert err=row_err />
                 <Transition fallback=|| view! { <p>"Loading…"</p> }>{table}</Transition>
             </section>
+            <GroupRules add_rule remove_rule />
             <section class="card">
                 <h2>"Create a user"</h2>
                 {created}
@@ -115,17 +120,28 @@ fn UserRowView(
                 <strong>{user.display_name.clone()}</strong>
                 <br />
                 <span class="muted">{user.username.clone()}</span>
+                {(!user.identity.is_empty()).then(|| view! {
+                    <br /><span class="muted small" data-testid="identity">"Signs in with "{user.identity.clone()}</span>
+                })}
             </td>
             <td>
                 <ul class="roles">
-                    {user.roles.into_iter().map(|r| view! {
-                        <li>
-                            <span class="badge">{r.role.clone()}</span>" on "{r.scope.clone()}
-                            <ActionForm action=remove_role attr:class="inline-form">
-                                <input type="hidden" name="assignment_id" value=r.id.clone() />
-                                <button type="submit" class="btn link small" aria-label=format!("Remove role {} on {}", r.role, r.scope)>"Remove"</button>
-                            </ActionForm>
-                        </li>
+                    {user.roles.into_iter().map(|r| match r.via_group.clone() {
+                        Some(group) => view! {
+                            <li>
+                                <span class="badge">{r.role.clone()}</span>" on "{r.scope.clone()}
+                                <span class="muted">" (via group "{group}")"</span>
+                            </li>
+                        }.into_any(),
+                        None => view! {
+                            <li>
+                                <span class="badge">{r.role.clone()}</span>" on "{r.scope.clone()}
+                                <ActionForm action=remove_role attr:class="inline-form">
+                                    <input type="hidden" name="assignment_id" value=r.id.clone() />
+                                    <button type="submit" class="btn link small" aria-label=format!("Remove role {} on {}", r.role, r.scope)>"Remove"</button>
+                                </ActionForm>
+                            </li>
+                        }.into_any(),
                     }).collect_view()}
                 </ul>
                 <details>
@@ -153,5 +169,96 @@ fn UserRowView(
                 </ActionForm>
             </td>
         </tr>
+    }
+}
+
+/// Rules that give the members of an identity-provider group a role here, so that group
+/// membership managed in the provider grants access in the portal.
+#[component]
+fn GroupRules(
+    add_rule: ServerAction<AddGroupRule>,
+    remove_rule: ServerAction<RemoveGroupRule>,
+) -> impl IntoView {
+    let rules = Resource::new(
+        move || (add_rule.version().get(), remove_rule.version().get()),
+        |_| list_group_rules(),
+    );
+    let options = Resource::new(|| (), |_| load_sign_in_options());
+    let add_err = action_error(add_rule);
+    let remove_err = action_error(remove_rule);
+    let body = move || {
+        Suspend::new(async move {
+            let providers = options.await.map(|o| o.providers).unwrap_or_default();
+            if providers.is_empty() {
+                return view! {
+                    <p class="muted">"No identity provider is configured (see [[oidc]] in the configuration)."</p>
+                }
+                .into_any();
+            }
+            let list = match rules.await {
+                Ok(rows) if rows.is_empty() => view! { <p>"No group rules yet."</p> }.into_any(),
+                Ok(rows) => view! {
+                    <table class="table" data-testid="group-rules">
+                        <thead>
+                            <tr><th scope="col">"Provider"</th><th scope="col">"Group"</th><th scope="col">"Role"</th><th scope="col">"Actions"</th></tr>
+                        </thead>
+                        <tbody>
+                            {rows.into_iter().map(|r| {
+                                let label = format!("Remove rule for group {}", r.group);
+                                view! {
+                                <tr data-group=r.group.clone()>
+                                    <td>{r.provider.clone()}</td>
+                                    <td>{r.group.clone()}</td>
+                                    <td><span class="badge">{r.role.clone()}</span>" on "{r.scope.clone()}</td>
+                                    <td>
+                                        <ActionForm action=remove_rule attr:class="inline-form">
+                                            <input type="hidden" name="rule_id" value=r.id.clone() />
+                                            <button type="submit" class="btn link small"
+                                                aria-label=label>"Remove"</button>
+                                        </ActionForm>
+                                    </td>
+                                </tr>
+                            }}).collect_view()}
+                        </tbody>
+                    </table>
+                }
+                .into_any(),
+                Err(e) => view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+            };
+            let choices: Vec<(String, String)> =
+                providers.into_iter().map(|p| (p.id, p.name)).collect();
+            view! {
+                {list}
+                <h3>"Add a group rule"</h3>
+                <FormAlert err=add_err />
+                <ActionForm action=add_rule attr:class="form grid">
+                    <div class="field">
+                        <label for="f-provider">"Identity provider"</label>
+                        <select id="f-provider" name="provider">
+                            {choices.into_iter().map(|(id, name)| view! { <option value=id>{name}</option> }).collect_view()}
+                        </select>
+                        <p class="field-error" aria-live="polite">{move || add_err.get().and_then(|e| e.field_message("provider"))}</p>
+                    </div>
+                    <Field label="Group (as the provider sends it)" name="group" autocomplete="off" err=add_err />
+                    <SelectField label="Role" name="role" options=ROLES err=add_err id_suffix="-rule".to_owned() />
+                    <SelectField label="Scope" name="scope_kind" options=SCOPES err=add_err id_suffix="-rule".to_owned() />
+                    <div class="field">
+                        <label for="f-scope_target-rule">"Group or VM (for a group or VM scope)"</label>
+                        <input id="f-scope_target-rule" name="scope_target" type="text" autocomplete="off" />
+                        <p class="field-error" aria-live="polite">{move || add_err.get().and_then(|e| e.field_message("scope_target"))}</p>
+                    </div>
+                    <div class="actions"><button type="submit" class="btn primary">"Add group rule"</button></div>
+                </ActionForm>
+            }
+            .into_any()
+        })
+    };
+    view! {
+        <section class="card">
+            <h2>"Identity-provider groups"</h2>
+            <p class="muted">"Members of a group hold its roles for as long as the provider lists them in that group (checked at each sign-in)."</p>
+            <FormAlert err=remove_err />
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
+        </section>
     }
 }

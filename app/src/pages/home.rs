@@ -18,7 +18,10 @@ pub fn HomePage() -> impl IntoView {
                         } else {
                             view! {
                                 <ul class="roles" data-testid="my-roles">
-                                    {u.roles.iter().map(|r| view! { <li><span class="badge">{r.role.clone()}</span>" on "{r.scope.clone()}</li> }).collect_view()}
+                                    {u.roles.iter().map(|r| {
+                                        let via = r.via_group.as_ref().map(|g| format!(" (via group {g})"));
+                                        view! { <li><span class="badge">{r.role.clone()}</span>" on "{r.scope.clone()}<span class="muted">{via}</span></li> }
+                                    }).collect_view()}
                                 </ul>
                             }.into_any()
                         }}

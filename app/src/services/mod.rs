@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod jit;
 pub mod requests;
+pub mod sso;
 pub mod tokens;
 pub mod users;
 

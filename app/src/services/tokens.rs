@@ -2,11 +2,11 @@
 //! into the owner (with their roles as they are now) on every API call.
 
 use super::Actor;
+use crate::domain::FieldErrors;
 use crate::domain::api_token::{
     display_prefix, format_token, parse_token, parse_token_days, parse_token_name,
 };
 use crate::domain::secret::{hash_secret, hashes_match};
-use crate::domain::{FieldErrors, RoleAssignment};
 use crate::error::{AppError, AppResult};
 pub use crate::model::{CreatedToken, TokenInfo};
 use crate::store::{NewApiToken, Store, StoredApiToken};
@@ -191,12 +191,10 @@ pub async fn authenticate(
     if user.must_change_password {
         return Err(TokenRefusal::PasswordChangeRequired);
     }
-    let roles: Vec<RoleAssignment> = store
-        .assignments_of(&user.id)
-        .await?
-        .into_iter()
-        .map(|a| a.assignment)
-        .collect();
+    // Direct roles and those of the owner's identity-provider groups, as for a browser.
+    let roles = crate::services::sso::effective_roles(store, &user.id)
+        .await
+        .map_err(|_| TokenRefusal::Internal)?;
     if token
         .last_used_at
         .is_none_or(|last| now - last >= TOUCH_EVERY_MS)

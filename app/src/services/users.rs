@@ -53,7 +53,12 @@ fn random_password() -> String {
 
 pub async fn load_user_view(store: &Store, user: &StoredUser) -> AppResult<UserView> {
     let assignments = store.assignments_of(&user.id).await?;
-    Ok(UserView::new(user, &assignments))
+    let view = UserView::new(user, &assignments);
+    if store.identity_of(&user.id).await?.is_none() {
+        return Ok(view);
+    }
+    let group_rules = crate::services::sso::group_roles_of(store, &user.id).await?;
+    Ok(view.with_group_roles(&assignments, &group_rules))
 }
 
 /// Checks a sign-in. The same message answers an unknown user, a wrong password and a
@@ -182,6 +187,8 @@ pub fn require(
 pub async fn list_users(store: &Store) -> AppResult<Vec<UserRow>> {
     let users = store.list_users().await?;
     let assignments = store.all_assignments().await?;
+    let identities = store.list_identities().await?;
+    let rules = store.list_group_rules().await?;
     Ok(users
         .iter()
         .map(|u| {
@@ -197,7 +204,9 @@ pub async fn list_users(store: &Store) -> AppResult<Vec<UserRow>> {
                 disabled: u.disabled,
                 must_change_password: u.must_change_password,
                 roles: mine.iter().map(RoleView::from).collect(),
+                identity: String::new(),
             }
+            .with_identity(identities.iter().find(|i| i.user_id == u.id), &rules)
         })
         .collect())
 }

@@ -14,6 +14,7 @@
 
 mod agents;
 mod audit;
+mod identities;
 mod jit;
 mod requests;
 mod sessions;
@@ -24,6 +25,7 @@ mod users;
 
 pub use agents::{AgentHost, AgentRecord};
 pub use audit::{LogEntry, LogQuery, NewLogEntry};
+pub use identities::{FederatedProfile, StoredGroupRule, StoredIdentity};
 pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
 pub use sessions::SessionStoreAdapter;

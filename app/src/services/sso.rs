@@ -1,0 +1,283 @@
+//! Single sign-on accounts: the user behind a verified federated identity (created at the
+//! first sign-in, refreshed at each one), the roles IdP groups grant, and the group rules
+//! administrators keep.
+//!
+//! Token verification happens in the server's OpenID Connect routes; what arrives here is
+//! an identity the provider has vouched for.
+
+use crate::domain::sso::{
+    FederatedIdentity, GroupRule, parse_group_name, roles_from_groups, username_candidates,
+};
+use crate::domain::{FieldErrors, Role, RoleAssignment, Scope};
+use crate::error::{AppError, AppResult};
+use crate::model::GroupRuleView;
+use crate::store::{FederatedProfile, NewLogEntry, Store, StoreError, StoredGroupRule, StoredUser};
+use std::net::IpAddr;
+
+pub enum FederatedSignIn {
+    SignedIn {
+        user: StoredUser,
+        created: bool,
+    },
+    /// The account exists but an administrator disabled it.
+    Disabled,
+}
+
+fn sign_in_entry(actor: &str, ip: IpAddr, result: &str, detail: String) -> NewLogEntry {
+    NewLogEntry {
+        actor: actor.chars().take(64).collect(),
+        client_ip: ip.to_string(),
+        action: "sign-in".into(),
+        result: result.into(),
+        detail,
+        ..Default::default()
+    }
+}
+
+fn groups_detail(groups: &[String]) -> String {
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut list = groups.join(", ");
+    if list.chars().count() > 300 {
+        list = list.chars().take(300).collect::<String>() + "…";
+    }
+    format!("; groups: {list}")
+}
+
+/// Signs in the user of (provider, subject): creates it on the first sign-in, otherwise
+/// refreshes its name, email and groups. The activity log entry is written in the same
+/// transaction. Never matches an existing account by email or user name.
+pub async fn sign_in_federated(
+    store: &Store,
+    provider: &str,
+    identity: &FederatedIdentity,
+    client_ip: IpAddr,
+) -> AppResult<FederatedSignIn> {
+    let profile = FederatedProfile {
+        provider,
+        subject: &identity.subject,
+        email: &identity.email,
+        display_name: &identity.display_name,
+        groups: &identity.groups,
+    };
+    let detail = format!("oidc {provider}{}", groups_detail(&identity.groups));
+    // Two attempts: a concurrent first sign-in of the same identity may link it between
+    // our lookup and our insert; the second pass then finds it.
+    for _ in 0..2 {
+        if let Some(found) = store.find_identity(provider, &identity.subject).await? {
+            let user = store
+                .get_user(&found.user_id)
+                .await?
+                .ok_or(AppError::Internal)?;
+            if user.disabled {
+                log_refused(
+                    store,
+                    provider,
+                    &user.username,
+                    client_ip,
+                    "account disabled",
+                )
+                .await?;
+                return Ok(FederatedSignIn::Disabled);
+            }
+            store
+                .update_federated_user(
+                    &user.id,
+                    &profile,
+                    sign_in_entry(&user.username, client_ip, "success", detail.clone()),
+                )
+                .await?;
+            tracing::info!(user = %user.username, %provider, %client_ip, "sign-in");
+            let user = store.get_user(&user.id).await?.ok_or(AppError::Internal)?;
+            return Ok(FederatedSignIn::SignedIn {
+                user,
+                created: false,
+            });
+        }
+        for name in username_candidates(&identity.username_hint, provider) {
+            let log = sign_in_entry(
+                name.as_str(),
+                client_ip,
+                "success",
+                format!("{detail}; first sign-in, user created"),
+            );
+            match store
+                .create_federated_user(name.as_str(), &profile, log)
+                .await
+            {
+                Ok(user) => {
+                    tracing::info!(user = %user.username, %provider, %client_ip, "federated user created");
+                    return Ok(FederatedSignIn::SignedIn {
+                        user,
+                        created: true,
+                    });
+                }
+                Err(StoreError::Duplicate) => {
+                    if store
+                        .find_identity(provider, &identity.subject)
+                        .await?
+                        .is_some()
+                    {
+                        break;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    tracing::error!(%provider, "no free user name for a federated identity");
+    Err(AppError::Internal)
+}
+
+/// Records a refused single sign-on attempt. `actor` is whatever identifies the attempt
+/// (a user name, or the provider when nobody was identified).
+pub async fn log_refused(
+    store: &Store,
+    provider: &str,
+    actor: &str,
+    client_ip: IpAddr,
+    reason: &str,
+) -> AppResult<()> {
+    tracing::warn!(%provider, %actor, %client_ip, %reason, "single sign-on refused");
+    store
+        .log_event(sign_in_entry(
+            actor,
+            client_ip,
+            "refused",
+            format!("oidc {provider}: {reason}"),
+        ))
+        .await?;
+    Ok(())
+}
+
+/// The group rules that apply to a user now: those of the user's provider whose group the
+/// provider listed at the user's last sign-in. Empty for local accounts.
+pub async fn group_roles_of(store: &Store, user_id: &str) -> AppResult<Vec<StoredGroupRule>> {
+    let Some(identity) = store.identity_of(user_id).await? else {
+        return Ok(Vec::new());
+    };
+    if identity.groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored = store.group_rules_for(&identity.provider).await?;
+    let rules: Vec<GroupRule> = stored.iter().map(|s| s.rule.clone()).collect();
+    let granted = roles_from_groups(&rules, &identity.provider, &identity.groups);
+    Ok(stored
+        .into_iter()
+        .filter(|s| granted.contains(&&s.rule))
+        .collect())
+}
+
+/// Everything a user may do: direct role assignments and the roles of their IdP groups.
+pub async fn effective_roles(store: &Store, user_id: &str) -> AppResult<Vec<RoleAssignment>> {
+    let mut roles: Vec<RoleAssignment> = store
+        .assignments_of(user_id)
+        .await?
+        .into_iter()
+        .map(|a| a.assignment)
+        .collect();
+    for rule in group_roles_of(store, user_id).await? {
+        if !roles.contains(&rule.rule.assignment) {
+            roles.push(rule.rule.assignment);
+        }
+    }
+    Ok(roles)
+}
+
+pub async fn list_group_rules(store: &Store) -> AppResult<Vec<GroupRuleView>> {
+    Ok(store
+        .list_group_rules()
+        .await?
+        .iter()
+        .map(GroupRuleView::from)
+        .collect())
+}
+
+fn admin_entry(actor: &str, ip: IpAddr, action: &str, detail: String) -> NewLogEntry {
+    NewLogEntry {
+        actor: actor.to_owned(),
+        client_ip: ip.to_string(),
+        action: action.to_owned(),
+        result: "success".into(),
+        detail,
+        ..Default::default()
+    }
+}
+
+pub struct GroupRuleInput<'a> {
+    pub provider: &'a str,
+    pub group: &'a str,
+    pub role: &'a str,
+    pub scope_kind: &'a str,
+    pub scope_target: &'a str,
+}
+
+/// Adds a group rule for one of the configured providers (`providers`: their ids).
+pub async fn add_group_rule(
+    store: &Store,
+    providers: &[String],
+    input: GroupRuleInput<'_>,
+    actor: &str,
+    ip: IpAddr,
+) -> AppResult<String> {
+    let mut errors = FieldErrors::new();
+    let provider = providers.iter().find(|p| *p == input.provider).cloned();
+    if provider.is_none() {
+        errors.add(
+            "provider",
+            "Choose one of the configured identity providers.",
+        );
+    }
+    let group = errors.check("group", parse_group_name(input.group));
+    let role = errors.check("role", Role::parse(input.role));
+    let scope = errors.check(
+        "scope_target",
+        Scope::parse(input.scope_kind, input.scope_target),
+    );
+    errors.into_result()?;
+    let (Some(provider), Some(group), Some(role), Some(scope)) = (provider, group, role, scope)
+    else {
+        return Err(AppError::Internal);
+    };
+    let rule = GroupRule {
+        provider,
+        group,
+        assignment: RoleAssignment { role, scope },
+    };
+    let detail = format!(
+        "group {} at {}: {} on {}",
+        rule.group, rule.provider, rule.assignment.role, rule.assignment.scope
+    );
+    match store
+        .add_group_rule(&rule, admin_entry(actor, ip, "group-rule.add", detail))
+        .await
+    {
+        Ok(id) => Ok(id),
+        Err(StoreError::Duplicate) => Err(AppError::field(
+            "group",
+            "This group already has this role in this scope.",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn remove_group_rule(store: &Store, id: &str, actor: &str, ip: IpAddr) -> AppResult<()> {
+    let removed = store
+        .remove_group_rule(id, |r| {
+            admin_entry(
+                actor,
+                ip,
+                "group-rule.remove",
+                format!(
+                    "group {} at {}: {} on {}",
+                    r.rule.group, r.rule.provider, r.rule.assignment.role, r.rule.assignment.scope
+                ),
+            )
+        })
+        .await?;
+    match removed {
+        Some(_) => Ok(()),
+        None => Err(AppError::NotFound("The group rule".into())),
+    }
+}
