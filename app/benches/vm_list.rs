@@ -104,6 +104,7 @@ async fn main() {
             offset,
             limit: 25,
             scope: everything.clone(),
+            only_id: None,
         };
         let mut times = Vec::new();
         let mut total = 0;

@@ -119,6 +119,7 @@ fn tab(tab: VmTab, search: &str) -> VmListQuery {
         offset: 0,
         limit: 25,
         scope: all(),
+        only_id: None,
     }
 }
 

@@ -1,11 +1,11 @@
 //! Finding one VM for the REST API: by id or by name, and with its figures even when
-//! hundreds of other VMs' names contain its name.
+//! other VMs' names contain its name or it contains a LIKE wildcard.
 #![cfg(feature = "ssr")]
 
 use portcullis_app::domain::{Role, RoleAssignment, Scope};
 use portcullis_app::error::AppError;
 use portcullis_app::services::{Actor, jit};
-use portcullis_app::store::{NewLogEntry, Store, VmFields};
+use portcullis_app::store::{NewLogEntry, Store, VmFields, VmListQuery, VmTab};
 
 fn fields(name: &str, group: &str) -> VmFields {
     VmFields {
@@ -33,9 +33,8 @@ async fn a_vm_is_found_by_id_or_name_among_many_like_it() {
         .await
         .unwrap();
     let store = Store::connect(&url).await.unwrap();
-    // A search for "web-1" also finds "a-web-1-000"…"a-web-1-519", which sort before it:
-    // the VM itself is on the second page.
-    for i in 0..520 {
+    // A search for "web-1" also finds "a-web-1-000"…, which sort before it.
+    for i in 0..20 {
         store
             .create_vm(
                 &fields(&format!("a-web-1-{i:03}"), "prod"),
@@ -52,6 +51,14 @@ async fn a_vm_is_found_by_id_or_name_among_many_like_it() {
         .create_vm(&fields("db-1", "dev"), NewLogEntry::default())
         .await
         .unwrap();
+    let underscored = store
+        .create_vm(&fields("db_primary", "dev"), NewLogEntry::default())
+        .await
+        .unwrap();
+    store
+        .create_vm(&fields("dbxprimary", "dev"), NewLogEntry::default())
+        .await
+        .unwrap();
     let everyone = actor(Role::Reader, Scope::All);
 
     let by_name = jit::find_vm(&store, &everyone, "web-1").await.unwrap();
@@ -62,6 +69,31 @@ async fn a_vm_is_found_by_id_or_name_among_many_like_it() {
         .await
         .unwrap();
     assert_eq!(summary.vm.name, "web-1");
+    // "_" in a name is a character, not a wildcard: found by name, and searched as itself.
+    let found = jit::find_vm(&store, &everyone, "db_primary").await.unwrap();
+    assert_eq!(found.id, underscored.id);
+    let summary = jit::vm_summary(&store, &everyone, &underscored.id)
+        .await
+        .unwrap();
+    assert_eq!(summary.vm.name, "db_primary");
+    let (rows, total) = jit::list_vms(
+        &store,
+        &everyone,
+        VmListQuery {
+            tab: VmTab::All,
+            search: "db_".into(),
+            sort: "name".into(),
+            desc: false,
+            offset: 0,
+            limit: 50,
+            scope: Default::default(),
+            only_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(rows[0].vm.name, "db_primary");
 
     // Outside one's scope a VM is simply not there, by name or by id.
     let dev_only = actor(Role::Admin, Scope::Group("dev".into()));

@@ -182,6 +182,7 @@ pub async fn list_vms(
             offset: (page - 1) * PAGE_SIZE,
             limit: PAGE_SIZE,
             scope: Default::default(),
+            only_id: None,
         };
         let (rows, total) = jit::list_vms(&c.state.store, &actor, query).await?;
         Ok(VmPage {
@@ -218,6 +219,7 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
             offset: 0,
             limit: 500,
             scope: Default::default(),
+            only_id: None,
         };
         let (rows, _) = jit::list_vms(store, &actor, query).await?;
         let row = rows

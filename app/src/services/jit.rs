@@ -230,29 +230,20 @@ pub async fn find_vm(store: &Store, actor: &Actor, id_or_name: &str) -> AppResul
 /// One VM with the figures of the JIT tabs.
 pub async fn vm_summary(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<VmSummary> {
     let vm = visible_vm(store, actor, vm_id).await?;
-    // The search matches parts of names too ("web-1" finds "web-10"), so page on until
-    // the VM itself turns up.
-    let mut offset = 0;
-    loop {
-        let query = VmListQuery {
-            tab: VmTab::All,
-            search: vm.name.clone(),
-            sort: "name".into(),
-            desc: false,
-            offset,
-            limit: 500,
-            scope: Default::default(),
-        };
-        let (rows, total) = list_vms(store, actor, query).await?;
-        let count = rows.len() as i64;
-        if let Some(row) = rows.into_iter().find(|r| r.vm.id == vm.id) {
-            return Ok(row);
-        }
-        offset += 500;
-        if count == 0 || offset >= total {
-            return Err(AppError::NotFound("The VM".into()));
-        }
-    }
+    let query = VmListQuery {
+        tab: VmTab::All,
+        search: String::new(),
+        sort: "name".into(),
+        desc: false,
+        offset: 0,
+        limit: 1,
+        scope: Default::default(),
+        only_id: Some(vm.id),
+    };
+    let (rows, _) = list_vms(store, actor, query).await?;
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound("The VM".into()))
 }
 
 /// The policy of a VM the actor may see; `None` when it has none.
@@ -281,6 +272,7 @@ pub async fn list_policies(
         offset,
         limit,
         scope: Default::default(),
+        only_id: None,
     };
     let (rows, total) = list_vms(store, actor, query).await?;
     let mut out = Vec::with_capacity(rows.len());

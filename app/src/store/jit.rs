@@ -51,6 +51,8 @@ pub struct VmListQuery {
     pub limit: i64,
     /// Restricts to these groups / VM ids unless `everything` (the caller's view scope).
     pub scope: Visibility,
+    /// Just this VM (with its figures), when set.
+    pub only_id: Option<String>,
 }
 
 /// A VM row of the JIT tabs, with the figures the Configured tab shows.
@@ -196,11 +198,20 @@ impl Store {
         }
         let search = q.search.trim().to_lowercase();
         if !search.is_empty() {
-            binds.push(Bind::Text(format!("%{}%", search.replace(['%', '_'], ""))));
+            // Wildcards typed by the user match themselves ("db_1" is not "db-1").
+            let literal = search
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            binds.push(Bind::Text(format!("%{literal}%")));
             let n = binds.len();
             filter.push_str(&format!(
-                " AND (LOWER(v.name) LIKE ${n} OR LOWER(v.resource_group) LIKE ${n})"
+                " AND (LOWER(v.name) LIKE ${n} ESCAPE '\\' OR LOWER(v.resource_group) LIKE ${n} ESCAPE '\\')"
             ));
+        }
+        if let Some(id) = &q.only_id {
+            binds.push(Bind::Text(id.clone()));
+            filter.push_str(&format!(" AND v.id = ${}", binds.len()));
         }
         if !q.scope.everything {
             let mut parts = vec!["1 = 0".to_owned()];

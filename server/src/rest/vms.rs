@@ -137,6 +137,7 @@ pub async fn list_vms(
         offset: (page - 1) * page_size,
         limit: page_size,
         scope: Default::default(),
+        only_id: None,
     };
     let (rows, total) = jit::list_vms(&state.store, &actor, query).await?;
     Ok(Json(VmList {
