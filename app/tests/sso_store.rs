@@ -7,8 +7,8 @@
 use portcullis_app::domain::sso::{FederatedIdentity, GroupRule};
 use portcullis_app::domain::{Role, RoleAssignment, Scope};
 use portcullis_app::services::sso::{
-    FederatedSignIn, GroupRuleInput, add_group_rule, effective_roles, group_roles_of,
-    remove_group_rule, sign_in_federated,
+    FederatedSignIn, GroupRuleInput, TOKEN_GROUPS_FRESH_FOR_MS, add_group_rule, effective_roles,
+    group_roles_of, remove_group_rule, sign_in_federated, token_roles,
 };
 use portcullis_app::store::{LogQuery, NewLogEntry, NewUser, Store, StoreError};
 use std::net::IpAddr;
@@ -214,6 +214,16 @@ async fn group_rules_grant_roles_to_members_of_the_providers_group() {
                 scope: Scope::Group("prod".into())
             }
         }
+    );
+
+    // API tokens use the groups of the last sign-in only while it is recent.
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(token_roles(&store, &id, now).await.unwrap(), roles);
+    let week_later = now + TOKEN_GROUPS_FRESH_FOR_MS + 60_000;
+    assert_eq!(
+        token_roles(&store, &id, week_later).await.unwrap(),
+        roles[..1].to_vec(),
+        "a week without signing in at the provider: direct roles only"
     );
 
     // Leaving the group at the provider takes effect at the next sign-in.

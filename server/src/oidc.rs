@@ -436,8 +436,17 @@ async fn refuse(
     if let Err(e) = ended {
         tracing::error!(error = %e, "ending the pending sign-in of a refusal failed");
     }
-    if let Err(e) = log_refused(&state.store, provider, provider, ip.0, &refusal.reason()).await {
-        tracing::error!(error = %e, "logging a refused sign-in failed");
+    // Anyone may call the callback, and each log entry takes the write lock: an address
+    // gets a few entries per window in the activity log, and the server log beyond that.
+    let key = [format!("oidc-refusal:{}", ip.0)];
+    if state.limiter.check(&key).is_ok() {
+        state.limiter.record_failure(&key);
+        if let Err(e) = log_refused(&state.store, provider, provider, ip.0, &refusal.reason()).await
+        {
+            tracing::error!(error = %e, "logging a refused sign-in failed");
+        }
+    } else {
+        tracing::warn!(%provider, ip = %ip.0, reason = %refusal.reason(), "sign-in refused (not in the activity log: too many from this address)");
     }
     page(
         refusal.status(),
@@ -652,6 +661,8 @@ async fn complete(
         Refusal::Internal
     };
     // A fresh id: an id planted before sign-in (session fixation) is worthless afterwards.
+    // Nothing of an earlier sign-in in this browser (its end-session link) carries over.
+    session.clear().await;
     session.cycle_id().await.map_err(session_error)?;
     session
         .insert(SESSION_USER_ID, &user.id)

@@ -441,6 +441,21 @@ async fn a_replayed_or_unsolicited_callback_is_refused() {
     let res = app.callback(&c, "corp", &query).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(app.whoami(&c).await["username"], "alice");
+
+    // A flood of forged callbacks is refused every time, but cannot flood the activity
+    // log: an address gets a few entries per window.
+    let before = log_entries(&app).await.len();
+    for _ in 0..12 {
+        let res = app
+            .callback(&browser(), "corp", &[("code", "x"), ("state", "forged")])
+            .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+    let logged = log_entries(&app).await.len() - before;
+    assert!(
+        (1..=5).contains(&logged),
+        "{logged} entries for 12 refusals"
+    );
 }
 
 #[tokio::test]

@@ -169,6 +169,30 @@ pub async fn group_roles_of(store: &Store, user_id: &str) -> AppResult<Vec<Store
         .collect())
 }
 
+/// How long the groups seen at a sign-in count for API tokens. A token never makes the
+/// user sign in again, so without a limit a user removed from a group at the provider
+/// (or removed altogether) would keep the group's roles through a long-lived token.
+pub const TOKEN_GROUPS_FRESH_FOR_MS: i64 = 7 * 24 * 3_600_000;
+
+/// The roles an API token acts with at `now`: the owner's direct roles, plus the roles of
+/// their IdP groups if they signed in through the provider within
+/// [`TOKEN_GROUPS_FRESH_FOR_MS`].
+pub async fn token_roles(store: &Store, user_id: &str, now: i64) -> AppResult<Vec<RoleAssignment>> {
+    let fresh = store
+        .identity_of(user_id)
+        .await?
+        .is_none_or(|i| now - i.last_sign_in_at <= TOKEN_GROUPS_FRESH_FOR_MS);
+    if fresh {
+        return effective_roles(store, user_id).await;
+    }
+    Ok(store
+        .assignments_of(user_id)
+        .await?
+        .into_iter()
+        .map(|a| a.assignment)
+        .collect())
+}
+
 /// Everything a user may do: direct role assignments and the roles of their IdP groups.
 pub async fn effective_roles(store: &Store, user_id: &str) -> AppResult<Vec<RoleAssignment>> {
     let mut roles: Vec<RoleAssignment> = store

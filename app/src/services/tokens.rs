@@ -191,8 +191,9 @@ pub async fn authenticate(
     if user.must_change_password {
         return Err(TokenRefusal::PasswordChangeRequired);
     }
-    // Direct roles and those of the owner's identity-provider groups, as for a browser.
-    let roles = crate::services::sso::effective_roles(store, &user.id)
+    // Direct roles and those of the owner's identity-provider groups, as for a browser
+    // (the groups only while the last sign-in at the provider is recent).
+    let roles = crate::services::sso::token_roles(store, &user.id, now)
         .await
         .map_err(|_| TokenRefusal::Internal)?;
     if token
