@@ -147,3 +147,33 @@ async fn a_disabled_owner_cannot_use_their_token() {
         TokenRefusal::Disabled
     );
 }
+
+#[tokio::test]
+async fn a_user_has_at_most_fifty_live_tokens() {
+    let (store, _dir) = fresh().await;
+    let bob = actor(&store, "bob", Role::Reader).await;
+    let mut first = None;
+    for i in 0..tokens::MAX_LIVE_TOKENS {
+        let t = tokens::create(&store, &bob, &format!("t{i}"), "1")
+            .await
+            .unwrap();
+        first.get_or_insert(t.info.id);
+    }
+    let refused = tokens::create(&store, &bob, "one more", "1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, AppError::Conflict(m) if m.contains("revoke one")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        tokens::list(&store, &bob).await.unwrap().len(),
+        tokens::MAX_LIVE_TOKENS as usize,
+        "the refused one was not stored"
+    );
+    // Others are not limited by bob's tokens; a revoked token makes room.
+    let carol = actor(&store, "carol", Role::Reader).await;
+    tokens::create(&store, &carol, "hers", "1").await.unwrap();
+    tokens::revoke(&store, &bob, &first.unwrap()).await.unwrap();
+    tokens::create(&store, &bob, "one more", "1").await.unwrap();
+}

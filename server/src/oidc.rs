@@ -439,7 +439,9 @@ async fn refuse(
     // Anyone may call the callback, and each log entry takes the write lock: an address
     // gets a few entries per window in the activity log, and the server log beyond that.
     let key = [format!("oidc-refusal:{}", ip.0)];
-    if state.limiter.check(&key).is_ok() {
+    if matches!(refusal, Refusal::Disabled) {
+        // Already in the activity log, under the account's name, from the sign-in itself.
+    } else if state.limiter.check(&key).is_ok() {
         state.limiter.record_failure(&key);
         if let Err(e) = log_refused(&state.store, provider, provider, ip.0, &refusal.reason()).await
         {

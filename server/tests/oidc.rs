@@ -759,6 +759,7 @@ async fn disabled_federated_users_cannot_sign_in() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(app.whoami(&c).await, Value::Null, "signed out everywhere");
     let before = app.sessions().await;
+    let logged = log_entries(&app).await.len();
     let c2 = browser();
     let res = sign_in_with(&app, &issuer, &c2, alice()).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
@@ -770,6 +771,13 @@ async fn disabled_federated_users_cannot_sign_in() {
     );
     assert_eq!(app.whoami(&c2).await, Value::Null);
     assert_eq!(app.sessions().await, before);
+    // One entry for the refusal, naming the account.
+    let entries = log_entries(&app).await;
+    assert_eq!(entries.len(), logged + 1, "{entries:?}");
+    assert!(
+        entries.iter().any(|(actor, _, _)| actor == "alice"),
+        "{entries:?}"
+    );
 }
 
 #[tokio::test]

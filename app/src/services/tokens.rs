@@ -14,6 +14,9 @@ use std::net::IpAddr;
 
 /// Last use is recorded at most this often per token, so that API reads stay reads.
 const TOUCH_EVERY_MS: i64 = 60_000;
+/// Live tokens per user: enough for every script, few enough that the list shows (and
+/// lets the user revoke) every one.
+pub const MAX_LIVE_TOKENS: i64 = 50;
 
 impl From<StoredApiToken> for TokenInfo {
     fn from(t: StoredApiToken) -> Self {
@@ -71,7 +74,7 @@ pub async fn create(
         "API token \"{name}\" ({prefix}), expires {}",
         crate::model::format_utc(expires_at)
     );
-    store
+    let created = store
         .create_api_token(
             &NewApiToken {
                 id: &id,
@@ -82,9 +85,15 @@ pub async fn create(
                 created_at: now,
                 expires_at,
             },
+            MAX_LIVE_TOKENS,
             log,
         )
         .await?;
+    if !created {
+        return Err(AppError::Conflict(format!(
+            "You already have {MAX_LIVE_TOKENS} API tokens in force; revoke one you no longer use first."
+        )));
+    }
     Ok(CreatedToken {
         token: format_token(&id, &secret),
         info: TokenInfo {

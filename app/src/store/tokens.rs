@@ -48,8 +48,28 @@ fn token_from_row(row: &AnyRow) -> Result<StoredApiToken> {
 
 impl Store {
     /// Stores a new token and its activity log entry in one transaction.
-    pub async fn create_api_token(&self, t: &NewApiToken<'_>, log: NewLogEntry) -> Result<()> {
+    /// Stores a new token unless its owner already has `max_live` unrevoked, unexpired
+    /// ones (counted under the write lock, so concurrent creations cannot pass it):
+    /// `false` then, and nothing is written.
+    pub async fn create_api_token(
+        &self,
+        t: &NewApiToken<'_>,
+        max_live: i64,
+        log: NewLogEntry,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
+        let live: i64 = sqlx::query(
+            "SELECT COUNT(*) AS live FROM api_tokens \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(t.user_id)
+        .bind(t.created_at)
+        .fetch_one(&mut *tx.tx)
+        .await?
+        .try_get("live")?;
+        if live >= max_live {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -64,7 +84,8 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         tx.log(log).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn get_api_token(&self, id: &str) -> Result<Option<StoredApiToken>> {
