@@ -107,16 +107,14 @@ async fn api_tokens_are_checked_on_every_call_with_clear_refusals() {
     assert_eq!(me["username"], "admin");
     assert_eq!(me["roles"][0]["role"], "admin");
 
-    // The page shows the new token once, then only its prefix.
-    let (_, page) = app.call(&admin, "list_api_tokens", &[]).await;
-    assert_eq!(page["new_token"].as_str(), Some(api.token.as_str()));
+    // The page gets the new token in the answer; the list never repeats it (see
+    // a_new_token_waits_in_the_session_only_for_a_plain_form_post).
     let (_, page) = app.call(&admin, "list_api_tokens", &[]).await;
     assert_eq!(page["new_token"], Value::Null, "shown once: {page}");
     let (_, created) = app
         .call(&admin, "create_api_token", &[("name", "once")])
         .await;
-    let (_, page) = app.call(&admin, "list_api_tokens", &[]).await;
-    assert_eq!(page["new_token"], created["token"]);
+    assert!(created["token"].as_str().unwrap().starts_with("pcu_"));
     let (_, page) = app.call(&admin, "list_api_tokens", &[]).await;
     assert_eq!(page["new_token"], Value::Null);
     let (s, body) = app
@@ -971,4 +969,52 @@ async fn requests_follow_azures_shapes_through_their_life_cycle() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = api.get("/api/v1/vms/web-2").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// The secret of a new token goes back in the answer to the hydrated page and is never
+/// written to the session table; only a plain form post (answered with a redirect) needs
+/// the session to carry it to the next page, which shows it once.
+#[tokio::test]
+async fn a_new_token_waits_in_the_session_only_for_a_plain_form_post() {
+    let app = spawn_app().await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    let sessions_hold = |secret: String| {
+        let url = app.database_url.clone();
+        async move {
+            let store = portcullis_app::store::Store::connect(&url).await.unwrap();
+            store.sessions_containing(&secret).await.unwrap() > 0
+        }
+    };
+
+    // The hydrated page's call (asks for JSON).
+    let token = api_token(&app, &admin, "from the page").await;
+    let secret = token.rsplit('_').next().unwrap().to_owned();
+    assert!(
+        !sessions_hold(secret).await,
+        "the secret was stored in the session"
+    );
+    let (_, page) = app.call(&admin, "list_api_tokens", &[]).await;
+    assert_eq!(page["new_token"], Value::Null);
+
+    // A browser without JavaScript posting the form.
+    let res = admin
+        .post(format!("{}/api/create_api_token", app.base))
+        .header(reqwest::header::ORIGIN, &app.base)
+        .header(reqwest::header::ACCEPT, "text/html")
+        .header(reqwest::header::REFERER, format!("{}/tokens", app.base))
+        .form(&[("name", "from a form"), ("expires_days", "7")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let (_, page) = app.call(&admin, "list_api_tokens", &[]).await;
+    let shown = page["new_token"]
+        .as_str()
+        .expect("shown after the redirect");
+    assert!(shown.starts_with("pcu_"));
+    let (_, again) = app.call(&admin, "list_api_tokens", &[]).await;
+    assert_eq!(again["new_token"], Value::Null, "shown once");
+    let secret = shown.rsplit('_').next().unwrap().to_owned();
+    assert!(!sessions_hold(secret).await, "removed once shown");
 }

@@ -1,9 +1,10 @@
 //! Server functions of the API tokens page: create (the secret is shown once), list,
 //! revoke. Only the owner ever sees or touches their tokens.
 //!
-//! A new token's secret is handed to the page through the session, read once and
-//! removed, so it reaches the user whether the form was posted by the hydrated page or
-//! as a plain HTML form (which is answered with a redirect), and never sits in a URL.
+//! A new token's secret goes back in the answer to the hydrated page. A plain HTML form
+//! post (no JavaScript) is answered with a redirect, so for it alone the secret waits in
+//! the session until the page that follows reads and removes it; it never sits in a URL,
+//! and the hydrated path never writes it to the session table.
 
 use crate::error::AppError;
 use crate::model::{CreatedToken, TokenInfo};
@@ -30,13 +31,25 @@ pub async fn create_api_token(
         let actor = c.actor().await?;
         let created =
             crate::services::tokens::create(&c.state.store, &actor, &name, &expires_days).await?;
-        c.session
-            .insert(NEW_TOKEN_KEY, &created.token)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "session store error");
-                AppError::Internal
-            })?;
+        // The server-function client asks for JSON; a browser posting the form asks for
+        // HTML and is redirected back to the page.
+        let plain_form = use_context::<http::request::Parts>()
+            .and_then(|p| {
+                p.headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.contains("text/html"))
+            })
+            .unwrap_or(false);
+        if plain_form {
+            c.session
+                .insert(NEW_TOKEN_KEY, &created.token)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "session store error");
+                    AppError::Internal
+                })?;
+        }
         Ok(created)
     };
     super::ctx::finish(run.await)

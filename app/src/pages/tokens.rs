@@ -12,6 +12,12 @@ pub fn TokensPage() -> impl IntoView {
     let revoke = ServerAction::<RevokeApiToken>::new();
     let create_err = action_error(create);
     let revoke_err = action_error(revoke);
+    // Shown once: a later revocation reloads the list without it.
+    Effect::new(move |_| {
+        if revoke.version().get() > 0 {
+            create.value().set(None);
+        }
+    });
     let data = Resource::new(
         move || (create.version().get(), revoke.version().get()),
         |_| list_api_tokens(),
@@ -25,7 +31,13 @@ pub fn TokensPage() -> impl IntoView {
                         .into_any();
                 }
             };
-            let fresh = page.new_token.map(|t| {
+            // From the session after a plain form post, or from the hydrated action's answer.
+            let answered = create
+                .value()
+                .get_untracked()
+                .and_then(Result::ok)
+                .map(|c| c.token);
+            let fresh = page.new_token.or(answered).map(|t| {
                 view! {
                     <div class="alert success" role="status" data-testid="new-token">
                         <p>"Your new API token. Copy it now: it is not shown again."</p>

@@ -15,7 +15,6 @@ fn backend(e: impl std::fmt::Display) -> session_store::Error {
 }
 
 impl Store {
-    /// Deletes expired sessions; run periodically.
     /// Removes sessions past their expiry. With several replicas, one does it at a time;
     /// the others skip this round (`Ok(0)`).
     pub async fn delete_expired_sessions(&self) -> super::Result<u64> {
@@ -28,6 +27,20 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
+    }
+
+    /// How many stored sessions contain `text`: lets tests prove a secret never rests in
+    /// the session table.
+    pub async fn sessions_containing(&self, text: &str) -> super::Result<i64> {
+        let literal = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM sessions WHERE data LIKE $1 ESCAPE '\\'")
+            .bind(format!("%{literal}%"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?)
     }
 
     pub async fn count_sessions(&self) -> super::Result<i64> {
