@@ -65,8 +65,14 @@ pub fn Field(
     #[prop(optional)] autocomplete: &'static str,
     #[prop(optional)] hint: &'static str,
     #[prop(into)] err: Signal<Option<AppError>>,
+    /// The current value, for forms that edit something.
+    #[prop(optional, into)]
+    value: Option<String>,
+    /// Keeps ids unique when two forms on one page share field names.
+    #[prop(default = "f")]
+    id_prefix: &'static str,
 ) -> impl IntoView {
-    let id = format!("f-{name}");
+    let id = format!("{id_prefix}-{name}");
     let msg_id = format!("{id}-error");
     let msg = move || err.get().and_then(|e| e.field_message(name));
     view! {
@@ -76,6 +82,7 @@ pub fn Field(
                 id=id.clone()
                 type=kind
                 name=name
+                value=value
                 autocomplete=(!autocomplete.is_empty()).then_some(autocomplete)
                 aria-invalid=move || msg().is_some().then_some("true")
                 aria-describedby=msg_id.clone()

@@ -185,16 +185,16 @@ pub fn VmPage() -> impl IntoView {
                             {move || matches!(save.value().get(), Some(Ok(_))).then(|| view! { <div class="alert success" role="status">"Saved."</div> })}
                             <ActionForm action=save attr:class="form">
                                 <input type="hidden" name="id" value=vm.id.clone() />
-                                <EditField label="Name" name="name" value=vm.name.clone() err=save_err />
-                                <EditField label="Group" name="group" value=vm.group.clone() err=save_err />
-                                <EditField label="Addresses" name="addresses" value=vm.addresses.clone() err=save_err />
+                                <Field label="Name" name="name" value=vm.name.clone() err=save_err id_prefix="e" />
+                                <Field label="Group" name="group" value=vm.group.clone() err=save_err id_prefix="e" />
+                                <Field label="Addresses" name="addresses" value=vm.addresses.clone() err=save_err id_prefix="e" />
                                 <div class="field">
                                     <label for="e-os">"Operating system"</label>
                                     <select id="e-os" name="os">
                                         {OSES.iter().map(|(v, l)| view! { <option value=*v selected=os == *v>{*l}</option> }).collect_view()}
                                     </select>
                                 </div>
-                                <EditField label="Exposed management ports" name="exposed_ports" value=vm.exposed_ports.clone() err=save_err />
+                                <Field label="Exposed management ports" name="exposed_ports" value=vm.exposed_ports.clone() err=save_err id_prefix="e" />
                                 <button type="submit" class="btn primary">"Save"</button>
                             </ActionForm>
                         </section>
@@ -217,23 +217,5 @@ pub fn VmPage() -> impl IntoView {
         <Shell>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
         </Shell>
-    }
-}
-
-#[component]
-fn EditField(
-    label: &'static str,
-    name: &'static str,
-    value: String,
-    err: Signal<Option<crate::error::AppError>>,
-) -> impl IntoView {
-    let id = format!("e-{name}");
-    let msg = move || err.get().and_then(|e| e.field_message(name));
-    view! {
-        <div class="field" class:invalid=move || msg().is_some()>
-            <label for=id.clone()>{label}</label>
-            <input id=id type="text" name=name value=value />
-            <p class="field-error" aria-live="polite">{msg}</p>
-        </div>
     }
 }
