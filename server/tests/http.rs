@@ -518,3 +518,31 @@ async fn user_administration_checks_roles_and_input() {
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
 }
+
+/// The VM page's edit form is rendered with the current values, each field labelled and
+/// wired to its error message, so it works without JavaScript too.
+#[tokio::test]
+async fn the_vm_edit_form_shows_current_values() {
+    let app = spawn_app().await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    let vm = app.add_vm(&admin, "web-7", "linux").await;
+    let page = app
+        .get(&admin, &format!("/vms/{vm}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for (name, value) in [("name", "web-7"), ("group", "prod")] {
+        let input = page
+            .split("<input")
+            .find(|i| i.contains(&format!("id=\"e-{name}\"")))
+            .unwrap_or_else(|| panic!("no edit field {name}: {page}"));
+        assert!(input.contains(&format!("value=\"{value}\"")), "{input}");
+        assert!(
+            input.contains(&format!("aria-describedby=\"e-{name}-error\"")),
+            "{input}"
+        );
+        assert!(page.contains(&format!("for=\"e-{name}\"")));
+    }
+}
