@@ -343,6 +343,13 @@ pub struct TokenInfo {
     pub revoked_at: Option<i64>,
 }
 
+/// A token in force with its owner, for the administrators' list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserTokenInfo {
+    pub username: String,
+    pub token: TokenInfo,
+}
+
 /// A freshly created API token: `token` is shown once and never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedToken {

@@ -177,3 +177,88 @@ async fn a_user_has_at_most_fifty_live_tokens() {
     tokens::revoke(&store, &bob, &first.unwrap()).await.unwrap();
     tokens::create(&store, &bob, "one more", "1").await.unwrap();
 }
+
+#[tokio::test]
+async fn an_administrator_of_everything_lists_and_revokes_every_users_live_tokens() {
+    let (store, _dir) = fresh().await;
+    let alice = actor(&store, "alice", Role::Reader).await;
+    let carol = actor(&store, "carol", Role::Requester).await;
+    let mut root = actor(&store, "root", Role::Admin).await;
+    root.roles = vec![RoleAssignment {
+        role: Role::Admin,
+        scope: Scope::All,
+    }];
+    let mut group_admin = actor(&store, "ga", Role::Admin).await;
+    group_admin.roles = vec![RoleAssignment {
+        role: Role::Admin,
+        scope: Scope::Group("prod".into()),
+    }];
+
+    let live = tokens::create(&store, &alice, "laptop", "").await.unwrap();
+    let gone = tokens::create(&store, &alice, "old", "").await.unwrap();
+    tokens::revoke(&store, &alice, &gone.info.id).await.unwrap();
+    let expired = tokens::create(&store, &carol, "ci", "").await.unwrap();
+    store
+        .set_api_token_expiry(&expired.info.id, 1)
+        .await
+        .unwrap();
+
+    // Only tokens in force, with their owner.
+    let all = tokens::list_all_live(&store, &root).await.unwrap();
+    let seen: Vec<(&str, &str)> = all
+        .iter()
+        .map(|t| (t.username.as_str(), t.token.name.as_str()))
+        .collect();
+    assert_eq!(seen, [("alice", "laptop")]);
+
+    // An administrator of one group is not an administrator of accounts.
+    assert_eq!(
+        tokens::list_all_live(&store, &group_admin).await,
+        Err(AppError::Forbidden)
+    );
+    assert_eq!(
+        tokens::revoke(&store, &group_admin, &live.info.id).await,
+        Err(AppError::NotFound("The API token".into()))
+    );
+    assert_eq!(
+        tokens::revoke(&store, &carol, &live.info.id).await,
+        Err(AppError::NotFound("The API token".into()))
+    );
+    authenticate(&store, Some(&live.token), IP.parse().unwrap())
+        .await
+        .unwrap();
+
+    tokens::revoke(&store, &root, &live.info.id).await.unwrap();
+    assert_eq!(
+        authenticate(&store, Some(&live.token), IP.parse().unwrap())
+            .await
+            .unwrap_err(),
+        TokenRefusal::Revoked
+    );
+    assert!(
+        tokens::list_all_live(&store, &root)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Still the owner's token: it shows as revoked in their own list.
+    let mine = tokens::list(&store, &alice).await.unwrap();
+    assert!(
+        mine.iter()
+            .find(|t| t.id == live.info.id)
+            .is_some_and(|t| t.revoked_at.is_some())
+    );
+    let (log, _) = store
+        .query_log(&portcullis_app::store::LogQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let last = &log[0].content;
+    assert_eq!(
+        (last.actor.as_str(), last.action.as_str()),
+        ("root", "token.revoke")
+    );
+    assert!(last.detail.ends_with("of user alice"), "{}", last.detail);
+}

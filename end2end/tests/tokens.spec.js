@@ -1,7 +1,7 @@
 // API tokens in the browser: create one (shown once), use it against the REST API,
 // revoke it on the page, and see the API refuse it.
 import { test, expect, ready } from './fixtures.js';
-import { bootstrapAdmin } from './helpers.js';
+import { ADMIN_PASSWORD, bootstrapAdmin, createUser, signIn, signOut } from './helpers.js';
 
 test('a user creates an API token, uses it, and revokes it', async ({ page, portal, request }, testInfo) => {
   await bootstrapAdmin(page, testInfo, portal);
@@ -44,4 +44,39 @@ test('a user creates an API token, uses it, and revokes it', async ({ page, port
   const refused = await request.get('/api/v1/me', { headers: { Authorization: `Bearer ${token}` } });
   expect(refused.status()).toBe(401);
   expect((await refused.json()).error.message).toContain('revoked');
+});
+
+test("an administrator revokes another user's token", async ({ page, portal, request }, testInfo) => {
+  await bootstrapAdmin(page, testInfo, portal);
+  await createUser(page, testInfo, { username: 'rita', displayName: 'Rita', password: 'requester secret 2026', role: 'requester' });
+  await expect(page.getByText('No API token is in force.')).toBeVisible();
+  await signOut(page, testInfo);
+
+  await signIn(page, testInfo, 'rita', 'requester secret 2026');
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Rita');
+  await page.goto('/tokens');
+  await ready(page, testInfo);
+  await page.getByLabel('Name').fill('rita laptop');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const token = await page.getByTestId('new-token').locator('code').textContent();
+  expect((await request.get('/api/v1/me', { headers: { Authorization: `Bearer ${token}` } })).status()).toBe(200);
+  await signOut(page, testInfo);
+
+  await signIn(page, testInfo, 'admin', ADMIN_PASSWORD);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Administrator');
+  await page.goto('/admin/users');
+  await ready(page, testInfo);
+  const row = page.getByTestId('all-tokens').locator('tr[data-token]');
+  await expect(row).toHaveCount(1);
+  await expect(row).toContainText('rita');
+  await expect(row).toContainText('rita laptop');
+  await expect(row).toContainText(token.slice(0, 12));
+  await row.getByRole('button', { name: 'Revoke API token rita laptop of rita' }).click();
+  await expect(page.getByText('No API token is in force.')).toBeVisible();
+
+  const refused = await request.get('/api/v1/me', { headers: { Authorization: `Bearer ${token}` } });
+  expect(refused.status()).toBe(401);
+  expect((await refused.json()).error.message).toContain('revoked');
+  await page.goto('/activity');
+  await expect(page.locator('body')).toContainText('of user rita');
 });

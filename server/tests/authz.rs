@@ -164,6 +164,7 @@ async fn every_server_function_checks_the_callers_role() {
         ),
         ("sign_in_options", vec![], &ROLES),
         ("list_group_rules", vec![], &["admin"]),
+        ("list_all_api_tokens", vec![], &["admin"]),
         (
             "add_group_rule",
             vec![

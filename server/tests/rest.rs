@@ -207,12 +207,22 @@ async fn api_tokens_are_checked_on_every_call_with_clear_refusals() {
     let (s, _) = api.delete(&format!("/api/v1/tokens/{doomed_id}")).await;
     assert_eq!(s, StatusCode::CONFLICT);
 
-    // Someone else's token cannot be revoked (or even found) by you.
+    // Someone else's token cannot be revoked (or even found) by a user who does not
+    // administer accounts; an administrator over everything revokes anyone's.
     let other = scoped_user(&app, &admin, "other", "reader", "all", "").await;
     let other_token = api_token(&app, &other, "theirs").await;
-    let other_id = other_token.split('_').nth(1).unwrap().to_owned();
-    let (s, _) = api.delete(&format!("/api/v1/tokens/{other_id}")).await;
+    let admin_id = api.token.split('_').nth(1).unwrap().to_owned();
+    let (s, _) = Api::new(&app, &other_token)
+        .delete(&format!("/api/v1/tokens/{admin_id}"))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    let lost = api_token(&app, &other, "lost laptop").await;
+    let lost_id = lost.split('_').nth(1).unwrap().to_owned();
+    let (s, _) = api.delete(&format!("/api/v1/tokens/{lost_id}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, body) = Api::new(&app, &lost).get("/api/v1/me").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(message(&body).contains("revoked"), "{body}");
 
     // A token acts with its owner's roles as they are at each call.
     let reader = Api::new(&app, &other_token);
@@ -267,8 +277,16 @@ async fn api_tokens_are_checked_on_every_call_with_clear_refusals() {
     let (_, log) = api.get("/api/v1/activity?action=token.create").await;
     assert!(log["total"].as_i64().unwrap() >= 4, "{log}");
     let (_, log) = api.get("/api/v1/activity?action=token.revoke").await;
-    assert_eq!(log["total"], 1, "{log}");
+    assert_eq!(log["total"], 2, "{log}");
     assert_eq!(log["value"][0]["actor"], "admin");
+    assert!(
+        log["value"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("of user other"),
+        "{log}"
+    );
+    assert_eq!(log["value"][1]["actor"], "admin");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Server functions of the API tokens page: create (the secret is shown once), list,
-//! revoke. Only the owner ever sees or touches their tokens.
+//! revoke; and, for administrators of everything, every user's tokens in force, each
+//! revocable. Nobody else sees or touches another user's tokens.
 //!
 //! A new token's secret goes back in the answer to the hydrated page. A plain HTML form
 //! post (no JavaScript) is answered with a redirect, so for it alone the secret waits in
@@ -7,7 +8,7 @@
 //! and the hydrated path never writes it to the session table.
 
 use crate::error::AppError;
-use crate::model::{CreatedToken, TokenInfo};
+use crate::model::{CreatedToken, TokenInfo, UserTokenInfo};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,16 @@ pub async fn revoke_api_token(id: String) -> Result<(), AppError> {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
         crate::services::tokens::revoke(&c.state.store, &actor, &id).await
+    };
+    super::ctx::finish(run.await)
+}
+
+#[server(endpoint = "list_all_api_tokens")]
+pub async fn list_all_api_tokens() -> Result<Vec<UserTokenInfo>, AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let actor = c.actor().await?;
+        crate::services::tokens::list_all_live(&c.state.store, &actor).await
     };
     super::ctx::finish(run.await)
 }

@@ -1,6 +1,7 @@
 use crate::api::sso::{AddGroupRule, RemoveGroupRule, list_group_rules, load_sign_in_options};
+use crate::api::tokens::{RevokeApiToken, list_all_api_tokens};
 use crate::api::{AddRole, CreateUser, RemoveRole, SetUserDisabled, list_users};
-use crate::components::{Field, FormAlert, SelectField, Shell, action_error};
+use crate::components::{Field, FormAlert, LocalTime, SelectField, Shell, action_error};
 use crate::model::UserRow;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -76,6 +77,7 @@ pub fn AdminUsersPage() -> impl IntoView {
                 <Transition fallback=|| view! { <p>"Loading…"</p> }>{table}</Transition>
             </section>
             <GroupRules add_rule remove_rule />
+            <AllTokens />
             <section class="card">
                 <h2>"Create a user"</h2>
                 {created}
@@ -258,6 +260,72 @@ fn GroupRules(
             <h2>"Identity-provider groups"</h2>
             <p class="muted">"Members of a group hold its roles for as long as the provider lists them in that group (checked at each sign-in)."</p>
             <FormAlert err=remove_err />
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
+        </section>
+    }
+}
+
+/// Every user's API tokens in force, each revocable here: for someone who has left or lost
+/// a laptop, without disabling the account.
+#[component]
+fn AllTokens() -> impl IntoView {
+    let revoke = ServerAction::<RevokeApiToken>::new();
+    let revoke_err = action_error(revoke);
+    let tokens = Resource::new(move || revoke.version().get(), |_| list_all_api_tokens());
+    let revoked = move || {
+        matches!(revoke.value().get(), Some(Ok(_)))
+            .then(|| view! { <div class="alert success" role="status">"API token revoked."</div> })
+    };
+    let body = move || {
+        Suspend::new(async move {
+            match tokens.await {
+                Ok(rows) if rows.is_empty() => {
+                    view! { <p class="muted">"No API token is in force."</p> }.into_any()
+                }
+                Ok(rows) => view! {
+                    <table class="table" data-testid="all-tokens">
+                        <thead><tr>
+                            <th scope="col">"User"</th><th scope="col">"Name"</th><th scope="col">"Token"</th>
+                            <th scope="col">"Expires"</th><th scope="col">"Last used"</th><th scope="col">"Actions"</th>
+                        </tr></thead>
+                        <tbody>
+                            {rows.into_iter().map(|r| {
+                                let t = r.token;
+                                let label = format!("Revoke API token {} of {}", t.name, r.username);
+                                let id = t.id.clone();
+                                view! {
+                                    <tr data-token=t.id>
+                                        <td>{r.username.clone()}</td>
+                                        <td>{t.name.clone()}</td>
+                                        <td><code>{format!("{}…", t.prefix)}</code></td>
+                                        <td><LocalTime ms=t.expires_at /></td>
+                                        <td>{match t.last_used_at {
+                                            Some(ms) => view! { <LocalTime ms /> }.into_any(),
+                                            None => view! { <span class="muted">"never"</span> }.into_any(),
+                                        }}</td>
+                                        <td>
+                                            <ActionForm action=revoke attr:class="inline-form">
+                                                <input type="hidden" name="id" value=id />
+                                                <button type="submit" class="btn small" aria-label=label>"Revoke"</button>
+                                            </ActionForm>
+                                        </td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }
+                .into_any(),
+                Err(e) => view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+            }
+        })
+    };
+    view! {
+        <section class="card">
+            <h2>"API tokens in force"</h2>
+            <p class="muted">"Every user's unexpired, unrevoked tokens. Revoking one stops it at once; the owner can create another unless their account is disabled."</p>
+            {revoked}
+            <FormAlert err=revoke_err />
             <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
         </section>
     }

@@ -2,13 +2,13 @@
 //! into the owner (with their roles as they are now) on every API call.
 
 use super::Actor;
-use crate::domain::FieldErrors;
 use crate::domain::api_token::{
     display_prefix, format_token, parse_token, parse_token_days, parse_token_name,
 };
 use crate::domain::secret::{hash_secret, hashes_match};
+use crate::domain::{Action, FieldErrors, Resource, permits};
 use crate::error::{AppError, AppResult};
-pub use crate::model::{CreatedToken, TokenInfo};
+pub use crate::model::{CreatedToken, TokenInfo, UserTokenInfo};
 use crate::store::{NewApiToken, Store, StoredApiToken};
 use std::net::IpAddr;
 
@@ -117,12 +117,32 @@ pub async fn list(store: &Store, actor: &Actor) -> AppResult<Vec<TokenInfo>> {
         .collect())
 }
 
-/// Revokes one of the actor's own tokens; someone else's token is "not found".
+/// Every user's tokens in force, for administrators of everything: when someone leaves
+/// or loses a laptop, their tokens can be revoked without disabling the account.
+pub async fn list_all_live(store: &Store, actor: &Actor) -> AppResult<Vec<UserTokenInfo>> {
+    super::users::require(&actor.roles, Action::ManageUsers, &Resource::Global)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    Ok(store
+        .list_live_api_tokens(now)
+        .await?
+        .into_iter()
+        .map(|(t, username)| UserTokenInfo {
+            username,
+            token: t.into(),
+        })
+        .collect())
+}
+
+/// Revokes a token: one of the actor's own, or anyone's for an administrator of
+/// everything. For anyone else another user's token is "not found", so that ids cannot
+/// be probed.
 pub async fn revoke(store: &Store, actor: &Actor, id: &str) -> AppResult<()> {
+    let own = |t: &StoredApiToken| t.user_id == actor.user_id;
+    let admin = permits(&actor.roles, Action::ManageUsers, &Resource::Global);
     let token = store
         .get_api_token(id)
         .await?
-        .filter(|t| t.user_id == actor.user_id)
+        .filter(|t| own(t) || admin)
         .ok_or_else(|| AppError::NotFound("The API token".into()))?;
     if token.revoked_at.is_some() {
         return Err(AppError::Conflict(
@@ -131,8 +151,16 @@ pub async fn revoke(store: &Store, actor: &Actor, id: &str) -> AppResult<()> {
     }
     let mut log = actor.entry("token.revoke", "");
     log.detail = format!("API token \"{}\" ({})", token.name, token.prefix);
+    if !own(&token) {
+        let owner = store
+            .get_user(&token.user_id)
+            .await?
+            .map(|u| u.username)
+            .unwrap_or_else(|| token.user_id.clone());
+        log.detail.push_str(&format!(" of user {owner}"));
+    }
     let now = chrono::Utc::now().timestamp_millis();
-    if store.revoke_api_token(id, &actor.user_id, now, log).await? {
+    if store.revoke_api_token(id, &token.user_id, now, log).await? {
         Ok(())
     } else {
         Err(AppError::Conflict(

@@ -109,6 +109,25 @@ impl Store {
         rows.iter().map(token_from_row).collect()
     }
 
+    /// Every user's tokens still in force, with their owner's user name, for the
+    /// administrators' list: by owner, newest first.
+    pub async fn list_live_api_tokens(&self, now: i64) -> Result<Vec<(StoredApiToken, String)>> {
+        let columns = TOKEN_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns}, u.username FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.revoked_at IS NULL AND t.expires_at > $1 \
+             ORDER BY u.username, t.created_at DESC, t.id LIMIT 2000"
+        );
+        let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((token_from_row(r)?, r.try_get("username")?)))
+            .collect()
+    }
+
     /// Revokes one of the user's live tokens. False when there is no such live token.
     pub async fn revoke_api_token(
         &self,

@@ -60,7 +60,8 @@ pub async fn list_tokens(
     }))
 }
 
-/// Revokes one of your API tokens at once (it may be the one making this call).
+/// Revokes an API token at once: one of yours (it may be the one making this call), or,
+/// for an administrator of users over everything, anyone's.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "account",
     params(("id" = String, Path, description = "The token's id")),
     responses(
