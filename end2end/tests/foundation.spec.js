@@ -90,6 +90,7 @@ test('admin bootstraps, creates a requester, who then signs in', async ({ page, 
   await expect(page.getByRole('link', { name: 'Users & roles' })).toHaveCount(0);
   await page.goto(`${base}/admin/users`);
   await expect(page.getByRole('alert')).toContainText('You do not have permission to do that.');
+  await expect(page.getByTestId('all-tokens')).toHaveCount(0);
 });
 
 test('a new user with a bad name gets a message on that field and is not created', async ({ page, portal }, testInfo) => {

@@ -2,6 +2,7 @@ use crate::api::sso::{AddGroupRule, RemoveGroupRule, list_group_rules, load_sign
 use crate::api::tokens::{RevokeApiToken, list_all_api_tokens};
 use crate::api::{AddRole, CreateUser, RemoveRole, SetUserDisabled, list_users};
 use crate::components::{Field, FormAlert, LocalTime, SelectField, Shell, action_error};
+use crate::error::AppError;
 use crate::model::UserRow;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -316,6 +317,8 @@ fn AllTokens() -> impl IntoView {
                     </table>
                 }
                 .into_any(),
+                // The users list above already says so once.
+                Err(AppError::Forbidden) => ().into_any(),
                 Err(e) => view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
             }
         })
