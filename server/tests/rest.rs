@@ -218,8 +218,32 @@ async fn api_tokens_are_checked_on_every_call_with_clear_refusals() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let lost = api_token(&app, &other, "lost laptop").await;
     let lost_id = lost.split('_').nth(1).unwrap().to_owned();
+    let owned_by = |list: &Value, owner: &str, name: &str| {
+        list["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["owner"] == owner && t["name"] == name)
+    };
+    let (s, list) = api.get("/api/v1/tokens?all=true").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert!(owned_by(&list, "other", "lost laptop"), "{list}");
+    assert!(owned_by(&list, "admin", "admin script"), "{list}");
+    assert!(
+        !owned_by(&list, "admin", "doomed"),
+        "revoked tokens are not in force: {list}"
+    );
+    let (s, body) = Api::new(&app, &other_token)
+        .get("/api/v1/tokens?all=true")
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    let (s, body) = api.get("/api/v1/tokens?all=maybe").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     let (s, _) = api.delete(&format!("/api/v1/tokens/{lost_id}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, list) = api.get("/api/v1/tokens?all=true").await;
+    assert!(!owned_by(&list, "other", "lost laptop"), "{list}");
+    assert!(owned_by(&list, "other", "theirs"), "{list}");
     let (s, body) = Api::new(&app, &lost).get("/api/v1/me").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(message(&body).contains("revoked"), "{body}");
@@ -322,6 +346,12 @@ async fn every_endpoint_checks_the_callers_role() {
     let calls: Vec<(Method, String, Option<Value>, &[&str])> = vec![
         (Method::GET, "/api/v1/me".into(), None, all),
         (Method::GET, "/api/v1/tokens".into(), None, all),
+        (
+            Method::GET,
+            "/api/v1/tokens?all=true".into(),
+            None,
+            &["admin"],
+        ),
         (Method::GET, "/api/v1/vms".into(), None, all),
         (Method::GET, "/api/v1/vms/web-1".into(), None, all),
         (Method::GET, "/api/v1/jitPolicies".into(), None, all),

@@ -56,6 +56,18 @@ pub struct TokenDto {
     pub expires_utc: String,
     pub last_used_utc: Option<String>,
     pub revoked_utc: Option<String>,
+    /// The owner's user name: only in the list of every user's tokens (`?all=true`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TokenListQuery {
+    /// `true`: every user's tokens in force, with their owner (administrators over
+    /// everything only). Otherwise your own tokens, in force or not.
+    pub all: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -1,8 +1,8 @@
 //! The caller (`/me`) and their own API tokens. Tokens are created in the portal only:
 //! a stolen token must not be able to mint longer-lived ones.
 
-use super::dto::{MeDto, RoleDto, TokenDto, TokenList};
-use super::{ApiPath, ApiResult, Caller, utc};
+use super::dto::{MeDto, RoleDto, TokenDto, TokenList, TokenListQuery};
+use super::{ApiPath, ApiQuery, ApiResult, Caller, utc};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,6 +18,7 @@ fn token_dto(t: TokenInfo) -> TokenDto {
         expires_utc: utc(t.expires_at),
         last_used_utc: t.last_used_at.map(utc),
         revoked_utc: t.revoked_at.map(utc),
+        owner: None,
     }
 }
 
@@ -44,20 +45,39 @@ pub async fn me(Caller(actor): Caller) -> Json<MeDto> {
     })
 }
 
-/// Your API tokens (never their secrets).
+/// Your API tokens (never their secrets); with `all=true`, every user's tokens in force,
+/// with their owner, for an administrator over everything (someone who left, a lost
+/// laptop: each can then be revoked).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "account",
+    params(TokenListQuery),
     responses(
         (status = 200, body = TokenList),
+        (status = 400, body = super::ErrorBody),
         (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody),
     ))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     Caller(actor): Caller,
+    ApiQuery(q): ApiQuery<TokenListQuery>,
 ) -> ApiResult<Json<TokenList>> {
-    let list = tokens::list(&state.store, &actor).await?;
-    Ok(Json(TokenList {
-        value: list.into_iter().map(token_dto).collect(),
-    }))
+    let value = if q.all == Some(true) {
+        tokens::list_all_live(&state.store, &actor)
+            .await?
+            .into_iter()
+            .map(|t| TokenDto {
+                owner: Some(t.username),
+                ..token_dto(t.token)
+            })
+            .collect()
+    } else {
+        tokens::list(&state.store, &actor)
+            .await?
+            .into_iter()
+            .map(token_dto)
+            .collect()
+    };
+    Ok(Json(TokenList { value }))
 }
 
 /// Revokes an API token at once: one of yours (it may be the one making this call), or,
