@@ -197,6 +197,15 @@ pub fn LocalTime(ms: i64) -> impl IntoView {
     view! { <time datetime=iso title=utc>{move || shown.get()}</time> }
 }
 
+/// When something was last used, or "never".
+#[component]
+pub fn LastUsed(ms: Option<i64>) -> impl IntoView {
+    match ms {
+        Some(ms) => view! { <LocalTime ms /> }.into_any(),
+        None => view! { <span class="muted">"never"</span> }.into_any(),
+    }
+}
+
 /// Previous / next links that keep the other query parameters.
 #[component]
 pub fn Pager(base: String, page: i64, page_size: i64, total: i64) -> impl IntoView {

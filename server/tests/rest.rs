@@ -239,6 +239,10 @@ async fn api_tokens_are_checked_on_every_call_with_clear_refusals() {
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     let (s, body) = api.get("/api/v1/tokens?all=maybe").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        message(&body).contains("all"),
+        "names the parameter: {body}"
+    );
     let (s, _) = api.delete(&format!("/api/v1/tokens/{lost_id}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, list) = api.get("/api/v1/tokens?all=true").await;

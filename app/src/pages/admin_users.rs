@@ -1,7 +1,7 @@
 use crate::api::sso::{AddGroupRule, RemoveGroupRule, list_group_rules, load_sign_in_options};
 use crate::api::tokens::{RevokeApiToken, list_all_api_tokens};
 use crate::api::{AddRole, CreateUser, RemoveRole, SetUserDisabled, list_users};
-use crate::components::{Field, FormAlert, LocalTime, SelectField, Shell, action_error};
+use crate::components::{Field, FormAlert, LastUsed, LocalTime, SelectField, Shell, action_error};
 use crate::error::AppError;
 use crate::model::UserRow;
 use leptos::prelude::*;
@@ -300,10 +300,7 @@ fn AllTokens() -> impl IntoView {
                                         <td>{t.name.clone()}</td>
                                         <td><code>{format!("{}…", t.prefix)}</code></td>
                                         <td><LocalTime ms=t.expires_at /></td>
-                                        <td>{match t.last_used_at {
-                                            Some(ms) => view! { <LocalTime ms /> }.into_any(),
-                                            None => view! { <span class="muted">"never"</span> }.into_any(),
-                                        }}</td>
+                                        <td><LastUsed ms=t.last_used_at /></td>
                                         <td>
                                             <ActionForm action=revoke attr:class="inline-form">
                                                 <input type="hidden" name="id" value=id />

@@ -1,7 +1,7 @@
 //! API tokens: create one (shown once), see when each was last used, revoke.
 
 use crate::api::tokens::{CreateApiToken, RevokeApiToken, list_api_tokens};
-use crate::components::{Field, FormAlert, LocalTime, Shell, action_error};
+use crate::components::{Field, FormAlert, LastUsed, LocalTime, Shell, action_error};
 use crate::model::TokenInfo;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -109,10 +109,7 @@ fn TokenRow(t: TokenInfo, revoke: ServerAction<RevokeApiToken>) -> impl IntoView
             <td><code>{format!("{}…", t.prefix)}</code></td>
             <td><LocalTime ms=t.created_at /></td>
             <td><LocalTime ms=t.expires_at /></td>
-            <td>{match t.last_used_at {
-                Some(ms) => view! { <LocalTime ms /> }.into_any(),
-                None => view! { <span class="muted">"never"</span> }.into_any(),
-            }}</td>
+            <td><LastUsed ms=t.last_used_at /></td>
             <td><span class=format!("status {status}")>{status}</span></td>
             <td>
                 {(status == "active").then(|| view! {

@@ -112,15 +112,12 @@ impl Store {
     /// Every user's tokens still in force, with their owner's user name, for the
     /// administrators' list: by owner, newest first.
     pub async fn list_live_api_tokens(&self, now: i64) -> Result<Vec<(StoredApiToken, String)>> {
-        let columns = TOKEN_COLUMNS
-            .split(", ")
-            .map(|c| format!("t.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        // The owner's name by subquery, so the token columns need no table prefix.
         let sql = format!(
-            "SELECT {columns}, u.username FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.revoked_at IS NULL AND t.expires_at > $1 \
-             ORDER BY u.username, t.created_at DESC, t.id LIMIT 2000"
+            "SELECT {TOKEN_COLUMNS}, \
+             (SELECT u.username FROM users u WHERE u.id = api_tokens.user_id) AS username \
+             FROM api_tokens WHERE revoked_at IS NULL AND expires_at > $1 \
+             ORDER BY username, created_at DESC, id LIMIT 2000"
         );
         let rows = sqlx::query(&sql).bind(now).fetch_all(&self.pool).await?;
         rows.iter()
