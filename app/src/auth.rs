@@ -13,6 +13,54 @@ use argon2::password_hash::{
 use crate::error::{AppError, AppResult};
 
 pub const SESSION_USER_ID: &str = "user_id";
+/// The user's session epoch when the session signed in; a password change or reset moves
+/// the user's epoch on, and every session of an earlier epoch ends.
+pub const SESSION_EPOCH: &str = "session_epoch";
+
+fn session_error(e: tower_sessions::session::Error) -> AppError {
+    tracing::error!(error = %e, "session store error");
+    AppError::Internal
+}
+
+/// The user a session belongs to while the session is still valid: the user exists, is
+/// enabled, and has not changed (or had reset) their password since the session began.
+/// Every path that reads the session user goes through here.
+pub async fn session_user(
+    store: &crate::store::Store,
+    session: &tower_sessions::Session,
+) -> AppResult<Option<crate::store::StoredUser>> {
+    let Some(id) = session
+        .get::<String>(SESSION_USER_ID)
+        .await
+        .map_err(session_error)?
+    else {
+        return Ok(None);
+    };
+    let epoch = session
+        .get::<i64>(SESSION_EPOCH)
+        .await
+        .map_err(session_error)?
+        .unwrap_or(0);
+    Ok(store
+        .get_user(&id)
+        .await?
+        .filter(|u| !u.disabled && u.session_epoch == epoch))
+}
+
+/// Marks a session as signed in as `user` (the caller has already given it a fresh id).
+pub async fn mark_signed_in(
+    session: &tower_sessions::Session,
+    user: &crate::store::StoredUser,
+) -> AppResult<()> {
+    session
+        .insert(SESSION_USER_ID, &user.id)
+        .await
+        .map_err(session_error)?;
+    session
+        .insert(SESSION_EPOCH, user.session_epoch)
+        .await
+        .map_err(session_error)
+}
 /// Set at a single sign-on: where sign-out sends the browser to end the provider's session
 /// too (its end-session endpoint with the ID token as hint).
 pub const SESSION_END_SESSION_URL: &str = "end_session_url";

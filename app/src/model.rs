@@ -41,6 +41,9 @@ pub struct UserRow {
     /// for a local account.
     #[serde(default)]
     pub identity: String,
+    /// Has a password here (an administrator may reset it).
+    #[serde(default)]
+    pub local_password: bool,
 }
 
 /// How visitors may sign in: the password form (unless switched off) and one button per
@@ -68,28 +71,44 @@ pub struct GroupRuleView {
 }
 
 #[cfg(feature = "ssr")]
+pub use ssr::{VmNames, scope_label};
+
+#[cfg(feature = "ssr")]
 mod ssr {
     use super::*;
-    use crate::domain::{Action, Resource, RoleAssignment, permits};
+    use crate::domain::{Action, Resource, RoleAssignment, Scope, permits};
     use crate::store::{StoredAssignment, StoredUser};
+    use std::collections::HashMap;
 
-    impl From<&StoredAssignment> for RoleView {
-        fn from(a: &StoredAssignment) -> Self {
-            RoleView {
-                id: a.id.clone(),
-                role: a.assignment.role.as_str().to_owned(),
-                scope: a.assignment.scope.to_string(),
-                via_group: None,
-            }
+    /// VM names by id, for showing VM scopes (stored by id) by name.
+    pub type VmNames = HashMap<String, String>;
+
+    /// A scope as people read it: a VM by its current name.
+    pub fn scope_label(scope: &Scope, names: &VmNames) -> String {
+        match scope {
+            Scope::Vm(id) => match names.get(id) {
+                Some(name) => format!("VM {name}"),
+                None => format!("VM {id} (no such VM)"),
+            },
+            other => other.to_string(),
         }
     }
 
-    impl From<&crate::store::StoredGroupRule> for RoleView {
-        fn from(r: &crate::store::StoredGroupRule) -> Self {
+    impl RoleView {
+        pub fn of(a: &StoredAssignment, names: &VmNames) -> Self {
+            RoleView {
+                id: a.id.clone(),
+                role: a.assignment.role.as_str().to_owned(),
+                scope: scope_label(&a.assignment.scope, names),
+                via_group: None,
+            }
+        }
+
+        pub fn of_rule(r: &crate::store::StoredGroupRule, names: &VmNames) -> Self {
             RoleView {
                 id: r.id.clone(),
                 role: r.rule.assignment.role.as_str().to_owned(),
-                scope: r.rule.assignment.scope.to_string(),
+                scope: scope_label(&r.rule.assignment.scope, names),
                 via_group: Some(r.rule.group.clone()),
             }
         }
@@ -101,6 +120,7 @@ mod ssr {
             mut self,
             identity: Option<&crate::store::StoredIdentity>,
             rules: &[crate::store::StoredGroupRule],
+            names: &VmNames,
         ) -> Self {
             let Some(identity) = identity else {
                 return self;
@@ -123,26 +143,26 @@ mod ssr {
                 rules
                     .iter()
                     .filter(|r| granted.contains(&&r.rule))
-                    .map(RoleView::from),
+                    .map(|r| RoleView::of_rule(r, names)),
             );
             self
         }
     }
 
-    impl From<&crate::store::StoredGroupRule> for GroupRuleView {
-        fn from(r: &crate::store::StoredGroupRule) -> Self {
+    impl GroupRuleView {
+        pub fn of(r: &crate::store::StoredGroupRule, names: &VmNames) -> Self {
             GroupRuleView {
                 id: r.id.clone(),
                 provider: r.rule.provider.clone(),
                 group: r.rule.group.clone(),
                 role: r.rule.assignment.role.as_str().to_owned(),
-                scope: r.rule.assignment.scope.to_string(),
+                scope: scope_label(&r.rule.assignment.scope, names),
             }
         }
     }
 
     impl UserView {
-        pub fn new(user: &StoredUser, assignments: &[StoredAssignment]) -> Self {
+        pub fn new(user: &StoredUser, assignments: &[StoredAssignment], names: &VmNames) -> Self {
             let roles: Vec<RoleAssignment> =
                 assignments.iter().map(|a| a.assignment.clone()).collect();
             UserView {
@@ -150,7 +170,7 @@ mod ssr {
                 username: user.username.clone(),
                 display_name: user.display_name.clone(),
                 must_change_password: user.must_change_password,
-                roles: assignments.iter().map(RoleView::from).collect(),
+                roles: assignments.iter().map(|a| RoleView::of(a, names)).collect(),
                 can_manage_users: permits(&roles, Action::ManageUsers, &Resource::Global),
                 federated: false,
             }
@@ -161,9 +181,11 @@ mod ssr {
             mut self,
             assignments: &[StoredAssignment],
             group_rules: &[crate::store::StoredGroupRule],
+            names: &VmNames,
         ) -> Self {
             self.federated = true;
-            self.roles.extend(group_rules.iter().map(RoleView::from));
+            self.roles
+                .extend(group_rules.iter().map(|r| RoleView::of_rule(r, names)));
             let roles: Vec<RoleAssignment> = assignments
                 .iter()
                 .map(|a| a.assignment.clone())
@@ -237,7 +259,33 @@ pub struct RuleView {
     pub max_minutes: String,
     pub justification_required: bool,
     pub approval_required: bool,
+    /// Minutes within which approval must come.
+    #[serde(default)]
+    pub approval_minutes: String,
+    /// The widest IPv4 / IPv6 prefix a "per request" source may be.
+    #[serde(default)]
+    pub widest_v4: String,
+    #[serde(default)]
+    pub widest_v6: String,
     pub enabled: bool,
+}
+
+impl RuleView {
+    /// An empty row with the defaults, switched off.
+    pub fn blank() -> Self {
+        RuleView {
+            port: String::new(),
+            protocol: "tcp".into(),
+            allowed_sources: String::new(),
+            max_minutes: "180".into(),
+            justification_required: false,
+            approval_required: false,
+            approval_minutes: "60".into(),
+            widest_v4: "24".into(),
+            widest_v6: "64".into(),
+            enabled: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +294,10 @@ pub struct PolicyForm {
     pub rows: Vec<RuleView>,
     /// Set when the form edits the existing policy of a single VM.
     pub existing: bool,
+    /// When the selected VMs have different policies: what each has now, one line per VM.
+    /// Saving then needs an explicit confirmation, since it replaces them all.
+    #[serde(default)]
+    pub differing: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

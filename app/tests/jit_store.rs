@@ -1,48 +1,24 @@
 //! Store tests for VMs, policies, requests, grants and the activity log, each on a fresh
-//! database (SQLite, or PostgreSQL when `PORTCULLIS_TEST_POSTGRES` names a server).
+//! database (SQLite, or PostgreSQL when `PORTCULLIS_TEST_POSTGRES` names a server) and a
+//! clock the test moves.
 #![cfg(feature = "ssr")]
 
+mod common;
+
+use common::*;
 use portcullis_app::domain::audit::ChainStatus;
-use portcullis_app::domain::jit::{JitPolicy, Port, PortRuleInput, Protocol};
+use portcullis_app::domain::jit::{Port, Protocol};
 use portcullis_app::domain::request::{PortStatus, RequestSpec, RequestStatus};
-use portcullis_app::domain::{Cidr, Visibility};
-use portcullis_app::store::test_support::fresh_database_url;
-use portcullis_app::store::{
-    NewLogEntry, NewUser, Store, StoreError, VmFields, VmListQuery, VmTab,
-};
+use portcullis_app::domain::{Cidr, Role, Scope, Visibility};
+use portcullis_app::services::{Actor, jit, requests};
+use portcullis_app::store::{StoreError, StoredVm, VmFields, VmListQuery, VmTab};
 
-async fn fresh() -> (Store, tempfile::TempDir, String) {
-    let (store, dir, user, _) = fresh_with_url().await;
-    (store, dir, user)
-}
-
-/// Also the database URL, for a second store on the same database (another replica).
-async fn fresh_with_url() -> (Store, tempfile::TempDir, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database_url(dir.path(), "jit").await.unwrap();
-    let store = Store::connect(&url).await.unwrap();
-    let user = store
-        .create_user(
-            &NewUser {
-                username: "rita",
-                display_name: "Rita",
-                password_hash: None,
-                must_change_password: false,
-            },
-            &[],
-        )
-        .await
-        .unwrap();
-    (store, dir, user.id, url)
-}
-
-fn log(action: &str) -> NewLogEntry {
-    NewLogEntry {
-        actor: "test".into(),
-        action: action.into(),
-        result: "success".into(),
-        ..Default::default()
-    }
+/// A world with an administrator and rita, a requester over everything.
+async fn fresh() -> (World, Actor, Actor) {
+    let w = world().await;
+    let admin = w.admin().await;
+    let rita = w.user("rita", &[(Role::Requester, Scope::All)]).await;
+    (w, admin, rita)
 }
 
 fn vm(name: &str, exposed: &str) -> VmFields {
@@ -55,41 +31,26 @@ fn vm(name: &str, exposed: &str) -> VmFields {
     }
 }
 
-fn policy(ports: &[&str], approval: bool) -> JitPolicy {
-    let rows: Vec<PortRuleInput> = ports
-        .iter()
-        .map(|p| PortRuleInput {
-            enabled: Some("on".into()),
-            port: p.to_string(),
-            protocol: "tcp".into(),
-            max_minutes: "60".into(),
-            approval_required: approval.then(|| "on".into()),
-            ..Default::default()
-        })
-        .collect();
-    JitPolicy::parse(&rows).unwrap()
-}
-
 /// A VM with a JIT policy on the given ports.
 async fn vm_with_policy(
-    store: &Store,
+    w: &World,
+    admin: &Actor,
     name: &str,
     ports: &[&str],
     approval: bool,
-) -> portcullis_app::store::StoredVm {
-    let v = store
-        .create_vm(&vm(name, ""), log("vm.create"))
-        .await
-        .unwrap();
-    store
-        .set_policies(
-            std::slice::from_ref(&v.id),
-            &policy(ports, approval),
-            "admin",
-            vec![log("policy.create")],
-        )
-        .await
-        .unwrap();
+) -> StoredVm {
+    let v = w.vm(admin, name, "prod").await;
+    let rows: Vec<_> = ports
+        .iter()
+        .map(|p| {
+            if approval {
+                with_approval(rule(p))
+            } else {
+                rule(p)
+            }
+        })
+        .collect();
+    w.policy(admin, &v, &rows).await;
     v
 }
 
@@ -100,6 +61,7 @@ fn spec(port: &str, source: &str, secs: i64, approval: bool) -> RequestSpec {
         duration_secs: secs,
         justification: "maintenance".into(),
         needs_approval: approval,
+        approval_timeout_secs: approval.then_some(3600),
     }
 }
 
@@ -125,7 +87,8 @@ fn tab(tab: VmTab, search: &str) -> VmListQuery {
 
 #[tokio::test]
 async fn vms_are_unique_and_logged_with_their_change() {
-    let (store, _d, _) = fresh().await;
+    let (w, _, _) = fresh().await;
+    let store = &w.store;
     store
         .create_vm(&vm("web-1", ""), log("vm.create"))
         .await
@@ -140,7 +103,8 @@ async fn vms_are_unique_and_logged_with_their_change() {
 
 #[tokio::test]
 async fn tabs_split_vms_by_policy_and_exposure_with_search_and_paging() {
-    let (store, _d, _) = fresh().await;
+    let (w, admin, _) = fresh().await;
+    let store = &w.store;
     for i in 0..30 {
         store
             .create_vm(
@@ -151,15 +115,7 @@ async fn tabs_split_vms_by_policy_and_exposure_with_search_and_paging() {
             .unwrap();
     }
     let configured = store.get_vm_by_name("app-01").await.unwrap().unwrap();
-    store
-        .set_policies(
-            std::slice::from_ref(&configured.id),
-            &policy(&["22"], false),
-            "admin",
-            vec![log("policy.create")],
-        )
-        .await
-        .unwrap();
+    w.policy(&admin, &configured, &[rule("22")]).await;
 
     let (rows, total) = store.list_vms(&tab(VmTab::Configured, "")).await.unwrap();
     assert_eq!((rows.len(), total), (1, 1));
@@ -194,172 +150,106 @@ async fn tabs_split_vms_by_policy_and_exposure_with_search_and_paging() {
 
 #[tokio::test]
 async fn requests_become_grants_in_the_desired_state() {
-    let (store, _d, rita) = fresh().await;
-    let v = store
-        .create_vm(&vm("web-1", "22"), log("vm.create"))
-        .await
-        .unwrap();
-    store
-        .set_policies(
-            std::slice::from_ref(&v.id),
-            &policy(&["22", "2222"], false),
-            "admin",
-            vec![log("policy.create")],
-        )
-        .await
-        .unwrap();
-    let (g0, grants) = store.desired_state(&v.id, now()).await.unwrap().unwrap();
-    assert!(grants.is_empty());
+    let (w, admin, rita) = fresh().await;
+    let store = &w.store;
+    let v = w.vm(&admin, "web-1", "prod").await;
+    w.policy(&admin, &v, &[rule("22"), rule("2222")]).await;
+    let g0 = w.generation(&v).await;
+    assert!(w.grants(&v).await.is_empty());
 
     let first = store
         .create_request(
             "b1",
             &v.id,
-            &rita,
+            &rita.user_id,
             &spec("22", "203.0.113.7", 600, false),
             log("request"),
         )
         .await
         .unwrap();
-    let (g1, grants) = store.desired_state(&v.id, now()).await.unwrap().unwrap();
-    assert!(g1 > g0, "generation moves on every change");
+    let grants = w.grants(&v).await;
+    assert!(
+        w.generation(&v).await > g0,
+        "generation moves on every change"
+    );
     assert_eq!(grants.len(), 1);
-    assert_eq!(grants[0].source, "203.0.113.7/32");
-    assert_eq!(grants[0].port, 22);
-    assert!(grants[0].expires_at > now() + 590_000);
+    assert_eq!((grants[0].0.as_str(), grants[0].1), ("203.0.113.7/32", 22));
+    assert_eq!(grants[0].2, w.clock.now() + 600_000);
 
-    // A newer request for the same port and source supersedes the old grant.
+    // A newer request of the same user for the same port and source supersedes the old
+    // grant.
+    w.clock.advance_secs(5);
     let second = store
         .create_request(
             "b2",
             &v.id,
-            &rita,
+            &rita.user_id,
             &spec("22", "203.0.113.7", 1200, false),
             log("request"),
         )
         .await
         .unwrap();
-    let (_, grants) = store.desired_state(&v.id, now()).await.unwrap().unwrap();
+    let grants = w.grants(&v).await;
     assert_eq!(grants.len(), 1);
-    assert!(grants[0].expires_at > now() + 1_190_000);
-    let old = store.get_request(&first).await.unwrap().unwrap();
+    assert_eq!(grants[0].2, w.clock.now() + 1_200_000);
+    let old = w.request_row(&first).await;
     assert_eq!(old.ports[0].status, PortStatus::Superseded);
+    assert_eq!(old.ports[0].status_reason, "superseded by a newer request");
 
-    // Revoke removes it; extend moves its end.
-    let end = now() + 30 * 60_000;
+    // Extend moves its end; revoke removes it.
+    let end = w.clock.now() + 30 * 60_000;
+    let mut tx = store.begin_write().await.unwrap();
     assert!(
-        store
-            .extend_request(&second, end, log("extend"))
+        tx.extend_request(&second, end, log("extend"))
             .await
             .unwrap()
     );
-    assert_eq!(
-        store.desired_state(&v.id, now()).await.unwrap().unwrap().1[0].expires_at,
-        end
-    );
-    assert!(
-        store
-            .revoke_request(&second, "revoked by user", log("revoke"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .desired_state(&v.id, now())
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .is_empty()
-    );
-    let r = store.get_request(&second).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(w.grants(&v).await[0].2, end);
+    requests::revoke(store, &rita, &second).await.unwrap();
+    assert!(w.grants(&v).await.is_empty());
+    let r = w.request_row(&second).await;
     assert_eq!(r.status, RequestStatus::Revoked);
     assert_eq!(r.ports[0].status_reason, "revoked by user");
     assert!(
-        !store
-            .revoke_request(&second, "again", log("revoke"))
-            .await
-            .unwrap(),
+        requests::revoke(store, &rita, &second).await.is_err(),
         "already ended"
     );
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 #[tokio::test]
 async fn approval_gates_the_grant_and_denial_ends_the_request() {
-    let (store, _d, rita) = fresh().await;
-    let v = vm_with_policy(&store, "win-1", &["3389"], true).await;
-    let a = store
-        .create_request(
-            "b",
-            &v.id,
-            &rita,
-            &spec("3389", "198.51.100.0/24", 600, true),
-            log("request"),
-        )
+    let (w, admin, rita) = fresh().await;
+    let store = &w.store;
+    let alice = w.user("alice", &[(Role::Approver, Scope::All)]).await;
+    let bob = w.user("bob", &[(Role::Approver, Scope::All)]).await;
+    let v = vm_with_policy(&w, &admin, "win-1", &["3389"], true).await;
+    let a = w
+        .request(&rita, &v, "3389", "198.51.100.0/24", "10")
         .await
         .unwrap();
-    let r = store.get_request(&a).await.unwrap().unwrap();
+    let r = w.request_row(&a).await;
     assert_eq!(r.status, RequestStatus::PendingApproval);
     assert_eq!(r.ports[0].status, PortStatus::Pending);
+    assert!(w.grants(&v).await.is_empty());
+    requests::approve(store, &alice, &a, "ok").await.unwrap();
     assert!(
-        store
-            .desired_state(&v.id, now())
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .is_empty()
-    );
-    assert!(
-        store
-            .approve_request(&a, "alice", "ok", log("approve"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .approve_request(&a, "bob", "ok", log("approve"))
-            .await
-            .unwrap(),
+        requests::approve(store, &bob, &a, "ok").await.is_err(),
         "decided once"
     );
-    assert_eq!(
-        store
-            .desired_state(&v.id, now())
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .len(),
-        1
-    );
-    let r = store.get_request(&a).await.unwrap().unwrap();
+    assert_eq!(w.grants(&v).await.len(), 1);
+    let r = w.request_row(&a).await;
     assert_eq!(
         (r.status, r.decided_by.as_deref()),
         (RequestStatus::Active, Some("alice"))
     );
 
-    let b = store
-        .create_request(
-            "b",
-            &v.id,
-            &rita,
-            &spec("3389", "198.51.100.7", 600, true),
-            log("request"),
-        )
+    let b = w
+        .request(&rita, &v, "3389", "198.51.100.7", "10")
         .await
         .unwrap();
-    assert!(
-        store
-            .deny_request(&b, "alice", "not now", log("deny"))
-            .await
-            .unwrap()
-    );
-    let r = store.get_request(&b).await.unwrap().unwrap();
+    requests::deny(store, &alice, &b, "not now").await.unwrap();
+    let r = w.request_row(&b).await;
     assert_eq!(
         (r.status, r.ports[0].status),
         (RequestStatus::Denied, PortStatus::Denied)
@@ -369,41 +259,42 @@ async fn approval_gates_the_grant_and_denial_ends_the_request() {
 
 #[tokio::test]
 async fn grants_expire_on_time_and_are_logged() {
-    let (store, _d, rita) = fresh().await;
-    let v = vm_with_policy(&store, "web-2", &["22"], false).await;
+    let (w, admin, rita) = fresh().await;
+    let store = &w.store;
+    let v = vm_with_policy(&w, &admin, "web-2", &["22"], false).await;
     let id = store
         .create_request(
             "b",
             &v.id,
-            &rita,
-            &spec("22", "203.0.113.7", 1, false),
+            &rita.user_id,
+            &spec("22", "203.0.113.7", 60, false),
             log("request"),
         )
         .await
         .unwrap();
-    assert_eq!(store.expire_due(now()).await.unwrap(), 0, "not yet");
-    let next = store.next_expiry().await.unwrap().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(
-        (next - now()).max(0) as u64 + 20,
-    ))
-    .await;
-    let (g_before, _) = store.desired_state(&v.id, now()).await.unwrap().unwrap();
-    assert_eq!(store.expire_due(now()).await.unwrap(), 1);
-    let (g_after, grants) = store.desired_state(&v.id, now()).await.unwrap().unwrap();
-    assert!(grants.is_empty() && g_after > g_before);
-    let r = store.get_request(&id).await.unwrap().unwrap();
+    let end = w.clock.now() + 60_000;
+    assert_eq!(store.next_expiry().await.unwrap(), Some(end));
+    w.clock.advance_ms(59_999);
+    assert_eq!(
+        store.expire_due(w.clock.now()).await.unwrap(),
+        (0, 0),
+        "not yet"
+    );
+    w.clock.advance_ms(1);
+    let g_before = w.generation(&v).await;
+    assert_eq!(store.expire_due(w.clock.now()).await.unwrap(), (1, 0));
+    assert!(w.grants(&v).await.is_empty() && w.generation(&v).await > g_before);
+    let r = w.request_row(&id).await;
     assert_eq!(
         (r.status, r.ports[0].status),
         (RequestStatus::Expired, PortStatus::Expired)
     );
-    let (entries, _) = store
-        .query_log(&portcullis_app::store::LogQuery {
-            action: Some("expire".into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    assert_eq!(
+        r.ports[0].end_at,
+        Some(end),
+        "an expiry keeps the end it had"
+    );
+    let entries = w.logged("expire").await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].content.vm, "web-2");
     assert!(store.next_expiry().await.unwrap().is_none());
@@ -412,37 +303,27 @@ async fn grants_expire_on_time_and_are_logged() {
 /// Every replica runs the expiry job; each grant still ends once, with one log entry.
 #[tokio::test]
 async fn expiry_racing_in_two_replicas_ends_each_grant_once() {
-    let (store, _d, rita, url) = fresh_with_url().await;
-    let other = Store::connect(&url).await.unwrap();
-    let v = vm_with_policy(&store, "web-3", &["22"], false).await;
+    let (w, admin, rita) = fresh().await;
+    let store = &w.store;
+    let other = w.replica().await;
+    let v = vm_with_policy(&w, &admin, "web-3", &["22"], false).await;
     for i in 1..=10 {
         store
             .create_request(
                 &format!("b{i}"),
                 &v.id,
-                &rita,
-                &spec("22", &format!("203.0.113.{i}"), 1, false),
+                &rita.user_id,
+                &spec("22", &format!("203.0.113.{i}"), 60, false),
                 log("request"),
             )
             .await
             .unwrap();
     }
-    let next = store.next_expiry().await.unwrap().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(
-        (next - now()).max(0) as u64 + 1100,
-    ))
-    .await;
-    let (a, b) = tokio::join!(store.expire_due(now()), other.expire_due(now()));
-    assert_eq!(a.unwrap() + b.unwrap(), 10);
-    let (entries, _) = store
-        .query_log(&portcullis_app::store::LogQuery {
-            action: Some("expire".into()),
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(entries.len(), 10);
+    w.clock.advance_secs(61);
+    let now = w.clock.now();
+    let (a, b) = tokio::join!(store.expire_due(now), other.expire_due(now));
+    assert_eq!(a.unwrap().0 + b.unwrap().0, 10);
+    assert_eq!(w.logged("expire").await.len(), 10);
     assert!(matches!(
         store.verify_log().await.unwrap(),
         ChainStatus::Verified { .. }
@@ -451,65 +332,32 @@ async fn expiry_racing_in_two_replicas_ends_each_grant_once() {
 
 #[tokio::test]
 async fn removing_a_policy_ends_its_grants() {
-    let (store, _d, rita) = fresh().await;
-    let v = vm_with_policy(&store, "db-1", &["22", "5432"], false).await;
-    store
-        .create_request(
-            "b",
-            &v.id,
-            &rita,
-            &spec("5432", "203.0.113.7", 600, false),
-            log("request"),
-        )
+    let (w, admin, rita) = fresh().await;
+    let store = &w.store;
+    let v = vm_with_policy(&w, &admin, "db-1", &["22", "5432"], false).await;
+    w.request(&rita, &v, "5432", "203.0.113.7", "10")
         .await
         .unwrap();
-    store
-        .create_request(
-            "b",
-            &v.id,
-            &rita,
-            &spec("22", "203.0.113.7", 600, false),
-            log("request"),
-        )
+    w.request(&rita, &v, "22", "203.0.113.7", "10")
         .await
         .unwrap();
     // Editing the policy to drop 5432 revokes that grant only.
-    store
-        .set_policies(
-            std::slice::from_ref(&v.id),
-            &policy(&["22"], false),
-            "admin",
-            vec![log("policy.update")],
-        )
-        .await
-        .unwrap();
-    let grants = store.desired_state(&v.id, now()).await.unwrap().unwrap().1;
-    assert_eq!(grants.iter().map(|g| g.port).collect::<Vec<_>>(), vec![22]);
-    assert!(
-        store
-            .delete_policy(&v.id, log("policy.delete"))
-            .await
-            .unwrap()
-    );
+    w.policy(&admin, &v, &[rule("22")]).await;
+    let grants = w.grants(&v).await;
+    assert_eq!(grants.iter().map(|g| g.1).collect::<Vec<_>>(), vec![22]);
+    jit::remove_policy(store, &admin, &v.id).await.unwrap();
     assert!(store.get_policy(&v.id).await.unwrap().is_none());
-    assert!(
-        store
-            .desired_state(&v.id, now())
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .is_empty()
-    );
+    assert!(w.grants(&v).await.is_empty());
 }
 
 #[tokio::test]
 async fn the_log_chain_verifies_under_concurrency_and_detects_tampering() {
-    let (store, _d, rita) = fresh().await;
-    let v = vm_with_policy(&store, "web-3", &["22"], false).await;
+    let (w, admin, rita) = fresh().await;
+    let store = &w.store;
+    let v = vm_with_policy(&w, &admin, "web-3", &["22"], false).await;
     let mut tasks = Vec::new();
     for i in 0..25 {
-        let (store, vm, rita) = (store.clone(), v.id.clone(), rita.clone());
+        let (store, vm, rita) = (store.clone(), v.id.clone(), rita.user_id.clone());
         tasks.push(tokio::spawn(async move {
             store
                 .create_request(
@@ -525,16 +373,7 @@ async fn the_log_chain_verifies_under_concurrency_and_detects_tampering() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    assert_eq!(
-        store
-            .desired_state(&v.id, now())
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .len(),
-        25
-    );
+    assert_eq!(w.grants(&v).await.len(), 25);
     assert_eq!(
         store.verify_log().await.unwrap(),
         ChainStatus::Verified { entries: 27 }

@@ -21,6 +21,32 @@ async fn fresh() -> (Store, tempfile::TempDir) {
     (Store::connect(&url).await.unwrap(), dir)
 }
 
+/// An administrator over everything, as the services see them.
+async fn admin(store: &Store) -> portcullis_app::services::Actor {
+    let user = store
+        .create_user(
+            &NewUser {
+                username: "root",
+                display_name: "Root",
+                password_hash: Some("x"),
+                must_change_password: false,
+            },
+            &[RoleAssignment {
+                role: Role::Admin,
+                scope: Scope::All,
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    portcullis_app::services::Actor {
+        roles: effective_roles(store, &user.id).await.unwrap(),
+        user_id: user.id,
+        username: user.username,
+        ip: ip(),
+    }
+}
+
 fn ip() -> IpAddr {
     "198.51.100.7".parse().unwrap()
 }
@@ -105,7 +131,9 @@ async fn first_sign_in_creates_later_ones_update_and_subjects_identify() {
 async fn disabled_users_are_refused_and_logged() {
     let (store, _dir) = fresh().await;
     let (id, _) = signed_in(&store, "corp", &identity("s-1", "bob", &[])).await;
-    store.set_disabled(&id, true).await.unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    tx.set_disabled(&id, true).await.unwrap();
+    tx.commit().await.unwrap();
     let outcome = sign_in_federated(&store, "corp", &identity("s-1", "bob", &[]), ip())
         .await
         .unwrap();
@@ -125,6 +153,21 @@ async fn disabled_users_are_refused_and_logged() {
 #[tokio::test]
 async fn group_rules_grant_roles_to_members_of_the_providers_group() {
     let (store, _dir) = fresh().await;
+    let admin = admin(&store).await;
+    // A group scope must name a group that holds a VM.
+    store
+        .create_vm(
+            &portcullis_app::store::VmFields {
+                name: "web-1".into(),
+                group: "prod".into(),
+                addresses: "198.51.100.5".into(),
+                os: "linux".into(),
+                exposed_ports: String::new(),
+            },
+            NewLogEntry::default(),
+        )
+        .await
+        .unwrap();
     let providers = vec!["corp".to_owned(), "google".to_owned()];
     let rule = |provider, group, role, kind, target| GroupRuleInput {
         provider,
@@ -135,39 +178,35 @@ async fn group_rules_grant_roles_to_members_of_the_providers_group() {
     };
     let ops = add_group_rule(
         &store,
+        &admin,
         &providers,
         rule("corp", "ops", "approver", "group", "prod"),
-        "admin",
-        ip(),
     )
     .await
     .unwrap();
     add_group_rule(
         &store,
+        &admin,
         &providers,
         rule("google", "ops", "admin", "all", ""),
-        "admin",
-        ip(),
     )
     .await
     .unwrap();
     // The same rule twice, an unknown provider, an empty group: refused, nothing stored.
     let dup = add_group_rule(
         &store,
+        &admin,
         &providers,
         rule("corp", "ops", "approver", "group", "prod"),
-        "admin",
-        ip(),
     )
     .await
     .unwrap_err();
     assert!(dup.field_message("group").is_some(), "{dup:?}");
     let bad = add_group_rule(
         &store,
+        &admin,
         &providers,
         rule("okta", " ", "boss", "all", ""),
-        "admin",
-        ip(),
     )
     .await
     .unwrap_err();
@@ -177,16 +216,17 @@ async fn group_rules_grant_roles_to_members_of_the_providers_group() {
     assert_eq!(store.list_group_rules().await.unwrap().len(), 2);
 
     let (id, _) = signed_in(&store, "corp", &identity("s-1", "carol", &["ops", "x"])).await;
-    store
-        .add_assignment(
-            &id,
-            &RoleAssignment {
-                role: Role::Reader,
-                scope: Scope::All,
-            },
-        )
-        .await
-        .unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    tx.add_assignment(
+        &id,
+        &RoleAssignment {
+            role: Role::Reader,
+            scope: Scope::All,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
     let roles = effective_roles(&store, &id).await.unwrap();
     assert_eq!(
         roles,
@@ -231,14 +271,8 @@ async fn group_rules_grant_roles_to_members_of_the_providers_group() {
     assert_eq!(effective_roles(&store, &id).await.unwrap().len(), 1);
 
     // Removing a rule is logged; removing it twice is "not found".
-    remove_group_rule(&store, &ops, "admin", ip())
-        .await
-        .unwrap();
-    assert!(
-        remove_group_rule(&store, &ops, "admin", ip())
-            .await
-            .is_err()
-    );
+    remove_group_rule(&store, &admin, &ops).await.unwrap();
+    assert!(remove_group_rule(&store, &admin, &ops).await.is_err());
     let (entries, _) = store
         .query_log(&LogQuery {
             action: Some("group-rule.remove".into()),
@@ -263,6 +297,7 @@ async fn user_names_taken_by_local_accounts_are_never_reused() {
                 must_change_password: false,
             },
             &[],
+            None,
         )
         .await
         .unwrap();

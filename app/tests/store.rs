@@ -30,6 +30,18 @@ fn admin_all() -> RoleAssignment {
     }
 }
 
+async fn remove(store: &Store, id: &str) -> RemoveOutcome {
+    let mut tx = store.begin_write().await.unwrap();
+    let outcome = tx.remove_assignment(id).await.unwrap();
+    tx.commit().await.unwrap();
+    outcome
+}
+
+async fn other_admins(store: &Store, except: &str) -> i64 {
+    let mut tx = store.begin_write().await.unwrap();
+    tx.count_other_global_admins(except).await.unwrap()
+}
+
 #[tokio::test]
 async fn users_round_trip_and_names_are_unique() {
     let (store, _dir) = fresh().await;
@@ -41,6 +53,7 @@ async fn users_round_trip_and_names_are_unique() {
                 role: Role::Requester,
                 scope: Scope::Group("prod".into()),
             }],
+            None,
         )
         .await
         .unwrap();
@@ -52,7 +65,7 @@ async fn users_round_trip_and_names_are_unique() {
     );
     assert!(store.find_user_by_username("bob").await.unwrap().is_none());
     assert!(matches!(
-        store.create_user(&user("alice"), &[]).await,
+        store.create_user(&user("alice"), &[], None).await,
         Err(StoreError::Duplicate)
     ));
     assert_eq!(
@@ -74,7 +87,7 @@ async fn creating_a_user_with_a_duplicate_role_rolls_back_the_user() {
         scope: Scope::All,
     };
     let result = store
-        .create_user(&user("carol"), &[role.clone(), role])
+        .create_user(&user("carol"), &[role.clone(), role], None)
         .await;
     assert!(matches!(result, Err(StoreError::Duplicate)));
     assert!(
@@ -91,63 +104,64 @@ async fn passwords_and_flags_update() {
     let (store, _dir) = fresh().await;
     let mut new = user("dave");
     new.must_change_password = true;
-    let dave = store.create_user(&new, &[]).await.unwrap();
+    let dave = store.create_user(&new, &[], None).await.unwrap();
+    let mut tx = store.begin_write().await.unwrap();
     assert!(
-        store
-            .set_password(&dave.id, "$argon2id$new", false)
+        tx.set_password(&dave.id, "$argon2id$new", false)
             .await
             .unwrap()
     );
+    assert!(tx.set_disabled(&dave.id, true).await.unwrap());
+    assert!(!tx.set_password("no-such-id", "x", false).await.unwrap());
+    tx.commit().await.unwrap();
     let dave2 = store.get_user(&dave.id).await.unwrap().unwrap();
     assert_eq!(dave2.password_hash.as_deref(), Some("$argon2id$new"));
     assert!(!dave2.must_change_password);
-    assert!(store.set_disabled(&dave.id, true).await.unwrap());
-    assert!(store.get_user(&dave.id).await.unwrap().unwrap().disabled);
-    assert!(!store.set_password("no-such-id", "x", false).await.unwrap());
+    assert!(dave2.disabled);
+    assert_eq!(
+        dave2.session_epoch,
+        dave.session_epoch + 1,
+        "a new password ends the sessions of the old one"
+    );
 }
 
 #[tokio::test]
 async fn the_last_global_admin_cannot_lose_the_role() {
     let (store, _dir) = fresh().await;
     let a = store
-        .create_user(&user("admin1"), &[admin_all()])
+        .create_user(&user("admin1"), &[admin_all()], None)
         .await
         .unwrap();
     let a_role = store.assignments_of(&a.id).await.unwrap().remove(0);
-    assert_eq!(
-        store.remove_assignment(&a_role.id).await.unwrap(),
-        RemoveOutcome::LastAdmin
-    );
+    assert_eq!(remove(&store, &a_role.id).await, RemoveOutcome::LastAdmin);
     assert_eq!(store.assignments_of(&a.id).await.unwrap().len(), 1);
 
     let b = store
-        .create_user(&user("admin2"), &[admin_all()])
+        .create_user(&user("admin2"), &[admin_all()], None)
         .await
         .unwrap();
-    assert_eq!(store.count_other_global_admins(&b.id).await.unwrap(), 1);
+    assert_eq!(other_admins(&store, &b.id).await, 1);
     assert!(matches!(
-        store.remove_assignment(&a_role.id).await.unwrap(),
+        remove(&store, &a_role.id).await,
         RemoveOutcome::Removed(_)
     ));
     assert!(store.assignments_of(&a.id).await.unwrap().is_empty());
-    assert_eq!(
-        store.remove_assignment(&a_role.id).await.unwrap(),
-        RemoveOutcome::NotFound
-    );
-    assert_eq!(store.count_other_global_admins(&b.id).await.unwrap(), 0);
+    assert_eq!(remove(&store, &a_role.id).await, RemoveOutcome::NotFound);
+    assert_eq!(other_admins(&store, &b.id).await, 0);
 }
 
 #[tokio::test]
 async fn duplicate_role_assignment_is_reported() {
     let (store, _dir) = fresh().await;
-    let e = store.create_user(&user("erin"), &[]).await.unwrap();
+    let e = store.create_user(&user("erin"), &[], None).await.unwrap();
     let role = RoleAssignment {
         role: Role::Approver,
         scope: Scope::Vm("vm-7".into()),
     };
-    store.add_assignment(&e.id, &role).await.unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    tx.add_assignment(&e.id, &role).await.unwrap();
     assert!(matches!(
-        store.add_assignment(&e.id, &role).await,
+        tx.add_assignment(&e.id, &role).await,
         Err(StoreError::Duplicate)
     ));
 }
@@ -201,7 +215,7 @@ async fn data_survives_reopening_the_file() {
     let url = fresh_database_url(dir.path(), "keep").await.unwrap();
     {
         let store = Store::connect(&url).await.unwrap();
-        store.create_user(&user("frank"), &[]).await.unwrap();
+        store.create_user(&user("frank"), &[], None).await.unwrap();
         store.close().await;
     }
     let store = Store::connect(&url).await.unwrap();

@@ -35,6 +35,7 @@ async fn actor(store: &Store, name: &str, role: Role) -> Actor {
                 role,
                 scope: Scope::All,
             }],
+            None,
         )
         .await
         .unwrap();
@@ -139,7 +140,9 @@ async fn a_disabled_owner_cannot_use_their_token() {
     let (store, _dir) = fresh().await;
     let alice = actor(&store, "alice", Role::Reader).await;
     let t = tokens::create(&store, &alice, "ci", "30").await.unwrap();
-    store.set_disabled(&alice.user_id, true).await.unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    tx.set_disabled(&alice.user_id, true).await.unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(
         authenticate(&store, Some(&t.token), IP.parse().unwrap())
             .await

@@ -5,7 +5,6 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis_app::api::jit::parse_log_filter;
-use portcullis_app::auth::SESSION_USER_ID;
 use portcullis_app::error::AppError;
 use portcullis_app::services::{Actor, activity};
 use portcullis_app::state::{AppState, ClientIp};
@@ -34,16 +33,9 @@ pub async fn activity_csv(
     Query(f): Query<Filter>,
 ) -> Response {
     let run = async {
-        let user_id: String = session
-            .get(SESSION_USER_ID)
-            .await
-            .map_err(|_| AppError::Internal)?
-            .ok_or(AppError::Unauthenticated)?;
-        let user = state
-            .store
-            .get_user(&user_id)
+        let user = portcullis_app::auth::session_user(&state.store, &session)
             .await?
-            .filter(|u| !u.disabled && !u.must_change_password)
+            .filter(|u| !u.must_change_password)
             .ok_or(AppError::Unauthenticated)?;
         let roles = portcullis_app::services::sso::effective_roles(&state.store, &user.id).await?;
         let actor = Actor {

@@ -6,7 +6,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use portcullis_app::auth::SESSION_USER_ID;
 use portcullis_app::domain::client_ip as resolve_client_ip;
 use portcullis_app::state::{AppState, ClientIp};
 use std::net::SocketAddr;
@@ -117,17 +116,11 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
     let Some(session) = req.extensions().get::<Session>().cloned() else {
         return next.run(req).await;
     };
-    let user_id = session.get::<String>(SESSION_USER_ID).await.ok().flatten();
-    let user = match user_id {
-        Some(id) => match state.store.get_user(&id).await {
-            Ok(user) => user.filter(|u| !u.disabled),
-            Err(e) => {
-                tracing::error!(error = %e, "loading the session user failed");
-                return (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable.")
-                    .into_response();
-            }
-        },
-        None => None,
+    let user = match portcullis_app::auth::session_user(&state.store, &session).await {
+        Ok(user) => user,
+        Err(_) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable.").into_response();
+        }
     };
     match (user, path.as_str()) {
         (None, "/login") => next.run(req).await,

@@ -666,10 +666,9 @@ async fn complete(
     // Nothing of an earlier sign-in in this browser (its end-session link) carries over.
     session.clear().await;
     session.cycle_id().await.map_err(session_error)?;
-    session
-        .insert(SESSION_USER_ID, &user.id)
+    portcullis_app::auth::mark_signed_in(session, &user)
         .await
-        .map_err(session_error)?;
+        .map_err(|_| Refusal::Internal)?;
     if let Some(url) = end_session {
         session
             .insert(SESSION_END_SESSION_URL, url)

@@ -348,6 +348,8 @@ async fn user_administration_checks_roles_and_input() {
     let app = spawn_app().await;
     let admin = browser();
     app.admin_ready(&admin).await;
+    // Group scopes name a group that holds VMs.
+    app.add_vm(&admin, "web-1", "linux").await;
 
     // Bad input: each field named, nothing stored.
     let (s, body) = app

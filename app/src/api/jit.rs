@@ -10,7 +10,6 @@ pub mod views {
     //! Store rows to wire views.
 
     use crate::domain::jit::{JitPolicy, Os, PortRule};
-    use crate::domain::{Action, Resource, permits};
     use crate::model::*;
     use crate::services::Actor;
     use crate::store::{StoredRequest, StoredVm, VmSummary};
@@ -26,6 +25,9 @@ pub mod views {
             max_minutes: (r.max_duration.secs() / 60).to_string(),
             justification_required: r.justification_required,
             approval_required: r.approval_required,
+            approval_minutes: (r.approval_timeout.secs() / 60).to_string(),
+            widest_v4: r.widest_source.v4.to_string(),
+            widest_v6: r.widest_source.v6.to_string(),
             enabled: true,
         }
     }
@@ -35,12 +37,8 @@ pub mod views {
             .iter()
             .map(|p| RuleView {
                 port: p.to_string(),
-                protocol: "tcp".into(),
-                allowed_sources: String::new(),
-                max_minutes: "180".into(),
-                justification_required: false,
-                approval_required: false,
                 enabled: true,
+                ..RuleView::blank()
             })
             .collect()
     }
@@ -103,10 +101,6 @@ pub mod views {
     }
 
     pub fn request_view(actor: &Actor, r: StoredRequest) -> RequestView {
-        let vm = Resource::Vm {
-            id: r.vm_id.clone(),
-            group: r.vm_group.clone(),
-        };
         let enforcement = if !r.vm_has_agent {
             "Not enforced: no agent"
         } else if r.vm_applied_generation < r.vm_generation {
@@ -114,10 +108,7 @@ pub mod views {
         } else {
             "Active"
         };
-        let can_end = !r.status.is_final()
-            && ((r.requester_id == actor.user_id
-                && permits(&actor.roles, Action::RequestAccess, &vm))
-                || permits(&actor.roles, Action::ConfigurePolicy, &vm));
+        let can_end = !r.status.is_final() && crate::services::requests::may_end(actor, &r);
         RequestView {
             id: r.id,
             vm_id: r.vm_id,
@@ -287,42 +278,30 @@ pub async fn load_policy_form(
     #[server(default)] vm_ids: Vec<String>,
 ) -> Result<PolicyForm, AppError> {
     use crate::domain::jit::Os;
-    use crate::domain::{Action, permits};
     use crate::services::jit;
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        let store = &c.state.store;
-        if vm_ids.is_empty() {
-            return Err(AppError::field("vms", "Select at least one VM."));
-        }
-        let mut vms = Vec::new();
-        let mut all_linux = true;
-        for id in vm_ids.iter().take(500) {
-            let vm = jit::visible_vm(store, &actor, id).await?;
-            if !permits(
-                &actor.roles,
-                Action::ConfigurePolicy,
-                &jit::vm_resource(&vm),
-            ) {
-                return Err(AppError::Forbidden);
-            }
-            all_linux &= Os::parse(&vm.os) == Ok(Os::Linux);
-            vms.push((vm.id, vm.name));
-        }
-        let existing = if vms.len() == 1 {
-            store.get_policy(&vms[0].0).await?
-        } else {
-            None
-        };
-        let rows = match &existing {
+        let current = jit::policies_for_edit(&c.state.store, &actor, &vm_ids).await?;
+        let all_linux = current
+            .iter()
+            .all(|(vm, _)| Os::parse(&vm.os) == Ok(Os::Linux));
+        let differing = jit::differing_policies(&current, None).unwrap_or_default();
+        // Start from the VMs' current rules when they agree; when they differ, from the
+        // first policy found, with the differences spelled out above the form.
+        let start = current.iter().find_map(|(_, p)| p.as_ref());
+        let rows = match start {
             Some(p) => views::policy_rows(p),
             None => views::default_rows(if all_linux { Os::Linux } else { Os::Windows }),
         };
         Ok(crate::model::PolicyForm {
-            vms,
+            existing: current.len() == 1 && current[0].1.is_some(),
+            vms: current
+                .into_iter()
+                .map(|(vm, _)| (vm.id, vm.name))
+                .collect(),
             rows,
-            existing: existing.is_some(),
+            differing,
         })
     };
     super::ctx::finish(run.await)
@@ -332,11 +311,19 @@ pub async fn load_policy_form(
 pub async fn enable_jit(
     #[server(default)] vm_ids: Vec<String>,
     #[server(default)] rules: Vec<PortRuleInput>,
+    #[server(default)] replace_differing: Option<String>,
 ) -> Result<(), AppError> {
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        crate::services::jit::enable_jit(&c.state.store, &actor, &vm_ids, &rules).await?;
+        crate::services::jit::enable_jit(
+            &c.state.store,
+            &actor,
+            &vm_ids,
+            &rules,
+            replace_differing.is_some(),
+        )
+        .await?;
         c.state.expiry_wake.notify_one();
         leptos_axum::redirect("/jit?tab=configured");
         Ok(())

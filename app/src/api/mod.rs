@@ -65,20 +65,19 @@ pub mod ctx {
         /// The signed-in user, if any. A session whose user was disabled or removed is
         /// ended here, so disabling an account signs it out everywhere.
         pub async fn user(&self) -> AppResult<Option<StoredUser>> {
-            let Some(id) = self
+            let signed_in = self
                 .session
                 .get::<String>(SESSION_USER_ID)
                 .await
                 .map_err(session_error)?
-            else {
-                return Ok(None);
-            };
-            match self.state.store.get_user(&id).await? {
-                Some(user) if !user.disabled => Ok(Some(user)),
-                _ => {
+                .is_some();
+            match crate::auth::session_user(&self.state.store, &self.session).await? {
+                Some(user) => Ok(Some(user)),
+                None if signed_in => {
                     self.session.flush().await.map_err(session_error)?;
                     Ok(None)
                 }
+                None => Ok(None),
             }
         }
 
@@ -105,18 +104,14 @@ pub mod ctx {
 
         /// Starts an authenticated session under a fresh id, so an id planted before
         /// sign-in (session fixation) is worthless afterwards.
-        pub async fn start_session(&self, user_id: &str) -> AppResult<()> {
+        pub async fn start_session(&self, user: &StoredUser) -> AppResult<()> {
             self.session.cycle_id().await.map_err(session_error)?;
             // A password sign-in is not a provider session: sign-out must not go there.
             self.session
                 .remove::<String>(crate::auth::SESSION_END_SESSION_URL)
                 .await
                 .map_err(session_error)?;
-            self.session
-                .insert(SESSION_USER_ID, user_id)
-                .await
-                .map_err(session_error)?;
-            Ok(())
+            crate::auth::mark_signed_in(&self.session, user).await
         }
 
         pub async fn end_session(&self) -> AppResult<()> {
@@ -176,7 +171,7 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
             c.client_ip,
         )
         .await?;
-        c.start_session(&user.id).await?;
+        c.start_session(&user).await?;
         leptos_axum::redirect(if user.must_change_password {
             "/account/password"
         } else {
@@ -224,10 +219,18 @@ pub async fn change_password(
             &current_password,
             &new_password,
             &confirm_password,
+            c.client_ip,
         )
         .await?;
-        // A changed password starts a new session id, like a sign-in.
-        c.start_session(&user.id).await?;
+        // A changed password ends every other session (the epoch moved on) and starts
+        // this one again under a new id, like a sign-in.
+        let user = c
+            .state
+            .store
+            .get_user(&user.id)
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
+        c.start_session(&user).await?;
         leptos_axum::redirect("/");
         Ok(())
     };
@@ -236,13 +239,10 @@ pub async fn change_password(
 
 #[server(endpoint = "list_users")]
 pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
-    use crate::domain::{Action, Resource};
-    use crate::services::users;
     let run = async {
         let c = ctx::ctx().await?;
-        let caller = c.caller().await?;
-        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
-        users::list_users(&c.state.store).await
+        let actor = c.actor().await?;
+        crate::services::users::list_users(&c.state.store, &actor).await
     };
     ctx::finish(run.await)
 }
@@ -257,14 +257,13 @@ pub async fn create_user(
     scope_target: String,
     must_change_password: Option<String>,
 ) -> Result<String, AppError> {
-    use crate::domain::{Action, Resource};
     use crate::services::users;
     let run = async {
         let c = ctx::ctx().await?;
-        let caller = c.caller().await?;
-        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
-        let id = users::create_user(
+        let actor = c.actor().await?;
+        users::create_user(
             &c.state.store,
+            &actor,
             users::CreateUserInput {
                 username: &username,
                 display_name: &display_name,
@@ -275,19 +274,7 @@ pub async fn create_user(
                 must_change_password: must_change_password.is_some(),
             },
         )
-        .await?;
-        users::log_admin(
-            &c.state.store,
-            &caller.user.username,
-            c.client_ip,
-            "user.create",
-            format!(
-                "{} as {role} on {scope_kind} {scope_target}",
-                username.trim().to_lowercase()
-            ),
-        )
-        .await?;
-        Ok(id)
+        .await
     };
     ctx::finish(run.await)
 }
@@ -299,19 +286,16 @@ pub async fn add_role(
     scope_kind: String,
     scope_target: String,
 ) -> Result<(), AppError> {
-    use crate::domain::{Action, Resource};
-    use crate::services::users;
     let run = async {
         let c = ctx::ctx().await?;
-        let caller = c.caller().await?;
-        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
-        users::add_role(&c.state.store, &user_id, &role, &scope_kind, &scope_target).await?;
-        users::log_admin(
+        let actor = c.actor().await?;
+        crate::services::users::add_role(
             &c.state.store,
-            &caller.user.username,
-            c.client_ip,
-            "role.add",
-            format!("user {user_id}: {role} on {scope_kind} {scope_target}"),
+            &actor,
+            &user_id,
+            &role,
+            &scope_kind,
+            &scope_target,
         )
         .await
     };
@@ -320,52 +304,37 @@ pub async fn add_role(
 
 #[server(endpoint = "remove_role")]
 pub async fn remove_role(assignment_id: String) -> Result<(), AppError> {
-    use crate::domain::{Action, Resource};
-    use crate::services::users;
     let run = async {
         let c = ctx::ctx().await?;
-        let caller = c.caller().await?;
-        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
-        users::remove_role(&c.state.store, &assignment_id).await?;
-        users::log_admin(
-            &c.state.store,
-            &caller.user.username,
-            c.client_ip,
-            "role.remove",
-            format!("assignment {assignment_id}"),
-        )
-        .await
+        let actor = c.actor().await?;
+        crate::services::users::remove_role(&c.state.store, &actor, &assignment_id).await
     };
     ctx::finish(run.await)
 }
 
 #[server(endpoint = "set_user_disabled")]
 pub async fn set_user_disabled(user_id: String, disabled: String) -> Result<(), AppError> {
-    use crate::domain::{Action, Resource};
-    use crate::services::users;
     let run = async {
         let c = ctx::ctx().await?;
-        let caller = c.caller().await?;
-        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
+        let actor = c.actor().await?;
         let disabled = match disabled.as_str() {
             "true" => true,
             "false" => false,
             _ => return Err(AppError::field("disabled", "Choose true or false.")),
         };
-        users::set_disabled(&c.state.store, &caller.user.id, &user_id, disabled).await?;
-        let action = if disabled {
-            "user.disable"
-        } else {
-            "user.enable"
-        };
-        users::log_admin(
-            &c.state.store,
-            &caller.user.username,
-            c.client_ip,
-            action,
-            format!("user {user_id}"),
-        )
-        .await
+        crate::services::users::set_disabled(&c.state.store, &actor, &user_id, disabled).await
+    };
+    ctx::finish(run.await)
+}
+
+/// An administrator sets a temporary password; the user must change it at the next
+/// sign-in, and every session of theirs ends.
+#[server(endpoint = "reset_password")]
+pub async fn reset_password(user_id: String, password: String) -> Result<(), AppError> {
+    let run = async {
+        let c = ctx::ctx().await?;
+        let actor = c.actor().await?;
+        crate::services::users::reset_password(&c.state.store, &actor, &user_id, &password).await
     };
     ctx::finish(run.await)
 }

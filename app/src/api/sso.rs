@@ -21,13 +21,10 @@ pub async fn load_sign_in_options() -> Result<SignInOptions, AppError> {
 
 #[server(endpoint = "list_group_rules")]
 pub async fn list_group_rules() -> Result<Vec<GroupRuleView>, AppError> {
-    use crate::domain::{Action, Resource};
-    use crate::services::{sso, users};
     let run = async {
         let c = ctx::ctx().await?;
-        let caller = c.caller().await?;
-        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
-        sso::list_group_rules(&c.state.store).await
+        let actor = c.actor().await?;
+        crate::services::sso::list_group_rules(&c.state.store, &actor).await
     };
     ctx::finish(run.await)
 }
@@ -40,12 +37,10 @@ pub async fn add_group_rule(
     scope_kind: String,
     scope_target: String,
 ) -> Result<String, AppError> {
-    use crate::domain::{Action, Resource};
-    use crate::services::{sso, users};
+    use crate::services::sso;
     let run = async {
         let c = ctx::ctx().await?;
-        let caller = c.caller().await?;
-        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
+        let actor = c.actor().await?;
         let providers: Vec<String> = c
             .state
             .sign_in
@@ -55,6 +50,7 @@ pub async fn add_group_rule(
             .collect();
         sso::add_group_rule(
             &c.state.store,
+            &actor,
             &providers,
             sso::GroupRuleInput {
                 provider: &provider,
@@ -63,8 +59,6 @@ pub async fn add_group_rule(
                 scope_kind: &scope_kind,
                 scope_target: &scope_target,
             },
-            &caller.user.username,
-            c.client_ip,
         )
         .await
     };
@@ -73,13 +67,10 @@ pub async fn add_group_rule(
 
 #[server(endpoint = "remove_group_rule")]
 pub async fn remove_group_rule(rule_id: String) -> Result<(), AppError> {
-    use crate::domain::{Action, Resource};
-    use crate::services::{sso, users};
     let run = async {
         let c = ctx::ctx().await?;
-        let caller = c.caller().await?;
-        users::require(&caller.roles, Action::ManageUsers, &Resource::Global)?;
-        sso::remove_group_rule(&c.state.store, &rule_id, &caller.user.username, c.client_ip).await
+        let actor = c.actor().await?;
+        crate::services::sso::remove_group_rule(&c.state.store, &actor, &rule_id).await
     };
     ctx::finish(run.await)
 }

@@ -125,6 +125,100 @@ impl Default for MaxDuration {
     }
 }
 
+pub const MIN_APPROVAL_TIMEOUT_SECS: i64 = 5 * 60;
+pub const MAX_APPROVAL_TIMEOUT_SECS: i64 = 24 * 3600;
+pub const DEFAULT_APPROVAL_TIMEOUT_SECS: i64 = 3600;
+
+/// How long a request that needs approval may wait for it: 5 minutes to 24 hours. A
+/// request nobody decided in time is closed, so a stale "yes" cannot open a port hours
+/// after the need (and the requester's situation) changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ApprovalTimeout(i64);
+
+impl ApprovalTimeout {
+    pub fn parse_minutes(raw: &str) -> Result<Self, &'static str> {
+        let minutes: i64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| "Enter the approval time-out in minutes, 5 to 1440.")?;
+        Self::from_secs(minutes.saturating_mul(60))
+    }
+
+    pub fn from_secs(secs: i64) -> Result<Self, &'static str> {
+        if (MIN_APPROVAL_TIMEOUT_SECS..=MAX_APPROVAL_TIMEOUT_SECS).contains(&secs) {
+            Ok(ApprovalTimeout(secs))
+        } else {
+            Err("Approval must come within 5 minutes to 24 hours (5 to 1440 minutes).")
+        }
+    }
+
+    pub fn secs(self) -> i64 {
+        self.0
+    }
+}
+
+impl Default for ApprovalTimeout {
+    fn default() -> Self {
+        ApprovalTimeout(DEFAULT_APPROVAL_TIMEOUT_SECS)
+    }
+}
+
+pub const DEFAULT_WIDEST_V4: u8 = 24;
+pub const DEFAULT_WIDEST_V6: u8 = 64;
+
+/// The widest source a "per request" rule accepts, per address family: a requester names
+/// their own network, not half the Internet (`0.0.0.0/1` is one prefix too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WidestPrefix {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl Default for WidestPrefix {
+    fn default() -> Self {
+        WidestPrefix {
+            v4: DEFAULT_WIDEST_V4,
+            v6: DEFAULT_WIDEST_V6,
+        }
+    }
+}
+
+impl WidestPrefix {
+    /// Parses the two prefix lengths of the form; empty means the default.
+    pub fn parse(v4: &str, v6: &str) -> Result<Self, (&'static str, &'static str)> {
+        let parse = |raw: &str, max: u8, default: u8, field, message| {
+            let raw = raw.trim().trim_start_matches('/');
+            if raw.is_empty() {
+                return Ok(default);
+            }
+            match raw.parse::<u8>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err((field, message)),
+            }
+        };
+        Ok(WidestPrefix {
+            v4: parse(
+                v4,
+                32,
+                DEFAULT_WIDEST_V4,
+                "widest_v4",
+                "The widest IPv4 source is a prefix length from 1 to 32.",
+            )?,
+            v6: parse(
+                v6,
+                128,
+                DEFAULT_WIDEST_V6,
+                "widest_v6",
+                "The widest IPv6 source is a prefix length from 1 to 128.",
+            )?,
+        })
+    }
+
+    pub fn for_family(self, ipv4: bool) -> u8 {
+        if ipv4 { self.v4 } else { self.v6 }
+    }
+}
+
 /// Where access to a port may be requested from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AllowedSources {
@@ -193,6 +287,61 @@ pub struct PortRule {
     pub max_duration: MaxDuration,
     pub justification_required: bool,
     pub approval_required: bool,
+    pub approval_timeout: ApprovalTimeout,
+    pub widest_source: WidestPrefix,
+}
+
+impl PortRule {
+    /// The rule in one line, for logs and warnings:
+    /// `22/tcp: sources per request, max 180 min, approval required within 60 min`.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{}/{}: sources {}",
+            self.port,
+            self.protocol.as_str(),
+            self.allowed_sources
+        );
+        if self.allowed_sources == AllowedSources::PerRequest {
+            out.push_str(&format!(
+                " (at most /{} or /{})",
+                self.widest_source.v4, self.widest_source.v6
+            ));
+        }
+        out.push_str(&format!(", max {} min", self.max_duration.secs() / 60));
+        if self.justification_required {
+            out.push_str(", justification required");
+        }
+        if self.approval_required {
+            out.push_str(&format!(
+                ", approval required within {} min",
+                self.approval_timeout.secs() / 60
+            ));
+        }
+        out
+    }
+
+    /// Whether `source` may be granted on this port: inside the allowed prefixes, and for
+    /// "per request" rules no wider than the rule's widest prefix. The error says why not.
+    pub fn admits(&self, source: &Cidr) -> Result<(), String> {
+        match &self.allowed_sources {
+            AllowedSources::List(_) if !self.allowed_sources.permits(source) => Err(format!(
+                "{source} is outside the sources allowed for port {} ({})",
+                self.port, self.allowed_sources
+            )),
+            AllowedSources::List(_) => Ok(()),
+            AllowedSources::PerRequest => {
+                let widest = self.widest_source.for_family(source.is_ipv4());
+                if source.prefix_len() < widest {
+                    Err(format!(
+                        "{source} is wider than the /{widest} a request for port {} may name",
+                        self.port
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
 }
 
 /// The raw fields of one row of the port-configuration form.
@@ -212,6 +361,14 @@ pub struct PortRuleInput {
     pub justification_required: Option<String>,
     #[serde(default)]
     pub approval_required: Option<String>,
+    /// Minutes within which approval must come; empty means the default (60).
+    #[serde(default)]
+    pub approval_minutes: String,
+    /// The widest IPv4 / IPv6 prefix a "per request" source may be; empty means /24, /64.
+    #[serde(default)]
+    pub widest_v4: String,
+    #[serde(default)]
+    pub widest_v6: String,
 }
 
 /// A VM's JIT policy: at least one port rule, no two rules for the same port and
@@ -246,9 +403,36 @@ impl JitPolicy {
                     MaxDuration::parse_minutes(&row.max_minutes),
                 )
             };
-            if let (Some(port), Some(protocol), Some(allowed_sources), Some(max_duration)) =
-                (port, protocol, sources, max_duration)
-            {
+            let approval_timeout = if row.approval_minutes.trim().is_empty() {
+                Some(ApprovalTimeout::default())
+            } else {
+                errors.check(
+                    &key("approval_minutes"),
+                    ApprovalTimeout::parse_minutes(&row.approval_minutes),
+                )
+            };
+            let widest = match WidestPrefix::parse(&row.widest_v4, &row.widest_v6) {
+                Ok(w) => Some(w),
+                Err((field, message)) => {
+                    errors.add(&key(field), message);
+                    None
+                }
+            };
+            if let (
+                Some(port),
+                Some(protocol),
+                Some(allowed_sources),
+                Some(max_duration),
+                Some(approval_timeout),
+                Some(widest_source),
+            ) = (
+                port,
+                protocol,
+                sources,
+                max_duration,
+                approval_timeout,
+                widest,
+            ) {
                 if rules
                     .iter()
                     .any(|r| r.port == port && r.protocol.overlaps(protocol))
@@ -263,6 +447,8 @@ impl JitPolicy {
                     max_duration,
                     justification_required: row.justification_required.is_some(),
                     approval_required: row.approval_required.is_some(),
+                    approval_timeout,
+                    widest_source,
                 });
             }
         }
@@ -277,6 +463,77 @@ impl JitPolicy {
         self.rules
             .iter()
             .find(|r| r.port == port && r.protocol == protocol)
+    }
+
+    /// Two policies are the same configuration when they have the same rules, in any order.
+    pub fn same_rules(&self, other: &JitPolicy) -> bool {
+        self.rules.len() == other.rules.len()
+            && self
+                .rules
+                .iter()
+                .all(|r| other.rule(r.port, r.protocol) == Some(r))
+    }
+
+    /// What a VM with this policy loses or sees changed when `new` replaces it, one line
+    /// per rule, for the warning shown before a bulk edit overwrites differing policies.
+    pub fn changes_to(&self, new: &JitPolicy) -> Vec<String> {
+        let mut out = Vec::new();
+        for old in &self.rules {
+            let key = format!("{}/{}", old.port, old.protocol.as_str());
+            let Some(n) = new.rule(old.port, old.protocol) else {
+                out.push(format!("{key} is removed"));
+                continue;
+            };
+            let mut what = Vec::new();
+            if n.allowed_sources != old.allowed_sources {
+                what.push(format!(
+                    "sources {} → {}",
+                    old.allowed_sources, n.allowed_sources
+                ));
+            }
+            if n.max_duration != old.max_duration {
+                what.push(format!(
+                    "max {} → {} min",
+                    old.max_duration.secs() / 60,
+                    n.max_duration.secs() / 60
+                ));
+            }
+            if old.approval_required && !n.approval_required {
+                what.push("approval no longer required".into());
+            } else if !old.approval_required && n.approval_required {
+                what.push("approval now required".into());
+            }
+            if old.justification_required && !n.justification_required {
+                what.push("justification no longer required".into());
+            } else if !old.justification_required && n.justification_required {
+                what.push("justification now required".into());
+            }
+            if n.approval_timeout != old.approval_timeout {
+                what.push(format!(
+                    "approval within {} → {} min",
+                    old.approval_timeout.secs() / 60,
+                    n.approval_timeout.secs() / 60
+                ));
+            }
+            if n.widest_source != old.widest_source {
+                what.push(format!(
+                    "widest source /{}, /{} → /{}, /{}",
+                    old.widest_source.v4,
+                    old.widest_source.v6,
+                    n.widest_source.v4,
+                    n.widest_source.v6
+                ));
+            }
+            if !what.is_empty() {
+                out.push(format!("{key}: {}", what.join("; ")));
+            }
+        }
+        for n in &new.rules {
+            if self.rule(n.port, n.protocol).is_none() {
+                out.push(format!("{}/{} is added", n.port, n.protocol.as_str()));
+            }
+        }
+        out
     }
 }
 
@@ -410,6 +667,72 @@ mod tests {
         .unwrap();
         assert_eq!(ok.rules.len(), 2);
         assert_eq!(ok.rules[0].max_duration.secs(), 180 * 60);
+    }
+
+    #[test]
+    fn per_request_rules_bound_the_width_of_a_source() {
+        let rule = JitPolicy::parse(&[row("22")]).unwrap().rules[0].clone();
+        assert_eq!(rule.widest_source, WidestPrefix { v4: 24, v6: 64 });
+        assert_eq!(rule.approval_timeout.secs(), 3600);
+        assert!(
+            rule.admits(&Cidr::parse("198.51.100.0/24").unwrap())
+                .is_ok()
+        );
+        assert!(rule.admits(&Cidr::parse("198.51.100.7").unwrap()).is_ok());
+        assert!(rule.admits(&Cidr::parse("2001:db8::/64").unwrap()).is_ok());
+        let e = rule.admits(&Cidr::parse("0.0.0.0/1").unwrap()).unwrap_err();
+        assert!(e.contains("wider than the /24"), "{e}");
+        assert!(rule.admits(&Cidr::parse("2001:db8::/48").unwrap()).is_err());
+        let mut wide = row("22");
+        wide.widest_v4 = "/8".into();
+        wide.widest_v6 = "32".into();
+        let rule = JitPolicy::parse(&[wide]).unwrap().rules[0].clone();
+        assert!(rule.admits(&Cidr::parse("10.0.0.0/8").unwrap()).is_ok());
+        assert!(rule.admits(&Cidr::parse("2001:db8::/32").unwrap()).is_ok());
+        let mut bad = row("22");
+        bad.widest_v4 = "0".into();
+        bad.widest_v6 = "129".into();
+        bad.approval_minutes = "2".into();
+        let e = JitPolicy::parse(&[bad]).unwrap_err();
+        assert!(e.get("rules[0].widest_v4").is_some());
+        assert!(e.get("rules[0].approval_minutes").is_some());
+    }
+
+    #[test]
+    fn listed_sources_are_the_bound_for_listed_rules() {
+        let mut listed = row("22");
+        listed.allowed_sources = "10.0.0.0/8".into();
+        let rule = JitPolicy::parse(&[listed]).unwrap().rules[0].clone();
+        assert!(rule.admits(&Cidr::parse("10.0.0.0/8").unwrap()).is_ok());
+        assert!(rule.admits(&Cidr::parse("11.0.0.0/8").unwrap()).is_err());
+        assert!(
+            rule.admits(&Cidr::parse("::ffff:10.0.0.0/103").unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn changes_name_what_each_rule_loses() {
+        let mut approval = row("22");
+        approval.approval_required = Some("on".into());
+        let old = JitPolicy::parse(&[approval, row("8080")]).unwrap();
+        let new = JitPolicy::parse(&[row("22"), row("3389")]).unwrap();
+        let changes = old.changes_to(&new);
+        assert_eq!(
+            changes,
+            vec![
+                "22/tcp: approval no longer required".to_owned(),
+                "8080/tcp is removed".to_owned(),
+                "3389/tcp is added".to_owned(),
+            ]
+        );
+        assert!(old.same_rules(&old.clone()));
+        assert!(!old.same_rules(&new));
+        let reordered = JitPolicy {
+            rules: old.rules.iter().rev().cloned().collect(),
+        };
+        assert!(old.same_rules(&reordered));
+        assert!(old.changes_to(&reordered).is_empty());
     }
 
     proptest! {

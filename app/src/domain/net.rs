@@ -29,6 +29,10 @@ pub enum CidrError {
     PrefixLength,
     #[error("The address has bits set below the prefix length; did you mean {0}?")]
     HostBits(String),
+    #[error(
+        "An IPv4-mapped IPv6 prefix (::ffff:a.b.c.d) must be /96 or longer; write the IPv4 prefix instead."
+    )]
+    MappedTooWide,
 }
 
 impl Cidr {
@@ -50,6 +54,16 @@ impl Cidr {
         if len > max {
             return Err(CidrError::PrefixLength);
         }
+        // IPv4-mapped IPv6 (`::ffff:a.b.c.d/N`) is the IPv4 prefix it carries: decided as
+        // IPv6, `::ffff:10.0.0.0/103` would pass a 10.0.0.0/24 rule while meaning 10.0.0.0/7.
+        let (addr, len) = match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if len >= 96 => (IpAddr::V4(v4), len - 96),
+                Some(_) => return Err(CidrError::MappedTooWide),
+                None => (addr, len),
+            },
+            v4 => (v4, len),
+        };
         let network = mask(addr, len);
         if network != addr {
             return Err(CidrError::HostBits(format!("{network}/{len}")));
@@ -83,9 +97,12 @@ impl Cidr {
         self.addr.is_ipv4() == ip.is_ipv4() && mask(ip, self.len) == self.addr
     }
 
-    /// True when every address of `other` is inside `self`.
+    /// True when every address of `other` is inside `self`. Both are canonical (parsed or
+    /// built by [`Cidr::host`]), so families compare as they are.
     pub fn contains_prefix(&self, other: &Cidr) -> bool {
-        other.len >= self.len && self.contains(other.addr)
+        self.addr.is_ipv4() == other.addr.is_ipv4()
+            && other.len >= self.len
+            && mask(other.addr, self.len) == self.addr
     }
 }
 
@@ -193,6 +210,36 @@ mod tests {
             Cidr::parse("198.51.100.7/24"),
             Err(CidrError::HostBits("198.51.100.0/24".into()))
         );
+    }
+
+    #[test]
+    fn ipv4_mapped_prefixes_are_their_ipv4_prefix() {
+        assert_eq!(
+            Cidr::parse("::ffff:10.0.0.0/103").unwrap().to_string(),
+            "10.0.0.0/7"
+        );
+        assert_eq!(
+            Cidr::parse("::ffff:198.51.100.7").unwrap().to_string(),
+            "198.51.100.7/32"
+        );
+        assert_eq!(
+            Cidr::parse("::ffff:0:0/96").unwrap().to_string(),
+            "0.0.0.0/0"
+        );
+        assert_eq!(
+            Cidr::parse("::ffff:0.0.0.0/95"),
+            Err(CidrError::MappedTooWide)
+        );
+        assert_eq!(
+            Cidr::parse("::ffff:198.51.100.7/120"),
+            Err(CidrError::HostBits("198.51.100.0/24".into()))
+        );
+        let policy = Cidr::parse("10.0.0.0/24").unwrap();
+        let sneaky = Cidr::parse("::ffff:10.0.0.0/103").unwrap();
+        assert!(!policy.contains_prefix(&sneaky));
+        assert!(policy.contains_prefix(&Cidr::parse("::ffff:10.0.0.0/120").unwrap()));
+        // Plain IPv6 prefixes that merely contain the mapped range stay IPv6.
+        assert_eq!(Cidr::parse("::/64").unwrap().to_string(), "::/64");
     }
 
     #[test]

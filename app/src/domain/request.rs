@@ -39,6 +39,34 @@ pub struct RequestSpec {
     pub duration_secs: i64,
     pub justification: String,
     pub needs_approval: bool,
+    /// How long the request may wait for approval (the shortest time-out of the rules
+    /// that require approval); `None` when it needs none.
+    pub approval_timeout_secs: Option<i64>,
+}
+
+/// The reasons recorded when access ends or a request is closed by something other than
+/// its own course; the activity log, the portal and the API show them as they are.
+pub mod reason {
+    pub const EXPIRED: &str = "expired";
+    pub const REQUESTER_DISABLED: &str = "requester disabled";
+    pub const REQUESTER_REMOVED: &str = "requester no longer exists";
+    pub const LOST_PERMISSION: &str = "requester lost permission";
+    pub const APPROVAL_TIMED_OUT: &str = "approval timed out";
+    pub const POLICY_REMOVED: &str = "policy removed";
+    pub const PORT_REMOVED: &str = "port removed from policy";
+    pub const PROTOCOL_NARROWED: &str = "protocol no longer allowed by the policy";
+    pub const SOURCE_OUTSIDE: &str = "source outside the policy's allowed sources";
+    pub const TOO_LONG: &str = "longer than the policy's maximum";
+    pub const SHORTENED: &str = "shortened to the policy's new maximum";
+    pub const SUPERSEDED: &str = "superseded by a newer request";
+}
+
+/// Where a time window that starts at `start_ms` and lasts `secs` ends, on a whole second:
+/// the portal and the API show seconds, so the port closes at the time they show (never
+/// later than asked).
+pub fn window_end(start_ms: i64, secs: i64) -> i64 {
+    let end = start_ms.saturating_add(secs.saturating_mul(1000));
+    end - end.rem_euclid(1000)
 }
 
 /// Checks a request for one VM against its policy. `client_ip` is what "My IP" means.
@@ -53,7 +81,14 @@ pub fn parse_request(
     if input.ports.is_empty() {
         errors.add("ports", format!("Choose at least one port of {vm_name}."));
     }
-    for (port, protocol) in &input.ports {
+    for (i, (port, protocol)) in input.ports.iter().enumerate() {
+        if input.ports[..i].contains(&(*port, *protocol)) {
+            errors.add(
+                "ports",
+                format!("Port {port}/{protocol} of {vm_name} is chosen twice."),
+            );
+            continue;
+        }
         match policy.rule(*port, *protocol) {
             Some(rule) => rules.push(rule),
             None => errors.add(
@@ -83,14 +118,8 @@ pub fn parse_request(
     };
     if let Some(source) = &source {
         for rule in &rules {
-            if !rule.allowed_sources.permits(source) {
-                errors.add(
-                    "source",
-                    format!(
-                        "{source} is outside the sources allowed for port {} on {vm_name} ({}).",
-                        rule.port, rule.allowed_sources
-                    ),
-                );
+            if let Err(why) = rule.admits(source) {
+                errors.add("source", format!("{why} on {vm_name}."));
             }
         }
     }
@@ -140,7 +169,112 @@ pub fn parse_request(
         duration_secs,
         justification: justification.to_owned(),
         needs_approval: rules.iter().any(|r| r.approval_required),
+        approval_timeout_secs: rules
+            .iter()
+            .filter(|r| r.approval_required)
+            .map(|r| r.approval_timeout.secs())
+            .min(),
     })
+}
+
+/// Why a request can no longer be granted as asked, or a grant no longer stands, under
+/// the VM's policy as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misfit {
+    /// The short reason recorded with the request or grant (see [`reason`]).
+    pub reason: &'static str,
+    /// What the person deciding is told.
+    pub message: String,
+}
+
+fn port_misfit(policy: &JitPolicy, port: Port, protocol: Protocol) -> Misfit {
+    if policy.rules.iter().any(|r| r.port == port) {
+        Misfit {
+            reason: reason::PROTOCOL_NARROWED,
+            message: format!("Port {port} no longer allows {protocol} under the JIT policy."),
+        }
+    } else {
+        Misfit {
+            reason: reason::PORT_REMOVED,
+            message: format!("Port {port}/{protocol} is no longer under the JIT policy."),
+        }
+    }
+}
+
+/// Re-checks a request against the policy in force at decision time: every port still
+/// has its rule, the source still lies in each rule's sources, and the duration still fits
+/// each rule's maximum. The first failure is returned.
+pub fn recheck_request(
+    policy: Option<&JitPolicy>,
+    ports: &[(Port, Protocol)],
+    source: &Cidr,
+    duration_secs: i64,
+) -> Result<(), Misfit> {
+    let Some(policy) = policy else {
+        return Err(Misfit {
+            reason: reason::POLICY_REMOVED,
+            message: "The VM no longer has a JIT policy.".into(),
+        });
+    };
+    for (port, protocol) in ports {
+        let Some(rule) = policy.rule(*port, *protocol) else {
+            return Err(port_misfit(policy, *port, *protocol));
+        };
+        if let Err(why) = rule.admits(source) {
+            return Err(Misfit {
+                reason: reason::SOURCE_OUTSIDE,
+                message: format!("{why} now."),
+            });
+        }
+        if duration_secs > rule.max_duration.secs() {
+            return Err(Misfit {
+                reason: reason::TOO_LONG,
+                message: format!(
+                    "The request's {} minutes exceed the {} minutes port {port} now allows.",
+                    duration_secs / 60,
+                    rule.max_duration.secs() / 60
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What becomes of a grant in force when its VM's policy changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantFate {
+    Keep,
+    /// Ends at this earlier time instead (start of its window + the new maximum).
+    Shorten(i64),
+    End(&'static str),
+}
+
+/// Decides a grant's fate under a new policy: ended when its port, protocol or source no
+/// longer fits; shortened when it outlasts the new maximum counted from the start of its
+/// window (its start, or its last extension); ended when that is already past.
+pub fn grant_fate(
+    policy: &JitPolicy,
+    port: Port,
+    protocol: Protocol,
+    source: &Cidr,
+    window_start_ms: i64,
+    end_ms: i64,
+    now_ms: i64,
+) -> GrantFate {
+    let Some(rule) = policy.rule(port, protocol) else {
+        return GrantFate::End(port_misfit(policy, port, protocol).reason);
+    };
+    if rule.admits(source).is_err() {
+        return GrantFate::End(reason::SOURCE_OUTSIDE);
+    }
+    let latest = window_end(window_start_ms, rule.max_duration.secs());
+    if end_ms <= latest {
+        GrantFate::Keep
+    } else if latest <= now_ms {
+        GrantFate::End(reason::TOO_LONG)
+    } else {
+        GrantFate::Shorten(latest)
+    }
 }
 
 /// The status of a whole request.
@@ -153,6 +287,9 @@ pub enum RequestStatus {
     Denied,
     Revoked,
     Failed,
+    /// Closed before a decision by the system: approval timed out, the requester was
+    /// disabled or lost permission, the policy changed.
+    Cancelled,
 }
 
 /// The status of one requested port. `Superseded` means a newer request for the same
@@ -166,6 +303,7 @@ pub enum PortStatus {
     Denied,
     Superseded,
     Failed,
+    Cancelled,
 }
 
 macro_rules! string_enum {
@@ -194,6 +332,7 @@ string_enum!(RequestStatus {
     Denied => "denied",
     Revoked => "revoked",
     Failed => "failed",
+    Cancelled => "cancelled",
 });
 
 string_enum!(PortStatus {
@@ -204,6 +343,7 @@ string_enum!(PortStatus {
     Denied => "denied",
     Superseded => "superseded",
     Failed => "failed",
+    Cancelled => "cancelled",
 });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +355,7 @@ pub enum Event {
     Revoke,
     Extend,
     Fail,
+    Cancel,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -234,6 +375,7 @@ impl Event {
             Event::Revoke => "revoked",
             Event::Extend => "extended",
             Event::Fail => "failed",
+            Event::Cancel => "cancelled",
         }
     }
 }
@@ -246,6 +388,7 @@ impl RequestStatus {
                 | RequestStatus::Denied
                 | RequestStatus::Revoked
                 | RequestStatus::Failed
+                | RequestStatus::Cancelled
         )
     }
 
@@ -261,6 +404,7 @@ impl RequestStatus {
             (Active, Expire) => Expired,
             (Active, Extend) => Active,
             (Approved | Active, Fail) => Failed,
+            (PendingApproval | Approved, Cancel) => Cancelled,
             _ => {
                 return Err(TransitionError {
                     from: self.label(),
@@ -280,6 +424,7 @@ impl RequestStatus {
             RequestStatus::Denied => "denied",
             RequestStatus::Revoked => "revoked",
             RequestStatus::Failed => "failed",
+            RequestStatus::Cancelled => "cancelled",
         }
     }
 
@@ -292,6 +437,7 @@ impl RequestStatus {
             RequestStatus::Denied => PortStatus::Denied,
             RequestStatus::Revoked => PortStatus::Revoked,
             RequestStatus::Failed => PortStatus::Failed,
+            RequestStatus::Cancelled => PortStatus::Cancelled,
         }
     }
 }
@@ -320,7 +466,7 @@ pub fn extended_end(
             format!("The policy allows at most {} minutes.", max_secs / 60),
         ));
     }
-    let end = now_ms + m * 60_000;
+    let end = window_end(now_ms, m * 60);
     if end <= current_end_ms {
         return Err(FieldErrors::single(
             "duration",
@@ -333,7 +479,9 @@ pub fn extended_end(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::jit::{AllowedSources, MaxDuration, PortRule};
+    use crate::domain::jit::{
+        AllowedSources, ApprovalTimeout, MaxDuration, PortRule, WidestPrefix,
+    };
 
     fn policy() -> JitPolicy {
         JitPolicy {
@@ -345,6 +493,8 @@ mod tests {
                     max_duration: MaxDuration::parse_minutes("60").unwrap(),
                     justification_required: false,
                     approval_required: false,
+                    approval_timeout: ApprovalTimeout::default(),
+                    widest_source: WidestPrefix::default(),
                 },
                 PortRule {
                     port: Port::parse("3389").unwrap(),
@@ -354,6 +504,8 @@ mod tests {
                     max_duration: MaxDuration::parse_minutes("180").unwrap(),
                     justification_required: true,
                     approval_required: true,
+                    approval_timeout: ApprovalTimeout::default(),
+                    widest_source: WidestPrefix::default(),
                 },
             ],
         }
@@ -469,8 +621,11 @@ mod tests {
             Denied,
             Revoked,
             Failed,
+            Cancelled,
         ];
-        let events = [Approve, Deny, Activate, Expire, Revoke, Extend, Fail];
+        let events = [
+            Approve, Deny, Activate, Expire, Revoke, Extend, Fail, Cancel,
+        ];
         let allowed = [
             (PendingApproval, Approve, Approved),
             (PendingApproval, Deny, Denied),
@@ -482,6 +637,8 @@ mod tests {
             (Active, Revoke, Revoked),
             (Active, Extend, Active),
             (Active, Fail, Failed),
+            (PendingApproval, Cancel, Cancelled),
+            (Approved, Cancel, Cancelled),
         ];
         for from in all {
             for event in events {
@@ -522,6 +679,154 @@ mod tests {
             Some((Port::parse("22").unwrap(), Protocol::Tcp))
         );
         assert_eq!(parse_port_key("22"), None);
+    }
+
+    #[test]
+    fn duplicate_ports_and_wide_or_mapped_sources_are_refused() {
+        let input = RequestInput {
+            ports: vec![p("22"), p("22")],
+            source_mode: "my_ip",
+            duration_minutes: "10",
+            ..Default::default()
+        };
+        let e = parse_request("web-1", &policy(), &input, ip("203.0.113.7")).unwrap_err();
+        assert_eq!(
+            e.get("ports"),
+            Some("Port 22/TCP of web-1 is chosen twice.")
+        );
+        let wide = RequestInput {
+            ports: vec![p("22")],
+            source_mode: "custom",
+            custom_source: "0.0.0.0/1",
+            duration_minutes: "10",
+            ..Default::default()
+        };
+        let e = parse_request("web-1", &policy(), &wide, ip("203.0.113.7")).unwrap_err();
+        assert!(e.get("source").unwrap().contains("wider than the /24"));
+        let mapped = RequestInput {
+            ports: vec![p("3389")],
+            source_mode: "custom",
+            custom_source: "::ffff:198.51.100.0/103",
+            duration_minutes: "10",
+            justification: "x",
+        };
+        let e = parse_request("win-1", &policy(), &mapped, ip("203.0.113.7")).unwrap_err();
+        assert!(e.get("source").unwrap().contains("198.0.0.0/7"), "{e:?}");
+        let mapped_host = RequestInput {
+            custom_source: "::ffff:198.51.100.9",
+            ..mapped
+        };
+        let spec = parse_request("win-1", &policy(), &mapped_host, ip("203.0.113.7")).unwrap();
+        assert_eq!(spec.source.to_string(), "198.51.100.9/32");
+        assert_eq!(spec.approval_timeout_secs, Some(3600));
+    }
+
+    #[test]
+    fn a_request_is_rechecked_against_the_policy_in_force() {
+        let src = Cidr::parse("198.51.100.10").unwrap();
+        let pol = policy();
+        assert_eq!(
+            recheck_request(Some(&pol), &[p("3389")], &src, 1800),
+            Ok(())
+        );
+        assert_eq!(
+            recheck_request(None, &[p("3389")], &src, 1800)
+                .unwrap_err()
+                .reason,
+            reason::POLICY_REMOVED
+        );
+        assert_eq!(
+            recheck_request(Some(&pol), &[p("8080")], &src, 60)
+                .unwrap_err()
+                .reason,
+            reason::PORT_REMOVED
+        );
+        let udp = (Port::parse("22").unwrap(), Protocol::Udp);
+        assert_eq!(
+            recheck_request(Some(&pol), &[udp], &src, 60)
+                .unwrap_err()
+                .reason,
+            reason::PROTOCOL_NARROWED
+        );
+        let outside = Cidr::parse("203.0.113.7").unwrap();
+        let m = recheck_request(Some(&pol), &[p("3389")], &outside, 60).unwrap_err();
+        assert_eq!(m.reason, reason::SOURCE_OUTSIDE);
+        assert!(
+            m.message.contains("203.0.113.7/32 is outside"),
+            "{}",
+            m.message
+        );
+        let m = recheck_request(Some(&pol), &[p("22")], &src, 7200).unwrap_err();
+        assert_eq!(m.reason, reason::TOO_LONG);
+        assert_eq!(
+            m.message,
+            "The request's 120 minutes exceed the 60 minutes port 22 now allows."
+        );
+    }
+
+    #[test]
+    fn grants_are_kept_shortened_or_ended_by_a_new_policy() {
+        let pol = policy();
+        let src = Cidr::parse("198.51.100.10").unwrap();
+        let start = 1_000_000;
+        let now = start + 10 * 60_000;
+        let fate = |port: &str, end: i64| {
+            grant_fate(&pol, p(port).0, Protocol::Tcp, &src, start, end, now)
+        };
+        assert_eq!(fate("22", start + 60 * 60_000), GrantFate::Keep);
+        assert_eq!(
+            fate("22", start + 90 * 60_000),
+            GrantFate::Shorten(start + 60 * 60_000)
+        );
+        assert_eq!(
+            fate("8080", start + 60_000),
+            GrantFate::End(reason::PORT_REMOVED)
+        );
+        let late_start = start - 3 * 3600_000;
+        assert_eq!(
+            grant_fate(
+                &pol,
+                p("22").0,
+                Protocol::Tcp,
+                &src,
+                late_start,
+                now + 60_000,
+                now
+            ),
+            GrantFate::End(reason::TOO_LONG)
+        );
+        let outside = Cidr::parse("203.0.113.7").unwrap();
+        assert_eq!(
+            grant_fate(
+                &pol,
+                p("3389").0,
+                Protocol::Tcp,
+                &outside,
+                start,
+                now + 60_000,
+                now
+            ),
+            GrantFate::End(reason::SOURCE_OUTSIDE)
+        );
+        assert_eq!(
+            grant_fate(
+                &pol,
+                p("22").0,
+                Protocol::Any,
+                &src,
+                start,
+                now + 60_000,
+                now
+            ),
+            GrantFate::End(reason::PROTOCOL_NARROWED)
+        );
+    }
+
+    #[test]
+    fn windows_end_on_whole_seconds() {
+        assert_eq!(window_end(1_000_999, 60), 1_060_000);
+        assert_eq!(window_end(1_000_000, 60), 1_060_000);
+        assert_eq!(window_end(999, 0), 0);
     }
 
     #[test]

@@ -60,12 +60,33 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// Where a role assignment applies: everywhere, to every VM of a group, or to one VM.
+/// Where a role assignment applies: everywhere, to every VM of a group, or to one VM
+/// (by id, so that renaming a VM keeps its roles and a name never matches by accident).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Scope {
     All,
     Group(String),
     Vm(String),
+}
+
+/// A scope as an administrator names it in a form: a VM by its name. The service looks
+/// the name (or the group) up and refuses one that matches nothing, then stores
+/// [`Scope::Vm`] with the VM's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeInput {
+    All,
+    Group(String),
+    VmNamed(String),
+}
+
+impl ScopeInput {
+    pub fn parse(kind: &str, target: &str) -> Result<Self, ScopeError> {
+        Ok(match Scope::parse(kind, target)? {
+            Scope::All => ScopeInput::All,
+            Scope::Group(g) => ScopeInput::Group(g),
+            Scope::Vm(name) => ScopeInput::VmNamed(name),
+        })
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 use crate::api::sso::{AddGroupRule, RemoveGroupRule, list_group_rules, load_sign_in_options};
 use crate::api::tokens::{RevokeApiToken, list_all_api_tokens};
-use crate::api::{AddRole, CreateUser, RemoveRole, SetUserDisabled, list_users};
+use crate::api::{AddRole, CreateUser, RemoveRole, ResetPassword, SetUserDisabled, list_users};
 use crate::components::{Field, FormAlert, LastUsed, LocalTime, SelectField, Shell, action_error};
 use crate::error::AppError;
 use crate::model::UserRow;
@@ -21,6 +21,7 @@ pub fn AdminUsersPage() -> impl IntoView {
     let add_role = ServerAction::<AddRole>::new();
     let remove_role = ServerAction::<RemoveRole>::new();
     let set_disabled = ServerAction::<SetUserDisabled>::new();
+    let reset = ServerAction::<ResetPassword>::new();
     let add_rule = ServerAction::<AddGroupRule>::new();
     let remove_rule = ServerAction::<RemoveGroupRule>::new();
     let users = Resource::new(
@@ -29,7 +30,7 @@ pub fn AdminUsersPage() -> impl IntoView {
                 create.version().get(),
                 add_role.version().get(),
                 remove_role.version().get(),
-                set_disabled.version().get(),
+                (set_disabled.version().get(), reset.version().get()),
                 (add_rule.version().get(), remove_rule.version().get()),
             )
         },
@@ -43,6 +44,7 @@ pub fn AdminUsersPage() -> impl IntoView {
             .and_then(Result::err)
             .or_else(|| remove_role.value().get().and_then(Result::err))
             .or_else(|| set_disabled.value().get().and_then(Result::err))
+            .or_else(|| reset.value().get().and_then(Result::err))
     });
     let created = move || {
         matches!(create.value().get(), Some(Ok(_)))
@@ -58,7 +60,7 @@ pub fn AdminUsersPage() -> impl IntoView {
                             <tr><th scope="col">"User"</th><th scope="col">"Roles"</th><th scope="col">"Status"</th><th scope="col">"Actions"</th></tr>
                         </thead>
                         <tbody>
-                            {rows.into_iter().map(|u| view! { <UserRowView user=u add_role remove_role set_disabled /> }).collect_view()}
+                            {rows.into_iter().map(|u| view! { <UserRowView user=u add_role remove_role set_disabled reset /> }).collect_view()}
                         </tbody>
                     </table>
                 }
@@ -90,7 +92,8 @@ pub fn AdminUsersPage() -> impl IntoView {
                         hint="At least 12 characters." err=create_err />
                     <SelectField label="Role" name="role" options=ROLES err=create_err />
                     <SelectField label="Scope" name="scope_kind" options=SCOPES err=create_err />
-                    <Field label="Group or VM (for a group or VM scope)" name="scope_target" autocomplete="off" err=create_err />
+                    <Field label="Group or VM name (for a group or VM scope)" name="scope_target" autocomplete="off"
+                        hint="A group that holds VMs, or the name of an existing VM." err=create_err />
                     <div class="field checkbox">
                         <input id="f-must_change_password" type="checkbox" name="must_change_password" value="on" checked />
                         <label for="f-must_change_password">"Must change the password at first sign-in"</label>
@@ -108,8 +111,12 @@ fn UserRowView(
     add_role: ServerAction<AddRole>,
     remove_role: ServerAction<RemoveRole>,
     set_disabled: ServerAction<SetUserDisabled>,
+    reset: ServerAction<ResetPassword>,
 ) -> impl IntoView {
     let no_err = Signal::derive(|| None);
+    let reset_id = format!("p-{}", user.id);
+    let uid_for_reset = user.id.clone();
+    let local_password = user.local_password;
     let uid = user.id.clone();
     let role_id = format!("-{uid}");
     let kind_id = format!("-{uid}-k");
@@ -154,7 +161,7 @@ fn UserRowView(
                         <SelectField label="Role" name="role" options=ROLES err=no_err id_suffix=role_id />
                         <SelectField label="Scope" name="scope_kind" options=SCOPES err=no_err id_suffix=kind_id />
                         <div class="field">
-                            <label for=target_id.clone()>"Group or VM"</label>
+                            <label for=target_id.clone()>"Group or VM name"</label>
                             <input id=target_id name="scope_target" type="text" />
                         </div>
                         <button type="submit" class="btn small">"Add role"</button>
@@ -170,6 +177,20 @@ fn UserRowView(
                     <input type="hidden" name="disabled" value=toggle_to />
                     <button type="submit" class="btn small">{toggle_label}</button>
                 </ActionForm>
+                {local_password.then(|| view! {
+                    <details>
+                        <summary>"Reset password"</summary>
+                        <ActionForm action=reset attr:class="form compact">
+                            <input type="hidden" name="user_id" value=uid_for_reset />
+                            <div class="field">
+                                <label for=reset_id.clone()>"Temporary password"</label>
+                                <input id=reset_id name="password" type="password" autocomplete="new-password" />
+                            </div>
+                            <p class="hint">"The user must change it at the next sign-in; their sessions end now."</p>
+                            <button type="submit" class="btn small">"Set temporary password"</button>
+                        </ActionForm>
+                    </details>
+                })}
             </td>
         </tr>
     }

@@ -36,16 +36,9 @@ pub fn ConfigurePage() -> impl IntoView {
                 .join(", ");
             let mut rows = f.rows.clone();
             for _ in 0..EXTRA_ROWS {
-                rows.push(RuleView {
-                    port: String::new(),
-                    protocol: "tcp".into(),
-                    allowed_sources: String::new(),
-                    max_minutes: "180".into(),
-                    justification_required: false,
-                    approval_required: false,
-                    enabled: false,
-                });
+                rows.push(RuleView::blank());
             }
+            let differing = f.differing.clone();
             let single = (f.vms.len() == 1 && f.existing).then(|| f.vms[0].0.clone());
             view! {
                 <p>"Applies to: " <strong data-testid="policy-vms">{names}</strong></p>
@@ -54,6 +47,18 @@ pub fn ConfigurePage() -> impl IntoView {
                 <FieldMsg err field="vms".to_owned() />
                 <ActionForm action=enable attr:class="form">
                     {f.vms.iter().enumerate().map(|(i, (id, _))| view! { <input type="hidden" name=format!("vm_ids[{i}]") value=id.clone() /> }).collect_view()}
+                    {(!differing.is_empty()).then(|| view! {
+                        <div class="alert warning" role="alert" data-testid="differing-policies">
+                            <p><strong>"These VMs have different JIT policies."</strong>" Saving replaces each VM's policy with the rules below. What each has now:"</p>
+                            <ul>{differing.into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}</ul>
+                            <p>
+                                <input type="checkbox" id="f-replace_differing" name="replace_differing" value="on" />
+                                " "
+                                <label for="f-replace_differing">"Replace the differing policies with these rules"</label>
+                            </p>
+                            <FieldMsg err field="replace_differing".to_owned() />
+                        </div>
+                    })}
                     <table class="table ports">
                         <thead>
                             <tr>
@@ -64,13 +69,15 @@ pub fn ConfigurePage() -> impl IntoView {
                                 <th scope="col">"Max request time (minutes)"</th>
                                 <th scope="col">"Justification required"</th>
                                 <th scope="col">"Approval required"</th>
+                                <th scope="col">"Approval within (minutes)"</th>
+                                <th scope="col">"Widest per-request source (IPv4 / IPv6 prefix)"</th>
                             </tr>
                         </thead>
                         <tbody>
                             {rows.into_iter().enumerate().map(|(i, r)| view! { <RuleRow i r err /> }).collect_view()}
                         </tbody>
                     </table>
-                    <p class="hint">"Allowed source IPs: leave empty for “per request” (the requester names one source), or list IPv4/IPv6 CIDRs separated by commas. Maximum request time: 5 to 1440 minutes."</p>
+                    <p class="hint">"Allowed source IPs: leave empty for “per request” (the requester names one source, at most as wide as the widest prefix), or list IPv4/IPv6 CIDRs separated by commas. Maximum request time: 5 to 1440 minutes. A request that needs approval and gets none within its time is closed."</p>
                     <div class="actions"><button type="submit" class="btn primary">"Save JIT policy"</button></div>
                 </ActionForm>
                 {single.map(|vm_id| view! {
@@ -141,6 +148,20 @@ fn RuleRow(i: usize, r: RuleView, err: Signal<Option<crate::error::AppError>>) -
             <td>
                 <input type="checkbox" id=id("approval_required") name=n("approval_required") value="on" checked=r.approval_required />
                 <label for=id("approval_required") class="sr-only">{format!("Approval required, row {}", i + 1)}</label>
+            </td>
+            <td>
+                <label for=id("approval_minutes") class="sr-only">{format!("Approval within, minutes, row {}", i + 1)}</label>
+                <input id=id("approval_minutes") name=n("approval_minutes") type="text" inputmode="numeric" size="5" value=r.approval_minutes.clone() />
+                <FieldMsg err field=key("approval_minutes") />
+            </td>
+            <td>
+                <label for=id("widest_v4") class="sr-only">{format!("Widest IPv4 source prefix, row {}", i + 1)}</label>
+                "/"<input id=id("widest_v4") name=n("widest_v4") type="text" inputmode="numeric" size="3" value=r.widest_v4.clone() />
+                " /"
+                <label for=id("widest_v6") class="sr-only">{format!("Widest IPv6 source prefix, row {}", i + 1)}</label>
+                <input id=id("widest_v6") name=n("widest_v6") type="text" inputmode="numeric" size="3" value=r.widest_v6.clone() />
+                <FieldMsg err field=key("widest_v4") />
+                <FieldMsg err field=key("widest_v6") />
             </td>
         </tr>
     }

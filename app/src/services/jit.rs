@@ -1,12 +1,16 @@
 //! VM inventory and JIT policies.
 
 use super::Actor;
-use crate::domain::jit::JitPolicy;
-use crate::domain::jit::PortRuleInput;
+use super::access::{By, reconcile_users};
+use crate::domain::jit::{JitPolicy, Port, PortRuleInput, Protocol};
+use crate::domain::request::{GrantFate, PortStatus, grant_fate, reason, recheck_request};
 use crate::domain::vm::VmSpec;
-use crate::domain::{Action, Resource, permits, visibility};
+use crate::domain::{Action, Cidr, Resource, permits, visibility};
 use crate::error::{AppError, AppResult};
-use crate::store::{Store, StoreError, StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
+use crate::store::{
+    Ending, GrantFilter, OpenGrant, Store, StoreError, StoredVm, VmFields, VmListQuery, VmSummary,
+    VmTab, WaitingFilter, WaitingRequest,
+};
 
 pub fn vm_resource(vm: &StoredVm) -> Resource {
     Resource::Vm {
@@ -76,6 +80,8 @@ pub async fn create_vm(store: &Store, actor: &Actor, spec: VmSpec) -> AppResult<
     Ok(vm.id)
 }
 
+/// Edits a VM. Moving it to another group changes who may request on it, so the grants
+/// and waiting requests of users who lose that right end in the same transaction.
 pub async fn update_vm(store: &Store, actor: &Actor, vm_id: &str, spec: VmSpec) -> AppResult<()> {
     let vm = visible_vm(store, actor, vm_id).await?;
     require(actor, Action::ManageVm, &vm_resource(&vm))?;
@@ -94,15 +100,34 @@ pub async fn update_vm(store: &Store, actor: &Actor, vm_id: &str, spec: VmSpec) 
         spec.os.as_str(),
         spec.addresses_text()
     );
-    if store
-        .update_vm(vm_id, &fields(&spec), log)
+    let mut tx = store.begin_write().await?;
+    let before = tx
+        .vm(vm_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("The VM".into()))?;
+    if !tx
+        .update_vm(vm_id, &fields(&spec))
         .await
         .map_err(duplicate_name)?
     {
-        Ok(())
-    } else {
-        Err(AppError::NotFound("The VM".into()))
+        return Err(AppError::NotFound("The VM".into()));
     }
+    tx.log(log).await?;
+    if before.group != spec.group {
+        let users = tx.users_with_open_access(Some(vm_id)).await?;
+        let ip = actor.ip.to_string();
+        reconcile_users(
+            &mut tx,
+            &users,
+            By {
+                actor: &actor.username,
+                ip: &ip,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 pub async fn delete_vm(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<()> {
@@ -136,81 +161,253 @@ pub fn parse_tab(raw: &str) -> VmTab {
     }
 }
 
-/// Applies one policy to every listed VM in one transaction, after checking the actor may
+fn same_policy(a: Option<&JitPolicy>, b: Option<&JitPolicy>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same_rules(b),
+        _ => false,
+    }
+}
+
+/// When the VMs of a bulk edit have different policies: what each would lose or see
+/// changed, one line per VM. `None` when their policies agree (or there is one VM).
+pub fn differing_policies(
+    current: &[(StoredVm, Option<JitPolicy>)],
+    new: Option<&JitPolicy>,
+) -> Option<Vec<String>> {
+    let differ = current
+        .windows(2)
+        .any(|w| !same_policy(w[0].1.as_ref(), w[1].1.as_ref()));
+    if !differ {
+        return None;
+    }
+    Some(
+        current
+            .iter()
+            .map(|(vm, policy)| match (policy, new) {
+                (None, _) => format!("{}: has no policy yet", vm.name),
+                (Some(p), Some(new)) => {
+                    let changes = p.changes_to(new);
+                    if changes.is_empty() {
+                        format!("{}: no change", vm.name)
+                    } else {
+                        format!("{}: {}", vm.name, changes.join("; "))
+                    }
+                }
+                (Some(p), None) => format!(
+                    "{}: {}",
+                    vm.name,
+                    p.rules
+                        .iter()
+                        .map(|r| r.summary())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            })
+            .collect(),
+    )
+}
+
+/// The VMs of a bulk edit with their current policies, after checking the actor may
 /// configure each of them.
-pub async fn enable_jit(
+pub async fn policies_for_edit(
     store: &Store,
     actor: &Actor,
     vm_ids: &[String],
-    rows: &[PortRuleInput],
-) -> AppResult<()> {
+) -> AppResult<Vec<(StoredVm, Option<JitPolicy>)>> {
     if vm_ids.is_empty() {
         return Err(AppError::field("vms", "Select at least one VM."));
     }
     if vm_ids.len() > 500 {
         return Err(AppError::field("vms", "At most 500 VMs at once."));
     }
+    let mut out = Vec::with_capacity(vm_ids.len());
+    for id in vm_ids {
+        if out.iter().any(|(vm, _): &(StoredVm, _)| &vm.id == id) {
+            continue;
+        }
+        let vm = visible_vm(store, actor, id).await?;
+        require(actor, Action::ConfigurePolicy, &vm_resource(&vm))?;
+        let policy = store.get_policy(&vm.id).await?;
+        out.push((vm, policy));
+    }
+    Ok(out)
+}
+
+/// What a policy edit does to one grant in force, decided by the domain.
+fn fate_of(policy: &JitPolicy, g: &OpenGrant, now: i64) -> GrantFate {
+    let port = u16::try_from(g.port).ok().and_then(Port::new);
+    let protocol = Protocol::parse(&g.protocol).ok();
+    let (Some(port), Some(protocol)) = (port, protocol) else {
+        return GrantFate::End(reason::PORT_REMOVED);
+    };
+    let Ok(source) = Cidr::parse(&g.source) else {
+        return GrantFate::End(reason::SOURCE_OUTSIDE);
+    };
+    grant_fate(
+        policy,
+        port,
+        protocol,
+        &source,
+        g.window_start,
+        g.end_at,
+        now,
+    )
+}
+
+/// Applies one policy to every listed VM in one transaction, after checking the actor may
+/// configure each. In the same transaction, grants in force that no longer fit the new
+/// rules end or are shortened, and waiting requests that no longer fit are closed.
+///
+/// VMs whose current policies differ are only overwritten together with
+/// `replace_differing`; otherwise the answer lists what each VM would lose.
+pub async fn enable_jit(
+    store: &Store,
+    actor: &Actor,
+    vm_ids: &[String],
+    rows: &[PortRuleInput],
+    replace_differing: bool,
+) -> AppResult<()> {
     let policy = JitPolicy::parse(rows)?;
-    let mut logs = Vec::new();
+    let current = policies_for_edit(store, actor, vm_ids).await?;
+    if !replace_differing && let Some(lines) = differing_policies(&current, Some(&policy)) {
+        return Err(AppError::field(
+            "replace_differing",
+            format!(
+                "The selected VMs have different JIT policies; saving replaces each with this one. {}. \
+                 Confirm that the differing policies may be replaced, or edit the VMs one at a time.",
+                lines.join(". ")
+            ),
+        ));
+    }
     let ports = policy
         .rules
         .iter()
         .map(|r| format!("{}/{}", r.port, r.protocol.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    for id in vm_ids {
-        let vm = visible_vm(store, actor, id).await?;
-        require(actor, Action::ConfigurePolicy, &vm_resource(&vm))?;
-        let action = if store.get_policy(id).await?.is_some() {
-            "policy.update"
-        } else {
-            "policy.create"
-        };
-        let mut log = actor.entry(action, &vm.name);
+    let detail = policy
+        .rules
+        .iter()
+        .map(|r| r.summary())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let ip = actor.ip.to_string();
+    let mut tx = store.begin_write().await?;
+    for (vm, _) in &current {
+        let existed = tx.policy(&vm.id).await?;
+        let mut log = actor.entry(
+            if existed.is_some() {
+                "policy.update"
+            } else {
+                "policy.create"
+            },
+            &vm.name,
+        );
         log.ports = ports.clone();
-        log.detail = policy
-            .rules
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}/{}: sources {}, max {} min{}{}",
-                    r.port,
-                    r.protocol.as_str(),
-                    r.allowed_sources,
-                    r.max_duration.secs() / 60,
-                    if r.justification_required {
-                        ", justification required"
-                    } else {
-                        ""
-                    },
-                    if r.approval_required {
-                        ", approval required"
-                    } else {
-                        ""
-                    }
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        logs.push(log);
-    }
-    store
-        .set_policies(vm_ids, &policy, &actor.username, logs)
+        log.detail = detail.clone();
+        tx.set_policy(&vm.id, &policy, &actor.username).await?;
+        tx.log(log).await?;
+        let ending = |why| Ending {
+            status: PortStatus::Revoked,
+            reason: why,
+            actor: &actor.username,
+            client_ip: &ip,
+            action: "revoke",
+            result: "success",
+        };
+        let now = tx.now;
+        let mut shorten = Vec::new();
+        for g in tx.open_grants(GrantFilter::Vm(&vm.id)).await? {
+            match fate_of(&policy, &g, now) {
+                GrantFate::Keep => {}
+                GrantFate::Shorten(end) => shorten.push((g, end)),
+                GrantFate::End(why) => {
+                    tx.end_grants(std::slice::from_ref(&g), &ending(why))
+                        .await?;
+                }
+            }
+        }
+        tx.shorten_grants(
+            &shorten,
+            &Ending {
+                action: "shorten",
+                ..ending(reason::SHORTENED)
+            },
+        )
         .await?;
+        for w in tx.waiting_requests(WaitingFilter::Vm(&vm.id)).await? {
+            if let Err(misfit) = recheck_stored(&policy, &w) {
+                tx.close_requests(
+                    std::slice::from_ref(&w),
+                    &Ending {
+                        status: PortStatus::Cancelled,
+                        action: "request.cancel",
+                        result: "cancelled",
+                        ..ending(misfit)
+                    },
+                    None,
+                )
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }
 
+/// Whether a waiting request still fits `policy`: the reason it does not, if so.
+fn recheck_stored(policy: &JitPolicy, w: &WaitingRequest) -> Result<(), &'static str> {
+    let ports = w
+        .ports
+        .iter()
+        .map(|(port, protocol)| {
+            Some((
+                u16::try_from(*port).ok().and_then(Port::new)?,
+                Protocol::parse(protocol).ok()?,
+            ))
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or(reason::PORT_REMOVED)?;
+    let source = Cidr::parse(&w.source).map_err(|_| reason::SOURCE_OUTSIDE)?;
+    recheck_request(Some(policy), &ports, &source, w.duration_secs).map_err(|m| m.reason)
+}
+
+/// Removes a VM's policy: every grant on it ends and every waiting request is closed, in
+/// the same transaction.
 pub async fn remove_policy(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<()> {
     let vm = visible_vm(store, actor, vm_id).await?;
     require(actor, Action::ConfigurePolicy, &vm_resource(&vm))?;
-    if store
-        .delete_policy(vm_id, actor.entry("policy.delete", &vm.name))
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(AppError::NotFound("The JIT policy".into()))
+    let ip = actor.ip.to_string();
+    let ending = Ending {
+        status: PortStatus::Revoked,
+        reason: reason::POLICY_REMOVED,
+        actor: &actor.username,
+        client_ip: &ip,
+        action: "revoke",
+        result: "success",
+    };
+    let mut tx = store.begin_write().await?;
+    if !tx.delete_policy(vm_id).await? {
+        return Err(AppError::NotFound("The JIT policy".into()));
     }
+    tx.log(actor.entry("policy.delete", &vm.name)).await?;
+    let grants = tx.open_grants(GrantFilter::Vm(vm_id)).await?;
+    tx.end_grants(&grants, &ending).await?;
+    let waiting = tx.waiting_requests(WaitingFilter::Vm(vm_id)).await?;
+    tx.close_requests(
+        &waiting,
+        &Ending {
+            status: PortStatus::Cancelled,
+            action: "request.cancel",
+            result: "cancelled",
+            ..ending
+        },
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Finds a VM the actor may see by id or, failing that, by name: scripts name VMs, the

@@ -1,13 +1,20 @@
-//! Access requests: create, decide, revoke, extend, expire.
+//! Access requests: create, decide (re-checking everything at decision time), revoke,
+//! extend, expire.
 
 use super::Actor;
+use super::access::roles_from;
 use super::jit::{require, visible_vm, vm_resource};
+use crate::domain::jit::{Port, Protocol};
 use crate::domain::request::{
-    Event, RequestInput, RequestStatus, extended_end, parse_port_key, parse_request,
+    Event, Misfit, PortStatus, RequestInput, RequestStatus, extended_end, parse_port_key,
+    parse_request, reason, recheck_request,
 };
-use crate::domain::{Action, FieldErrors, permits, permits_approval};
+use crate::domain::{Action, Cidr, FieldErrors, Resource, permits, permits_approval};
 use crate::error::{AppError, AppResult};
-use crate::store::{RequestFilter, Store, StoredRequest};
+use crate::store::{
+    Ending, GrantFilter, RequestFilter, Store, StoredRequest, WaitingFilter, WaitingRequest,
+    WriteTx,
+};
 
 pub struct AccessForm<'a> {
     /// `VM_ID:PORT/PROTOCOL` for every port toggled on.
@@ -181,37 +188,146 @@ async fn load_for_decision(
     Ok(r)
 }
 
+/// Re-checks a waiting request at decision time, as the transaction sees the world: it
+/// has not timed out, its requester exists, is enabled and may still request on the VM,
+/// and every port still fits the VM's policy. The first failure is returned.
+async fn recheck_waiting(
+    tx: &mut WriteTx,
+    w: &WaitingRequest,
+) -> crate::store::Result<Result<(), Misfit>> {
+    if let Some(deadline) = w.approval_expires_at
+        && deadline <= tx.now
+    {
+        return Ok(Err(Misfit {
+            reason: reason::APPROVAL_TIMED_OUT,
+            message: format!(
+                "approval had to come by {}",
+                crate::model::format_utc(deadline)
+            ),
+        }));
+    }
+    let inputs = tx.role_inputs(&w.requester_id).await?;
+    let vm = Resource::Vm {
+        id: w.vm_id.clone(),
+        group: w.vm_group.clone(),
+    };
+    match &inputs.user {
+        None => {
+            return Ok(Err(Misfit {
+                reason: reason::REQUESTER_REMOVED,
+                message: "the requester's account no longer exists".into(),
+            }));
+        }
+        Some(u) if u.disabled => {
+            return Ok(Err(Misfit {
+                reason: reason::REQUESTER_DISABLED,
+                message: format!("{}'s account is disabled", u.username),
+            }));
+        }
+        Some(u) if !permits(&roles_from(&inputs), Action::RequestAccess, &vm) => {
+            return Ok(Err(Misfit {
+                reason: reason::LOST_PERMISSION,
+                message: format!(
+                    "{} may no longer request access to {}",
+                    u.username, w.vm_name
+                ),
+            }));
+        }
+        Some(_) => {}
+    }
+    let policy = tx.policy(&w.vm_id).await?;
+    let corrupt = || crate::store::StoreError::Corrupt(format!("request {}", w.id));
+    let ports = w
+        .ports
+        .iter()
+        .map(|(port, protocol)| {
+            Some((
+                u16::try_from(*port).ok().and_then(Port::new)?,
+                Protocol::parse(protocol).ok()?,
+            ))
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(corrupt)?;
+    let source = Cidr::parse(&w.source).map_err(|_| corrupt())?;
+    Ok(
+        recheck_request(policy.as_ref(), &ports, &source, w.duration_secs).map_err(|m| Misfit {
+            message: m.message.trim_end_matches('.').to_owned(),
+            ..m
+        }),
+    )
+}
+
+/// Approves a waiting request after re-checking everything it rests on. When a check
+/// fails the request is closed with that reason and the approver is told which check.
 pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppResult<()> {
     let r = load_for_decision(store, actor, id, comment, Event::Approve).await?;
+    let ip = actor.ip.to_string();
+    let mut tx = store.begin_write().await?;
+    let Some(w) = tx.waiting_requests(WaitingFilter::Request(id)).await?.pop() else {
+        return Err(decided_elsewhere());
+    };
+    if let Err(misfit) = recheck_waiting(&mut tx, &w).await? {
+        tx.close_requests(
+            std::slice::from_ref(&w),
+            &Ending {
+                status: PortStatus::Cancelled,
+                reason: misfit.reason,
+                actor: &actor.username,
+                client_ip: &ip,
+                action: "request.cancel",
+                result: "cancelled",
+            },
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(AppError::Conflict(format!(
+            "The request cannot be approved: {}. It has been closed.",
+            misfit.message
+        )));
+    }
     let mut log = log_for(actor, "approve", &r);
     log.detail = format!("request of {}; {}", r.requester, comment.trim());
-    if store
-        .approve_request(id, &actor.username, comment.trim(), log)
+    if !tx
+        .activate_request(&w, &actor.username, &ip, comment.trim(), log)
         .await?
     {
-        Ok(())
-    } else {
-        Err(decided_elsewhere())
+        return Err(decided_elsewhere());
     }
+    tx.commit().await?;
+    Ok(())
 }
 
 pub async fn deny(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppResult<()> {
-    let r = load_for_decision(store, actor, id, comment, Event::Deny).await?;
-    let mut log = log_for(actor, "deny", &r);
-    log.result = "denied".into();
-    log.detail = format!("request of {}; {}", r.requester, comment.trim());
-    if store
-        .deny_request(id, &actor.username, comment.trim(), log)
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(decided_elsewhere())
+    load_for_decision(store, actor, id, comment, Event::Deny).await?;
+    let ip = actor.ip.to_string();
+    let mut tx = store.begin_write().await?;
+    let waiting = tx.waiting_requests(WaitingFilter::Request(id)).await?;
+    let closed = tx
+        .close_requests(
+            &waiting,
+            &Ending {
+                status: PortStatus::Denied,
+                reason: "denied by approver",
+                actor: &actor.username,
+                client_ip: &ip,
+                action: "deny",
+                result: "denied",
+            },
+            Some((&actor.username, comment.trim())),
+        )
+        .await?;
+    if closed == 0 {
+        return Err(decided_elsewhere());
     }
+    tx.commit().await?;
+    Ok(())
 }
 
-/// The requester or an administrator of the VM may end a request early.
-fn may_end(actor: &Actor, r: &StoredRequest) -> bool {
+/// Whether `actor` may end (revoke or extend) request `r`: its requester while they may
+/// still request on the VM, or an administrator of the VM. The portal asks this too, to
+/// show the buttons.
+pub fn may_end(actor: &Actor, r: &StoredRequest) -> bool {
     let vm = crate::domain::Resource::Vm {
         id: r.vm_id.clone(),
         group: r.vm_group.clone(),
@@ -220,6 +336,8 @@ fn may_end(actor: &Actor, r: &StoredRequest) -> bool {
         || permits(&actor.roles, Action::ConfigurePolicy, &vm)
 }
 
+/// Ends a request now: its grants in force through the one ending path, or, while it
+/// waits for approval, the request itself.
 pub async fn revoke(store: &Store, actor: &Actor, id: &str) -> AppResult<()> {
     let r = load(store, actor, id).await?;
     if !may_end(actor, &r) {
@@ -231,13 +349,28 @@ pub async fn revoke(store: &Store, actor: &Actor, id: &str) -> AppResult<()> {
     } else {
         format!("revoked by {}", actor.username)
     };
-    let mut log = log_for(actor, "revoke", &r);
-    log.detail = format!("request of {}", r.requester);
-    if store.revoke_request(id, &reason, log).await? {
-        Ok(())
+    let ip = actor.ip.to_string();
+    let ending = Ending {
+        status: PortStatus::Revoked,
+        reason: &reason,
+        actor: &actor.username,
+        client_ip: &ip,
+        action: "revoke",
+        result: "success",
+    };
+    let mut tx = store.begin_write().await?;
+    let grants = tx.open_grants(GrantFilter::Request(id)).await?;
+    let done = if grants.is_empty() {
+        let waiting = tx.waiting_requests(WaitingFilter::Request(id)).await?;
+        tx.close_requests(&waiting, &ending, None).await?
     } else {
-        Err(decided_elsewhere())
+        tx.end_grants(&grants, &ending).await?
+    };
+    if done == 0 {
+        return Err(decided_elsewhere());
     }
+    tx.commit().await?;
+    Ok(())
 }
 
 pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> AppResult<()> {
@@ -253,6 +386,7 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
     let max = r
         .ports
         .iter()
+        .filter(|p| p.status == PortStatus::Active)
         .filter_map(|p| {
             policy.rules.iter().find(|rule| {
                 i64::from(rule.port.get()) == p.port && rule.protocol.as_str() == p.protocol
@@ -263,11 +397,13 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
         .ok_or_else(|| {
             AppError::Conflict("None of the request's ports is under the policy any more.".into())
         })?;
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = store.now_ms();
     let end = extended_end(now, r.end_at.unwrap_or(now), minutes, max)?;
     let mut log = log_for(actor, "extend", &r);
     log.detail = format!("until {}", crate::model::format_utc(end));
-    if store.extend_request(id, end, log).await? {
+    let mut tx = store.begin_write().await?;
+    if tx.extend_request(id, end, log).await? {
+        tx.commit().await?;
         Ok(())
     } else {
         Err(decided_elsewhere())
@@ -320,18 +456,20 @@ pub async fn vm_requests(
         .await?)
 }
 
-/// The expiry job: ends grants at their end time, to the second. Runs in the server.
+/// The expiry job: ends grants at their end time, to the second, and closes requests
+/// whose approval timed out. Runs in the server; reads the time from the store's clock.
 pub async fn run_expiry(store: Store, wake: std::sync::Arc<tokio::sync::Notify>) {
     loop {
-        let now = chrono::Utc::now().timestamp_millis();
-        match store.expire_due(now).await {
-            Ok(n) if n > 0 => tracing::info!(expired = n, "grants expired"),
+        match store.expire_due(store.now_ms()).await {
+            Ok((expired, timed_out)) if expired + timed_out > 0 => {
+                tracing::info!(expired, timed_out, "grants expired / requests timed out")
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "expiry failed"),
         }
         let next = store.next_expiry().await.ok().flatten();
         let wait_ms = next
-            .map(|t| (t - chrono::Utc::now().timestamp_millis()).clamp(0, 1000))
+            .map(|t| (t - store.now_ms()).clamp(0, 1000))
             .unwrap_or(1000);
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_millis(wait_ms as u64 + 1)) => {}

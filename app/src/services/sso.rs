@@ -5,10 +5,14 @@
 //! Token verification happens in the server's OpenID Connect routes; what arrives here is
 //! an identity the provider has vouched for.
 
+use super::Actor;
+use super::access::{By, reconcile_users, roles_from};
+use super::users::{require, resolve_scope};
+use crate::domain::role::ScopeInput;
 use crate::domain::sso::{
     FederatedIdentity, GroupRule, parse_group_name, roles_from_groups, username_candidates,
 };
-use crate::domain::{FieldErrors, Role, RoleAssignment, Scope};
+use crate::domain::{Action, FieldErrors, Resource, Role, RoleAssignment, Scope};
 use crate::error::{AppError, AppResult};
 use crate::model::GroupRuleView;
 use crate::store::{FederatedProfile, NewLogEntry, Store, StoreError, StoredGroupRule, StoredUser};
@@ -81,13 +85,28 @@ pub async fn sign_in_federated(
                 .await?;
                 return Ok(FederatedSignIn::Disabled);
             }
-            store
-                .update_federated_user(
-                    &user.id,
-                    &profile,
-                    sign_in_entry(&user.username, client_ip, "success", detail.clone()),
-                )
-                .await?;
+            // The groups the provider sends now decide the user's roles from here on: what
+            // the user could only do through a group they left ends in this transaction.
+            let mut tx = store.begin_write().await?;
+            tx.update_federated_user(&user.id, &profile).await?;
+            tx.log(sign_in_entry(
+                &user.username,
+                client_ip,
+                "success",
+                detail.clone(),
+            ))
+            .await?;
+            let ip = client_ip.to_string();
+            reconcile_users(
+                &mut tx,
+                std::slice::from_ref(&user.id),
+                By {
+                    actor: &user.username,
+                    ip: &ip,
+                },
+            )
+            .await?;
+            tx.commit().await?;
             tracing::info!(user = %user.username, %provider, %client_ip, "sign-in");
             let user = store.get_user(&user.id).await?.ok_or(AppError::Internal)?;
             return Ok(FederatedSignIn::SignedIn {
@@ -194,34 +213,26 @@ pub async fn token_roles(store: &Store, user_id: &str, now: i64) -> AppResult<Ve
 }
 
 /// Everything a user may do: direct role assignments and the roles of their IdP groups.
+/// A disabled account may do nothing.
 pub async fn effective_roles(store: &Store, user_id: &str) -> AppResult<Vec<RoleAssignment>> {
-    let mut roles: Vec<RoleAssignment> = store
-        .assignments_of(user_id)
-        .await?
-        .into_iter()
-        .map(|a| a.assignment)
-        .collect();
-    for rule in group_roles_of(store, user_id).await? {
-        if !roles.contains(&rule.rule.assignment) {
-            roles.push(rule.rule.assignment);
-        }
-    }
-    Ok(roles)
+    Ok(roles_from(&store.role_inputs(user_id).await?))
 }
 
-pub async fn list_group_rules(store: &Store) -> AppResult<Vec<GroupRuleView>> {
+pub async fn list_group_rules(store: &Store, actor: &Actor) -> AppResult<Vec<GroupRuleView>> {
+    require(actor, Action::ManageUsers, &Resource::Global)?;
+    let names = store.vm_names().await?;
     Ok(store
         .list_group_rules()
         .await?
         .iter()
-        .map(GroupRuleView::from)
+        .map(|r| GroupRuleView::of(r, &names))
         .collect())
 }
 
-fn admin_entry(actor: &str, ip: IpAddr, action: &str, detail: String) -> NewLogEntry {
+fn admin_entry(actor: &Actor, action: &str, detail: String) -> NewLogEntry {
     NewLogEntry {
-        actor: actor.to_owned(),
-        client_ip: ip.to_string(),
+        actor: actor.username.clone(),
+        client_ip: actor.ip.to_string(),
         action: action.to_owned(),
         result: "success".into(),
         detail,
@@ -240,11 +251,11 @@ pub struct GroupRuleInput<'a> {
 /// Adds a group rule for one of the configured providers (`providers`: their ids).
 pub async fn add_group_rule(
     store: &Store,
+    actor: &Actor,
     providers: &[String],
     input: GroupRuleInput<'_>,
-    actor: &str,
-    ip: IpAddr,
 ) -> AppResult<String> {
+    require(actor, Action::ManageUsers, &Resource::Global)?;
     let mut errors = FieldErrors::new();
     let provider = providers.iter().find(|p| *p == input.provider).cloned();
     if provider.is_none() {
@@ -257,13 +268,14 @@ pub async fn add_group_rule(
     let role = errors.check("role", Role::parse(input.role));
     let scope = errors.check(
         "scope_target",
-        Scope::parse(input.scope_kind, input.scope_target),
+        ScopeInput::parse(input.scope_kind, input.scope_target),
     );
     errors.into_result()?;
     let (Some(provider), Some(group), Some(role), Some(scope)) = (provider, group, role, scope)
     else {
         return Err(AppError::Internal);
     };
+    let scope = resolve_scope(store, scope).await?;
     let rule = GroupRule {
         provider,
         group,
@@ -271,10 +283,16 @@ pub async fn add_group_rule(
     };
     let detail = format!(
         "group {} at {}: {} on {}",
-        rule.group, rule.provider, rule.assignment.role, rule.assignment.scope
+        rule.group,
+        rule.provider,
+        rule.assignment.role,
+        match &rule.assignment.scope {
+            Scope::Vm(id) => format!("VM {} ({id})", input.scope_target.trim()),
+            other => other.to_string(),
+        }
     );
     match store
-        .add_group_rule(&rule, admin_entry(actor, ip, "group-rule.add", detail))
+        .add_group_rule(&rule, admin_entry(actor, "group-rule.add", detail))
         .await
     {
         Ok(id) => Ok(id),
@@ -286,22 +304,34 @@ pub async fn add_group_rule(
     }
 }
 
-pub async fn remove_group_rule(store: &Store, id: &str, actor: &str, ip: IpAddr) -> AppResult<()> {
-    let removed = store
-        .remove_group_rule(id, |r| {
-            admin_entry(
-                actor,
-                ip,
-                "group-rule.remove",
-                format!(
-                    "group {} at {}: {} on {}",
-                    r.rule.group, r.rule.provider, r.rule.assignment.role, r.rule.assignment.scope
-                ),
-            )
-        })
-        .await?;
-    match removed {
-        Some(_) => Ok(()),
-        None => Err(AppError::NotFound("The group rule".into())),
-    }
+/// Removes a group rule. Members of the group lose its role at once: their grants in
+/// force and waiting requests that only the rule allowed end in the same transaction.
+pub async fn remove_group_rule(store: &Store, actor: &Actor, id: &str) -> AppResult<()> {
+    require(actor, Action::ManageUsers, &Resource::Global)?;
+    let mut tx = store.begin_write().await?;
+    let Some(r) = tx.remove_group_rule(id).await? else {
+        return Err(AppError::NotFound("The group rule".into()));
+    };
+    tx.log(admin_entry(
+        actor,
+        "group-rule.remove",
+        format!(
+            "group {} at {}: {} on {}",
+            r.rule.group, r.rule.provider, r.rule.assignment.role, r.rule.assignment.scope
+        ),
+    ))
+    .await?;
+    let users = tx.users_with_open_access(None).await?;
+    let ip = actor.ip.to_string();
+    reconcile_users(
+        &mut tx,
+        &users,
+        By {
+            actor: &actor.username,
+            ip: &ip,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -120,7 +120,7 @@ pub async fn list(store: &Store, actor: &Actor) -> AppResult<Vec<TokenInfo>> {
 /// Every user's tokens in force, for administrators of everything: when someone leaves
 /// or loses a laptop, their tokens can be revoked without disabling the account.
 pub async fn list_all_live(store: &Store, actor: &Actor) -> AppResult<Vec<UserTokenInfo>> {
-    super::users::require(&actor.roles, Action::ManageUsers, &Resource::Global)?;
+    super::users::require(actor, Action::ManageUsers, &Resource::Global)?;
     let now = chrono::Utc::now().timestamp_millis();
     Ok(store
         .list_live_api_tokens(now)

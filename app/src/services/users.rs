@@ -1,13 +1,16 @@
 //! Accounts: bootstrap, sign-in, password changes, user and role administration.
 
+use super::Actor;
+use super::access::{By, reconcile_users};
 use crate::auth::{LoginLimiter, hash_password, verify_password};
+use crate::domain::role::ScopeInput;
 use crate::domain::user::parse_display_name;
 use crate::domain::{
     Action, FieldErrors, NewPassword, Resource, Role, RoleAssignment, Scope, Username, permits,
 };
 use crate::error::{AppError, AppResult};
 use crate::model::{RoleView, UserRow, UserView};
-use crate::store::{NewUser, RemoveOutcome, Store, StoredAssignment, StoredUser};
+use crate::store::{NewLogEntry, NewUser, RemoveOutcome, Store, StoredAssignment, StoredUser};
 use std::net::IpAddr;
 
 pub const BOOTSTRAP_ADMIN: &str = "admin";
@@ -32,6 +35,13 @@ pub async fn bootstrap_admin(store: &Store) -> AppResult<Option<String>> {
                 role: Role::Admin,
                 scope: Scope::All,
             }],
+            Some(NewLogEntry {
+                actor: "system".into(),
+                action: "user.create".into(),
+                result: "success".into(),
+                detail: format!("{BOOTSTRAP_ADMIN} as admin on all (bootstrap administrator)"),
+                ..Default::default()
+            }),
         )
         .await;
     match created {
@@ -53,12 +63,13 @@ fn random_password() -> String {
 
 pub async fn load_user_view(store: &Store, user: &StoredUser) -> AppResult<UserView> {
     let assignments = store.assignments_of(&user.id).await?;
-    let view = UserView::new(user, &assignments);
+    let names = store.vm_names().await?;
+    let view = UserView::new(user, &assignments, &names);
     if store.identity_of(&user.id).await?.is_none() {
         return Ok(view);
     }
     let group_rules = crate::services::sso::group_roles_of(store, &user.id).await?;
-    Ok(view.with_group_roles(&assignments, &group_rules))
+    Ok(view.with_group_roles(&assignments, &group_rules, &names))
 }
 
 /// Checks a sign-in. The same message answers an unknown user, a wrong password and a
@@ -119,33 +130,26 @@ fn sign_in_entry(name: &str, ip: IpAddr, result: &str) -> crate::store::NewLogEn
     }
 }
 
-/// Records an account administration step in the activity log.
-pub async fn log_admin(
-    store: &Store,
-    actor: &str,
-    ip: IpAddr,
-    action: &str,
-    detail: String,
-) -> AppResult<()> {
-    store
-        .log_event(crate::store::NewLogEntry {
-            actor: actor.to_owned(),
-            client_ip: ip.to_string(),
-            action: action.to_owned(),
-            result: "success".into(),
-            detail,
-            ..Default::default()
-        })
-        .await?;
-    Ok(())
+fn admin_entry(actor: &Actor, action: &str, detail: String) -> NewLogEntry {
+    NewLogEntry {
+        actor: actor.username.clone(),
+        client_ip: actor.ip.to_string(),
+        action: action.to_owned(),
+        result: "success".into(),
+        detail,
+        ..Default::default()
+    }
 }
 
+/// Changes the signed-in user's own password. The change, the end of the user's other
+/// sessions (the session epoch moves on) and the log entry commit together.
 pub async fn change_password(
     store: &Store,
     user: &StoredUser,
     current: &str,
     new: &str,
     confirm: &str,
+    ip: IpAddr,
 ) -> AppResult<()> {
     let mut errors = FieldErrors::new();
     let username = Username::parse(&user.username).map_err(|_| AppError::Internal)?;
@@ -167,28 +171,79 @@ pub async fn change_password(
     }
     let parsed = parsed.ok_or(AppError::Internal)?;
     let hash = hash_password(parsed.expose().to_owned()).await?;
-    store.set_password(&user.id, &hash, false).await?;
+    let mut tx = store.begin_write().await?;
+    if !tx.set_password(&user.id, &hash, false).await? {
+        return Err(AppError::NotFound("The user".into()));
+    }
+    tx.log(NewLogEntry {
+        actor: user.username.clone(),
+        client_ip: ip.to_string(),
+        action: "password.change".into(),
+        result: "success".into(),
+        detail: "the user's other sessions ended".into(),
+        ..Default::default()
+    })
+    .await?;
+    tx.commit().await?;
     tracing::info!(user = %user.username, "password changed");
     Ok(())
 }
 
-pub fn require(
-    assignments: &[RoleAssignment],
-    action: Action,
-    resource: &Resource,
+/// An administrator sets a temporary password for a user, who must change it at the next
+/// sign-in; every session of the user ends.
+pub async fn reset_password(
+    store: &Store,
+    actor: &Actor,
+    user_id: &str,
+    password: &str,
 ) -> AppResult<()> {
-    if permits(assignments, action, resource) {
+    require(actor, Action::ManageUsers, &Resource::Global)?;
+    let user = store
+        .get_user(user_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("The user".into()))?;
+    if user.password_hash.is_none() {
+        return Err(AppError::Conflict(
+            "This user signs in through an identity provider and has no password here.".into(),
+        ));
+    }
+    let username = Username::parse(&user.username).map_err(|_| AppError::Internal)?;
+    let parsed = NewPassword::parse(password, password, &username)
+        .map_err(|e| AppError::field("password", e.to_string()))?;
+    let hash = hash_password(parsed.expose().to_owned()).await?;
+    let mut tx = store.begin_write().await?;
+    if !tx.set_password(user_id, &hash, true).await? {
+        return Err(AppError::NotFound("The user".into()));
+    }
+    tx.log(admin_entry(
+        actor,
+        "password.reset",
+        format!(
+            "{}: temporary password set, to be changed at the next sign-in; sessions ended",
+            user.username
+        ),
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Refuses unless the actor may do `action` on `resource`, by the one permission rule.
+pub fn require(actor: &Actor, action: Action, resource: &Resource) -> AppResult<()> {
+    if permits(&actor.roles, action, resource) {
         Ok(())
     } else {
         Err(AppError::Forbidden)
     }
 }
 
-pub async fn list_users(store: &Store) -> AppResult<Vec<UserRow>> {
+pub async fn list_users(store: &Store, actor: &Actor) -> AppResult<Vec<UserRow>> {
+    require(actor, Action::ManageUsers, &Resource::Global)?;
     let users = store.list_users().await?;
     let assignments = store.all_assignments().await?;
     let identities = store.list_identities().await?;
     let rules = store.list_group_rules().await?;
+    let names = store.vm_names().await?;
     Ok(users
         .iter()
         .map(|u| {
@@ -203,12 +258,65 @@ pub async fn list_users(store: &Store) -> AppResult<Vec<UserRow>> {
                 display_name: u.display_name.clone(),
                 disabled: u.disabled,
                 must_change_password: u.must_change_password,
-                roles: mine.iter().map(RoleView::from).collect(),
+                roles: mine.iter().map(|a| RoleView::of(a, &names)).collect(),
                 identity: String::new(),
+                local_password: u.password_hash.is_some(),
             }
-            .with_identity(identities.iter().find(|i| i.user_id == u.id), &rules)
+            .with_identity(
+                identities.iter().find(|i| i.user_id == u.id),
+                &rules,
+                &names,
+            )
         })
         .collect())
+}
+
+/// Turns a scope as an administrator named it into the scope stored: a VM named in the
+/// form must exist (it is stored by id); a group must hold at least one VM. A target that
+/// matches nothing would grant nothing while looking like it does.
+pub async fn resolve_scope(store: &Store, input: ScopeInput) -> AppResult<Scope> {
+    match input {
+        ScopeInput::All => Ok(Scope::All),
+        ScopeInput::Group(group) => {
+            if store.group_exists(&group).await? {
+                Ok(Scope::Group(group))
+            } else {
+                Err(AppError::field(
+                    "scope_target",
+                    format!(
+                        "No VM is in a group named '{group}'. Check the spelling, or add a VM to the group first."
+                    ),
+                ))
+            }
+        }
+        ScopeInput::VmNamed(name) => match store.get_vm_by_name(&name).await? {
+            Some(vm) => Ok(Scope::Vm(vm.id)),
+            None => Err(AppError::field(
+                "scope_target",
+                format!("No VM is named '{name}'. Enter the name of an existing VM."),
+            )),
+        },
+    }
+}
+
+/// A role and scope as an administrator entered them, checked and resolved.
+pub async fn parse_role_and_scope(
+    store: &Store,
+    role: &str,
+    kind: &str,
+    target: &str,
+) -> AppResult<RoleAssignment> {
+    let mut errors = FieldErrors::new();
+    let role = errors.check("role", Role::parse(role));
+    let scope = errors.check("scope_target", ScopeInput::parse(kind, target));
+    errors.into_result()?;
+    let (Some(role), Some(scope)) = (role, scope) else {
+        return Err(AppError::Internal);
+    };
+    Ok(RoleAssignment {
+        role,
+        scope: resolve_scope(store, scope).await?,
+    })
 }
 
 pub struct CreateUserInput<'a> {
@@ -221,7 +329,12 @@ pub struct CreateUserInput<'a> {
     pub must_change_password: bool,
 }
 
-pub async fn create_user(store: &Store, input: CreateUserInput<'_>) -> AppResult<String> {
+pub async fn create_user(
+    store: &Store,
+    actor: &Actor,
+    input: CreateUserInput<'_>,
+) -> AppResult<String> {
+    require(actor, Action::ManageUsers, &Resource::Global)?;
     let mut errors = FieldErrors::new();
     let username = errors.check("username", Username::parse(input.username));
     let display = errors.check("display_name", parse_display_name(input.display_name));
@@ -238,7 +351,7 @@ pub async fn create_user(store: &Store, input: CreateUserInput<'_>) -> AppResult
     let role = errors.check("role", Role::parse(input.role));
     let scope = errors.check(
         "scope_target",
-        Scope::parse(input.scope_kind, input.scope_target),
+        ScopeInput::parse(input.scope_kind, input.scope_target),
     );
     errors.into_result()?;
     let (Some(username), Some(display), Some(password), Some(role), Some(scope)) =
@@ -246,7 +359,13 @@ pub async fn create_user(store: &Store, input: CreateUserInput<'_>) -> AppResult
     else {
         return Err(AppError::Internal);
     };
+    let scope = resolve_scope(store, scope).await?;
     let hash = hash_password(password.expose().to_owned()).await?;
+    let detail = format!(
+        "{} as {role} on {}",
+        username.as_str(),
+        scope_text(&scope, input.scope_target)
+    );
     let created = store
         .create_user(
             &NewUser {
@@ -256,6 +375,7 @@ pub async fn create_user(store: &Store, input: CreateUserInput<'_>) -> AppResult
                 must_change_password: input.must_change_password,
             },
             &[RoleAssignment { role, scope }],
+            Some(admin_entry(actor, "user.create", detail)),
         )
         .await;
     match created {
@@ -268,65 +388,157 @@ pub async fn create_user(store: &Store, input: CreateUserInput<'_>) -> AppResult
     }
 }
 
+/// How a scope reads in the log: a VM by the name the administrator used.
+fn scope_text(scope: &Scope, vm_name: &str) -> String {
+    match scope {
+        Scope::Vm(id) => format!("VM {} ({id})", vm_name.trim()),
+        other => other.to_string(),
+    }
+}
+
 pub async fn add_role(
     store: &Store,
+    actor: &Actor,
     user_id: &str,
     role: &str,
     kind: &str,
     target: &str,
 ) -> AppResult<()> {
-    let mut errors = FieldErrors::new();
-    let role = errors.check("role", Role::parse(role));
-    let scope = errors.check("scope_target", Scope::parse(kind, target));
-    errors.into_result()?;
-    let (Some(role), Some(scope)) = (role, scope) else {
-        return Err(AppError::Internal);
+    require(actor, Action::ManageUsers, &Resource::Global)?;
+    let assignment = parse_role_and_scope(store, role, kind, target).await?;
+    let mut tx = store.begin_write().await?;
+    let user = tx
+        .user(user_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("The user".into()))?;
+    match tx.add_assignment(user_id, &assignment).await {
+        Ok(_) => {}
+        Err(crate::store::StoreError::Duplicate) => {
+            return Err(AppError::field(
+                "role",
+                "The user already has this role in this scope.",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tx.log(admin_entry(
+        actor,
+        "role.add",
+        format!(
+            "{}: {} on {}",
+            user.username,
+            assignment.role,
+            scope_text(&assignment.scope, target)
+        ),
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes a role assignment. What the user could only do through it ends in the same
+/// transaction: grants in force end and waiting requests are closed, with the reason
+/// "requester lost permission".
+pub async fn remove_role(store: &Store, actor: &Actor, assignment_id: &str) -> AppResult<()> {
+    require(actor, Action::ManageUsers, &Resource::Global)?;
+    let mut tx = store.begin_write().await?;
+    let removed = match tx.remove_assignment(assignment_id).await? {
+        RemoveOutcome::Removed(a) => a,
+        RemoveOutcome::NotFound => return Err(AppError::NotFound("The role assignment".into())),
+        RemoveOutcome::LastAdmin => return Err(last_admin()),
     };
-    if store.get_user(user_id).await?.is_none() {
-        return Err(AppError::NotFound("The user".into()));
-    }
-    match store
-        .add_assignment(user_id, &RoleAssignment { role, scope })
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(crate::store::StoreError::Duplicate) => Err(AppError::field(
-            "role",
-            "The user already has this role in this scope.",
-        )),
-        Err(e) => Err(e.into()),
-    }
+    let username = tx
+        .user(&removed.user_id)
+        .await?
+        .map(|u| u.username)
+        .unwrap_or_default();
+    tx.log(admin_entry(
+        actor,
+        "role.remove",
+        format!(
+            "{username}: {} on {}",
+            removed.assignment.role, removed.assignment.scope
+        ),
+    ))
+    .await?;
+    let ip = actor.ip.to_string();
+    reconcile_users(
+        &mut tx,
+        std::slice::from_ref(&removed.user_id),
+        By {
+            actor: &actor.username,
+            ip: &ip,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
-pub async fn remove_role(store: &Store, assignment_id: &str) -> AppResult<()> {
-    match store.remove_assignment(assignment_id).await? {
-        RemoveOutcome::Removed(_) => Ok(()),
-        RemoveOutcome::NotFound => Err(AppError::NotFound("The role assignment".into())),
-        RemoveOutcome::LastAdmin => Err(AppError::Conflict(
-            "This is the last administrator over everything; assign another first.".into(),
-        )),
-    }
+fn last_admin() -> AppError {
+    AppError::Conflict(
+        "This is the last administrator over everything; assign another first.".into(),
+    )
 }
 
+/// Disables or enables an account. Disabling ends the user's grants in force and closes
+/// their waiting requests ("requester disabled") in the same transaction, and never
+/// leaves the portal without an enabled administrator over everything.
 pub async fn set_disabled(
     store: &Store,
-    actor_id: &str,
+    actor: &Actor,
     user_id: &str,
     disabled: bool,
 ) -> AppResult<()> {
-    if disabled && actor_id == user_id {
+    require(actor, Action::ManageUsers, &Resource::Global)?;
+    if disabled && actor.user_id == user_id {
         return Err(AppError::Conflict(
             "You cannot disable your own account.".into(),
         ));
     }
-    if disabled && store.count_other_global_admins(user_id).await? == 0 {
-        return Err(AppError::Conflict(
-            "This is the last administrator over everything; assign another first.".into(),
-        ));
+    let mut tx = store.begin_write().await?;
+    let user = tx
+        .user(user_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("The user".into()))?;
+    let holds_global_admin = tx
+        .role_inputs(user_id)
+        .await?
+        .assignments
+        .contains(&RoleAssignment {
+            role: Role::Admin,
+            scope: Scope::All,
+        });
+    if disabled
+        && !user.disabled
+        && holds_global_admin
+        && tx.count_other_global_admins(user_id).await? == 0
+    {
+        return Err(last_admin());
     }
-    if store.set_disabled(user_id, disabled).await? {
-        Ok(())
-    } else {
-        Err(AppError::NotFound("The user".into()))
+    tx.set_disabled(user_id, disabled).await?;
+    tx.log(admin_entry(
+        actor,
+        if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        },
+        user.username.clone(),
+    ))
+    .await?;
+    if disabled {
+        let ip = actor.ip.to_string();
+        reconcile_users(
+            &mut tx,
+            std::slice::from_ref(&user.id),
+            By {
+                actor: &actor.username,
+                ip: &ip,
+            },
+        )
+        .await?;
     }
+    tx.commit().await?;
+    Ok(())
 }

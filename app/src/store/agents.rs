@@ -2,7 +2,7 @@
 //! hash is stored), and what agents report back.
 
 use super::audit::NewLogEntry;
-use super::{Result, Store, StoreError, new_id, now_ms};
+use super::{Result, Store, StoreError, new_id};
 use sqlx::Row;
 
 /// What an enrolling agent says of its host.
@@ -35,8 +35,8 @@ impl Store {
         ttl_ms: i64,
         log: NewLogEntry,
     ) -> Result<()> {
-        let now = now_ms();
         let mut tx = self.begin_write().await?;
+        let now = tx.now;
         sqlx::query(
             "INSERT INTO enrollment_tokens (token_hash, vm_id, resource_group, created_by, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -63,8 +63,8 @@ impl Store {
         secret_hash: &str,
         host: &AgentHost<'_>,
     ) -> Result<Option<(String, String, String)>> {
-        let now = now_ms();
         let mut tx = self.begin_write().await?;
+        let now = tx.now;
         let row = sqlx::query(
             "SELECT vm_id, resource_group FROM enrollment_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
         )
@@ -166,7 +166,7 @@ impl Store {
 
     pub async fn touch_agent(&self, vm_id: &str) -> Result<()> {
         sqlx::query("UPDATE vms SET agent_last_seen = $1 WHERE id = $2")
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(vm_id)
             .execute(&self.pool)
             .await?;
@@ -187,7 +187,7 @@ impl Store {
         sqlx::query(
             "UPDATE vms SET agent_last_seen = $1, agent_applied_generation = $2, agent_error = $3, exposed_ports = $4 WHERE id = $5",
         )
-        .bind(now_ms())
+        .bind(tx.now)
         .bind(generation)
         .bind(error)
         .bind(exposed_ports)

@@ -1,7 +1,7 @@
 //! The activity log: append-only, hash-chained, written in the transaction of the change
 //! it records.
 
-use super::{Result, Store, StoreError, WriteTx, now_ms};
+use super::{Result, Store, StoreError, WriteTx};
 use crate::domain::audit::{ChainStatus, EntryContent, GENESIS, entry_hash, verify};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -75,7 +75,7 @@ impl WriteTx {
         };
         let content = EntryContent {
             seq,
-            at: now_ms(),
+            at: self.now,
             actor: entry.actor,
             client_ip: entry.client_ip,
             action: entry.action,

@@ -1,7 +1,7 @@
 //! Federated identities (which provider and subject a user signs in as, and the groups the
 //! provider listed last time) and the rules that turn IdP groups into roles.
 
-use super::{NewLogEntry, NewUser, Result, Store, StoreError, StoredUser, new_id, now_ms};
+use super::{NewLogEntry, NewUser, Result, Store, StoreError, StoredUser, WriteTx, new_id};
 use crate::domain::sso::GroupRule;
 use crate::domain::{Role, RoleAssignment, Scope};
 use sqlx::Row;
@@ -33,9 +33,10 @@ pub struct StoredGroupRule {
     pub rule: GroupRule,
 }
 
-const IDENTITY_COLUMNS: &str = "user_id, provider, subject, email, idp_groups, last_sign_in_at";
+pub(super) const IDENTITY_COLUMNS: &str =
+    "user_id, provider, subject, email, idp_groups, last_sign_in_at";
 
-fn identity_from_row(row: &AnyRow) -> Result<StoredIdentity> {
+pub(super) fn identity_from_row(row: &AnyRow) -> Result<StoredIdentity> {
     let groups: String = row.try_get("idp_groups")?;
     Ok(StoredIdentity {
         user_id: row.try_get("user_id")?,
@@ -48,9 +49,9 @@ fn identity_from_row(row: &AnyRow) -> Result<StoredIdentity> {
     })
 }
 
-const RULE_COLUMNS: &str = "id, provider, idp_group, role, scope_kind, scope_target";
+pub(super) const RULE_COLUMNS: &str = "id, provider, idp_group, role, scope_kind, scope_target";
 
-fn rule_from_row(row: &AnyRow) -> Result<StoredGroupRule> {
+pub(super) fn rule_from_row(row: &AnyRow) -> Result<StoredGroupRule> {
     let role: String = row.try_get("role")?;
     let kind: String = row.try_get("scope_kind")?;
     let target: String = row.try_get("scope_target")?;
@@ -115,7 +116,6 @@ impl Store {
         log: NewLogEntry,
     ) -> Result<StoredUser> {
         let id = new_id();
-        let now = now_ms();
         let user = NewUser {
             username,
             display_name: profile.display_name,
@@ -123,6 +123,7 @@ impl Store {
             must_change_password: false,
         };
         let mut tx = self.begin_write().await?;
+        let now = tx.now;
         sqlx::query(
             "INSERT INTO users (id, username, display_name, password_hash, must_change_password, \
              disabled, created_at, updated_at) VALUES ($1, $2, $3, NULL, 0, 0, $4, $4)",
@@ -157,37 +158,8 @@ impl Store {
             must_change_password: false,
             disabled: false,
             created_at: now,
+            session_epoch: 0,
         })
-    }
-
-    /// Refreshes what the provider says about an existing federated user (name, email,
-    /// groups) and logs the sign-in, in one transaction.
-    pub async fn update_federated_user(
-        &self,
-        user_id: &str,
-        profile: &FederatedProfile<'_>,
-        log: NewLogEntry,
-    ) -> Result<()> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE users SET display_name = $1, updated_at = $2 WHERE id = $3")
-            .bind(profile.display_name)
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx.tx)
-            .await?;
-        sqlx::query(
-            "UPDATE user_identities SET email = $1, idp_groups = $2, last_sign_in_at = $3 \
-             WHERE user_id = $4",
-        )
-        .bind(profile.email)
-        .bind(groups_json(profile.groups))
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx.tx)
-        .await?;
-        tx.log(log).await?;
-        tx.commit().await
     }
 
     pub async fn list_group_rules(&self) -> Result<Vec<StoredGroupRule>> {
@@ -225,7 +197,7 @@ impl Store {
         .bind(rule.assignment.role.as_str())
         .bind(rule.assignment.scope.kind())
         .bind(rule.assignment.scope.target())
-        .bind(now_ms())
+        .bind(tx.now)
         .execute(&mut *tx.tx)
         .await
         .map_err(StoreError::from_write)?;
@@ -233,18 +205,41 @@ impl Store {
         tx.commit().await?;
         Ok(id)
     }
+}
 
-    /// Removes a rule and logs it; `None` when there was no such rule (nothing logged).
-    pub async fn remove_group_rule(
-        &self,
-        id: &str,
-        log: impl FnOnce(&StoredGroupRule) -> NewLogEntry,
-    ) -> Result<Option<StoredGroupRule>> {
-        let mut tx = self.begin_write().await?;
+impl WriteTx {
+    /// Refreshes what the provider says about an existing federated user (name, email,
+    /// groups). The groups count for the user's roles from this transaction on.
+    pub async fn update_federated_user(
+        &mut self,
+        user_id: &str,
+        profile: &FederatedProfile<'_>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE users SET display_name = $1, updated_at = $2 WHERE id = $3")
+            .bind(profile.display_name)
+            .bind(self.now)
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "UPDATE user_identities SET email = $1, idp_groups = $2, last_sign_in_at = $3 \
+             WHERE user_id = $4",
+        )
+        .bind(profile.email)
+        .bind(groups_json(profile.groups))
+        .bind(self.now)
+        .bind(user_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a group rule; `None` when there was no such rule.
+    pub async fn remove_group_rule(&mut self, id: &str) -> Result<Option<StoredGroupRule>> {
         let sql = format!("SELECT {RULE_COLUMNS} FROM group_role_rules WHERE id = $1");
         let Some(row) = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(&mut *tx.tx)
+            .fetch_optional(&mut *self.tx)
             .await?
         else {
             return Ok(None);
@@ -252,10 +247,8 @@ impl Store {
         let found = rule_from_row(&row)?;
         sqlx::query("DELETE FROM group_role_rules WHERE id = $1")
             .bind(id)
-            .execute(&mut *tx.tx)
+            .execute(&mut *self.tx)
             .await?;
-        tx.log(log(&found)).await?;
-        tx.commit().await?;
         Ok(Some(found))
     }
 }

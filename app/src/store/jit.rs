@@ -1,9 +1,12 @@
 //! VMs and their JIT policies.
 
 use super::audit::{Bind, NewLogEntry, bind_all};
-use super::{Result, Store, StoreError, WriteTx, new_id, now_ms};
+use super::{Result, Store, StoreError, WriteTx, new_id};
 use crate::domain::Visibility;
-use crate::domain::jit::{AllowedSources, JitPolicy, MaxDuration, Port, PortRule, Protocol};
+use crate::domain::jit::{
+    AllowedSources, ApprovalTimeout, JitPolicy, MaxDuration, Port, PortRule, Protocol, WidestPrefix,
+};
+use sqlx::AnyConnection;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -102,8 +105,8 @@ impl WriteTx {
 impl Store {
     pub async fn create_vm(&self, f: &VmFields, log: NewLogEntry) -> Result<StoredVm> {
         let id = new_id();
-        let now = now_ms();
         let mut tx = self.begin_write().await?;
+        let now = tx.now;
         sqlx::query(
             "INSERT INTO vms (id, name, resource_group, addresses, os, exposed_ports, generation, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
@@ -125,30 +128,8 @@ impl Store {
             .ok_or(StoreError::Corrupt("vm vanished".into()))
     }
 
-    pub async fn update_vm(&self, id: &str, f: &VmFields, log: NewLogEntry) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE vms SET name = $1, resource_group = $2, addresses = $3, os = $4, exposed_ports = $5, \
-             updated_at = $6 WHERE id = $7",
-        )
-        .bind(&f.name)
-        .bind(&f.group)
-        .bind(&f.addresses)
-        .bind(&f.os)
-        .bind(&f.exposed_ports)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(StoreError::from_write)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        tx.log(log).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
+    /// Removes a VM with its requests and grants, and the roles scoped to it (which
+    /// would otherwise dangle, meaning nothing until an id happened to be reused).
     pub async fn delete_vm(&self, id: &str, log: NewLogEntry) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM vms WHERE id = $1")
@@ -158,6 +139,14 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        sqlx::query("DELETE FROM role_assignments WHERE scope_kind = 'vm' AND scope_target = $1")
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query("DELETE FROM group_role_rules WHERE scope_kind = 'vm' AND scope_target = $1")
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
         tx.log(log).await?;
         tx.commit().await?;
         Ok(true)
@@ -170,6 +159,30 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(vm_from_row).transpose()
+    }
+
+    /// The names of the VMs that roles or group rules are scoped to, by id: roles store a
+    /// VM's id and are shown with its current name.
+    pub async fn vm_names(&self) -> Result<std::collections::HashMap<String, String>> {
+        let rows = sqlx::query(
+            "SELECT v.id, v.name FROM vms v WHERE v.id IN \
+             (SELECT scope_target FROM role_assignments WHERE scope_kind = 'vm' \
+              UNION SELECT scope_target FROM group_role_rules WHERE scope_kind = 'vm')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+            .collect()
+    }
+
+    /// Whether any VM is in `group`.
+    pub async fn group_exists(&self, group: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 AS one FROM vms WHERE resource_group = $1 LIMIT 1")
+            .bind(group)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     pub async fn get_vm_by_name(&self, name: &str) -> Result<Option<StoredVm>> {
@@ -246,7 +259,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
-        let week_ago = now_ms() - 7 * 24 * 3600 * 1000;
+        let week_ago = self.now_ms() - 7 * 24 * 3600 * 1000;
         for row in &rows {
             let vm = vm_from_row(row)?;
             let has_policy = row.try_get::<i64, _>("has_policy")? == 1;
@@ -322,153 +335,156 @@ impl Store {
     }
 
     pub async fn get_policy(&self, vm_id: &str) -> Result<Option<JitPolicy>> {
-        let exists = sqlx::query("SELECT vm_id FROM jit_policies WHERE vm_id = $1")
-            .bind(vm_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        let rows = sqlx::query(
-            "SELECT port, protocol, allowed_sources, max_duration_secs, justification_required, \
-             approval_required FROM port_rules WHERE vm_id = $1 ORDER BY position",
-        )
+        let mut conn = self.pool.acquire().await?;
+        load_policy(&mut conn, vm_id).await
+    }
+}
+
+/// A VM's policy as `conn` sees it (a pooled connection, or a write transaction).
+async fn load_policy(conn: &mut AnyConnection, vm_id: &str) -> Result<Option<JitPolicy>> {
+    let exists = sqlx::query("SELECT vm_id FROM jit_policies WHERE vm_id = $1")
         .bind(vm_id)
-        .fetch_all(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
-        let corrupt = |what: &str| StoreError::Corrupt(format!("port rule {what}"));
-        let rules = rows
-            .iter()
-            .map(|r| {
-                let port: i64 = r.try_get("port")?;
-                let protocol: String = r.try_get("protocol")?;
-                let sources: String = r.try_get("allowed_sources")?;
-                Ok(PortRule {
-                    port: u16::try_from(port)
-                        .ok()
-                        .and_then(Port::new)
-                        .ok_or_else(|| corrupt("port"))?,
-                    protocol: Protocol::parse(&protocol).map_err(|_| corrupt("protocol"))?,
-                    allowed_sources: AllowedSources::parse(&sources)
-                        .map_err(|_| corrupt("sources"))?,
-                    max_duration: MaxDuration::from_secs(r.try_get("max_duration_secs")?)
-                        .map_err(|_| corrupt("duration"))?,
-                    justification_required: r.try_get::<i64, _>("justification_required")? != 0,
-                    approval_required: r.try_get::<i64, _>("approval_required")? != 0,
-                })
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let rows = sqlx::query(
+        "SELECT port, protocol, allowed_sources, max_duration_secs, justification_required, \
+         approval_required, approval_timeout_secs, widest_prefix_v4, widest_prefix_v6 \
+         FROM port_rules WHERE vm_id = $1 ORDER BY position",
+    )
+    .bind(vm_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("port rule {what}"));
+    let rules = rows
+        .iter()
+        .map(|r| {
+            let port: i64 = r.try_get("port")?;
+            let protocol: String = r.try_get("protocol")?;
+            let sources: String = r.try_get("allowed_sources")?;
+            let widest = |column: &str, max: u8| -> Result<u8> {
+                u8::try_from(r.try_get::<i64, _>(column)?)
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| corrupt(column))
+            };
+            Ok(PortRule {
+                port: u16::try_from(port)
+                    .ok()
+                    .and_then(Port::new)
+                    .ok_or_else(|| corrupt("port"))?,
+                protocol: Protocol::parse(&protocol).map_err(|_| corrupt("protocol"))?,
+                allowed_sources: AllowedSources::parse(&sources).map_err(|_| corrupt("sources"))?,
+                max_duration: MaxDuration::from_secs(r.try_get("max_duration_secs")?)
+                    .map_err(|_| corrupt("duration"))?,
+                justification_required: r.try_get::<i64, _>("justification_required")? != 0,
+                approval_required: r.try_get::<i64, _>("approval_required")? != 0,
+                approval_timeout: ApprovalTimeout::from_secs(r.try_get("approval_timeout_secs")?)
+                    .map_err(|_| corrupt("approval time-out"))?,
+                widest_source: WidestPrefix {
+                    v4: widest("widest_prefix_v4", 32)?,
+                    v6: widest("widest_prefix_v6", 128)?,
+                },
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(JitPolicy { rules }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(JitPolicy { rules }))
+}
+
+impl WriteTx {
+    /// A VM as this transaction sees it.
+    pub async fn vm(&mut self, id: &str) -> Result<Option<StoredVm>> {
+        let sql = format!("SELECT {VM_COLUMNS} FROM vms v WHERE v.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(vm_from_row).transpose()
     }
 
-    /// Creates or replaces the policies of several VMs in one transaction, one log entry
-    /// per VM. Grants on ports the new policy no longer covers are revoked.
-    pub async fn set_policies(
-        &self,
-        vm_ids: &[String],
-        policy: &JitPolicy,
-        actor: &str,
-        logs: Vec<NewLogEntry>,
-    ) -> Result<()> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        for (vm_id, log) in vm_ids.iter().zip(logs) {
-            sqlx::query("DELETE FROM port_rules WHERE vm_id = $1")
+    /// A VM's policy as this transaction sees it.
+    pub async fn policy(&mut self, vm_id: &str) -> Result<Option<JitPolicy>> {
+        load_policy(&mut self.tx, vm_id).await
+    }
+
+    /// Creates or replaces a VM's policy (its rules only: what becomes of the grants in
+    /// force is the caller's decision, made in the same transaction) and moves the VM's
+    /// generation forward.
+    pub async fn set_policy(&mut self, vm_id: &str, policy: &JitPolicy, actor: &str) -> Result<()> {
+        let now = self.now;
+        sqlx::query("DELETE FROM port_rules WHERE vm_id = $1")
+            .bind(vm_id)
+            .execute(&mut *self.tx)
+            .await?;
+        let updated = sqlx::query("UPDATE jit_policies SET updated_at = $1 WHERE vm_id = $2")
+            .bind(now)
+            .bind(vm_id)
+            .execute(&mut *self.tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            sqlx::query("INSERT INTO jit_policies (vm_id, created_by, created_at, updated_at) VALUES ($1, $2, $3, $3)")
                 .bind(vm_id)
-                .execute(&mut *tx.tx)
-                .await?;
-            let updated = sqlx::query("UPDATE jit_policies SET updated_at = $1 WHERE vm_id = $2")
+                .bind(actor)
                 .bind(now)
-                .bind(vm_id)
-                .execute(&mut *tx.tx)
+                .execute(&mut *self.tx)
                 .await?;
-            if updated.rows_affected() == 0 {
-                sqlx::query("INSERT INTO jit_policies (vm_id, created_by, created_at, updated_at) VALUES ($1, $2, $3, $3)")
-                    .bind(vm_id)
-                    .bind(actor)
-                    .bind(now)
-                    .execute(&mut *tx.tx)
-                    .await?;
-            }
-            for (position, rule) in policy.rules.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO port_rules (id, vm_id, position, port, protocol, allowed_sources, \
-                     max_duration_secs, justification_required, approval_required) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(new_id())
-                .bind(vm_id)
-                .bind(position as i64)
-                .bind(i64::from(rule.port.get()))
-                .bind(rule.protocol.as_str())
-                .bind(rule.allowed_sources.to_string())
-                .bind(rule.max_duration.secs())
-                .bind(i64::from(rule.justification_required))
-                .bind(i64::from(rule.approval_required))
-                .execute(&mut *tx.tx)
-                .await?;
-            }
-            // Active grants on ports that are no longer under this policy end now.
-            let active = sqlx::query("SELECT id, port, protocol FROM request_ports WHERE vm_id = $1 AND status = 'active'")
-                .bind(vm_id)
-                .fetch_all(&mut *tx.tx)
-                .await?;
-            for row in &active {
-                let port: i64 = row.try_get("port")?;
-                let protocol: String = row.try_get("protocol")?;
-                let still = policy
-                    .rules
-                    .iter()
-                    .any(|r| i64::from(r.port.get()) == port && r.protocol.as_str() == protocol);
-                if !still {
-                    sqlx::query("UPDATE request_ports SET status = 'revoked', status_reason = 'port removed from policy', end_at = $1 WHERE id = $2")
-                        .bind(now)
-                        .bind(row.try_get::<String, _>("id")?)
-                        .execute(&mut *tx.tx)
-                        .await?;
-                }
-            }
-            tx.close_finished_requests(vm_id, now).await?;
-            tx.bump_generation(vm_id).await?;
-            tx.log(log).await?;
         }
-        tx.commit().await
+        for (position, rule) in policy.rules.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO port_rules (id, vm_id, position, port, protocol, allowed_sources, \
+                 max_duration_secs, justification_required, approval_required, approval_timeout_secs, \
+                 widest_prefix_v4, widest_prefix_v6) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(new_id())
+            .bind(vm_id)
+            .bind(position as i64)
+            .bind(i64::from(rule.port.get()))
+            .bind(rule.protocol.as_str())
+            .bind(rule.allowed_sources.to_string())
+            .bind(rule.max_duration.secs())
+            .bind(i64::from(rule.justification_required))
+            .bind(i64::from(rule.approval_required))
+            .bind(rule.approval_timeout.secs())
+            .bind(i64::from(rule.widest_source.v4))
+            .bind(i64::from(rule.widest_source.v6))
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        self.bump_generation(vm_id).await
     }
 
-    /// Removes a VM's policy: its rules go, and every grant on it ends now.
-    pub async fn delete_policy(&self, vm_id: &str, log: NewLogEntry) -> Result<bool> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
+    /// Removes a VM's policy (its rules go with it); false when it had none. The grants
+    /// and waiting requests on the VM are the caller's to end in the same transaction.
+    pub async fn delete_policy(&mut self, vm_id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM jit_policies WHERE vm_id = $1")
             .bind(vm_id)
-            .execute(&mut *tx.tx)
+            .execute(&mut *self.tx)
             .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE request_ports SET status = 'revoked', status_reason = 'policy removed', end_at = $1 \
-             WHERE vm_id = $2 AND status = 'active'",
-        )
-        .bind(now)
-        .bind(vm_id)
-        .execute(&mut *tx.tx)
-        .await?;
-        sqlx::query(
-            "UPDATE request_ports SET status = 'denied', status_reason = 'policy removed' \
-             WHERE vm_id = $1 AND status = 'pending'",
-        )
-        .bind(vm_id)
-        .execute(&mut *tx.tx)
-        .await?;
-        sqlx::query("UPDATE access_requests SET status = 'denied', decision_comment = 'policy removed' WHERE vm_id = $1 AND status = 'pending_approval'")
-            .bind(vm_id)
-            .execute(&mut *tx.tx)
-            .await?;
-        tx.close_finished_requests(vm_id, now).await?;
-        tx.bump_generation(vm_id).await?;
-        tx.log(log).await?;
-        tx.commit().await?;
+        self.bump_generation(vm_id).await?;
         Ok(true)
+    }
+
+    pub async fn update_vm(&mut self, id: &str, f: &VmFields) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE vms SET name = $1, resource_group = $2, addresses = $3, os = $4, exposed_ports = $5, \
+             updated_at = $6 WHERE id = $7",
+        )
+        .bind(&f.name)
+        .bind(&f.group)
+        .bind(&f.addresses)
+        .bind(&f.os)
+        .bind(&f.exposed_ports)
+        .bind(self.now)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(StoreError::from_write)?;
+        Ok(done.rows_affected() == 1)
     }
 }

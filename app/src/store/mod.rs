@@ -12,6 +12,7 @@
 //! state changed (`pg_notify` in the writing transaction, delivered at commit to a
 //! listener in every replica, which wakes the agents long-polling there).
 
+mod access;
 mod agents;
 mod audit;
 mod identities;
@@ -23,6 +24,7 @@ pub mod test_support;
 mod tokens;
 mod users;
 
+pub use access::{Ending, GrantFilter, OpenGrant, RoleInputs, WaitingFilter, WaitingRequest};
 pub use agents::{AgentHost, AgentRecord};
 pub use audit::{LogEntry, LogQuery, NewLogEntry};
 pub use identities::{FederatedProfile, StoredGroupRule, StoredIdentity};
@@ -80,10 +82,28 @@ const CHANGES_CHANNEL: &str = "portcullis_vm_changes";
 /// reconnected): every waiting agent re-reads its state.
 pub const ALL_VMS: &str = "*";
 
+/// Where the store, and everything that decides by time, reads the time: the system
+/// clock in the product, a clock the test moves in tests, so that expiry and time-outs
+/// are tested without sleeping.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// UTC milliseconds since the epoch.
+    fn now_ms(&self) -> i64;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    clock: std::sync::Arc<dyn Clock>,
     /// SQLite allows one writer; a write transaction that read before another wrote would
     /// fail with a stale snapshot. Serialising write transactions in-process avoids that
     /// and keeps the activity log chain strictly ordered.
@@ -97,6 +117,8 @@ pub struct Store {
 /// mutex on SQLite, the advisory lock on PostgreSQL.
 pub struct WriteTx {
     pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// The time of this transaction: every row and log entry it writes carries it.
+    pub(crate) now: i64,
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     backend: Backend,
     changes: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
@@ -133,6 +155,11 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 impl Store {
     /// Connects, creating an SQLite file if it does not exist, and applies migrations.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_clock(url, std::sync::Arc::new(SystemClock)).await
+    }
+
+    /// As [`Store::connect`], reading the time from `clock`.
+    pub async fn connect_with_clock(url: &str, clock: std::sync::Arc<dyn Clock>) -> Result<Self> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -181,17 +208,29 @@ impl Store {
         Ok(Self {
             pool,
             backend,
+            clock,
             write_lock: Default::default(),
             changes,
         })
     }
 
-    pub(crate) async fn begin_write(&self) -> Result<WriteTx> {
+    /// The current time by the store's clock (UTC milliseconds).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub async fn begin_write(&self) -> Result<WriteTx> {
         let guard = match self.backend {
             Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
         };
-        let mut tx = self.pool.begin().await?;
+        // SQLite: take the write lock at BEGIN. A deferred transaction that reads first
+        // and writes later fails at once ("database is locked") when another connection
+        // wrote meanwhile; an immediate one waits its turn under the busy timeout.
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         if self.backend == Backend::Postgres {
             // Taken first, so that every read in the transaction sees all earlier
             // writes of every replica (READ COMMITTED takes a fresh snapshot per
@@ -203,6 +242,9 @@ impl Store {
         }
         Ok(WriteTx {
             tx,
+            // Read after the lock is held: a transaction's time never runs behind the
+            // transactions committed before it.
+            now: self.clock.now_ms(),
             _guard: guard,
             backend: self.backend,
             changes: self.changes.clone(),
@@ -276,10 +318,6 @@ async fn forward_changes(
             }
         }
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 pub(crate) fn new_id() -> String {

@@ -1,9 +1,10 @@
 //! Access requests, their ports, and the grants (active request ports) that make up each
 //! VM's desired state.
 
+use super::access::{Ending, GrantFilter, WaitingFilter, WaitingRequest};
 use super::audit::{Bind, NewLogEntry, bind_all};
-use super::{Result, Store, StoreError, WriteTx, new_id, now_ms};
-use crate::domain::request::{PortStatus, RequestSpec, RequestStatus};
+use super::{Result, Store, StoreError, WriteTx, new_id};
+use crate::domain::request::{PortStatus, RequestSpec, RequestStatus, reason, window_end};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -94,14 +95,17 @@ fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
 }
 
 impl WriteTx {
-    /// Activates the ports of a request from `now`: each becomes a grant, and an older
-    /// grant for the same port and source is superseded by it.
+    /// Activates the ports of a request from the transaction's time: each becomes a grant,
+    /// and the same requester's older grant for the same port and source is superseded by
+    /// it (another user's grant for a shared address stays theirs).
     async fn activate_ports(
         &mut self,
         request_id: &str,
         vm_id: &str,
+        requester_id: &str,
         source: &str,
         end_at: i64,
+        by: (&str, &str),
     ) -> Result<()> {
         let ports =
             sqlx::query("SELECT id, port, protocol FROM request_ports WHERE request_id = $1")
@@ -111,30 +115,42 @@ impl WriteTx {
         for row in &ports {
             let port: i64 = row.try_get("port")?;
             let protocol: String = row.try_get("protocol")?;
-            sqlx::query(
-                "UPDATE request_ports SET status = 'superseded', status_reason = 'superseded by a newer request' \
-                 WHERE vm_id = $1 AND port = $2 AND protocol = $3 AND source_prefix = $4 AND status = 'active' \
-                 AND request_id <> $5",
-            )
-            .bind(vm_id)
-            .bind(port)
-            .bind(&protocol)
-            .bind(source)
-            .bind(request_id)
-            .execute(&mut *self.tx)
-            .await?;
+            // Active first: superseding closes requests left without an active port, and
+            // this one must not look like one of them.
             sqlx::query("UPDATE request_ports SET status = 'active', status_reason = '', end_at = $1 WHERE id = $2")
                 .bind(end_at)
                 .bind(row.try_get::<String, _>("id")?)
                 .execute(&mut *self.tx)
                 .await?;
+            let older = self
+                .open_grants(GrantFilter::Superseded {
+                    vm: vm_id,
+                    requester: requester_id,
+                    port,
+                    protocol: &protocol,
+                    source,
+                    except_request: request_id,
+                })
+                .await?;
+            self.end_grants(
+                &older,
+                &Ending {
+                    status: PortStatus::Superseded,
+                    reason: reason::SUPERSEDED,
+                    actor: by.0,
+                    client_ip: by.1,
+                    action: "supersede",
+                    result: "success",
+                },
+            )
+            .await?;
         }
         Ok(())
     }
 
     /// Active requests of a VM none of whose ports is active any more are finished; they
     /// take the status of their ports (expired unless something else ended them).
-    pub(crate) async fn close_finished_requests(&mut self, vm_id: &str, now: i64) -> Result<()> {
+    pub(crate) async fn close_finished_requests(&mut self, vm_id: &str) -> Result<()> {
         let open = sqlx::query(
             "SELECT r.id FROM access_requests r WHERE r.vm_id = $1 AND r.status = 'active' AND NOT EXISTS \
              (SELECT 1 FROM request_ports p WHERE p.request_id = r.id AND p.status = 'active')",
@@ -156,17 +172,97 @@ impl WriteTx {
             };
             sqlx::query("UPDATE access_requests SET status = $1, end_at = CASE WHEN end_at > $2 THEN $2 ELSE end_at END WHERE id = $3")
                 .bind(status.as_str())
-                .bind(now)
+                .bind(self.now)
                 .bind(&id)
                 .execute(&mut *self.tx)
                 .await?;
         }
         Ok(())
     }
+
+    /// Approves a waiting request: it is active from now for its duration, its ports
+    /// become grants, and the approval is logged. The caller has re-checked it.
+    pub async fn activate_request(
+        &mut self,
+        request: &WaitingRequest,
+        approver: &str,
+        approver_ip: &str,
+        comment: &str,
+        log: NewLogEntry,
+    ) -> Result<bool> {
+        let now = self.now;
+        let end = window_end(now, request.duration_secs);
+        // Approved, then active at once: requests start when they are approved.
+        let done = sqlx::query(
+            "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, decision_comment = $4, \
+             start_at = $3, window_start_at = $3, end_at = $5 WHERE id = $6 AND status = 'pending_approval'",
+        )
+        .bind(RequestStatus::Active.as_str())
+        .bind(approver)
+        .bind(now)
+        .bind(comment)
+        .bind(end)
+        .bind(&request.id)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.activate_ports(
+            &request.id,
+            &request.vm_id,
+            &request.requester_id,
+            &request.source,
+            end,
+            (approver, approver_ip),
+        )
+        .await?;
+        self.bump_generation(&request.vm_id).await?;
+        self.log(log).await?;
+        Ok(true)
+    }
+
+    /// Moves the end of an active request (and its active ports) to `end_at`; its window
+    /// now starts at the extension.
+    pub async fn extend_request(
+        &mut self,
+        id: &str,
+        end_at: i64,
+        log: NewLogEntry,
+    ) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT vm_id FROM access_requests WHERE id = $1 AND status = 'active'")
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        let Some(row) = row else { return Ok(false) };
+        let vm_id: String = row.try_get("vm_id")?;
+        sqlx::query("UPDATE access_requests SET end_at = $1, window_start_at = $2 WHERE id = $3")
+            .bind(end_at)
+            .bind(self.now)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "UPDATE request_ports SET end_at = $1 WHERE request_id = $2 AND status = 'active'",
+        )
+        .bind(end_at)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        self.bump_generation(&vm_id).await?;
+        self.log(log).await?;
+        Ok(true)
+    }
 }
 
+/// How many grants (or timed-out requests) one expiry transaction ends at most: a
+/// thousand grants ending together must not hold the write lock for seconds.
+const EXPIRY_BATCH: i64 = 200;
+
 impl Store {
-    /// Records a request for one VM. Without approval it is active at once.
+    /// Records a request for one VM. Without approval it is active at once; with approval
+    /// it waits at most `spec.approval_timeout_secs`.
     pub async fn create_request(
         &self,
         batch_id: &str,
@@ -176,22 +272,31 @@ impl Store {
         log: NewLogEntry,
     ) -> Result<String> {
         let id = new_id();
-        let now = now_ms();
-        let (status, start, end) = if spec.needs_approval {
-            (RequestStatus::PendingApproval, None, None)
+        let source = spec.source.to_string();
+        let mut tx = self.begin_write().await?;
+        let now = tx.now;
+        let (status, start, end, deadline) = if spec.needs_approval {
+            let timeout = spec
+                .approval_timeout_secs
+                .unwrap_or(crate::domain::jit::DEFAULT_APPROVAL_TIMEOUT_SECS);
+            (
+                RequestStatus::PendingApproval,
+                None,
+                None,
+                Some(now + timeout * 1000),
+            )
         } else {
             (
                 RequestStatus::Active,
                 Some(now),
-                Some(now + spec.duration_secs * 1000),
+                Some(window_end(now, spec.duration_secs)),
+                None,
             )
         };
-        let source = spec.source.to_string();
-        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO access_requests (id, batch_id, vm_id, requester_id, source_prefix, duration_secs, \
-             justification, status, created_at, start_at, end_at, decision_comment) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '')",
+             justification, status, created_at, start_at, window_start_at, end_at, decision_comment, approval_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, '', $12)",
         )
         .bind(&id)
         .bind(batch_id)
@@ -204,6 +309,7 @@ impl Store {
         .bind(now)
         .bind(start)
         .bind(end)
+        .bind(deadline)
         .execute(&mut *tx.tx)
         .await?;
         for (port, protocol) in &spec.ports {
@@ -221,7 +327,9 @@ impl Store {
             .await?;
         }
         if let Some(end) = end {
-            tx.activate_ports(&id, vm_id, &source, end).await?;
+            let by = (log.actor.clone(), log.client_ip.clone());
+            tx.activate_ports(&id, vm_id, requester_id, &source, end, (&by.0, &by.1))
+                .await?;
             tx.bump_generation(vm_id).await?;
         }
         tx.log(log).await?;
@@ -310,192 +418,74 @@ impl Store {
         Ok(out)
     }
 
-    /// Approves a pending request; it becomes active from now. False if it was no longer
-    /// pending (someone else decided first).
-    pub async fn approve_request(
-        &self,
-        id: &str,
-        approver: &str,
-        comment: &str,
-        log: NewLogEntry,
-    ) -> Result<bool> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT vm_id, source_prefix, duration_secs FROM access_requests WHERE id = $1 AND status = 'pending_approval'")
-            .bind(id)
-            .fetch_optional(&mut *tx.tx)
-            .await?;
-        let Some(row) = row else { return Ok(false) };
-        let vm_id: String = row.try_get("vm_id")?;
-        let source: String = row.try_get("source_prefix")?;
-        let end = now + row.try_get::<i64, _>("duration_secs")? * 1000;
-        // Approved, then active at once: requests start when they are approved.
-        sqlx::query(
-            "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, decision_comment = $4, \
-             start_at = $3, end_at = $5 WHERE id = $6",
-        )
-        .bind(RequestStatus::Active.as_str())
-        .bind(approver)
-        .bind(now)
-        .bind(comment)
-        .bind(end)
-        .bind(id)
-        .execute(&mut *tx.tx)
-        .await?;
-        tx.activate_ports(id, &vm_id, &source, end).await?;
-        tx.bump_generation(&vm_id).await?;
-        tx.log(log).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    pub async fn deny_request(
-        &self,
-        id: &str,
-        approver: &str,
-        comment: &str,
-        log: NewLogEntry,
-    ) -> Result<bool> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE access_requests SET status = 'denied', decided_by = $1, decided_at = $2, decision_comment = $3 \
-             WHERE id = $4 AND status = 'pending_approval'",
-        )
-        .bind(approver)
-        .bind(now)
-        .bind(comment)
-        .bind(id)
-        .execute(&mut *tx.tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query("UPDATE request_ports SET status = 'denied', status_reason = 'denied by approver' WHERE request_id = $1")
-            .bind(id)
-            .execute(&mut *tx.tx)
-            .await?;
-        tx.log(log).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Ends a pending or active request now. False if it had already ended.
-    pub async fn revoke_request(&self, id: &str, reason: &str, log: NewLogEntry) -> Result<bool> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT vm_id, status FROM access_requests WHERE id = $1 AND status IN ('pending_approval', 'approved', 'active')")
-            .bind(id)
-            .fetch_optional(&mut *tx.tx)
-            .await?;
-        let Some(row) = row else { return Ok(false) };
-        let vm_id: String = row.try_get("vm_id")?;
-        sqlx::query(
-            "UPDATE request_ports SET status = 'revoked', status_reason = $1, end_at = $2 \
-             WHERE request_id = $3 AND status IN ('pending', 'active')",
-        )
-        .bind(reason)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx.tx)
-        .await?;
-        sqlx::query("UPDATE access_requests SET status = 'revoked', end_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx.tx)
-            .await?;
-        tx.bump_generation(&vm_id).await?;
-        tx.log(log).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Moves the end of an active request (and its active ports) to `end_at`.
-    pub async fn extend_request(&self, id: &str, end_at: i64, log: NewLogEntry) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let row =
-            sqlx::query("SELECT vm_id FROM access_requests WHERE id = $1 AND status = 'active'")
-                .bind(id)
-                .fetch_optional(&mut *tx.tx)
-                .await?;
-        let Some(row) = row else { return Ok(false) };
-        let vm_id: String = row.try_get("vm_id")?;
-        sqlx::query("UPDATE access_requests SET end_at = $1 WHERE id = $2")
-            .bind(end_at)
-            .bind(id)
-            .execute(&mut *tx.tx)
-            .await?;
-        sqlx::query(
-            "UPDATE request_ports SET end_at = $1 WHERE request_id = $2 AND status = 'active'",
-        )
-        .bind(end_at)
-        .bind(id)
-        .execute(&mut *tx.tx)
-        .await?;
-        tx.bump_generation(&vm_id).await?;
-        tx.log(log).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Expires every grant whose end has come, with one log entry per request port.
-    /// Returns the number of grants expired.
-    pub async fn expire_due(&self, now: i64) -> Result<usize> {
-        let due = sqlx::query(
-            "SELECT p.id, p.vm_id, p.port, p.protocol, p.source_prefix, v.name AS vm_name, u.username \
-             FROM request_ports p JOIN access_requests r ON r.id = p.request_id JOIN vms v ON v.id = p.vm_id \
-             JOIN users u ON u.id = r.requester_id WHERE p.status = 'active' AND p.end_at <= $1",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        if due.is_empty() {
-            return Ok(0);
-        }
-        let mut tx = self.begin_write().await?;
-        let mut vms = Vec::new();
+    /// Ends every grant whose time has come and closes every request whose approval
+    /// timed out, in batches (each its own transaction, so that other writes interleave).
+    /// Returns the number of grants expired and of requests timed out.
+    pub async fn expire_due(&self, now: i64) -> Result<(usize, usize)> {
         let mut expired = 0;
-        for row in &due {
-            let id: String = row.try_get("id")?;
-            let done = sqlx::query("UPDATE request_ports SET status = 'expired', status_reason = 'expired' WHERE id = $1 AND status = 'active'")
-                .bind(&id)
-                .execute(&mut *tx.tx)
+        let mut timed_out = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let due = tx
+                .open_grants(GrantFilter::Due {
+                    now,
+                    limit: EXPIRY_BATCH,
+                })
                 .await?;
-            if done.rows_affected() == 0 {
-                continue;
+            let waiting = tx
+                .waiting_requests(WaitingFilter::TimedOut {
+                    now,
+                    limit: EXPIRY_BATCH,
+                })
+                .await?;
+            if due.is_empty() && waiting.is_empty() {
+                return Ok((expired, timed_out));
             }
-            expired += 1;
-            let vm_id: String = row.try_get("vm_id")?;
-            let protocol: String = row.try_get("protocol")?;
-            tx.log(NewLogEntry {
-                actor: "system".into(),
-                action: "expire".into(),
-                vm: row.try_get("vm_name")?,
-                ports: format!("{}/{}", row.try_get::<i64, _>("port")?, protocol),
-                source: row.try_get("source_prefix")?,
-                result: "success".into(),
-                detail: format!("access of {} ended", row.try_get::<String, _>("username")?),
-                ..Default::default()
-            })
-            .await?;
-            if !vms.contains(&vm_id) {
-                vms.push(vm_id);
+            expired += tx
+                .end_grants(
+                    &due,
+                    &Ending::system(PortStatus::Expired, reason::EXPIRED, "expire"),
+                )
+                .await?;
+            timed_out += tx
+                .close_requests(
+                    &waiting,
+                    &Ending {
+                        result: "cancelled",
+                        ..Ending::system(
+                            PortStatus::Cancelled,
+                            reason::APPROVAL_TIMED_OUT,
+                            "request.timeout",
+                        )
+                    },
+                    None,
+                )
+                .await?;
+            tx.commit().await?;
+            if (due.len() as i64) < EXPIRY_BATCH && (waiting.len() as i64) < EXPIRY_BATCH {
+                return Ok((expired, timed_out));
             }
         }
-        for vm_id in &vms {
-            tx.close_finished_requests(vm_id, now).await?;
-            tx.bump_generation(vm_id).await?;
-        }
-        tx.commit().await?;
-        Ok(expired)
     }
 
-    /// The earliest end of any grant in force, so the expiry job can sleep until then.
+    /// The earliest end of any grant in force or approval time-out of a waiting request,
+    /// so the expiry job can sleep until then.
     pub async fn next_expiry(&self) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MIN(end_at) AS m FROM request_ports WHERE status = 'active'")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<Option<i64>, _>("m")?)
+        let grants =
+            sqlx::query("SELECT MIN(end_at) AS m FROM request_ports WHERE status = 'active'")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get::<Option<i64>, _>("m")?;
+        let waiting = sqlx::query(
+            "SELECT MIN(approval_expires_at) AS m FROM access_requests WHERE status = 'pending_approval'",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get::<Option<i64>, _>("m")?;
+        Ok(match (grants, waiting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// A VM's desired state: its generation and the grants in force at `now`.

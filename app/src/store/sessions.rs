@@ -1,7 +1,10 @@
 //! Sessions live in the database so that a restart keeps users signed in and several
 //! server replicas share them. The cookie carries only the (signed) session id.
+//!
+//! Session expiry is set by tower-sessions from the system clock, so it is compared with
+//! the system clock here, not with the store's (injectable) clock.
 
-use super::{Store, now_ms};
+use super::{Clock, Store, SystemClock};
 use async_trait::async_trait;
 use sqlx::Row;
 use tower_sessions::session::{Id, Record};
@@ -22,7 +25,7 @@ impl Store {
             return Ok(0);
         };
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
-            .bind(now_ms())
+            .bind(SystemClock.now_ms())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -105,7 +108,7 @@ impl SessionStore for SessionStoreAdapter {
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
         let row = sqlx::query("SELECT data FROM sessions WHERE id = $1 AND expires_at > $2")
             .bind(session_id.to_string())
-            .bind(now_ms())
+            .bind(SystemClock.now_ms())
             .fetch_optional(&self.0.pool)
             .await
             .map_err(backend)?;

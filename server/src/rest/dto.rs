@@ -177,6 +177,16 @@ pub struct PolicyPortInput {
     /// Portcullis extension: requests wait for an approver.
     #[serde(default)]
     pub approval_required: bool,
+    /// Portcullis extension: ISO 8601, whole minutes, 5 minutes to 24 hours; a request
+    /// not approved within it is closed. Default `PT1H`.
+    pub approval_timeout: Option<String>,
+    /// Portcullis extension: for `allowedSourceAddressPrefix` `*`, the widest IPv4 source a
+    /// request may name (prefix length 1–32, default 24).
+    #[schema(minimum = 1, maximum = 32)]
+    pub widest_source_prefix_ipv4: Option<i64>,
+    /// Portcullis extension: the same for IPv6 (1–128, default 64).
+    #[schema(minimum = 1, maximum = 128)]
+    pub widest_source_prefix_ipv6: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -209,6 +219,10 @@ pub struct PolicyPortDto {
     pub max_request_access_duration: String,
     pub justification_required: bool,
     pub approval_required: bool,
+    /// How long a request may wait for approval (ISO 8601).
+    pub approval_timeout: String,
+    pub widest_source_prefix_ipv4: i64,
+    pub widest_source_prefix_ipv6: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -228,6 +242,11 @@ pub struct PolicyDto {
     pub kind: String,
     pub provisioning_state: String,
     pub virtual_machines: Vec<PolicyVmDto>,
+    /// Portcullis extension, in the answer to a create or replace: what the VM's previous
+    /// policy lost or gained, one line per rule (empty when nothing changed or there was
+    /// no policy before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

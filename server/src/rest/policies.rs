@@ -36,6 +36,9 @@ pub fn policy_dto(vm: &StoredVm, policy: &JitPolicy) -> PolicyDto {
                 max_request_access_duration: format_iso_duration(r.max_duration.secs()),
                 justification_required: r.justification_required,
                 approval_required: r.approval_required,
+                approval_timeout: format_iso_duration(r.approval_timeout.secs()),
+                widest_source_prefix_ipv4: i64::from(r.widest_source.v4),
+                widest_source_prefix_ipv6: i64::from(r.widest_source.v6),
             }
         })
         .collect();
@@ -49,6 +52,7 @@ pub fn policy_dto(vm: &StoredVm, policy: &JitPolicy) -> PolicyDto {
             name: vm.name.clone(),
             ports,
         }],
+        replaced: None,
     }
 }
 
@@ -147,6 +151,21 @@ pub fn policy_rows(input: &PolicyInput) -> ApiResult<Vec<PortRuleInput>> {
                 }
             },
         };
+        let approval_minutes = match &p.approval_timeout {
+            None => String::new(),
+            Some(raw) => match parse_iso_duration(raw) {
+                Ok(secs) if secs % 60 != 0 => {
+                    errors.add(at("approvalTimeout"), "Give whole minutes, e.g. PT30M.");
+                    String::new()
+                }
+                Ok(secs) => (secs / 60).to_string(),
+                Err(e) => {
+                    errors.add(at("approvalTimeout"), e.to_string());
+                    String::new()
+                }
+            },
+        };
+        let prefix = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
         rows.push(PortRuleInput {
             enabled: Some("on".into()),
             port: p.number.to_string(),
@@ -155,6 +174,9 @@ pub fn policy_rows(input: &PolicyInput) -> ApiResult<Vec<PortRuleInput>> {
             max_minutes,
             justification_required: p.justification_required.then(|| "on".into()),
             approval_required: p.approval_required.then(|| "on".into()),
+            approval_minutes,
+            widest_v4: prefix(p.widest_source_prefix_ipv4),
+            widest_v6: prefix(p.widest_source_prefix_ipv6),
         });
     }
     errors.finish()?;
@@ -199,6 +221,9 @@ fn rename_policy_field(input: &PolicyInput, field: &str) -> String {
         "port" => "number",
         "protocol" => "protocol",
         "max_minutes" => "maxRequestAccessDuration",
+        "approval_minutes" => "approvalTimeout",
+        "widest_v4" => "widestSourcePrefixIpv4",
+        "widest_v6" => "widestSourcePrefixIpv6",
         "allowed_sources" => {
             let many = index
                 .parse::<usize>()
@@ -285,12 +310,24 @@ pub async fn put_policy(
         &vm,
         "virtualMachines[0].id",
     )?;
-    jit::enable_jit(&state.store, &actor, std::slice::from_ref(&vm.id), &rows)
-        .await
-        .map_err(|e| ApiError::from_app(e, &|f| rename_policy_field(&input, f)))?;
+    let (_, before) = jit::policy_of(&state.store, &actor, &vm.id).await?;
+    // One VM per call: the path names exactly the VM whose policy is replaced.
+    jit::enable_jit(
+        &state.store,
+        &actor,
+        std::slice::from_ref(&vm.id),
+        &rows,
+        false,
+    )
+    .await
+    .map_err(|e| ApiError::from_app(e, &|f| rename_policy_field(&input, f)))?;
     state.expiry_wake.notify_one();
     match jit::policy_of(&state.store, &actor, &vm.id).await? {
-        (vm, Some(policy)) => Ok(Json(policy_dto(&vm, &policy))),
+        (vm, Some(policy)) => {
+            let mut dto = policy_dto(&vm, &policy);
+            dto.replaced = Some(before.map(|b| b.changes_to(&policy)).unwrap_or_default());
+            Ok(Json(dto))
+        }
         (_, None) => Err(portcullis_app::error::AppError::Internal.into()),
     }
 }

@@ -27,6 +27,7 @@ fn request_status(s: RequestStatus) -> &'static str {
         RequestStatus::Denied => "Denied",
         RequestStatus::Revoked => "Revoked",
         RequestStatus::Failed => "Failed",
+        RequestStatus::Cancelled => "Cancelled",
     }
 }
 
@@ -53,6 +54,7 @@ fn port_status(r: &StoredRequest, status: PortStatus, reason: &str) -> (String, 
         PortStatus::Denied => "Denied",
         PortStatus::Superseded => "Superseded",
         PortStatus::Failed => "Failed",
+        PortStatus::Cancelled => "Cancelled",
     };
     let reason = if reason.is_empty() && status == PortStatus::Pending {
         "Waiting for approval.".to_owned()

@@ -1,0 +1,580 @@
+//! Ending access: the one path by which a grant in force ends, whatever the cause (its
+//! time is up, a revoke, a newer request, a policy edit, the requester disabled or losing
+//! a role), and the one path by which a request waiting for approval is closed.
+//!
+//! Every ending sets the status and the reason, moves the VM's generation forward in the
+//! same transaction (so the VM's agent receives its new state at once) and writes one
+//! activity log entry per request, all committed with the change that caused it. Which
+//! grants end is decided elsewhere (the services ask `permits` and the domain's policy
+//! checks); this module selects what is open and records how it ended.
+
+use super::audit::NewLogEntry;
+use super::identities::{StoredGroupRule, StoredIdentity, identity_from_row, rule_from_row};
+use super::users::{StoredUser, USER_COLUMNS, user_from_row};
+use super::{Result, StoreError, WriteTx};
+use crate::domain::RoleAssignment;
+use crate::domain::request::{PortStatus, RequestStatus};
+use sqlx::AnyConnection;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// A requested port in force: a grant, with what deciding its fate needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenGrant {
+    /// The request port's id.
+    pub id: String,
+    pub request_id: String,
+    pub vm_id: String,
+    pub vm_name: String,
+    pub vm_group: String,
+    pub requester_id: String,
+    pub requester: String,
+    pub port: i64,
+    pub protocol: String,
+    pub source: String,
+    /// The start of the grant's current window: its start, or its last extension.
+    pub window_start: i64,
+    pub end_at: i64,
+}
+
+/// Which grants in force to select.
+#[derive(Debug, Clone, Copy)]
+pub enum GrantFilter<'a> {
+    Request(&'a str),
+    Vm(&'a str),
+    Requester(&'a str),
+    /// Grants whose end has come, the earliest first, at most `limit`.
+    Due {
+        now: i64,
+        limit: i64,
+    },
+    /// The same requester's grants for the same VM, port, protocol and source, other than
+    /// those of `except_request`: what a newer request supersedes.
+    Superseded {
+        vm: &'a str,
+        requester: &'a str,
+        port: i64,
+        protocol: &'a str,
+        source: &'a str,
+        except_request: &'a str,
+    },
+}
+
+/// A request waiting for approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingRequest {
+    pub id: String,
+    pub vm_id: String,
+    pub vm_name: String,
+    pub vm_group: String,
+    pub requester_id: String,
+    pub requester: String,
+    pub source: String,
+    pub duration_secs: i64,
+    pub justification: String,
+    pub created_at: i64,
+    /// When it is closed if nobody decided it.
+    pub approval_expires_at: Option<i64>,
+    /// (port, protocol) of each requested port.
+    pub ports: Vec<(i64, String)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum WaitingFilter<'a> {
+    Request(&'a str),
+    Vm(&'a str),
+    Requester(&'a str),
+    /// Requests whose approval time-out has passed, the oldest first, at most `limit`.
+    TimedOut {
+        now: i64,
+        limit: i64,
+    },
+}
+
+/// How something ended and who or what ended it, as recorded and logged.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending<'a> {
+    /// For grants: expired, revoked or superseded. For waiting requests: cancelled
+    /// (closed by the system), revoked (withdrawn by the requester) or denied.
+    pub status: PortStatus,
+    pub reason: &'a str,
+    pub actor: &'a str,
+    pub client_ip: &'a str,
+    pub action: &'a str,
+    pub result: &'a str,
+}
+
+impl<'a> Ending<'a> {
+    /// An ending the system causes on its own (expiry, time-outs, the consequences of an
+    /// administrator's change are logged under that administrator instead).
+    pub fn system(status: PortStatus, reason: &'a str, action: &'a str) -> Self {
+        Ending {
+            status,
+            reason,
+            actor: "system",
+            client_ip: "",
+            action,
+            result: "success",
+        }
+    }
+}
+
+/// What a user's permissions are computed from: the user (enabled or not), their direct
+/// role assignments, their federated identity with the groups of its last sign-in, and the
+/// group rules of its provider.
+#[derive(Debug, Clone, Default)]
+pub struct RoleInputs {
+    pub user: Option<StoredUser>,
+    pub assignments: Vec<RoleAssignment>,
+    pub identity: Option<StoredIdentity>,
+    pub group_rules: Vec<StoredGroupRule>,
+}
+
+const GRANT_COLUMNS: &str = "p.id, p.request_id, p.vm_id, v.name AS vm_name, \
+     v.resource_group AS vm_group, r.requester_id, u.username AS requester, p.port, p.protocol, \
+     p.source_prefix, COALESCE(r.window_start_at, r.start_at, r.created_at) AS window_start, p.end_at";
+
+fn grant_from_row(row: &AnyRow) -> Result<OpenGrant> {
+    Ok(OpenGrant {
+        id: row.try_get("id")?,
+        request_id: row.try_get("request_id")?,
+        vm_id: row.try_get("vm_id")?,
+        vm_name: row.try_get("vm_name")?,
+        vm_group: row.try_get("vm_group")?,
+        requester_id: row.try_get("requester_id")?,
+        requester: row.try_get("requester")?,
+        port: row.try_get("port")?,
+        protocol: row.try_get("protocol")?,
+        source: row.try_get("source_prefix")?,
+        window_start: row.try_get("window_start")?,
+        end_at: row
+            .try_get::<Option<i64>, _>("end_at")?
+            .ok_or_else(|| StoreError::Corrupt("active grant without an end".into()))?,
+    })
+}
+
+const WAITING_COLUMNS: &str = "r.id, r.vm_id, v.name AS vm_name, v.resource_group AS vm_group, \
+     r.requester_id, u.username AS requester, r.source_prefix, r.duration_secs, r.justification, \
+     r.created_at, r.approval_expires_at";
+
+fn request_status_for(status: PortStatus) -> Result<RequestStatus> {
+    match status {
+        PortStatus::Cancelled => Ok(RequestStatus::Cancelled),
+        PortStatus::Revoked => Ok(RequestStatus::Revoked),
+        PortStatus::Denied => Ok(RequestStatus::Denied),
+        other => Err(StoreError::Corrupt(format!(
+            "a waiting request cannot end as {other}"
+        ))),
+    }
+}
+
+/// The roles' inputs of one user, read on `conn` (a pooled connection, or a write
+/// transaction so that the answer reflects the transaction's own changes).
+pub(super) async fn role_inputs(conn: &mut AnyConnection, user_id: &str) -> Result<RoleInputs> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    let user = sqlx::query(&sql)
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()?;
+    let assignments = sqlx::query(
+        "SELECT role, scope_kind, scope_target FROM role_assignments WHERE user_id = $1 \
+         ORDER BY role, scope_kind, scope_target",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(super::users::role_from_row)
+    .collect::<Result<Vec<_>>>()?;
+    let identity = sqlx::query(&format!(
+        "SELECT {} FROM user_identities WHERE user_id = $1",
+        super::identities::IDENTITY_COLUMNS
+    ))
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(identity_from_row)
+    .transpose()?;
+    let group_rules = match &identity {
+        Some(i) if !i.groups.is_empty() => sqlx::query(&format!(
+            "SELECT {} FROM group_role_rules WHERE provider = $1 \
+             ORDER BY idp_group, role, scope_kind, scope_target",
+            super::identities::RULE_COLUMNS
+        ))
+        .bind(&i.provider)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(rule_from_row)
+        .collect::<Result<Vec<_>>>()?,
+        _ => Vec::new(),
+    };
+    Ok(RoleInputs {
+        user,
+        assignments,
+        identity,
+        group_rules,
+    })
+}
+
+impl WriteTx {
+    /// The grants in force that match `filter`.
+    pub async fn open_grants(&mut self, filter: GrantFilter<'_>) -> Result<Vec<OpenGrant>> {
+        let base = format!(
+            "SELECT {GRANT_COLUMNS} FROM request_ports p JOIN access_requests r ON r.id = p.request_id \
+             JOIN vms v ON v.id = p.vm_id JOIN users u ON u.id = r.requester_id WHERE p.status = 'active'"
+        );
+        let rows = match filter {
+            GrantFilter::Request(id) => {
+                sqlx::query(&format!("{base} AND p.request_id = $1 ORDER BY p.port, p.protocol"))
+                    .bind(id)
+                    .fetch_all(&mut *self.tx)
+                    .await?
+            }
+            GrantFilter::Vm(id) => {
+                sqlx::query(&format!("{base} AND p.vm_id = $1 ORDER BY p.end_at, p.id"))
+                    .bind(id)
+                    .fetch_all(&mut *self.tx)
+                    .await?
+            }
+            GrantFilter::Requester(id) => {
+                sqlx::query(&format!("{base} AND r.requester_id = $1 ORDER BY p.end_at, p.id"))
+                    .bind(id)
+                    .fetch_all(&mut *self.tx)
+                    .await?
+            }
+            GrantFilter::Due { now, limit } => sqlx::query(&format!(
+                "{base} AND p.end_at <= $1 ORDER BY p.end_at, p.id LIMIT {}",
+                limit.clamp(1, 10_000)
+            ))
+            .bind(now)
+            .fetch_all(&mut *self.tx)
+            .await?,
+            GrantFilter::Superseded {
+                vm,
+                requester,
+                port,
+                protocol,
+                source,
+                except_request,
+            } => sqlx::query(&format!(
+                "{base} AND p.vm_id = $1 AND r.requester_id = $2 AND p.port = $3 AND p.protocol = $4 \
+                 AND p.source_prefix = $5 AND p.request_id <> $6 ORDER BY p.end_at, p.id"
+            ))
+            .bind(vm)
+            .bind(requester)
+            .bind(port)
+            .bind(protocol)
+            .bind(source)
+            .bind(except_request)
+            .fetch_all(&mut *self.tx)
+            .await?,
+        };
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    /// Ends grants in force now (an expiry keeps the end it had), bumps the generation of
+    /// each VM concerned and logs one entry per request. Grants that ended meanwhile are
+    /// skipped. Returns how many ended here.
+    pub async fn end_grants(&mut self, grants: &[OpenGrant], ending: &Ending<'_>) -> Result<usize> {
+        let mut ended: Vec<&OpenGrant> = Vec::new();
+        // An expiry keeps the end the grant had; any other ending is now.
+        let expiry = ending.status == PortStatus::Expired;
+        for g in grants {
+            let query = if expiry {
+                sqlx::query(
+                    "UPDATE request_ports SET status = $1, status_reason = $2 \
+                     WHERE id = $3 AND status = 'active'",
+                )
+                .bind(ending.status.as_str())
+                .bind(ending.reason)
+                .bind(&g.id)
+            } else {
+                sqlx::query(
+                    "UPDATE request_ports SET status = $1, status_reason = $2, \
+                     end_at = CASE WHEN end_at < $3 THEN end_at ELSE $3 END \
+                     WHERE id = $4 AND status = 'active'",
+                )
+                .bind(ending.status.as_str())
+                .bind(ending.reason)
+                .bind(self.now)
+                .bind(&g.id)
+            };
+            if query.execute(&mut *self.tx).await?.rows_affected() == 1 {
+                ended.push(g);
+            }
+        }
+        let mut requests: Vec<&str> = Vec::new();
+        for g in &ended {
+            if !requests.contains(&g.request_id.as_str()) {
+                requests.push(&g.request_id);
+            }
+        }
+        for request in requests {
+            let of_request: Vec<&&OpenGrant> =
+                ended.iter().filter(|g| g.request_id == request).collect();
+            let first = of_request[0];
+            self.log(NewLogEntry {
+                actor: ending.actor.to_owned(),
+                client_ip: ending.client_ip.to_owned(),
+                action: ending.action.to_owned(),
+                vm: first.vm_name.clone(),
+                ports: of_request
+                    .iter()
+                    .map(|g| format!("{}/{}", g.port, g.protocol))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source: first.source.clone(),
+                result: ending.result.to_owned(),
+                detail: format!("access of {} ended: {}", first.requester, ending.reason),
+                ..Default::default()
+            })
+            .await?;
+        }
+        let mut vms: Vec<&str> = Vec::new();
+        for g in &ended {
+            if !vms.contains(&g.vm_id.as_str()) {
+                vms.push(&g.vm_id);
+            }
+        }
+        for vm in vms {
+            self.close_finished_requests(vm).await?;
+            self.bump_generation(vm).await?;
+        }
+        Ok(ended.len())
+    }
+
+    /// Moves the end of grants in force earlier (each to its own new end), bumps the
+    /// generations and logs each change.
+    pub async fn shorten_grants(
+        &mut self,
+        grants: &[(OpenGrant, i64)],
+        ending: &Ending<'_>,
+    ) -> Result<usize> {
+        let mut shortened = 0;
+        let mut vms: Vec<&str> = Vec::new();
+        for (g, end) in grants {
+            let done = sqlx::query(
+                "UPDATE request_ports SET end_at = $1, status_reason = $2 \
+                 WHERE id = $3 AND status = 'active' AND end_at > $1",
+            )
+            .bind(*end)
+            .bind(ending.reason)
+            .bind(&g.id)
+            .execute(&mut *self.tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                continue;
+            }
+            shortened += 1;
+            sqlx::query(
+                "UPDATE access_requests SET end_at = (SELECT MAX(p.end_at) FROM request_ports p \
+                 WHERE p.request_id = $1 AND p.status = 'active') WHERE id = $1",
+            )
+            .bind(&g.request_id)
+            .execute(&mut *self.tx)
+            .await?;
+            self.log(NewLogEntry {
+                actor: ending.actor.to_owned(),
+                client_ip: ending.client_ip.to_owned(),
+                action: ending.action.to_owned(),
+                vm: g.vm_name.clone(),
+                ports: format!("{}/{}", g.port, g.protocol),
+                source: g.source.clone(),
+                result: ending.result.to_owned(),
+                detail: format!(
+                    "access of {} now ends at {}: {}",
+                    g.requester,
+                    crate::model::format_utc(*end),
+                    ending.reason
+                ),
+                ..Default::default()
+            })
+            .await?;
+            if !vms.contains(&g.vm_id.as_str()) {
+                vms.push(&g.vm_id);
+            }
+        }
+        for vm in vms {
+            self.bump_generation(vm).await?;
+        }
+        Ok(shortened)
+    }
+
+    /// The requests waiting for approval that match `filter`, with their ports.
+    pub async fn waiting_requests(
+        &mut self,
+        filter: WaitingFilter<'_>,
+    ) -> Result<Vec<WaitingRequest>> {
+        let base = format!(
+            "SELECT {WAITING_COLUMNS} FROM access_requests r JOIN vms v ON v.id = r.vm_id \
+             JOIN users u ON u.id = r.requester_id WHERE r.status = 'pending_approval'"
+        );
+        let rows = match filter {
+            WaitingFilter::Request(id) => {
+                sqlx::query(&format!("{base} AND r.id = $1"))
+                    .bind(id)
+                    .fetch_all(&mut *self.tx)
+                    .await?
+            }
+            WaitingFilter::Vm(id) => {
+                sqlx::query(&format!("{base} AND r.vm_id = $1 ORDER BY r.created_at, r.id"))
+                    .bind(id)
+                    .fetch_all(&mut *self.tx)
+                    .await?
+            }
+            WaitingFilter::Requester(id) => sqlx::query(&format!(
+                "{base} AND r.requester_id = $1 ORDER BY r.created_at, r.id"
+            ))
+            .bind(id)
+            .fetch_all(&mut *self.tx)
+            .await?,
+            WaitingFilter::TimedOut { now, limit } => sqlx::query(&format!(
+                "{base} AND r.approval_expires_at <= $1 ORDER BY r.approval_expires_at, r.id LIMIT {}",
+                limit.clamp(1, 10_000)
+            ))
+            .bind(now)
+            .fetch_all(&mut *self.tx)
+            .await?,
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let ports = sqlx::query(
+                "SELECT port, protocol FROM request_ports WHERE request_id = $1 ORDER BY port, protocol",
+            )
+            .bind(&id)
+            .fetch_all(&mut *self.tx)
+            .await?
+            .iter()
+            .map(|p| Ok((p.try_get("port")?, p.try_get("protocol")?)))
+            .collect::<Result<Vec<_>>>()?;
+            out.push(WaitingRequest {
+                id,
+                vm_id: row.try_get("vm_id")?,
+                vm_name: row.try_get("vm_name")?,
+                vm_group: row.try_get("vm_group")?,
+                requester_id: row.try_get("requester_id")?,
+                requester: row.try_get("requester")?,
+                source: row.try_get("source_prefix")?,
+                duration_secs: row.try_get("duration_secs")?,
+                justification: row.try_get("justification")?,
+                created_at: row.try_get("created_at")?,
+                approval_expires_at: row.try_get("approval_expires_at")?,
+                ports,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Closes requests waiting for approval (cancelled, withdrawn or denied), each with a
+    /// log entry. `decision`: who decided and their comment, for a denial; otherwise the
+    /// reason becomes the request's comment. Returns how many were still waiting.
+    pub async fn close_requests(
+        &mut self,
+        requests: &[WaitingRequest],
+        ending: &Ending<'_>,
+        decision: Option<(&str, &str)>,
+    ) -> Result<usize> {
+        let status = request_status_for(ending.status)?;
+        let mut closed = 0;
+        for r in requests {
+            let (decided_by, comment) = match decision {
+                Some((by, comment)) => (Some(by), comment),
+                None => (None, ending.reason),
+            };
+            let done = sqlx::query(
+                "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, \
+                 decision_comment = $4 WHERE id = $5 AND status = 'pending_approval'",
+            )
+            .bind(status.as_str())
+            .bind(decided_by)
+            .bind(self.now)
+            .bind(comment)
+            .bind(&r.id)
+            .execute(&mut *self.tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                continue;
+            }
+            closed += 1;
+            sqlx::query(
+                "UPDATE request_ports SET status = $1, status_reason = $2 \
+                 WHERE request_id = $3 AND status = 'pending'",
+            )
+            .bind(ending.status.as_str())
+            .bind(ending.reason)
+            .bind(&r.id)
+            .execute(&mut *self.tx)
+            .await?;
+            let detail = match decision {
+                Some((_, comment)) if !comment.is_empty() => {
+                    format!("request of {}; {comment}", r.requester)
+                }
+                Some(_) => format!("request of {}", r.requester),
+                None => format!("request of {} closed: {}", r.requester, ending.reason),
+            };
+            self.log(NewLogEntry {
+                actor: ending.actor.to_owned(),
+                client_ip: ending.client_ip.to_owned(),
+                action: ending.action.to_owned(),
+                vm: r.vm_name.clone(),
+                ports: r
+                    .ports
+                    .iter()
+                    .map(|(p, pr)| format!("{p}/{pr}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source: r.source.clone(),
+                justification: r.justification.clone(),
+                result: ending.result.to_owned(),
+                detail,
+            })
+            .await?;
+        }
+        Ok(closed)
+    }
+
+    /// Users who have a grant in force or a request waiting, on `vm` or anywhere.
+    pub async fn users_with_open_access(&mut self, vm: Option<&str>) -> Result<Vec<String>> {
+        let rows = match vm {
+            Some(vm) => {
+                sqlx::query(
+                    "SELECT DISTINCT requester_id FROM access_requests \
+                     WHERE status IN ('pending_approval', 'active') AND vm_id = $1",
+                )
+                .bind(vm)
+                .fetch_all(&mut *self.tx)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT DISTINCT requester_id FROM access_requests \
+                     WHERE status IN ('pending_approval', 'active')",
+                )
+                .fetch_all(&mut *self.tx)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("requester_id")?))
+            .collect()
+    }
+
+    /// What a user's roles are computed from, as this transaction sees it.
+    pub async fn role_inputs(&mut self, user_id: &str) -> Result<RoleInputs> {
+        role_inputs(&mut self.tx, user_id).await
+    }
+}
+
+impl super::Store {
+    /// What a user's roles are computed from, as committed now.
+    pub async fn role_inputs(&self, user_id: &str) -> Result<RoleInputs> {
+        let mut conn = self.pool.acquire().await?;
+        role_inputs(&mut conn, user_id).await
+    }
+}
