@@ -6,20 +6,32 @@ export PORTCULLIS_SITE_ROOT ?= target/site
 
 .PHONY: run test setup build release unit unit-sqlite unit-postgres e2e netns fuzz-api lint bench bench-agent clean
 
+# The release bundle is optimised by Binaryen's wasm-opt from tools/ (npm registry, pinned),
+# found first on PATH; Debian's binaryen 108 breaks the bundle (see scripts/check-bundle.py).
+WASM_OPT_BIN := $(CURDIR)/tools/node_modules/.bin
+# The browser and enforcement tests run what `make run` serves: the release build.
+export PORTCULLIS_BIN ?= $(CURDIR)/target/release/portcullis-server
+
 ## Build the release and serve the portal on an embedded SQLite database.
 run:
 	scripts/setup.sh run
-	cargo leptos build --release
+	$(MAKE) release
 	@mkdir -p $(DATA_DIR)
 	@[ -s $(DATA_DIR)/session.key ] || (head -c 64 /dev/urandom | base64 -w0 > $(DATA_DIR)/session.key && chmod 600 $(DATA_DIR)/session.key)
 	PORTCULLIS_SESSION_KEY=$$(cat $(DATA_DIR)/session.key) ./target/release/portcullis-server
 
-## Every test: unit, store, HTTP, CLI, browser (hydrated and without JavaScript),
-## enforcement with nftables in network namespaces (root), and a schemathesis fuzz run
-## of the REST API.
+## The release server and browser bundle (what `make run` serves and the browser and
+## enforcement tests exercise), checked before any browser loads it.
+release:
+	PATH="$(WASM_OPT_BIN):$$PATH" cargo leptos build --release
+	python3 scripts/check-bundle.py target/site/pkg/portcullis.wasm
+
+## Every test: unit, store, HTTP, CLI, browser (hydrated and without JavaScript) against
+## the release build, enforcement with nftables in network namespaces (root), and a
+## schemathesis fuzz run of the REST API.
 test:
 	scripts/setup.sh test
-	cargo leptos build
+	$(MAKE) release
 	cargo build -p portcullis-agent
 	$(MAKE) unit e2e netns fuzz-api
 

@@ -23,18 +23,19 @@ as_root() {
 packages=()
 command -v cc >/dev/null || packages+=(build-essential)
 command -v pkg-config >/dev/null || packages+=(pkg-config)
-command -v wasm-opt >/dev/null || packages+=(binaryen)
+# The release bundle's wasm-opt comes from the npm registry (tools/package.json): Debian's
+# binaryen 108 breaks wasm-bindgen's externref table export (the bundle never hydrates).
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
+command -v python3 >/dev/null || packages+=(python3)
 if [ "$mode" = test ]; then
   [ -x /usr/bin/chromium ] || packages+=(chromium)
   command -v nft >/dev/null || packages+=(nftables)
   command -v ip >/dev/null || packages+=(iproute2)
   command -v curl >/dev/null || packages+=(curl)
   command -v jq >/dev/null || packages+=(jq)
-  command -v python3 >/dev/null || packages+=(python3)
   # The API fuzz run (scripts/fuzz-api.sh) makes a venv; Debian splits ensurepip out.
   python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
-  command -v node >/dev/null || packages+=(nodejs)
-  command -v npm >/dev/null || packages+=(npm)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing Debian packages: ${packages[*]}"
@@ -55,6 +56,11 @@ fi
 if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$"; then
   say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (once)"
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked
+fi
+
+if [ ! -x tools/node_modules/.bin/wasm-opt ] || [ tools/package-lock.json -nt tools/node_modules ]; then
+  say "installing the build tools from npm (Binaryen's wasm-opt, once)"
+  (cd tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if [ "$mode" = test ]; then

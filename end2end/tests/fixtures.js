@@ -100,8 +100,36 @@ async function startPortal({ oidc = false } = {}) {
   };
 }
 
+/// Chromium logs every 4xx answer as "Failed to load resource": a refused form (422), the
+/// refusal page a user is sent to (403). Those are answers the page handles and shows, not
+/// errors. Every other console error (5xx answers, failed loads, anything the app logs)
+/// counts.
+const HANDLED_ANSWER = /^Failed to load resource: the server responded with a status of 4\d\d /;
+
+/// Collects every uncaught exception and console error of `page` into `errors`: a bundle
+/// that fails to load (or hydrate) throws or logs there, whatever the test looks at.
+export function watch(page, errors) {
+  page.on('pageerror', (e) => errors.push(`uncaught on ${page.url()}: ${e.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !HANDLED_ANSWER.test(msg.text())) {
+      errors.push(`console error on ${page.url()}: ${msg.text()}`);
+    }
+  });
+}
+
 export const test = base.extend({
   oidc: [false, { option: true }],
+  // Any page error or console error fails the test, in both projects. Pages a test opens
+  // itself are added with `watch(page, pageErrors)`.
+  pageErrors: async ({}, use) => {
+    const errors = [];
+    await use(errors);
+    expect(errors, 'uncaught page errors or console errors').toEqual([]);
+  },
+  page: async ({ page, pageErrors }, use) => {
+    watch(page, pageErrors);
+    await use(page);
+  },
   portal: async ({ oidc }, use) => {
     const portal = await startPortal({ oidc });
     await use(portal);

@@ -1,6 +1,6 @@
 // The JIT workflow in the browser: enable JIT on two VMs with custom ports, request
 // port 22 for "My IP", watch it count down, revoke it, and find every step in the log.
-import { test, expect, ready } from './fixtures.js';
+import { test, expect, ready, watch } from './fixtures.js';
 import { ADMIN_PASSWORD, addVm, bootstrapAdmin, createUser, signIn, signOut } from './helpers.js';
 
 // SHOTS=DIR saves screenshots of the main pages, for looking at them.
@@ -136,7 +136,7 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
   void ADMIN_PASSWORD;
 });
 
-test('a request that needs approval waits for a second user, who approves it', async ({ page, browser, portal }, testInfo) => {
+test('a request that needs approval waits for a second user, who approves it', async ({ page, browser, portal, pageErrors }, testInfo) => {
   await bootstrapAdmin(page, testInfo, portal);
   await addVm(page, testInfo, { name: 'win-1', group: 'prod', addresses: '198.51.100.9', os: 'windows', exposed: '3389' });
   await page.getByRole('link', { name: 'Enable JIT' }).click();
@@ -168,6 +168,7 @@ test('a request that needs approval waits for a second user, who approves it', a
   // Alex, in a browser of his own, approves.
   const context = await browser.newContext({ baseURL: portal.base, javaScriptEnabled: testInfo.project.use.javaScriptEnabled });
   const alex = await context.newPage();
+  watch(alex, pageErrors);
   await signIn(alex, testInfo, 'alex', 'approver secret 2026');
   await expect(alex.getByRole('heading', { level: 1 })).toHaveText('Welcome, Alex Approver');
   await alex.goto('/requests');
