@@ -3,10 +3,14 @@
 //! table, and reports what it applied and which management ports listen.
 //!
 //! Fail closed: grants are nftables set elements with kernel timeouts, so access ends on
-//! time whether or not the agent or the server is running.
+//! time whether or not the agent or the server is running. The last state applied is kept
+//! on disk with absolute end times and applied again at start, before the agent talks to
+//! the server: after a reboot (which empties the kernel's tables) the protected ports are
+//! closed again, and grants still in force come back with the time they have left.
 
 mod nft;
 mod procnet;
+mod saved;
 
 use nft::DesiredState;
 use serde::{Deserialize, Serialize};
@@ -16,6 +20,13 @@ use tokio::io::AsyncWriteExt;
 
 const DEFAULT_STATE: &str = "/var/lib/portcullis-agent/agent.json";
 const POLL_WAIT_SECS: u64 = 25;
+/// After a failed poll the agent retries within a second (jittered, so that many agents
+/// do not all come back in the same instant): an outage of the server must not delay the
+/// first grant after it by more than that.
+const RETRY_MAX: Duration = Duration::from_millis(800);
+const RETRY_JITTER_MS: u64 = 200;
+/// How often an agent whose identity the server refuses tries again.
+const REFUSED_RETRY: Duration = Duration::from_secs(30);
 
 #[derive(Serialize, Deserialize)]
 struct Identity {
@@ -204,11 +215,88 @@ async fn report(
     }
 }
 
+/// Sends reports in the background, the latest outcome only: a slow or failing report
+/// must never hold up the next poll, which is what closes a revoked port.
+fn spawn_reporter(
+    http: reqwest::Client,
+    id: std::sync::Arc<Identity>,
+) -> tokio::sync::watch::Sender<Option<(i64, String)>> {
+    let (tx, mut rx) = tokio::sync::watch::channel::<Option<(i64, String)>>(None);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let Some((generation, error)) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let mut delay = Duration::from_millis(200);
+            // Retried until it lands or a newer outcome replaces it.
+            while let Err(e) = report(&http, &id, generation, &error).await {
+                eprintln!("portcullis-agent: report failed: {e}; retrying in {delay:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    });
+    tx
+}
+
+/// A short random delay, so that agents coming back after an outage spread out.
+fn jitter() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    Duration::from_millis(nanos % (RETRY_JITTER_MS + 1))
+}
+
+/// Applies a state and remembers it on disk, so that a restart (or a reboot) puts it back
+/// before anything else happens.
+async fn apply_and_save(args: &Args, state: &DesiredState) -> Result<(), String> {
+    apply(&args.nft, &nft::ruleset(state)).await?;
+    if let Err(e) = saved::save(&saved::path_for(&args.state), state, saved::wall_clock_ms()) {
+        eprintln!("portcullis-agent: cannot save the applied state: {e}");
+    }
+    Ok(())
+}
+
+/// At start, before the server is asked: the last state applied, with what has ended since
+/// left out. Returns the generation it was, or -1 when there was none.
+async fn restore(args: &Args) -> i64 {
+    let path = saved::path_for(&args.state);
+    let Some(state) = saved::load(&path, saved::wall_clock_ms()) else {
+        return -1;
+    };
+    match apply(&args.nft, &nft::ruleset(&state)).await {
+        Ok(()) => {
+            eprintln!(
+                "portcullis-agent: restored generation {} from {} ({} ports under JIT, {} grants still in force)",
+                state.generation,
+                path.display(),
+                state.rules.len(),
+                state.grants.len()
+            );
+            state.generation
+        }
+        Err(e) => {
+            eprintln!("portcullis-agent: restoring {} failed: {e}", path.display());
+            -1
+        }
+    }
+}
+
 async fn run(args: &Args) {
-    let id = load_identity(&args.state);
+    let id = std::sync::Arc::new(load_identity(&args.state));
     let http = client();
-    let mut applied: i64 = -1;
-    let mut backoff = Duration::from_millis(500);
+    let mut applied: i64 = restore(args).await;
+    let mut backoff = Duration::from_millis(100);
+    let reports = spawn_reporter(http.clone(), id.clone());
     eprintln!(
         "portcullis-agent: running for VM {} against {}",
         id.vm_name, id.server
@@ -225,18 +313,27 @@ async fn run(args: &Args) {
         let state: Result<DesiredState, String> = match res {
             Ok(r) if r.status().is_success() => r.json().await.map_err(|e| e.to_string()),
             Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
-                fail("the server no longer accepts this agent's identity; enroll again")
+                // Removed or re-enrolled elsewhere: keep what is applied (closed ports, grants
+                // that end by themselves) rather than opening anything, and say so.
+                eprintln!(
+                    "portcullis-agent: the server refuses this agent's identity (401): the agent \
+                     was removed or the VM enrolled another one. Enforcement stays as last applied \
+                     (protected ports closed, grants end on time). Enroll again with a new token; \
+                     retrying in {REFUSED_RETRY:?}"
+                );
+                tokio::time::sleep(REFUSED_RETRY).await;
+                continue;
             }
             Ok(r) => Err(format!("server answered {}", r.status())),
             Err(e) => Err(e.to_string()),
         };
         match state {
             Ok(state) => {
-                backoff = Duration::from_millis(500);
+                backoff = Duration::from_millis(100);
                 if state.generation == applied {
                     continue;
                 }
-                let result = apply(&args.nft, &nft::ruleset(&state)).await;
+                let result = apply_and_save(args, &state).await;
                 let error = result.as_ref().err().cloned().unwrap_or_default();
                 match &result {
                     Ok(()) => eprintln!(
@@ -249,9 +346,7 @@ async fn run(args: &Args) {
                         state.generation
                     ),
                 }
-                if let Err(e) = report(&http, &id, state.generation, &error).await {
-                    eprintln!("portcullis-agent: report failed: {e}");
-                }
+                let _ = reports.send(Some((state.generation, error)));
                 if result.is_ok() {
                     applied = state.generation;
                 } else {
@@ -260,11 +355,12 @@ async fn run(args: &Args) {
             }
             Err(e) => {
                 // Unreachable server: what is applied stays and expires by itself.
+                let wait = backoff + jitter();
                 eprintln!(
-                    "portcullis-agent: cannot get the desired state: {e}; retrying in {backoff:?}"
+                    "portcullis-agent: cannot get the desired state: {e}; retrying in {wait:?}"
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
             }
         }
     }

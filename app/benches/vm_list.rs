@@ -1,9 +1,10 @@
 //! `make bench`: how the JIT tabs behave with 10,000 VMs on SQLite. Prints figures; it
 //! asserts nothing about time.
 
-use portcullis_app::domain::Visibility;
-use portcullis_app::domain::jit::{JitPolicy, PortRuleInput};
-use portcullis_app::store::{NewLogEntry, Store, VmFields, VmListQuery, VmTab};
+use portcullis_app::domain::jit::PortRuleInput;
+use portcullis_app::domain::{Role, RoleAssignment, Scope, Visibility};
+use portcullis_app::services::Actor;
+use portcullis_app::store::{NewLogEntry, NewUser, Store, VmFields, VmListQuery, VmTab};
 use std::time::{Duration, Instant};
 
 const VMS: usize = 10_000;
@@ -51,25 +52,38 @@ async fn main() {
         }
     }
     let insert = started.elapsed();
-    let policy = JitPolicy::parse(&[PortRuleInput {
+    let rows = [PortRuleInput {
         enabled: Some("on".into()),
         port: "22".into(),
         protocol: "tcp".into(),
         max_minutes: "180".into(),
         ..Default::default()
-    }])
-    .unwrap();
-    let logs = configured
-        .iter()
-        .map(|_| NewLogEntry {
-            actor: "bench".into(),
-            action: "policy.create".into(),
-            ..Default::default()
-        })
-        .collect();
+    }];
+    let admin_role = RoleAssignment {
+        role: Role::Admin,
+        scope: Scope::All,
+    };
+    let admin = store
+        .create_user(
+            &NewUser {
+                username: "bench",
+                display_name: "Bench",
+                password_hash: None,
+                must_change_password: false,
+            },
+            std::slice::from_ref(&admin_role),
+            None,
+        )
+        .await
+        .unwrap();
+    let actor = Actor {
+        user_id: admin.id,
+        username: admin.username,
+        roles: vec![admin_role],
+        ip: "127.0.0.1".parse().unwrap(),
+    };
     let t = Instant::now();
-    store
-        .set_policies(&configured, &policy, "bench", logs)
+    portcullis_app::services::jit::enable_jit(&store, &actor, &configured, &rows, true)
         .await
         .unwrap();
     let bulk = t.elapsed();

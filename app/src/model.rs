@@ -76,7 +76,7 @@ pub use ssr::{VmNames, scope_label};
 #[cfg(feature = "ssr")]
 mod ssr {
     use super::*;
-    use crate::domain::{Action, Resource, RoleAssignment, Scope, permits};
+    use crate::domain::Scope;
     use crate::store::{StoredAssignment, StoredUser};
     use std::collections::HashMap;
 
@@ -162,16 +162,20 @@ mod ssr {
     }
 
     impl UserView {
-        pub fn new(user: &StoredUser, assignments: &[StoredAssignment], names: &VmNames) -> Self {
-            let roles: Vec<RoleAssignment> =
-                assignments.iter().map(|a| a.assignment.clone()).collect();
+        /// The view of a user; `can_manage_users` is the services' decision.
+        pub fn new(
+            user: &StoredUser,
+            assignments: &[StoredAssignment],
+            names: &VmNames,
+            can_manage_users: bool,
+        ) -> Self {
             UserView {
                 id: user.id.clone(),
                 username: user.username.clone(),
                 display_name: user.display_name.clone(),
                 must_change_password: user.must_change_password,
                 roles: assignments.iter().map(|a| RoleView::of(a, names)).collect(),
-                can_manage_users: permits(&roles, Action::ManageUsers, &Resource::Global),
+                can_manage_users,
                 federated: false,
             }
         }
@@ -179,19 +183,12 @@ mod ssr {
         /// Adds the roles a user holds through IdP groups, for a federated user.
         pub fn with_group_roles(
             mut self,
-            assignments: &[StoredAssignment],
             group_rules: &[crate::store::StoredGroupRule],
             names: &VmNames,
         ) -> Self {
             self.federated = true;
             self.roles
                 .extend(group_rules.iter().map(|r| RoleView::of_rule(r, names)));
-            let roles: Vec<RoleAssignment> = assignments
-                .iter()
-                .map(|a| a.assignment.clone())
-                .chain(group_rules.iter().map(|r| r.rule.assignment.clone()))
-                .collect();
-            self.can_manage_users = permits(&roles, Action::ManageUsers, &Resource::Global);
             self
         }
     }

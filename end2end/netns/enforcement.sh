@@ -66,8 +66,11 @@ wait_until() {
 closed() { ! can "$@"; }
 
 # --- portal ----------------------------------------------------------------------------
+# A fixed session key: sign-ins survive the server restarts below.
+session_key=$(head -c 64 /dev/urandom | base64 -w0)
 start_server() {
   ip netns exec "$vm" env PORTCULLIS_LISTEN=127.0.0.1:$port PORTCULLIS_DATABASE_URL="sqlite://$work/portal.db" \
+    PORTCULLIS_SESSION_KEY="$session_key" \
     PORTCULLIS_SITE_ROOT="$site" PORTCULLIS_LOG_FORMAT=json "$server_bin" >>"$work/server.log" 2>&1 &
   server_pid=$!; pids+=($server_pid)
   wait_until 20 in_vm curl -sf "$base/healthz" -o /dev/null >/dev/null || { cat "$work/server.log"; exit 1; }
@@ -75,11 +78,12 @@ start_server() {
 start_server
 password=$(grep -o '"one_time_password":"[^"]*"' "$work/server.log" | head -1 | cut -d'"' -f4)
 jar="$work/cookies"
-call() { # call NAME key=value...
-  local name=$1; shift; local args=()
+call_as() { # call_as JAR NAME key=value... (always a POST, also without arguments)
+  local jar=$1 name=$2; shift 2; local args=(--data "")
   for kv in "$@"; do args+=(--data-urlencode "$kv"); done
   in_vm curl -s -b "$jar" -c "$jar" -H "Origin: $base" "${args[@]}" "$base/api/$name"
 }
+call() { call_as "$jar" "$@"; }
 call login username=admin "password=$password" >/dev/null
 call change_password "current_password=$password" "new_password=enforcement test passphrase" \
   "confirm_password=enforcement test passphrase" >/dev/null
@@ -93,9 +97,20 @@ start_agent() { ip netns exec "$vm" "$agent_bin" run --state "$work/agent.json" 
 start_agent
 applied() { call get_vm "id=$vm_id" | jq -e '.vm.agent_status == "Active: applied by the agent"' >/dev/null; }
 wait_until 10 applied >/dev/null || { bad "agent never applied the policy"; cat "$work/agent.log"; exit 1; }
-request() { # request SOURCE MINUTES -> request id
-  call request_access "vm_ids[0]=$vm_id" "ports[0]=$vm_id:22/tcp" source_mode=custom "custom_source=$1" \
-    "duration=$2" justification=enforcement-test | jq -r '.[0]'
+request() { # request SOURCE MINUTES [JAR] -> request id
+  local out
+  out=$(call_as "${3:-$jar}" request_access "vm_ids[0]=$vm_id" "ports[0]=$vm_id:22/tcp" source_mode=custom \
+    "custom_source=$1" "duration=$2" justification=enforcement-test)
+  jq -er '.[0]' <<<"$out" 2>/dev/null || { echo "request from $1 refused: $out" >&2; return 1; }
+}
+policy() { # policy ALLOWED_SOURCES: port 22/tcp, 60 minutes at most
+  call enable_jit "vm_ids[0]=$vm_id" "rules[0][enabled]=on" "rules[0][port]=22" "rules[0][protocol]=tcp" \
+    "rules[0][allowed_sources]=$1" "rules[0][max_minutes]=60" >/dev/null
+}
+# Seconds the kernel still gives the grant of 198.51.100.10 on port 22 (0 when none).
+kernel_left() {
+  in_vm nft -j list set inet portcullis hosts4 2>/dev/null | jq '[.nftables[] | .set? | select(.) | .elem[]?
+    | select(.elem.val.concat[0] == "198.51.100.10") | .elem.expires] | max // 0'
 }
 
 if [ "$mode" = bench ]; then
@@ -163,6 +178,58 @@ for _ in $(seq 1 20); do can "$c1" 198.51.100.1 || gap=1; sleep 0.1; done
 if [ $gap = 0 ]; then ok "agent restart: the grant stayed open throughout"; else bad "agent restart closed an active grant"; fi
 call revoke_request "id=$r2" >/dev/null
 wait_until 2 closed "$c1" 198.51.100.1 >/dev/null
+
+# Access ends when its authority ends: disabling the requester closes the port at once.
+rjar="$work/rita.jar"
+out=$(call create_user username=rita display_name=Rita "password=second enforcement passphrase" \
+  role=requester scope_kind=all scope_target=)
+jq -e 'type == "string"' <<<"$out" >/dev/null || { echo "creating rita failed: $out" >&2; exit 1; }
+out=$(call_as "$rjar" login username=rita "password=second enforcement passphrase")
+[ "$out" = null ] || { echo "rita's sign-in failed: $out" >&2; exit 1; }
+rita_id=$(call list_users | jq -r '.[] | select(.username == "rita") | .id')
+request 198.51.100.10 10 "$rjar" >/dev/null
+wait_until 5 can "$c1" 198.51.100.1 >/dev/null || bad "rita's grant did not open"
+out=$(call set_user_disabled "user_id=$rita_id" disabled=true)
+[ "$out" = null ] || bad "disabling rita failed: $out"
+if ms=$(wait_until 2 closed "$c1" 198.51.100.1); then ok "disabling the requester closed the port in ${ms} ms"
+else bad "port still open after the requester was disabled"; in_vm nft list table inet portcullis; fi
+
+# A policy edit that puts the source outside the allowed prefixes closes the port.
+request 198.51.100.10 10 >/dev/null
+wait_until 5 can "$c1" 198.51.100.1 >/dev/null || bad "grant before the policy edit did not open"
+policy 203.0.113.0/24
+if ms=$(wait_until 2 closed "$c1" 198.51.100.1); then ok "editing the policy (source no longer allowed) closed the port in ${ms} ms"
+else bad "port still open after the policy no longer allows its source"; fi
+policy ""
+
+# A reboot: the kernel forgets the table; the agent restarts with the server down and puts
+# back the closed port and the grant still in force, with its remaining time.
+request 198.51.100.10 10 >/dev/null
+wait_until 5 can "$c1" 198.51.100.1 >/dev/null || bad "grant before the reboot did not open"
+sleep 0.5
+left_before=$(kernel_left)
+kill -9 "$agent_pid" "$server_pid"; wait "$agent_pid" "$server_pid" 2>/dev/null || true
+in_vm nft flush ruleset
+if can "$c2" 203.0.113.1; then ok "after the flush the port is open to everyone (what a reboot leaves)"
+else bad "the flush did not open the port: this check would prove nothing"; fi
+start_agent
+if ms=$(wait_until 3 closed "$c2" 203.0.113.1); then ok "agent restarted without a server closed the port again in ${ms} ms"
+else bad "port open to everyone after the agent restarted without a server"; fi
+if can "$c1" 198.51.100.1; then ok "the unexpired grant came back"; else bad "the unexpired grant was lost"; fi
+left_after=$(kernel_left)
+if (( left_after > 0 && left_after <= left_before && left_before - left_after < 10 )); then
+  ok "it came back with its remaining time (${left_after} s left, ${left_before} s before the reboot)"
+else bad "remaining time after the reboot: ${left_after} s (before: ${left_before} s)"; fi
+start_server
+wait_until 10 applied >/dev/null || bad "agent did not reconnect after the server came back"
+
+# Removing the policy removes the agent's table.
+call remove_policy "vm_id=$vm_id" >/dev/null
+if ms=$(wait_until 3 bash -c "! ip netns exec $vm nft list table inet portcullis >/dev/null 2>&1"); then
+  ok "removing the policy removed the agent's table in ${ms} ms"
+else bad "the agent's table outlived the policy"; fi
+policy ""
+wait_until 10 applied >/dev/null || bad "agent did not apply the policy again"
 
 # Fail closed: a one-minute grant, then the server is killed; the kernel still closes it.
 r3=$(request 198.51.100.10 1)

@@ -202,7 +202,7 @@ pub async fn desired_state(
     }
     loop {
         // Subscribed before reading, so a change between the read and the wait is not lost.
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = state.store.now_ms();
         let (generation, grants) = match state.store.desired_state(&agent.vm_id, now).await {
             Ok(Some(s)) => s,
             Ok(None) => return error(StatusCode::NOT_FOUND, "the VM was removed"),

@@ -155,7 +155,6 @@ pub async fn list_vms(
     #[server(default)] desc: bool,
     #[server(default)] page: i64,
 ) -> Result<VmPage, AppError> {
-    use crate::domain::{Action, Resource, permits};
     use crate::services::jit;
     use crate::store::VmListQuery;
     let run = async {
@@ -181,7 +180,7 @@ pub async fn list_vms(
             total,
             page,
             page_size: PAGE_SIZE,
-            can_add_vm: permits(&actor.roles, Action::ManageVm, &Resource::Global),
+            can_add_vm: jit::may_add_vms(&actor),
         })
     };
     super::ctx::finish(run.await)
@@ -189,34 +188,19 @@ pub async fn list_vms(
 
 #[server(endpoint = "get_vm")]
 pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
-    use crate::domain::{Action, permits};
     use crate::services::{jit, requests};
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
         let store = &c.state.store;
-        let vm = jit::visible_vm(store, &actor, &id).await?;
-        let resource = jit::vm_resource(&vm);
-        let policy = store.get_policy(&vm.id).await?;
-        let now = chrono::Utc::now().timestamp_millis();
+        let row = jit::vm_summary(store, &actor, &id).await?;
+        let may = jit::capabilities(&actor, &row.vm);
+        let vm_id = row.vm.id.clone();
+        let policy = store.get_policy(&vm_id).await?;
+        let now = store.now_ms();
         let from = now - 7 * 24 * 3600 * 1000;
-        let windows = store.access_windows(&vm.id, from, now).await?;
-        let reqs = requests::vm_requests(store, &actor, &vm.id).await?;
-        let query = crate::store::VmListQuery {
-            tab: crate::store::VmTab::All,
-            search: vm.name.clone(),
-            sort: String::new(),
-            desc: false,
-            offset: 0,
-            limit: 500,
-            scope: Default::default(),
-            only_id: None,
-        };
-        let (rows, _) = jit::list_vms(store, &actor, query).await?;
-        let row = rows
-            .into_iter()
-            .find(|r| r.vm.id == vm.id)
-            .ok_or_else(|| AppError::NotFound("The VM".into()))?;
+        let windows = store.access_windows(&vm_id, from, now).await?;
+        let reqs = requests::vm_requests(store, &actor, &vm_id).await?;
         Ok(VmDetail {
             vm: views::vm_row(row),
             policy: policy.as_ref().map(views::policy_rows).unwrap_or_default(),
@@ -225,10 +209,9 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
                 .map(|r| views::request_view(&actor, r))
                 .collect(),
             timeline_svg: crate::timeline::timeline_svg(&windows, from, now),
-            can_manage: permits(&actor.roles, Action::ManageVm, &resource),
-            can_configure: permits(&actor.roles, Action::ConfigurePolicy, &resource),
-            can_request: policy.is_some()
-                && permits(&actor.roles, Action::RequestAccess, &resource),
+            can_manage: may.manage,
+            can_configure: may.configure,
+            can_request: policy.is_some() && may.request,
         })
     };
     super::ctx::finish(run.await)
@@ -347,7 +330,6 @@ pub async fn remove_policy(vm_id: String) -> Result<(), AppError> {
 pub async fn load_request_blade(
     #[server(default)] vm_ids: Vec<String>,
 ) -> Result<RequestBlade, AppError> {
-    use crate::domain::{Action, permits};
     use crate::model::BladeVm;
     use crate::services::jit;
     let run = async {
@@ -362,7 +344,7 @@ pub async fn load_request_blade(
         let mut justification_required = false;
         for id in vm_ids.iter().take(50) {
             let vm = jit::visible_vm(store, &actor, id).await?;
-            if !permits(&actor.roles, Action::RequestAccess, &jit::vm_resource(&vm)) {
+            if !jit::capabilities(&actor, &vm).request {
                 return Err(AppError::Forbidden);
             }
             let Some(policy) = store.get_policy(&vm.id).await? else {

@@ -782,7 +782,7 @@ mod tests {
             fate("8080", start + 60_000),
             GrantFate::End(reason::PORT_REMOVED)
         );
-        let late_start = start - 3 * 3600_000;
+        let late_start = start - 3 * 3_600_000;
         assert_eq!(
             grant_fate(
                 &pol,

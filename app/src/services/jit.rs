@@ -27,6 +27,29 @@ pub fn require(actor: &Actor, action: Action, resource: &Resource) -> AppResult<
     }
 }
 
+/// What the actor may do with a VM, for the buttons a page shows. Hiding a button
+/// protects nothing: every action decides again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmCapabilities {
+    pub manage: bool,
+    pub configure: bool,
+    pub request: bool,
+}
+
+pub fn capabilities(actor: &Actor, vm: &StoredVm) -> VmCapabilities {
+    let resource = vm_resource(vm);
+    VmCapabilities {
+        manage: permits(&actor.roles, Action::ManageVm, &resource),
+        configure: permits(&actor.roles, Action::ConfigurePolicy, &resource),
+        request: permits(&actor.roles, Action::RequestAccess, &resource),
+    }
+}
+
+/// Whether the actor may add VMs (anywhere; a group admin adds to their group).
+pub fn may_add_vms(actor: &Actor) -> bool {
+    permits(&actor.roles, Action::ManageVm, &Resource::Global)
+}
+
 /// Loads a VM the actor may see; an invisible VM is reported as missing, not forbidden,
 /// so that names outside one's scope do not leak.
 pub async fn visible_vm(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<StoredVm> {

@@ -64,12 +64,15 @@ fn random_password() -> String {
 pub async fn load_user_view(store: &Store, user: &StoredUser) -> AppResult<UserView> {
     let assignments = store.assignments_of(&user.id).await?;
     let names = store.vm_names().await?;
-    let view = UserView::new(user, &assignments, &names);
+    let roles = crate::services::sso::effective_roles(store, &user.id).await?;
+    // Shown or hidden navigation only; every administration call decides again.
+    let can_manage = permits(&roles, Action::ManageUsers, &Resource::Global);
+    let view = UserView::new(user, &assignments, &names, can_manage);
     if store.identity_of(&user.id).await?.is_none() {
         return Ok(view);
     }
     let group_rules = crate::services::sso::group_roles_of(store, &user.id).await?;
-    Ok(view.with_group_roles(&assignments, &group_rules, &names))
+    Ok(view.with_group_roles(&group_rules, &names))
 }
 
 /// Checks a sign-in. The same message answers an unknown user, a wrong password and a

@@ -206,7 +206,7 @@ pub async fn initiate_requests(
     input: &InitiateInput,
     vms: &[StoredVm],
 ) -> ApiResult<Vec<StoredRequest>> {
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = state.store.now_ms();
     let mut errors = ApiErrors::default();
     let mut keys = Vec::new();
     let mut source: Option<(Option<String>, String)> = None;

@@ -1,0 +1,175 @@
+//! The last state the agent applied, kept on disk with absolute end times.
+//!
+//! The kernel forgets the agent's table at a reboot, and a host comes up with its ports
+//! open until something closes them. The agent therefore puts back the last applied state
+//! at start, before it talks to the server (which may be unreachable): the ports under JIT
+//! control are closed again, and each grant still in force comes back with the time it has
+//! left by the host's clock; grants that ended meanwhile are left out.
+
+use crate::nft::{DesiredState, Grant, Rule};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SavedGrant {
+    source: String,
+    port: u16,
+    protocol: String,
+    /// When the grant ends, in the host's wall-clock milliseconds.
+    ends_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SavedState {
+    generation: i64,
+    saved_at_ms: i64,
+    rules: Vec<(u16, String)>,
+    grants: Vec<SavedGrant>,
+}
+
+/// Where the applied state lives: beside the identity file (`agent.json` →
+/// `agent.applied.json`).
+pub fn path_for(identity: &Path) -> PathBuf {
+    identity.with_extension("applied.json")
+}
+
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Writes the state just applied, received at `now_ms` (host clock), atomically: a crash
+/// while writing leaves the previous file, never half of one.
+pub fn save(path: &Path, state: &DesiredState, now_ms: i64) -> std::io::Result<()> {
+    let saved = SavedState {
+        generation: state.generation,
+        saved_at_ms: now_ms,
+        rules: state
+            .rules
+            .iter()
+            .map(|r| (r.port, r.protocol.clone()))
+            .collect(),
+        grants: state
+            .grants
+            .iter()
+            .filter(|g| g.expires_in_ms > 0)
+            .map(|g| SavedGrant {
+                source: g.source.clone(),
+                port: g.port,
+                protocol: g.protocol.clone(),
+                ends_at_ms: now_ms + g.expires_in_ms,
+            })
+            .collect(),
+    };
+    let text = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// The saved state as it stands at `now_ms`: grants that ended are dropped, the others
+/// carry the time they have left. `None` when nothing was saved or the file is unreadable.
+pub fn load(path: &Path, now_ms: i64) -> Option<DesiredState> {
+    let text = std::fs::read(path).ok()?;
+    let saved: SavedState = match serde_json::from_slice(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "portcullis-agent: ignoring {}: not a saved state ({e})",
+                path.display()
+            );
+            return None;
+        }
+    };
+    Some(DesiredState {
+        generation: saved.generation,
+        server_time_ms: now_ms,
+        rules: saved
+            .rules
+            .into_iter()
+            .map(|(port, protocol)| Rule { port, protocol })
+            .collect(),
+        grants: saved
+            .grants
+            .into_iter()
+            .filter(|g| g.ends_at_ms > now_ms)
+            .map(|g| Grant {
+                source: g.source,
+                port: g.port,
+                protocol: g.protocol,
+                expires_in_ms: g.ends_at_ms - now_ms,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> DesiredState {
+        DesiredState {
+            generation: 42,
+            server_time_ms: 5,
+            rules: vec![Rule {
+                port: 22,
+                protocol: "tcp".into(),
+            }],
+            grants: vec![
+                Grant {
+                    source: "198.51.100.10/32".into(),
+                    port: 22,
+                    protocol: "tcp".into(),
+                    expires_in_ms: 600_000,
+                },
+                Grant {
+                    source: "203.0.113.7/32".into(),
+                    port: 22,
+                    protocol: "tcp".into(),
+                    expires_in_ms: 60_000,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_saved_state_comes_back_with_the_time_left_and_without_what_ended() {
+        let dir = std::env::temp_dir().join(format!("pc-saved-{}", std::process::id()));
+        let path = path_for(&dir.join("agent.json"));
+        assert!(path.ends_with("agent.applied.json"));
+        let t0 = 1_000_000;
+        save(&path, &state(), t0).unwrap();
+        // Two minutes later (a reboot): the one-minute grant has ended.
+        let back = load(&path, t0 + 120_000).unwrap();
+        assert_eq!(back.generation, 42);
+        assert_eq!(back.rules, state().rules);
+        assert_eq!(back.grants.len(), 1);
+        assert_eq!(back.grants[0].source, "198.51.100.10/32");
+        assert_eq!(back.grants[0].expires_in_ms, 480_000);
+        // Much later: the ports stay closed, no grant is left.
+        let late = load(&path, t0 + 3_600_000).unwrap();
+        assert!(late.grants.is_empty());
+        assert_eq!(late.rules.len(), 1);
+        std::fs::write(&path, b"{ not json").unwrap();
+        assert!(load(&path, t0).is_none());
+        assert!(load(&dir.join("missing.json"), t0).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
