@@ -291,6 +291,26 @@ async fn restore(args: &Args) -> i64 {
     }
 }
 
+/// The generation recorded while the server refuses this agent: no real generation is
+/// negative other than -1 (nothing applied yet).
+const REFUSED: i64 = -2;
+
+/// Keeps the ports under JIT control closed and ends every grant now.
+async fn withdraw_grants(args: &Args) {
+    let path = saved::path_for(&args.state);
+    let Some(mut state) = saved::load(&path, saved::wall_clock_ms()) else {
+        return;
+    };
+    state.grants.clear();
+    match apply_and_save(args, &state).await {
+        Ok(()) => eprintln!(
+            "portcullis-agent: withdrew every grant; {} ports stay closed",
+            state.rules.len()
+        ),
+        Err(e) => eprintln!("portcullis-agent: withdrawing the grants failed: {e}"),
+    }
+}
+
 async fn run(args: &Args) {
     let id = std::sync::Arc::new(load_identity(&args.state));
     let http = client();
@@ -313,14 +333,19 @@ async fn run(args: &Args) {
         let state: Result<DesiredState, String> = match res {
             Ok(r) if r.status().is_success() => r.json().await.map_err(|e| e.to_string()),
             Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
-                // Removed or re-enrolled elsewhere: keep what is applied (closed ports, grants
-                // that end by themselves) rather than opening anything, and say so.
+                // The VM or this agent was removed, or the VM enrolled another agent. Nothing
+                // here can tell which grants still stand, so none does: the protected ports
+                // stay closed, for everyone, until an enrolled agent hears otherwise.
                 eprintln!(
-                    "portcullis-agent: the server refuses this agent's identity (401): the agent \
-                     was removed or the VM enrolled another one. Enforcement stays as last applied \
-                     (protected ports closed, grants end on time). Enroll again with a new token; \
+                    "portcullis-agent: the server refuses this agent's identity (401): the VM or \
+                     its agent was removed, or another agent enrolled for it. The protected ports \
+                     stay closed and every grant is withdrawn. Enroll again with a new token; \
                      retrying in {REFUSED_RETRY:?}"
                 );
+                if applied != REFUSED {
+                    withdraw_grants(args).await;
+                    applied = REFUSED;
+                }
                 tokio::time::sleep(REFUSED_RETRY).await;
                 continue;
             }

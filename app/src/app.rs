@@ -1,6 +1,7 @@
 //! The HTML shell and the router: which page answers which path.
 
 use crate::api::whoami;
+use crate::components::UserResource;
 use crate::pages::*;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Title, provide_meta_context};
@@ -25,9 +26,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
         </html>
     }
 }
-
-/// The signed-in user, loaded once per page and shared by the header and the pages.
-pub type UserResource = Resource<Result<Option<crate::model::UserView>, crate::error::AppError>>;
 
 #[component]
 pub fn App() -> impl IntoView {

@@ -2,9 +2,11 @@
 //! validation message, and alerts.
 
 use crate::api::Logout;
-use crate::app::UserResource;
 use crate::error::AppError;
 use leptos::prelude::*;
+
+/// The signed-in user, loaded once per page and shared by the header and the pages.
+pub type UserResource = Resource<Result<Option<crate::model::UserView>, crate::error::AppError>>;
 
 /// The layout of every signed-in page: header with product name, navigation and the
 /// signed-in user, then the page content.

@@ -53,6 +53,7 @@ pub mod reason {
     pub const LOST_PERMISSION: &str = "requester lost permission";
     pub const APPROVAL_TIMED_OUT: &str = "approval timed out";
     pub const POLICY_REMOVED: &str = "policy removed";
+    pub const VM_REMOVED: &str = "VM removed";
     pub const PORT_REMOVED: &str = "port removed from policy";
     pub const PROTOCOL_NARROWED: &str = "protocol no longer allowed by the policy";
     pub const SOURCE_OUTSIDE: &str = "source outside the policy's allowed sources";

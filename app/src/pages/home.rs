@@ -1,5 +1,5 @@
-use crate::app::UserResource;
 use crate::components::Shell;
+use crate::components::UserResource;
 use leptos::prelude::*;
 use leptos_meta::Title;
 

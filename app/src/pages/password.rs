@@ -1,5 +1,5 @@
 use crate::api::ChangePassword;
-use crate::app::UserResource;
+use crate::components::UserResource;
 use crate::components::{Field, FormAlert, Shell, action_error};
 use leptos::prelude::*;
 use leptos_meta::Title;

@@ -153,17 +153,42 @@ pub async fn update_vm(store: &Store, actor: &Actor, vm_id: &str, spec: VmSpec) 
     Ok(())
 }
 
+/// Removes a VM. Its grants end and its waiting requests close first, through the one
+/// ending path and in the same transaction, so that the log says what ended and why; the
+/// VM's agent is refused from then on and withdraws every grant.
 pub async fn delete_vm(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<()> {
     let vm = visible_vm(store, actor, vm_id).await?;
     require(actor, Action::ManageVm, &vm_resource(&vm))?;
-    if store
-        .delete_vm(vm_id, actor.entry("vm.delete", &vm.name))
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(AppError::NotFound("The VM".into()))
+    let ip = actor.ip.to_string();
+    let ending = Ending {
+        status: PortStatus::Revoked,
+        reason: reason::VM_REMOVED,
+        actor: &actor.username,
+        client_ip: &ip,
+        action: "revoke",
+        result: "success",
+    };
+    let mut tx = store.begin_write().await?;
+    let grants = tx.open_grants(GrantFilter::Vm(vm_id)).await?;
+    tx.end_grants(&grants, &ending).await?;
+    let waiting = tx.waiting_requests(WaitingFilter::Vm(vm_id)).await?;
+    tx.close_requests(
+        &waiting,
+        &Ending {
+            status: PortStatus::Cancelled,
+            action: "request.cancel",
+            result: "cancelled",
+            ..ending
+        },
+        None,
+    )
+    .await?;
+    if !tx.delete_vm(vm_id).await? {
+        return Err(AppError::NotFound("The VM".into()));
     }
+    tx.log(actor.entry("vm.delete", &vm.name)).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 pub async fn list_vms(

@@ -128,30 +128,6 @@ impl Store {
             .ok_or(StoreError::Corrupt("vm vanished".into()))
     }
 
-    /// Removes a VM with its requests and grants, and the roles scoped to it (which
-    /// would otherwise dangle, meaning nothing until an id happened to be reused).
-    pub async fn delete_vm(&self, id: &str, log: NewLogEntry) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM vms WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx.tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM role_assignments WHERE scope_kind = 'vm' AND scope_target = $1")
-            .bind(id)
-            .execute(&mut *tx.tx)
-            .await?;
-        sqlx::query("DELETE FROM group_role_rules WHERE scope_kind = 'vm' AND scope_target = $1")
-            .bind(id)
-            .execute(&mut *tx.tx)
-            .await?;
-        tx.log(log).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
     pub async fn get_vm(&self, id: &str) -> Result<Option<StoredVm>> {
         let sql = format!("SELECT {VM_COLUMNS} FROM vms v WHERE v.id = $1");
         let row = sqlx::query(&sql)
@@ -467,6 +443,28 @@ impl WriteTx {
             return Ok(false);
         }
         self.bump_generation(vm_id).await?;
+        Ok(true)
+    }
+
+    /// Removes a VM with its requests, and the roles scoped to it (which would otherwise
+    /// dangle, meaning nothing until an id happened to be reused). Its grants must have
+    /// been ended first, in this transaction, so that their ending is logged.
+    pub async fn delete_vm(&mut self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM vms WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM role_assignments WHERE scope_kind = 'vm' AND scope_target = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("DELETE FROM group_role_rules WHERE scope_kind = 'vm' AND scope_target = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(true)
     }
 

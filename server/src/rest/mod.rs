@@ -11,6 +11,7 @@
 
 mod activity;
 mod dto;
+mod input;
 mod policies;
 mod reference;
 mod requests;

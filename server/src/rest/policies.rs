@@ -5,6 +5,7 @@ use super::dto::{
     InitiateInput, PageQuery, PolicyDto, PolicyInput, PolicyList, PolicyPortDto, PolicyVmDto,
     RequestDto,
 };
+use super::input::{ApiErrors, check_body_vm};
 use super::requests::{initiate_requests, request_dto};
 use super::vms::{paging, protocol_label};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Caller};
@@ -53,17 +54,6 @@ pub fn policy_dto(vm: &StoredVm, policy: &JitPolicy) -> PolicyDto {
             ports,
         }],
         replaced: None,
-    }
-}
-
-/// The body's VM must be the path's VM when it names one.
-pub fn check_body_vm(body_id: Option<&str>, vm: &StoredVm, field: &str) -> ApiResult<()> {
-    match body_id {
-        Some(id) if id != vm.id && id != vm.name => Err(ApiError::field(
-            field,
-            format!("The body names VM '{id}', the path names {}.", vm.name),
-        )),
-        _ => Ok(()),
     }
 }
 
@@ -181,27 +171,6 @@ pub fn policy_rows(input: &PolicyInput) -> ApiResult<Vec<PortRuleInput>> {
     }
     errors.finish()?;
     Ok(rows)
-}
-
-/// Collects JSON-path keyed errors so the caller sees every problem at once.
-#[derive(Default)]
-pub struct ApiErrors(Vec<(String, String)>);
-
-impl ApiErrors {
-    pub fn add(&mut self, field: String, message: impl Into<String>) {
-        self.0.push((field, message.into()));
-    }
-
-    pub fn finish(self) -> ApiResult<()> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        let mut errors = portcullis_app::domain::FieldErrors::new();
-        for (f, m) in self.0 {
-            errors.add(&f, m);
-        }
-        Err(ApiError::from_app(errors.into(), &|f| f.to_owned()))
-    }
 }
 
 /// The service names policy fields after the form (`rules[2].max_minutes`); the API

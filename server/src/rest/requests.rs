@@ -5,7 +5,7 @@ use super::dto::{
     DecisionInput, ExtendInput, InitiateInput, RequestDto, RequestList, RequestListQuery,
     RequestPortDto, RequestVmDto,
 };
-use super::policies::{ApiErrors, check_body_vm};
+use super::input::{ApiErrors, check_body_vm};
 use super::vms::protocol_label;
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Caller, OptionalJson, utc};
 use axum::Json;
