@@ -220,7 +220,13 @@ left_after=$(kernel_left)
 if (( left_after > 0 && left_after <= left_before && left_before - left_after < 10 )); then
   ok "it came back with its remaining time (${left_after} s left, ${left_before} s before the reboot)"
 else bad "remaining time after the reboot: ${left_after} s (before: ${left_before} s)"; fi
+sleep 3
 start_server
+# The agent retried every second or so while the server was down: the first grant after
+# the restart opens at once, not after a long back-off.
+request 2001:db8:1::10 10 >/dev/null
+if ms=$(wait_until 3 can "$c1" 2001:db8:1::1); then ok "first grant after the server came back opened in ${ms} ms"
+else bad "first grant after the server came back did not open within 3 s"; fi
 wait_until 10 applied >/dev/null || bad "agent did not reconnect after the server came back"
 
 # Removing the policy removes the agent's table.
@@ -244,6 +250,15 @@ if ms=$(wait_until 6 closed "$c1" 198.51.100.1); then
   late=$(( $(date +%s%3N) - end ))
   if (( late <= 1000 )); then ok "closed ${late} ms after the end, with the server down"; else bad "closed ${late} ms after the end"; fi
 else bad "open after the end with the server down"; fi
+
+# Removing the VM: the server refuses its agent, which withdraws every grant.
+start_server
+request 198.51.100.10 10 >/dev/null
+wait_until 5 can "$c1" 198.51.100.1 >/dev/null || bad "grant before removing the VM did not open"
+call delete_vm "id=$vm_id" >/dev/null
+if ms=$(wait_until 3 closed "$c1" 198.51.100.1); then ok "removing the VM closed its port in ${ms} ms (the refused agent withdrew its grants)"
+else bad "port still open after its VM was removed"; fi
+if closed "$c2" 203.0.113.1; then ok "the port stays closed for everyone else"; else bad "port open to everyone after its VM was removed"; fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

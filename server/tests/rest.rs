@@ -1077,3 +1077,29 @@ async fn a_new_token_waits_in_the_session_only_for_a_plain_form_post() {
     let secret = shown.rsplit('_').next().unwrap().to_owned();
     assert!(!sessions_hold(secret).await, "removed once shown");
 }
+
+#[tokio::test]
+async fn replacing_a_policy_says_what_the_vm_lost() {
+    let (_app, _admin, api) = admin_api().await;
+    add_vm(&api, "web-1", "prod").await;
+    let first = json!({"virtualMachines": [{"ports": [
+        {"number": 22, "protocol": "TCP", "allowedSourceAddressPrefix": "*", "approvalRequired": true},
+        {"number": 8080, "protocol": "TCP", "allowedSourceAddressPrefix": "*"},
+    ]}]});
+    let (s, p) = api.put("/api/v1/jitPolicies/web-1", &first).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["replaced"], json!([]));
+    let second = json!({"virtualMachines": [{"ports": [
+        {"number": 22, "protocol": "TCP", "allowedSourceAddressPrefix": "*", "approvalTimeout": "PT30M"},
+    ]}]});
+    let (s, p) = api.put("/api/v1/jitPolicies/web-1", &second).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(
+        p["replaced"],
+        json!([
+            "22/tcp: approval no longer required; approval within 60 → 30 min",
+            "8080/tcp is removed"
+        ])
+    );
+    assert_eq!(p["virtualMachines"][0]["ports"][0]["approvalTimeout"], "PT30M");
+}
