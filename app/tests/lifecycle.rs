@@ -377,3 +377,23 @@ async fn removing_a_vm_removes_the_roles_scoped_to_it() {
         "a role on a VM that is gone would mean nothing until an id is reused"
     );
 }
+
+#[tokio::test]
+async fn a_request_made_as_the_requester_is_disabled_is_refused() {
+    let w = world().await;
+    let admin = w.admin().await;
+    let vm = w.vm(&admin, "web-1", "prod").await;
+    w.policy(&admin, &vm, &[rule("22")]).await;
+    let rita = w.user("rita", &[(Role::Requester, Scope::All)]).await;
+    // Rita's call was authenticated (her roles read) just before an administrator
+    // disabled her; the request reaches the store after the disable committed.
+    portcullis_app::services::users::set_disabled(&w.store, &admin, &rita.user_id, true)
+        .await
+        .unwrap();
+    let refused = w.request(&rita, &vm, "22", "198.51.100.10", "30").await;
+    assert!(matches!(refused, Err(AppError::Forbidden)), "{refused:?}");
+    assert!(
+        w.grants(&vm).await.is_empty(),
+        "nothing opened for a disabled user"
+    );
+}

@@ -1101,5 +1101,8 @@ async fn replacing_a_policy_says_what_the_vm_lost() {
             "8080/tcp is removed"
         ])
     );
-    assert_eq!(p["virtualMachines"][0]["ports"][0]["approvalTimeout"], "PT30M");
+    assert_eq!(
+        p["virtualMachines"][0]["ports"][0]["approvalTimeout"],
+        "PT30M"
+    );
 }

@@ -26,8 +26,11 @@ pub struct AccessForm<'a> {
     pub justification: &'a str,
 }
 
-/// Creates one request per VM, all of them or none: every VM's part is checked before
-/// anything is stored. Returns the request ids.
+/// Creates one request per VM, all of them or none, in one transaction. Every VM's part is
+/// checked first without holding the write lock (for quick answers), then again inside the
+/// transaction against the requester, roles and policies as they are at that moment: a
+/// user disabled, a role removed or a policy tightened a moment earlier cannot slip a
+/// request through. Returns the request ids.
 pub async fn request_access(
     store: &Store,
     actor: &Actor,
@@ -69,7 +72,7 @@ pub async fn request_access(
             justification: form.justification,
         };
         match parse_request(&vm.name, &policy, &input, actor.ip) {
-            Ok(spec) => parsed.push((vm, spec)),
+            Ok(spec) => parsed.push((vm, input, spec)),
             Err(e) => {
                 for fe in e.0 {
                     if errors.get(&fe.field) != Some(fe.message.as_str()) {
@@ -82,7 +85,25 @@ pub async fn request_access(
     errors.into_result()?;
     let batch = uuid::Uuid::new_v4().to_string();
     let mut ids = Vec::new();
-    for (vm, spec) in parsed {
+    let mut tx = store.begin_write().await?;
+    let inputs = tx.role_inputs(&actor.user_id).await?;
+    let roles = roles_from(&inputs);
+    for (vm, input, _) in &parsed {
+        let Some(now_vm) = tx.vm(&vm.id).await? else {
+            return Err(AppError::NotFound("The VM".into()));
+        };
+        if !permits(&roles, Action::RequestAccess, &vm_resource(&now_vm)) {
+            return Err(AppError::Forbidden);
+        }
+        let Some(policy) = tx.policy(&vm.id).await? else {
+            return Err(AppError::field(
+                "ports",
+                format!("{} has no JIT policy any more.", vm.name),
+            ));
+        };
+        // The policy may have changed since the first check: what is stored is what the
+        // policy in force allows (sources, maximum, approval).
+        let spec = parse_request(&vm.name, &policy, input, actor.ip)?;
         let mut log = actor.entry("request", &vm.name);
         log.ports = spec
             .ports
@@ -102,11 +123,11 @@ pub async fn request_access(
             }
         );
         ids.push(
-            store
-                .create_request(&batch, &vm.id, &actor.user_id, &spec, log)
+            tx.create_request(&batch, &vm.id, &actor.user_id, &spec, log)
                 .await?,
         );
     }
+    tx.commit().await?;
     Ok(ids)
 }
 
@@ -373,23 +394,25 @@ pub async fn revoke(store: &Store, actor: &Actor, id: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// Extends an active request: its end becomes now + `minutes`, within the smallest
+/// maximum of its ports' rules as the policy stands in the transaction that writes it.
 pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> AppResult<()> {
     let r = load(store, actor, id).await?;
     if !may_end(actor, &r) {
         return Err(AppError::Forbidden);
     }
     transition(&r, Event::Extend)?;
-    let policy = store
-        .get_policy(&r.vm_id)
+    let mut tx = store.begin_write().await?;
+    let policy = tx
+        .policy(&r.vm_id)
         .await?
         .ok_or_else(|| AppError::Conflict("The VM has no JIT policy any more.".into()))?;
-    let max = r
-        .ports
+    let grants = tx.open_grants(GrantFilter::Request(id)).await?;
+    let max = grants
         .iter()
-        .filter(|p| p.status == PortStatus::Active)
-        .filter_map(|p| {
+        .filter_map(|g| {
             policy.rules.iter().find(|rule| {
-                i64::from(rule.port.get()) == p.port && rule.protocol.as_str() == p.protocol
+                i64::from(rule.port.get()) == g.port && rule.protocol.as_str() == g.protocol
             })
         })
         .map(|rule| rule.max_duration.secs())
@@ -397,11 +420,11 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
         .ok_or_else(|| {
             AppError::Conflict("None of the request's ports is under the policy any more.".into())
         })?;
-    let now = store.now_ms();
-    let end = extended_end(now, r.end_at.unwrap_or(now), minutes, max)?;
+    let now = tx.now;
+    let current_end = grants.iter().map(|g| g.end_at).max().unwrap_or(now);
+    let end = extended_end(now, current_end, minutes, max)?;
     let mut log = log_for(actor, "extend", &r);
     log.detail = format!("until {}", crate::model::format_utc(end));
-    let mut tx = store.begin_write().await?;
     if tx.extend_request(id, end, log).await? {
         tx.commit().await?;
         Ok(())

@@ -222,49 +222,10 @@ impl WriteTx {
         Ok(true)
     }
 
-    /// Moves the end of an active request (and its active ports) to `end_at`; its window
-    /// now starts at the extension.
-    pub async fn extend_request(
-        &mut self,
-        id: &str,
-        end_at: i64,
-        log: NewLogEntry,
-    ) -> Result<bool> {
-        let row =
-            sqlx::query("SELECT vm_id FROM access_requests WHERE id = $1 AND status = 'active'")
-                .bind(id)
-                .fetch_optional(&mut *self.tx)
-                .await?;
-        let Some(row) = row else { return Ok(false) };
-        let vm_id: String = row.try_get("vm_id")?;
-        sqlx::query("UPDATE access_requests SET end_at = $1, window_start_at = $2 WHERE id = $3")
-            .bind(end_at)
-            .bind(self.now)
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query(
-            "UPDATE request_ports SET end_at = $1 WHERE request_id = $2 AND status = 'active'",
-        )
-        .bind(end_at)
-        .bind(id)
-        .execute(&mut *self.tx)
-        .await?;
-        self.bump_generation(&vm_id).await?;
-        self.log(log).await?;
-        Ok(true)
-    }
-}
-
-/// How many grants (or timed-out requests) one expiry transaction ends at most: a
-/// thousand grants ending together must not hold the write lock for seconds.
-const EXPIRY_BATCH: i64 = 200;
-
-impl Store {
     /// Records a request for one VM. Without approval it is active at once; with approval
     /// it waits at most `spec.approval_timeout_secs`.
     pub async fn create_request(
-        &self,
+        &mut self,
         batch_id: &str,
         vm_id: &str,
         requester_id: &str,
@@ -273,7 +234,7 @@ impl Store {
     ) -> Result<String> {
         let id = new_id();
         let source = spec.source.to_string();
-        let mut tx = self.begin_write().await?;
+        let tx = self;
         let now = tx.now;
         let (status, start, end, deadline) = if spec.needs_approval {
             let timeout = spec
@@ -333,6 +294,62 @@ impl Store {
             tx.bump_generation(vm_id).await?;
         }
         tx.log(log).await?;
+        Ok(id)
+    }
+
+    /// Moves the end of an active request (and its active ports) to `end_at`; its window
+    /// now starts at the extension.
+    pub async fn extend_request(
+        &mut self,
+        id: &str,
+        end_at: i64,
+        log: NewLogEntry,
+    ) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT vm_id FROM access_requests WHERE id = $1 AND status = 'active'")
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        let Some(row) = row else { return Ok(false) };
+        let vm_id: String = row.try_get("vm_id")?;
+        sqlx::query("UPDATE access_requests SET end_at = $1, window_start_at = $2 WHERE id = $3")
+            .bind(end_at)
+            .bind(self.now)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "UPDATE request_ports SET end_at = $1 WHERE request_id = $2 AND status = 'active'",
+        )
+        .bind(end_at)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        self.bump_generation(&vm_id).await?;
+        self.log(log).await?;
+        Ok(true)
+    }
+}
+
+/// How many grants (or timed-out requests) one expiry transaction ends at most: a
+/// thousand grants ending together must not hold the write lock for seconds.
+const EXPIRY_BATCH: i64 = 200;
+
+impl Store {
+    /// Records a request for one VM in its own transaction (see
+    /// [`WriteTx::create_request`]).
+    pub async fn create_request(
+        &self,
+        batch_id: &str,
+        vm_id: &str,
+        requester_id: &str,
+        spec: &RequestSpec,
+        log: NewLogEntry,
+    ) -> Result<String> {
+        let mut tx = self.begin_write().await?;
+        let id = tx
+            .create_request(batch_id, vm_id, requester_id, spec, log)
+            .await?;
         tx.commit().await?;
         Ok(id)
     }
