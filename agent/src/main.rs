@@ -112,19 +112,24 @@ fn save_identity(path: &Path, identity: &Identity) {
         let _ = std::fs::create_dir_all(dir);
     }
     let text = serde_json::to_string_pretty(identity).unwrap_or_default();
-    #[cfg(unix)]
-    {
+    // Written beside and renamed over: a crash while enrolling never leaves half a file.
+    let tmp = path.with_extension("tmp");
+    let written = (|| -> std::io::Result<()> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
-        f.write_all(text.as_bytes())
-            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        fail(&format!("cannot write {}: {e}", path.display()));
     }
 }
 
@@ -256,23 +261,21 @@ fn jitter() -> Duration {
     Duration::from_millis(nanos % (RETRY_JITTER_MS + 1))
 }
 
-/// Applies a state and remembers it on disk, so that a restart (or a reboot) puts it back
-/// before anything else happens.
+/// Remembers a state on disk, then applies it, so that a restart (or a reboot) puts it
+/// back before anything else happens. Saved first: a crash in between must not leave an
+/// older state (with a since revoked grant) to come back at the next boot.
 async fn apply_and_save(args: &Args, state: &DesiredState) -> Result<(), String> {
-    apply(&args.nft, &nft::ruleset(state)).await?;
     if let Err(e) = saved::save(&saved::path_for(&args.state), state, saved::wall_clock_ms()) {
-        eprintln!("portcullis-agent: cannot save the applied state: {e}");
+        eprintln!("portcullis-agent: cannot save the state to apply: {e}");
     }
-    Ok(())
+    apply(&args.nft, &nft::ruleset(state)).await
 }
 
-/// At start, before the server is asked: the last state applied, with what has ended since
-/// left out. Returns the generation it was, or -1 when there was none.
-async fn restore(args: &Args) -> i64 {
+/// At start, before anything else (even reading the identity): the last state applied,
+/// with what has ended since left out.
+async fn restore(args: &Args) -> Option<DesiredState> {
     let path = saved::path_for(&args.state);
-    let Some(state) = saved::load(&path, saved::wall_clock_ms()) else {
-        return -1;
-    };
+    let state = saved::load(&path, saved::wall_clock_ms())?;
     match apply(&args.nft, &nft::ruleset(&state)).await {
         Ok(()) => {
             eprintln!(
@@ -282,11 +285,11 @@ async fn restore(args: &Args) -> i64 {
                 state.rules.len(),
                 state.grants.len()
             );
-            state.generation
+            Some(state)
         }
         Err(e) => {
             eprintln!("portcullis-agent: restoring {} failed: {e}", path.display());
-            -1
+            None
         }
     }
 }
@@ -296,9 +299,8 @@ async fn restore(args: &Args) -> i64 {
 const REFUSED: i64 = -2;
 
 /// Keeps the ports under JIT control closed and ends every grant now.
-async fn withdraw_grants(args: &Args) {
-    let path = saved::path_for(&args.state);
-    let Some(mut state) = saved::load(&path, saved::wall_clock_ms()) else {
+async fn withdraw_grants(args: &Args, last: Option<&DesiredState>) {
+    let Some(mut state) = last.cloned() else {
         return;
     };
     state.grants.clear();
@@ -312,9 +314,13 @@ async fn withdraw_grants(args: &Args) {
 }
 
 async fn run(args: &Args) {
+    // Closed first: whatever happens next (an unreadable identity, no server), the ports
+    // under JIT control are not left open by a reboot.
+    let mut last = restore(args).await;
     let id = std::sync::Arc::new(load_identity(&args.state));
     let http = client();
-    let mut applied: i64 = restore(args).await;
+    // Always asks for the full state: the restored one may belong to an earlier identity.
+    let mut applied: i64 = -1;
     let mut backoff = Duration::from_millis(100);
     let reports = spawn_reporter(http.clone(), id.clone());
     eprintln!(
@@ -332,18 +338,25 @@ async fn run(args: &Args) {
             .await;
         let state: Result<DesiredState, String> = match res {
             Ok(r) if r.status().is_success() => r.json().await.map_err(|e| e.to_string()),
-            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+            Ok(r)
+                if r.status() == reqwest::StatusCode::UNAUTHORIZED
+                    || r.status() == reqwest::StatusCode::NOT_FOUND =>
+            {
                 // The VM or this agent was removed, or the VM enrolled another agent. Nothing
                 // here can tell which grants still stand, so none does: the protected ports
                 // stay closed, for everyone, until an enrolled agent hears otherwise.
                 eprintln!(
-                    "portcullis-agent: the server refuses this agent's identity (401): the VM or \
-                     its agent was removed, or another agent enrolled for it. The protected ports \
-                     stay closed and every grant is withdrawn. Enroll again with a new token; \
-                     retrying in {REFUSED_RETRY:?}"
+                    "portcullis-agent: the server refuses this agent ({}): the VM or its agent \
+                     was removed, or another agent enrolled for it. The protected ports stay \
+                     closed and every grant is withdrawn. Enroll again with a new token; \
+                     retrying in {REFUSED_RETRY:?}",
+                    r.status()
                 );
                 if applied != REFUSED {
-                    withdraw_grants(args).await;
+                    withdraw_grants(args, last.as_ref()).await;
+                    if let Some(state) = last.as_mut() {
+                        state.grants.clear();
+                    }
                     applied = REFUSED;
                 }
                 tokio::time::sleep(REFUSED_RETRY).await;
@@ -374,6 +387,7 @@ async fn run(args: &Args) {
                 let _ = reports.send(Some((state.generation, error)));
                 if result.is_ok() {
                     applied = state.generation;
+                    last = Some(state);
                 } else {
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }

@@ -81,11 +81,21 @@ pub fn save(path: &Path, state: &DesiredState, now_ms: i64) -> std::io::Result<(
         f.write_all(&text)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename itself is durable only once the directory is.
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// The saved state as it stands at `now_ms`: grants that ended are dropped, the others
-/// carry the time they have left. `None` when nothing was saved or the file is unreadable.
+/// carry the time they have left, never more than they had when saved. A host clock
+/// behind the time of saving (no NTP yet at boot, a dead RTC battery) cannot tell how long
+/// ago that was, so then no grant comes back: the ports stay closed until the server
+/// says otherwise. `None` when nothing was saved or the file is unreadable.
 pub fn load(path: &Path, now_ms: i64) -> Option<DesiredState> {
     let text = std::fs::read(path).ok()?;
     let saved: SavedState = match serde_json::from_slice(&text) {
@@ -98,6 +108,14 @@ pub fn load(path: &Path, now_ms: i64) -> Option<DesiredState> {
             return None;
         }
     };
+    let clock_went_back = now_ms < saved.saved_at_ms;
+    if clock_went_back {
+        eprintln!(
+            "portcullis-agent: the clock reads earlier than when {} was saved; no grant is restored",
+            path.display()
+        );
+    }
+    let saved_at = saved.saved_at_ms;
     Some(DesiredState {
         generation: saved.generation,
         server_time_ms: now_ms,
@@ -109,12 +127,12 @@ pub fn load(path: &Path, now_ms: i64) -> Option<DesiredState> {
         grants: saved
             .grants
             .into_iter()
-            .filter(|g| g.ends_at_ms > now_ms)
+            .filter(|g| !clock_went_back && g.ends_at_ms > now_ms)
             .map(|g| Grant {
                 source: g.source,
                 port: g.port,
                 protocol: g.protocol,
-                expires_in_ms: g.ends_at_ms - now_ms,
+                expires_in_ms: (g.ends_at_ms - now_ms).min(g.ends_at_ms - saved_at),
             })
             .collect(),
     })
@@ -167,6 +185,10 @@ mod tests {
         let late = load(&path, t0 + 3_600_000).unwrap();
         assert!(late.grants.is_empty());
         assert_eq!(late.rules.len(), 1);
+        // A clock that went back (boot before NTP): nothing comes back but the closed ports.
+        let back = load(&path, t0 - 60_000).unwrap();
+        assert!(back.grants.is_empty());
+        assert_eq!(back.rules.len(), 1);
         std::fs::write(&path, b"{ not json").unwrap();
         assert!(load(&path, t0).is_none());
         assert!(load(&dir.join("missing.json"), t0).is_none());

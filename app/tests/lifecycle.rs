@@ -73,11 +73,12 @@ async fn a_request_nobody_approves_in_time_is_closed_and_cannot_be_approved() {
         logged[0].content.detail,
         "request of rita closed: approval timed out"
     );
-    assert!(
+    let closed = conflict(
         requests::approve(&w.store, &alice, &late, "ok")
             .await
-            .is_err()
+            .unwrap_err(),
     );
+    assert_eq!(closed, "A request that is cancelled cannot be approved.");
     assert!(w.grants(&vm).await.is_empty());
 }
 
@@ -167,10 +168,13 @@ async fn approval_rechecks_everything_the_request_rests_on() {
         .request(&alice, &vm, "3389", "198.51.100.12", "30")
         .await
         .unwrap();
-    assert!(
-        requests::approve(&w.store, &alice, &own, "mine")
-            .await
-            .is_err()
+    assert_eq!(
+        conflict(
+            requests::approve(&w.store, &alice, &own, "mine")
+                .await
+                .unwrap_err()
+        ),
+        "You cannot approve your own request."
     );
     requests::approve(&w.store, &alice, &id, "ok")
         .await
@@ -376,6 +380,76 @@ async fn removing_a_vm_removes_the_roles_scoped_to_it() {
             .is_empty(),
         "a role on a VM that is gone would mean nothing until an id is reused"
     );
+}
+
+#[tokio::test]
+async fn an_approver_who_just_lost_the_role_cannot_approve() {
+    let w = world().await;
+    let admin = w.admin().await;
+    let rita = w.user("rita", &[(Role::Requester, Scope::All)]).await;
+    let alice = w.user("alice", &[(Role::Approver, Scope::All)]).await;
+    let vm = w.vm(&admin, "win-1", "prod").await;
+    w.policy(&admin, &vm, &[with_approval(rule("3389"))]).await;
+    let id = w
+        .request(&rita, &vm, "3389", "198.51.100.10", "30")
+        .await
+        .unwrap();
+    // Alice's call carries the roles read when it began; the removal commits first.
+    let role = w
+        .store
+        .assignments_of(&alice.user_id)
+        .await
+        .unwrap()
+        .remove(0);
+    portcullis_app::services::users::remove_role(&w.store, &admin, &role.id)
+        .await
+        .unwrap();
+    let refused = requests::approve(&w.store, &alice, &id, "ok").await;
+    assert!(matches!(refused, Err(AppError::Forbidden)), "{refused:?}");
+    assert_eq!(
+        w.request_row(&id).await.status,
+        RequestStatus::PendingApproval
+    );
+    assert!(w.grants(&vm).await.is_empty());
+}
+
+#[tokio::test]
+async fn extending_access_that_needed_approval_needs_an_administrator() {
+    let w = world().await;
+    let admin = w.admin().await;
+    let rita = w.user("rita", &[(Role::Requester, Scope::All)]).await;
+    let alice = w.user("alice", &[(Role::Approver, Scope::All)]).await;
+    let vm = w.vm(&admin, "win-1", "prod").await;
+    w.policy(&admin, &vm, &[with_approval(rule("3389")), rule("22")])
+        .await;
+    let gated = w
+        .request(&rita, &vm, "3389", "198.51.100.10", "30")
+        .await
+        .unwrap();
+    requests::approve(&w.store, &alice, &gated, "ok")
+        .await
+        .unwrap();
+    let message = conflict(
+        requests::extend(&w.store, &rita, &gated, "60")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        message,
+        "This access needed approval; request it again to get more time."
+    );
+    requests::extend(&w.store, &admin, &gated, "60")
+        .await
+        .unwrap();
+    assert_eq!(w.grants(&vm).await[0].2, w.clock.now() + 3_600_000);
+    // Without approval, the requester extends as before.
+    let open = w
+        .request(&rita, &vm, "22", "198.51.100.11", "10")
+        .await
+        .unwrap();
+    requests::extend(&w.store, &rita, &open, "20")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

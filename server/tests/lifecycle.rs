@@ -666,6 +666,14 @@ async fn the_last_administrator_survives_two_concurrent_removals() {
     );
     let ok = [a.0, b.0].iter().filter(|s| **s == StatusCode::OK).count();
     assert_eq!(ok, 1, "exactly one disable passes: {a:?} {b:?}");
+    // And an enabled administrator over everything remains, who can still administer.
+    let (s1, _) = app.call(survivor, "list_users", &[]).await;
+    let (s2, _) = app.call(&third, "list_users", &[]).await;
+    assert_eq!(
+        [s1, s2].iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "exactly one of the two is still an enabled administrator"
+    );
     let _ = second_id;
 }
 

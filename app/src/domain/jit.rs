@@ -465,6 +465,16 @@ impl JitPolicy {
             .find(|r| r.port == port && r.protocol == protocol)
     }
 
+    /// The rule that covers a grant of `port`/`protocol`: its own rule, or an "any" rule for
+    /// the port (a grant for TCP stands when its rule is widened to any protocol).
+    pub fn rule_covering(&self, port: Port, protocol: Protocol) -> Option<&PortRule> {
+        self.rule(port, protocol).or_else(|| {
+            self.rules
+                .iter()
+                .find(|r| r.port == port && r.protocol == Protocol::Any)
+        })
+    }
+
     /// Two policies are the same configuration when they have the same rules, in any order.
     pub fn same_rules(&self, other: &JitPolicy) -> bool {
         self.rules.len() == other.rules.len()

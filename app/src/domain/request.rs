@@ -218,7 +218,7 @@ pub fn recheck_request(
         });
     };
     for (port, protocol) in ports {
-        let Some(rule) = policy.rule(*port, *protocol) else {
+        let Some(rule) = policy.rule_covering(*port, *protocol) else {
             return Err(port_misfit(policy, *port, *protocol));
         };
         if let Err(why) = rule.admits(source) {
@@ -262,7 +262,7 @@ pub fn grant_fate(
     end_ms: i64,
     now_ms: i64,
 ) -> GrantFate {
-    let Some(rule) = policy.rule(port, protocol) else {
+    let Some(rule) = policy.rule_covering(port, protocol) else {
         return GrantFate::End(port_misfit(policy, port, protocol).reason);
     };
     if rule.admits(source).is_err() {

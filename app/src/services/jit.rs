@@ -128,6 +128,8 @@ pub async fn update_vm(store: &Store, actor: &Actor, vm_id: &str, spec: VmSpec) 
         .vm(vm_id)
         .await?
         .ok_or_else(|| AppError::NotFound("The VM".into()))?;
+    // Its group as it is now: a VM moved out of the actor's scope meanwhile stays out.
+    require(actor, Action::ManageVm, &vm_resource(&before))?;
     if !tx
         .update_vm(vm_id, &fields(&spec))
         .await
@@ -317,17 +319,22 @@ pub async fn enable_jit(
     replace_differing: bool,
 ) -> AppResult<()> {
     let policy = JitPolicy::parse(rows)?;
-    let current = policies_for_edit(store, actor, vm_ids).await?;
-    if !replace_differing && let Some(lines) = differing_policies(&current, Some(&policy)) {
-        return Err(AppError::field(
+    let checked = policies_for_edit(store, actor, vm_ids).await?;
+    let refuse_differing = |current: &[(StoredVm, Option<JitPolicy>)]| match differing_policies(
+        current,
+        Some(&policy),
+    ) {
+        Some(lines) if !replace_differing => Err(AppError::field(
             "replace_differing",
             format!(
                 "The selected VMs have different JIT policies; saving replaces each with this one. {}. \
-                 Confirm that the differing policies may be replaced, or edit the VMs one at a time.",
+                     Confirm that the differing policies may be replaced, or edit the VMs one at a time.",
                 lines.join(". ")
             ),
-        ));
-    }
+        )),
+        _ => Ok(()),
+    };
+    refuse_differing(&checked)?;
     let ports = policy
         .rules
         .iter()
@@ -342,8 +349,20 @@ pub async fn enable_jit(
         .join("; ");
     let ip = actor.ip.to_string();
     let mut tx = store.begin_write().await?;
-    for (vm, _) in &current {
-        let existed = tx.policy(&vm.id).await?;
+    // Decided again as the transaction sees it: a VM moved out of the actor's scope, or a
+    // policy another administrator just changed, is not overwritten unseen.
+    let mut current = Vec::with_capacity(checked.len());
+    for (vm, _) in &checked {
+        let vm = tx
+            .vm(&vm.id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("The VM".into()))?;
+        require(actor, Action::ConfigurePolicy, &vm_resource(&vm))?;
+        let policy_now = tx.policy(&vm.id).await?;
+        current.push((vm, policy_now));
+    }
+    refuse_differing(&current)?;
+    for (vm, existed) in &current {
         let mut log = actor.entry(
             if existed.is_some() {
                 "policy.update"
@@ -397,6 +416,19 @@ pub async fn enable_jit(
                     None,
                 )
                 .await?;
+            } else if let Some(timeout) = w
+                .ports
+                .iter()
+                .filter_map(|(port, protocol)| {
+                    let port = u16::try_from(*port).ok().and_then(Port::new)?;
+                    let rule = policy.rule_covering(port, Protocol::parse(protocol).ok()?)?;
+                    rule.approval_required.then(|| rule.approval_timeout.secs())
+                })
+                .min()
+            {
+                // A changed time-out applies to the requests already waiting.
+                tx.set_approval_deadline(&w.id, w.created_at + timeout * 1000)
+                    .await?;
             }
         }
     }

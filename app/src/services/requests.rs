@@ -209,6 +209,22 @@ async fn load_for_decision(
     Ok(r)
 }
 
+/// The approver's own right, decided again inside the deciding transaction: their roles
+/// and the VM's group as they are now (a role removed or the VM moved a moment ago
+/// counts), and never their own request.
+async fn approver_still_may(tx: &mut WriteTx, actor: &Actor, w: &WaitingRequest) -> AppResult<()> {
+    let roles = roles_from(&tx.role_inputs(&actor.user_id).await?);
+    let vm = Resource::Vm {
+        id: w.vm_id.clone(),
+        group: w.vm_group.clone(),
+    };
+    if permits_approval(&roles, &vm, &actor.user_id, &w.requester_id) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden)
+    }
+}
+
 /// Re-checks a waiting request at decision time, as the transaction sees the world: it
 /// has not timed out, its requester exists, is enabled and may still request on the VM,
 /// and every port still fits the VM's policy. The first failure is returned.
@@ -287,6 +303,7 @@ pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> A
     let Some(w) = tx.waiting_requests(WaitingFilter::Request(id)).await?.pop() else {
         return Err(decided_elsewhere());
     };
+    approver_still_may(&mut tx, actor, &w).await?;
     if let Err(misfit) = recheck_waiting(&mut tx, &w).await? {
         tx.close_requests(
             std::slice::from_ref(&w),
@@ -324,6 +341,9 @@ pub async fn deny(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppR
     let ip = actor.ip.to_string();
     let mut tx = store.begin_write().await?;
     let waiting = tx.waiting_requests(WaitingFilter::Request(id)).await?;
+    for w in &waiting {
+        approver_still_may(&mut tx, actor, w).await?;
+    }
     let closed = tx
         .close_requests(
             &waiting,
@@ -420,6 +440,23 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
         .ok_or_else(|| {
             AppError::Conflict("None of the request's ports is under the policy any more.".into())
         })?;
+    // An extension is a new window without a decision: on ports that need approval only
+    // an administrator of the VM may give one; the requester asks again instead.
+    let gated = grants.iter().any(|g| {
+        policy
+            .rules
+            .iter()
+            .any(|rule| i64::from(rule.port.get()) == g.port && rule.approval_required)
+    });
+    let vm = Resource::Vm {
+        id: r.vm_id.clone(),
+        group: r.vm_group.clone(),
+    };
+    if gated && !permits(&actor.roles, Action::ConfigurePolicy, &vm) {
+        return Err(AppError::Conflict(
+            "This access needed approval; request it again to get more time.".into(),
+        ));
+    }
     let now = tx.now;
     let current_end = grants.iter().map(|g| g.end_at).max().unwrap_or(now);
     let end = extended_end(now, current_end, minutes, max)?;

@@ -539,6 +539,19 @@ impl WriteTx {
         Ok(closed)
     }
 
+    /// Moves the time a waiting request is closed at if nobody decides it.
+    pub async fn set_approval_deadline(&mut self, request_id: &str, at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE access_requests SET approval_expires_at = $1 \
+             WHERE id = $2 AND status = 'pending_approval'",
+        )
+        .bind(at)
+        .bind(request_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     /// Users who have a grant in force or a request waiting, on `vm` or anywhere.
     pub async fn users_with_open_access(&mut self, vm: Option<&str>) -> Result<Vec<String>> {
         let rows = match vm {
