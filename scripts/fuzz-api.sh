@@ -25,6 +25,8 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 base="http://127.0.0.1:$port"
 PORTCULLIS_LISTEN="127.0.0.1:$port" \
 PORTCULLIS_DATABASE_URL="${FUZZ_DATABASE_URL:-sqlite://$work/fuzz.db}" \
+PORTCULLIS_AUDIT_KEY="$(head -c 32 /dev/urandom | base64 -w0)" \
+PORTCULLIS_AUDIT_ANCHOR_FILE="$work/audit.anchor" \
 PORTCULLIS_SITE_ROOT="$work/site" \
 PORTCULLIS_LOG_FORMAT=json \
 PORTCULLIS_LOG="warn,portcullis_server=info" \

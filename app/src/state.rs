@@ -21,6 +21,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// The password form (on or off) and the configured identity providers.
     pub sign_in: Arc<crate::model::SignInOptions>,
+    /// The activity log's newest verified position, kept outside the database.
+    pub audit_anchor: Arc<crate::services::activity::Anchor>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -6,12 +6,11 @@
 mod common;
 
 use common::*;
-use portcullis_app::domain::audit::ChainStatus;
 use portcullis_app::domain::jit::{Port, Protocol};
 use portcullis_app::domain::request::{PortStatus, RequestSpec, RequestStatus};
 use portcullis_app::domain::{Cidr, Role, Scope, Visibility};
 use portcullis_app::services::{Actor, jit, requests};
-use portcullis_app::store::{StoreError, StoredVm, VmFields, VmListQuery, VmTab};
+use portcullis_app::store::{StoreError, StoredVm, Verification, VmFields, VmListQuery, VmTab};
 
 /// A world with an administrator and rita, a requester over everything.
 async fn fresh() -> (World, Actor, Actor) {
@@ -325,8 +324,8 @@ async fn expiry_racing_in_two_replicas_ends_each_grant_once() {
     assert_eq!(a.unwrap().0 + b.unwrap().0, 10);
     assert_eq!(w.logged("expire").await.len(), 10);
     assert!(matches!(
-        store.verify_log().await.unwrap(),
-        ChainStatus::Verified { .. }
+        store.verify_log_full(None).await.unwrap(),
+        Verification::Verified(_)
     ));
 }
 
@@ -374,13 +373,13 @@ async fn the_log_chain_verifies_under_concurrency_and_detects_tampering() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(w.grants(&v).await.len(), 25);
-    assert_eq!(
-        store.verify_log().await.unwrap(),
-        ChainStatus::Verified { entries: 27 }
-    );
+    assert!(matches!(
+        store.verify_log_full(None).await.unwrap(),
+        Verification::Verified(cp) if cp.seq == 27
+    ));
     store.tamper_with_log_entry(5, "mallory").await.unwrap();
     assert!(matches!(
-        store.verify_log().await.unwrap(),
-        ChainStatus::Broken { at_seq: 5, .. }
+        store.verify_log_full(None).await.unwrap(),
+        Verification::Broken(b) if b.at_seq == 5
     ));
 }

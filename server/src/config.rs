@@ -24,6 +24,38 @@ pub struct Config {
     pub local_accounts: bool,
     /// OpenID Connect providers, each a button on the sign-in page.
     pub oidc: Vec<OidcProviderConfig>,
+    /// The activity log's HMAC key: given, or kept in a file (created on first start).
+    pub audit_key: AuditKeySource,
+    /// Where the log's newest verified position is kept outside the database.
+    pub audit_anchor_file: Option<PathBuf>,
+}
+
+/// Where the activity log's key comes from. It must not live in the database: whoever can
+/// rewrite the database must not be able to re-sign the log.
+#[derive(Clone)]
+pub enum AuditKeySource {
+    /// `audit_key` / `PORTCULLIS_AUDIT_KEY` (base64).
+    Given(Vec<u8>),
+    /// `audit_key_file`, or beside an SQLite database; a random key is written there
+    /// (mode 0600) the first time.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for AuditKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditKeySource::Given(_) => f.write_str("Given(<redacted>)"),
+            AuditKeySource::File(p) => write!(f, "File({})", p.display()),
+        }
+    }
+}
+
+/// The file path of an `sqlite:` URL (`sqlite://PATH`, `sqlite:PATH`, query dropped).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 /// One `[[oidc]]` table: an identity provider users may sign in with.
@@ -100,6 +132,9 @@ struct FileConfig {
     site_root: Option<String>,
     log_format: Option<String>,
     local_accounts: Option<bool>,
+    audit_key: Option<String>,
+    audit_key_file: Option<PathBuf>,
+    audit_anchor_file: Option<PathBuf>,
     #[serde(default)]
     oidc: Vec<FileOidc>,
 }
@@ -227,6 +262,57 @@ impl Config {
             }
         };
 
+        let audit_key = match (
+            pick("PORTCULLIS_AUDIT_KEY", file.audit_key),
+            env("PORTCULLIS_AUDIT_KEY_FILE")
+                .map(PathBuf::from)
+                .or(file.audit_key_file),
+        ) {
+            (Some(raw), _) => {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(raw.trim())
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "audit_key (PORTCULLIS_AUDIT_KEY)",
+                        message: "not valid base64; generate one with `openssl rand -base64 32`"
+                            .into(),
+                    })?;
+                portcullis_app::domain::audit::AuditKey::new(bytes.clone()).map_err(|message| {
+                    ConfigError::Invalid {
+                        key: "audit_key (PORTCULLIS_AUDIT_KEY)",
+                        message,
+                    }
+                })?;
+                AuditKeySource::Given(bytes)
+            }
+            (None, Some(path)) => AuditKeySource::File(path),
+            (None, None) => match sqlite_path(&database_url) {
+                Some(db) => {
+                    AuditKeySource::File(PathBuf::from(format!("{}.audit-key", db.display())))
+                }
+                None => {
+                    return Err(ConfigError::Invalid {
+                        key: "audit_key (PORTCULLIS_AUDIT_KEY) or audit_key_file",
+                        message:
+                            "needed with PostgreSQL: the activity log's key must live outside \
+                                  the database, the same on every replica \
+                                  (`openssl rand -base64 32`)"
+                                .into(),
+                    });
+                }
+            },
+        };
+        let audit_anchor_file = env("PORTCULLIS_AUDIT_ANCHOR_FILE")
+            .map(PathBuf::from)
+            .or(file.audit_anchor_file)
+            .or_else(|| match &audit_key {
+                AuditKeySource::File(key) => {
+                    Some(PathBuf::from(format!("{}.anchor", key.display())))
+                }
+                AuditKeySource::Given(_) => sqlite_path(&database_url)
+                    .map(|db| PathBuf::from(format!("{}.audit-anchor", db.display()))),
+            });
+
         let site_root = pick("PORTCULLIS_SITE_ROOT", file.site_root)
             .or_else(|| env("LEPTOS_SITE_ROOT"))
             .unwrap_or_else(|| "target/site".into());
@@ -292,6 +378,8 @@ impl Config {
             log_format,
             local_accounts,
             oidc,
+            audit_key,
+            audit_anchor_file,
         })
     }
 
@@ -309,10 +397,26 @@ impl Config {
     }
 
     /// A configuration for tests and embedded use: everything default but the database.
+    /// With PostgreSQL the activity log gets a random key for this configuration.
     pub fn for_database(database_url: &str) -> Self {
         let mut config =
             Self::from_sources(FileConfig::default(), |_| None).expect("defaults are valid");
         config.database_url = database_url.to_owned();
+        match sqlite_path(database_url) {
+            Some(db) => {
+                config.audit_key =
+                    AuditKeySource::File(PathBuf::from(format!("{}.audit-key", db.display())));
+                config.audit_anchor_file =
+                    Some(PathBuf::from(format!("{}.audit-key.anchor", db.display())));
+            }
+            None => {
+                use rand::RngCore;
+                let mut key = vec![0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut key);
+                config.audit_key = AuditKeySource::Given(key);
+                config.audit_anchor_file = None;
+            }
+        }
         config
     }
 }

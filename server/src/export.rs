@@ -45,10 +45,10 @@ pub async fn activity_csv(
             ip,
         };
         let q = parse_log_filter(&f.vm, &f.actor, &f.action, &f.from, &f.to)?;
-        activity::csv(&state.store, &actor, q).await
+        activity::csv_stream(&state.store, &actor, q).await
     };
     match run.await {
-        Ok(csv) => (
+        Ok(chunks) => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (
@@ -56,7 +56,7 @@ pub async fn activity_csv(
                     "attachment; filename=\"portcullis-activity.csv\"",
                 ),
             ],
-            csv,
+            axum::body::Body::from_stream(chunks),
         )
             .into_response(),
         Err(e) => refuse(e),

@@ -38,6 +38,60 @@ pub enum StartError {
     Bootstrap,
     #[error("{0}")]
     Oidc(#[from] oidc::OidcSetupError),
+    #[error("activity log key: {0}")]
+    AuditKey(String),
+}
+
+/// The activity log's key: as configured, or from its file, which is created with a
+/// random key (mode 0600) the first time.
+pub fn load_audit_key(
+    source: &config::AuditKeySource,
+) -> Result<portcullis_app::domain::audit::AuditKey, StartError> {
+    use base64::Engine;
+    use portcullis_app::domain::audit::AuditKey;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bytes = match source {
+        config::AuditKeySource::Given(bytes) => bytes.clone(),
+        config::AuditKeySource::File(path) => match std::fs::read_to_string(path) {
+            Ok(text) => b64.decode(text.trim()).map_err(|_| {
+                StartError::AuditKey(format!("{} does not hold base64", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                use rand::RngCore;
+                let mut bytes = vec![0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut bytes);
+                write_private(path, b64.encode(&bytes).as_bytes()).map_err(|e| {
+                    StartError::AuditKey(format!("cannot create {}: {e}", path.display()))
+                })?;
+                tracing::info!(path = %path.display(), "activity log key created; keep it (and back it up) outside the database");
+                bytes
+            }
+            Err(e) => {
+                return Err(StartError::AuditKey(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
+        },
+    };
+    AuditKey::new(bytes).map_err(StartError::AuditKey)
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 pub struct Built {
@@ -48,7 +102,13 @@ pub struct Built {
 }
 
 pub async fn build(config: &Config) -> Result<Built, StartError> {
-    let store = Store::connect(&config.database_url).await?;
+    let audit_key = load_audit_key(&config.audit_key)?;
+    let store = Store::connect_with(
+        &config.database_url,
+        Arc::new(portcullis_app::store::SystemClock),
+        audit_key,
+    )
+    .await?;
     let bootstrap_password = bootstrap_admin(&store)
         .await
         .map_err(|_| StartError::Bootstrap)?;
@@ -69,6 +129,9 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         expiry_wake: Arc::new(tokio::sync::Notify::new()),
         public_url: config.public_url.clone(),
         sign_in: Arc::new(oidc.sign_in_options(config.local_accounts)),
+        audit_anchor: Arc::new(portcullis_app::services::activity::Anchor::open(
+            config.audit_anchor_file.clone(),
+        )),
     };
 
     let key = match &config.session_key {
@@ -139,6 +202,11 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
 
     oidc.warm_up();
     spawn_cleanup(store.clone());
+    tokio::spawn(portcullis_app::services::activity::run_verifier(
+        store.clone(),
+        state.audit_anchor.clone(),
+        Duration::from_secs(5),
+    ));
     tokio::spawn(portcullis_app::services::requests::run_expiry(
         store,
         state.expiry_wake.clone(),

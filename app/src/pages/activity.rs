@@ -1,7 +1,7 @@
 //! The activity log: filters, pages, CSV download, and whether the hash chain verifies.
 
-use crate::api::jit::activity;
-use crate::components::{LocalTime, Pager, Shell};
+use crate::api::jit::{VerifyActivityLog, activity};
+use crate::components::{FormAlert, LocalTime, Pager, Shell, action_error};
 use crate::pages::jit::urlencode;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -24,9 +24,12 @@ pub fn ActivityPage() -> impl IntoView {
                 .unwrap_or(1),
         )
     };
-    let data = Resource::new(filters, |(vm, actor, action, from, to, page)| {
-        activity(vm, actor, action, from, to, page)
-    });
+    let verify = ServerAction::<VerifyActivityLog>::new();
+    let verify_err = action_error(verify);
+    let data = Resource::new(
+        move || (filters(), verify.version().get()),
+        |((vm, actor, action, from, to, page), _)| activity(vm, actor, action, from, to, page),
+    );
     let qs = move || {
         let (vm, actor, action, from, to, _) = filters();
         format!(
@@ -95,6 +98,15 @@ pub fn ActivityPage() -> impl IntoView {
                 </div>
             </form>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
+            <section class="card">
+                <h2>"Verify the whole log"</h2>
+                <p class="hint">"The log is verified as it grows: each new entry once, against a signed checkpoint. Administrators over everything can check every entry again now (it reads the whole log)."</p>
+                <FormAlert err=verify_err />
+                {move || verify.value().get().and_then(Result::ok).map(|m| view! { <div class="alert info" role="status" data-testid="verify-result">{m}</div> })}
+                <ActionForm action=verify attr:class="inline-form">
+                    <button type="submit" class="btn">"Verify the whole log now"</button>
+                </ActionForm>
+            </section>
         </Shell>
     }
 }

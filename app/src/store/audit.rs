@@ -1,10 +1,20 @@
-//! The activity log: append-only, hash-chained, written in the transaction of the change
-//! it records.
+//! The activity log: append-only, hash-chained, each entry with an HMAC under a key kept
+//! outside the database, written in the transaction of the change it records.
+//!
+//! Verification is incremental: a signed checkpoint remembers how far the chain was
+//! verified, and each round checks only what came after it, in batches on the store's
+//! small reports pool. Reading a page of the log reads that page and the stored outcome,
+//! never the chain.
 
 use super::{Result, Store, StoreError, WriteTx};
-use crate::domain::audit::{ChainStatus, EntryContent, GENESIS, entry_hash, verify};
+use crate::domain::audit::{
+    Break, Checkpoint, EntryContent, GENESIS, Stored, entry_hash, verify_segment,
+};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+
+/// Entries read per query when verifying or exporting.
+pub const BATCH: i64 = 1000;
 
 /// What a caller records; sequence number, time and hashes are added on append.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +35,25 @@ pub struct LogEntry {
     pub content: EntryContent,
     pub prev_hash: String,
     pub hash: String,
+    pub mac: String,
+}
+
+/// The outcome of the latest verification, as the log page and the API show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditStatus {
+    pub ok: bool,
+    /// Entries up to here verified.
+    pub verified_seq: i64,
+    pub message: String,
+    pub checked_at: i64,
+}
+
+/// What a verification round found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Verified up to this position.
+    Verified(Checkpoint),
+    Broken(Break),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -36,9 +65,20 @@ pub struct LogQuery {
     pub to_ms: Option<i64>,
     pub offset: i64,
     pub limit: i64,
+    /// Only entries before this position (for reading the log in batches, newest first).
+    pub before_seq: Option<i64>,
 }
 
-const COLUMNS: &str = "seq, at, actor, client_ip, action, vm, ports, source, justification, result, detail, prev_hash, hash";
+/// The deepest page offset served; a bigger one (a typo, a probe) reads the last pages.
+pub const MAX_OFFSET: i64 = 100_000_000;
+
+/// The highest page number worth asking for with pages of `page_size`: page numbers are
+/// clamped to it before any arithmetic, so a huge `page=` can never overflow.
+pub fn audit_max_page(page_size: i64) -> i64 {
+    MAX_OFFSET / page_size.max(1) + 1
+}
+
+const COLUMNS: &str = "seq, at, actor, client_ip, action, vm, ports, source, justification, result, detail, prev_hash, hash, mac";
 
 fn from_row(row: &AnyRow) -> Result<LogEntry> {
     Ok(LogEntry {
@@ -57,6 +97,7 @@ fn from_row(row: &AnyRow) -> Result<LogEntry> {
         },
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+        mac: row.try_get("mac")?,
     })
 }
 
@@ -87,10 +128,11 @@ impl WriteTx {
             detail: entry.detail,
         };
         let hash = entry_hash(&prev, &content);
+        let mac = self.audit_key.entry_mac(&hash);
         sqlx::query(
             "INSERT INTO activity_log (seq, at, actor, client_ip, action, vm, ports, source, \
-             justification, result, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             justification, result, detail, prev_hash, hash, mac) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(content.seq)
         .bind(content.at)
@@ -105,6 +147,7 @@ impl WriteTx {
         .bind(&content.detail)
         .bind(&prev)
         .bind(&hash)
+        .bind(&mac)
         .execute(&mut *self.tx)
         .await
         .map_err(StoreError::from_write)?;
@@ -132,6 +175,9 @@ fn push_filters(q: &LogQuery, sql: &mut String, binds: &mut Vec<Bind>) {
     if let Some(to) = q.to_ms {
         add("at <", Bind::Int(to));
     }
+    if let Some(before) = q.before_seq {
+        add("seq <", Bind::Int(before));
+    }
 }
 
 pub(crate) enum Bind {
@@ -153,35 +199,344 @@ pub(crate) fn bind_all<'q>(
 }
 
 impl Store {
-    /// Entries matching the filter, newest first, and how many match in all.
+    /// Entries matching the filter, newest first, and how many match in all. Reads only
+    /// the page (and a count) on the reports pool.
     pub async fn query_log(&self, q: &LogQuery) -> Result<(Vec<LogEntry>, i64)> {
         let mut filter = String::from(" WHERE 1 = 1");
         let mut binds = Vec::new();
         push_filters(q, &mut filter, &mut binds);
-        let count_sql = format!("SELECT COUNT(*) AS n FROM activity_log{filter}");
+        // Without a filter the count is the last position: the log has no gaps.
+        let count_sql = if binds.is_empty() {
+            "SELECT COALESCE(MAX(seq), 0) AS n FROM activity_log".to_owned()
+        } else {
+            format!("SELECT COUNT(*) AS n FROM activity_log{filter}")
+        };
         let total: i64 = bind_all(sqlx::query(&count_sql), &binds)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reports)
             .await?
             .try_get("n")?;
         let sql = format!(
             "SELECT {COLUMNS} FROM activity_log{filter} ORDER BY seq DESC LIMIT {} OFFSET {}",
             q.limit.clamp(1, 10_000),
-            q.offset.max(0)
+            q.offset.clamp(0, MAX_OFFSET)
         );
         let rows = bind_all(sqlx::query(&sql), &binds)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reports)
             .await?;
         Ok((rows.iter().map(from_row).collect::<Result<_>>()?, total))
     }
 
-    /// Recomputes the whole chain.
-    pub async fn verify_log(&self) -> Result<ChainStatus> {
-        let sql = format!("SELECT {COLUMNS} FROM activity_log ORDER BY seq");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        let entries = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-        Ok(verify(entries.iter().map(|e| {
-            (&e.content, e.prev_hash.as_str(), e.hash.as_str())
-        })))
+    /// Entries after `after_seq`, oldest first, at most `limit`: one batch of a
+    /// verification.
+    async fn log_after(&self, after_seq: i64, limit: i64) -> Result<Vec<LogEntry>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM activity_log WHERE seq > $1 ORDER BY seq LIMIT {}",
+            limit.clamp(1, 10_000)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_seq)
+            .fetch_all(&self.reports)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// The hash stored at `seq`, if that entry exists.
+    async fn hash_at(&self, seq: i64) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT hash FROM activity_log WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(&self.reports)
+            .await?;
+        Ok(row.map(|r| r.try_get("hash")).transpose()?)
+    }
+
+    /// The newest signed checkpoint (genesis when there is none yet).
+    async fn last_checkpoint(&self) -> Result<(Checkpoint, String)> {
+        let row =
+            sqlx::query("SELECT seq, hash, mac FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.reports)
+                .await?;
+        Ok(match row {
+            Some(r) => (
+                Checkpoint {
+                    seq: r.try_get("seq")?,
+                    hash: r.try_get("hash")?,
+                },
+                r.try_get("mac")?,
+            ),
+            None => (Checkpoint::genesis(), String::new()),
+        })
+    }
+
+    /// Where entries without an HMAC end: those before the first entry that has one, set
+    /// once (the first time the log is verified with a key) and kept.
+    async fn legacy_until(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT legacy_until FROM audit_status WHERE id = 1")
+            .fetch_optional(&self.reports)
+            .await?;
+        if let Some(Some(n)) = row
+            .map(|r| r.try_get::<Option<i64>, _>("legacy_until"))
+            .transpose()?
+        {
+            return Ok(n);
+        }
+        let first_signed: Option<i64> =
+            sqlx::query("SELECT MIN(seq) AS m FROM activity_log WHERE mac <> ''")
+                .fetch_one(&self.reports)
+                .await?
+                .try_get("m")?;
+        let last: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS m FROM activity_log")
+            .fetch_one(&self.reports)
+            .await?
+            .try_get("m")?;
+        Ok(match first_signed {
+            Some(first) => first - 1,
+            None => last,
+        })
+    }
+
+    /// The outcome of the latest verification, if there was one.
+    pub async fn audit_status(&self) -> Result<Option<AuditStatus>> {
+        let row = sqlx::query(
+            "SELECT ok, verified_seq, message, checked_at FROM audit_status WHERE id = 1",
+        )
+        .fetch_optional(&self.reports)
+        .await?;
+        row.map(|r| {
+            Ok(AuditStatus {
+                ok: r.try_get::<i64, _>("ok")? == 1,
+                verified_seq: r.try_get("verified_seq")?,
+                message: r.try_get("message")?,
+                checked_at: r.try_get("checked_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_verification(
+        &self,
+        outcome: &std::result::Result<Checkpoint, Break>,
+        legacy_until: i64,
+        full: bool,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let now = tx.now;
+        let (ok, seq, message) = match outcome {
+            Ok(cp) => {
+                sqlx::query(
+                    "INSERT INTO audit_checkpoints (seq, hash, mac, at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (seq) DO NOTHING",
+                )
+                .bind(cp.seq)
+                .bind(&cp.hash)
+                .bind(self.audit_key.checkpoint_mac(cp.seq, &cp.hash))
+                .bind(now)
+                .execute(&mut *tx.tx)
+                .await?;
+                let what = if full { "fully verified" } else { "verified" };
+                (
+                    1,
+                    cp.seq,
+                    format!("Hash chain {what}: entries 1 to {} intact.", cp.seq),
+                )
+            }
+            Err(b) => (
+                0,
+                b.at_seq - 1,
+                format!("Hash chain broken at entry {}: {}.", b.at_seq, b.reason),
+            ),
+        };
+        // A broken chain stays reported broken until a full verification says otherwise.
+        let keep_broken = if ok == 1 && !full {
+            " WHERE audit_status.ok = 1"
+        } else {
+            ""
+        };
+        sqlx::query(&format!(
+            "INSERT INTO audit_status (id, ok, verified_seq, message, checked_at, legacy_until) \
+             VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET ok = $1, \
+             verified_seq = $2, message = $3, checked_at = $4, \
+             legacy_until = COALESCE(audit_status.legacy_until, $5){keep_broken}"
+        ))
+        .bind(ok)
+        .bind(seq)
+        .bind(&message)
+        .bind(now)
+        .bind(legacy_until)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Verifies the entries written since the last checkpoint, and that what the last
+    /// checkpoint and `anchor` (the newest position kept outside the database) vouch for
+    /// is still there, unchanged. Records the outcome and, when it holds, a new signed
+    /// checkpoint. Reads in batches of [`BATCH`] on the reports pool.
+    pub async fn verify_log_increment(&self, anchor: Option<&Checkpoint>) -> Result<Verification> {
+        let legacy_until = self.legacy_until().await?;
+        let (from, mac) = self.last_checkpoint().await?;
+        let outcome = self.check_from(&from, &mac, anchor, legacy_until).await?;
+        self.record_verification(&outcome, legacy_until, false)
+            .await?;
+        Ok(match outcome {
+            Ok(cp) => Verification::Verified(cp),
+            Err(b) => Verification::Broken(b),
+        })
+    }
+
+    /// Verifies the whole log from its first entry, every signed checkpoint on the way,
+    /// and `anchor`; records the outcome (a full verification may clear an earlier
+    /// "broken", after the operator restored the log). One batch in memory at a time.
+    pub async fn verify_log_full(&self, anchor: Option<&Checkpoint>) -> Result<Verification> {
+        let legacy_until = self.legacy_until().await?;
+        let checkpoints = sqlx::query("SELECT seq, hash, mac FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.reports)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    Checkpoint {
+                        seq: r.try_get("seq")?,
+                        hash: r.try_get("hash")?,
+                    },
+                    r.try_get::<String, _>("mac")?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outcome = self
+            .walk(&Checkpoint::genesis(), &checkpoints, anchor, legacy_until)
+            .await?;
+        self.record_verification(&outcome, legacy_until, true)
+            .await?;
+        Ok(match outcome {
+            Ok(cp) => Verification::Verified(cp),
+            Err(b) => Verification::Broken(b),
+        })
+    }
+
+    async fn check_from(
+        &self,
+        from: &Checkpoint,
+        mac: &str,
+        anchor: Option<&Checkpoint>,
+        legacy_until: i64,
+    ) -> Result<std::result::Result<Checkpoint, Break>> {
+        if from.seq > 0 {
+            if !crate::domain::secret::hashes_match(
+                mac,
+                &self.audit_key.checkpoint_mac(from.seq, &from.hash),
+            ) {
+                return Ok(Err(Break {
+                    at_seq: from.seq,
+                    reason: "its checkpoint is not signed with the log's key".into(),
+                }));
+            }
+            match self.hash_at(from.seq).await? {
+                Some(h) if h == from.hash => {}
+                Some(_) => {
+                    return Ok(Err(Break {
+                        at_seq: from.seq,
+                        reason: "it changed after it was verified".into(),
+                    }));
+                }
+                None => {
+                    return Ok(Err(Break {
+                        at_seq: from.seq,
+                        reason: "it was verified before and is gone: entries were removed".into(),
+                    }));
+                }
+            }
+        }
+        self.walk(
+            from,
+            &[(from.clone(), mac.to_owned())],
+            anchor,
+            legacy_until,
+        )
+        .await
+    }
+
+    /// Verifies batches after `from`, checking each signed checkpoint and the anchor as
+    /// their positions go by, and that the log reaches the anchor.
+    async fn walk(
+        &self,
+        from: &Checkpoint,
+        checkpoints: &[(Checkpoint, String)],
+        anchor: Option<&Checkpoint>,
+        legacy_until: i64,
+    ) -> Result<std::result::Result<Checkpoint, Break>> {
+        let vouched: Vec<(&Checkpoint, bool)> = checkpoints
+            .iter()
+            .filter(|(cp, _)| cp.seq > 0)
+            .map(|(cp, mac)| {
+                (
+                    cp,
+                    crate::domain::secret::hashes_match(
+                        mac,
+                        &self.audit_key.checkpoint_mac(cp.seq, &cp.hash),
+                    ),
+                )
+            })
+            .chain(anchor.filter(|a| a.seq > 0).map(|a| (a, true)))
+            .collect();
+        let mut at = from.clone();
+        loop {
+            let batch = self.log_after(at.seq, BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let start = at.seq;
+            match verify_segment(
+                &at,
+                batch.iter().map(|e| Stored {
+                    content: &e.content,
+                    prev_hash: &e.prev_hash,
+                    hash: &e.hash,
+                    mac: &e.mac,
+                }),
+                &self.audit_key,
+                legacy_until,
+            ) {
+                Ok(next) => at = next,
+                Err(b) => return Ok(Err(b)),
+            }
+            for (cp, signed) in &vouched {
+                if cp.seq <= start || cp.seq > at.seq {
+                    continue;
+                }
+                if !signed {
+                    return Ok(Err(Break {
+                        at_seq: cp.seq,
+                        reason: "its checkpoint is not signed with the log's key".into(),
+                    }));
+                }
+                let stored = batch
+                    .iter()
+                    .find(|e| e.content.seq == cp.seq)
+                    .map(|e| e.hash.as_str());
+                if stored != Some(cp.hash.as_str()) {
+                    return Ok(Err(Break {
+                        at_seq: cp.seq,
+                        reason:
+                            "it differs from what was verified before: the chain was recomputed"
+                                .into(),
+                    }));
+                }
+            }
+        }
+        if let Some((cp, _)) = vouched
+            .iter()
+            .filter(|(cp, _)| cp.seq > at.seq)
+            .max_by_key(|(cp, _)| cp.seq)
+        {
+            return Ok(Err(Break {
+                at_seq: at.seq + 1,
+                reason: format!(
+                    "the log ends at entry {} but entry {} was verified before: entries were removed",
+                    at.seq, cp.seq
+                ),
+            }));
+        }
+        Ok(Ok(at))
     }
 
     /// Records an event that changes nothing else (sign-in, refused attempts).
@@ -191,10 +546,10 @@ impl Store {
         tx.commit().await
     }
 
-    /// Distinct actors and VMs in the log, for filter suggestions.
+    /// Distinct actions in the log, for filter suggestions (an index walk).
     pub async fn log_actions(&self) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT DISTINCT action FROM activity_log ORDER BY action")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reports)
             .await?;
         rows.iter()
             .map(|r| Ok(r.try_get::<String, _>("action")?))

@@ -26,7 +26,9 @@ mod users;
 
 pub use access::{Ending, GrantFilter, OpenGrant, RoleInputs, WaitingFilter, WaitingRequest};
 pub use agents::{AgentHost, AgentRecord};
-pub use audit::{LogEntry, LogQuery, NewLogEntry};
+pub use audit::{
+    AuditStatus, BATCH, LogEntry, LogQuery, NewLogEntry, Verification, audit_max_page,
+};
 pub use identities::{FederatedProfile, StoredGroupRule, StoredIdentity};
 pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
@@ -102,8 +104,14 @@ impl Clock for SystemClock {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// A small pool of its own for reads that may be long (the activity log's pages and
+    /// exports, full verification): however many such readers come, they never take the
+    /// connections that sign-ins, requests, agent polls and the expiry job need.
+    reports: AnyPool,
     backend: Backend,
     clock: std::sync::Arc<dyn Clock>,
+    /// The activity log's HMAC key (kept outside the database).
+    audit_key: std::sync::Arc<crate::domain::audit::AuditKey>,
     /// SQLite allows one writer; a write transaction that read before another wrote would
     /// fail with a stale snapshot. Serialising write transactions in-process avoids that
     /// and keeps the activity log chain strictly ordered.
@@ -119,6 +127,7 @@ pub struct WriteTx {
     pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
     /// The time of this transaction: every row and log entry it writes carries it.
     pub(crate) now: i64,
+    pub(crate) audit_key: std::sync::Arc<crate::domain::audit::AuditKey>,
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     backend: Backend,
     changes: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
@@ -153,13 +162,24 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migration
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 impl Store {
-    /// Connects, creating an SQLite file if it does not exist, and applies migrations.
+    /// Connects, creating an SQLite file if it does not exist, and applies migrations. The
+    /// activity log's key is random and lasts as long as this store: for tests and tools;
+    /// a server passes its configured key to [`Store::connect_with`].
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with_clock(url, std::sync::Arc::new(SystemClock)).await
     }
 
     /// As [`Store::connect`], reading the time from `clock`.
     pub async fn connect_with_clock(url: &str, clock: std::sync::Arc<dyn Clock>) -> Result<Self> {
+        Self::connect_with(url, clock, random_audit_key()).await
+    }
+
+    /// Connects with the time from `clock` and the activity log's key.
+    pub async fn connect_with(
+        url: &str,
+        clock: std::sync::Arc<dyn Clock>,
+        audit_key: crate::domain::audit::AuditKey,
+    ) -> Result<Self> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -193,6 +213,7 @@ impl Store {
         } else {
             options
         };
+        let reports = options.clone().max_connections(2).connect_lazy(&url)?;
         let pool = options.connect(&url).await?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
@@ -207,8 +228,10 @@ impl Store {
         }
         Ok(Self {
             pool,
+            reports,
             backend,
             clock,
+            audit_key: std::sync::Arc::new(audit_key),
             write_lock: Default::default(),
             changes,
         })
@@ -245,6 +268,7 @@ impl Store {
             // Read after the lock is held: a transaction's time never runs behind the
             // transactions committed before it.
             now: self.clock.now_ms(),
+            audit_key: self.audit_key.clone(),
             _guard: guard,
             backend: self.backend,
             changes: self.changes.clone(),
@@ -287,7 +311,15 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.reports.close().await;
     }
+}
+
+fn random_audit_key() -> crate::domain::audit::AuditKey {
+    use rand::RngCore;
+    let mut bytes = vec![0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    crate::domain::audit::AuditKey::new(bytes).expect("32 bytes")
 }
 
 async fn listen_for_changes(url: &str) -> Result<sqlx::postgres::PgListener> {

@@ -41,6 +41,8 @@ pub struct World {
     pub store: Store,
     pub clock: Arc<ManualClock>,
     pub url: String,
+    /// The activity log's key, shared by replicas.
+    pub key: portcullis_app::domain::audit::AuditKey,
     _dir: tempfile::TempDir,
 }
 
@@ -51,13 +53,15 @@ pub async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(dir.path(), "world").await.unwrap();
     let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000_000)));
-    let store = Store::connect_with_clock(&url, clock.clone())
+    let key = portcullis_app::domain::audit::AuditKey::new(vec![42; 32]).unwrap();
+    let store = Store::connect_with(&url, clock.clone(), key.clone())
         .await
         .unwrap();
     World {
         store,
         clock,
         url,
+        key,
         _dir: dir,
     }
 }
@@ -90,7 +94,7 @@ pub fn with_approval(mut r: PortRuleInput) -> PortRuleInput {
 impl World {
     /// Another replica on the same database and clock.
     pub async fn replica(&self) -> Store {
-        Store::connect_with_clock(&self.url, self.clock.clone())
+        Store::connect_with(&self.url, self.clock.clone(), self.key.clone())
             .await
             .unwrap()
     }

@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use portcullis_app::api::jit::parse_log_filter;
-use portcullis_app::domain::audit::ChainStatus;
 use portcullis_app::services::activity;
 use portcullis_app::state::AppState;
 use portcullis_app::store::LogEntry;
@@ -61,16 +60,10 @@ pub async fn query(
     let mut q = filter(&p.vm, &p.actor, &p.action, &p.from, &p.to)?;
     q.offset = (page - 1) * page_size;
     q.limit = page_size;
-    let (entries, total) = activity::page(&state.store, &me, &q).await?;
-    let chain = match activity::verify(&state.store, &me).await? {
-        ChainStatus::Verified { entries } => ChainDto {
-            verified: true,
-            message: format!("Hash chain verified: {entries} entries intact."),
-        },
-        ChainStatus::Broken { at_seq, reason } => ChainDto {
-            verified: false,
-            message: format!("Hash chain broken at entry {at_seq}: {reason}."),
-        },
+    let (entries, total, status) = activity::page(&state.store, &me, &q).await?;
+    let chain = ChainDto {
+        verified: status.ok,
+        message: status.message,
     };
     Ok(Json(LogPageDto {
         value: entries.into_iter().map(entry_dto).collect(),
@@ -81,7 +74,8 @@ pub async fn query(
     }))
 }
 
-/// Up to 10,000 matching entries as CSV (formula-safe, like the portal's download) or JSON.
+/// Every matching entry, newest first, as CSV (formula-safe, like the portal's download)
+/// or a JSON array, streamed in batches.
 #[utoipa::path(get, path = "/api/v1/activity/export", tag = "activity",
     params(ExportParams),
     responses(
@@ -100,10 +94,11 @@ pub async fn export(
     Caller(me): Caller,
     ApiQuery(p): ApiQuery<ExportParams>,
 ) -> ApiResult<Response> {
+    use futures::StreamExt;
     let q = filter(&p.vm, &p.actor, &p.action, &p.from, &p.to)?;
     match p.format.as_deref().unwrap_or("csv") {
         "csv" => {
-            let csv = activity::csv(&state.store, &me, q).await?;
+            let chunks = activity::csv_stream(&state.store, &me, q).await?;
             Ok((
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -112,16 +107,35 @@ pub async fn export(
                         "attachment; filename=\"portcullis-activity.csv\"",
                     ),
                 ],
-                csv,
+                axum::body::Body::from_stream(chunks),
             )
                 .into_response())
         }
         "json" => {
-            let mut q = q;
-            q.offset = 0;
-            q.limit = 10_000;
-            let (entries, _) = activity::page(&state.store, &me, &q).await?;
-            Ok(Json(entries.into_iter().map(entry_dto).collect::<Vec<_>>()).into_response())
+            // A JSON array, written a batch at a time: "[", entries separated by commas, "]".
+            let batches = activity::export_batches(&state.store, &me, q).await?;
+            let mut first = true;
+            let body = futures::stream::once(async {
+                Ok::<_, portcullis_app::store::StoreError>("[".to_owned())
+            })
+            .chain(batches.map(move |b| {
+                b.map(|entries| {
+                    let mut out = String::new();
+                    for e in entries {
+                        if !std::mem::take(&mut first) {
+                            out.push(',');
+                        }
+                        out.push_str(&serde_json::to_string(&entry_dto(e)).unwrap_or_default());
+                    }
+                    out
+                })
+            }))
+            .chain(futures::stream::once(async { Ok("]".to_owned()) }));
+            Ok((
+                [(header::CONTENT_TYPE, "application/json")],
+                axum::body::Body::from_stream(body),
+            )
+                .into_response())
         }
         _ => Err(ApiError::field("format", "Choose csv or json.")),
     }

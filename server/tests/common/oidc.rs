@@ -486,15 +486,15 @@ impl Drop for RealProvider {
     }
 }
 
-pub fn start_real_provider(redirect_uri: &str, post_logout_uri: &str) -> Option<RealProvider> {
+/// Fails the test when the provider is not installed: a test that passes without the
+/// component it is about proves nothing.
+pub fn start_real_provider(redirect_uri: &str, post_logout_uri: &str) -> RealProvider {
     use std::io::BufRead;
     let end2end = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../end2end");
-    if !end2end.join("node_modules/oidc-provider").is_dir() {
-        eprintln!(
-            "skipped: end2end/node_modules/oidc-provider is missing (run scripts/setup.sh test)"
-        );
-        return None;
-    }
+    assert!(
+        end2end.join("node_modules/oidc-provider").is_dir(),
+        "end2end/node_modules/oidc-provider is missing: run `scripts/setup.sh test` (make test does)"
+    );
     let mut child = std::process::Command::new("node")
         .arg("oidc/provider.mjs")
         .args(["--redirect-uri", redirect_uri])
@@ -504,16 +504,20 @@ pub fn start_real_provider(redirect_uri: &str, post_logout_uri: &str) -> Option<
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .ok()?;
-    let mut stdout = std::io::BufReader::new(child.stdout.take()?);
+        .expect("node runs end2end/oidc/provider.mjs");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut line = String::new();
-    stdout.read_line(&mut line).ok()?;
-    let issuer = serde_json::from_str::<Value>(&line).ok()?["issuer"]
-        .as_str()?
-        .to_owned();
-    Some(RealProvider {
+    stdout
+        .read_line(&mut line)
+        .expect("the provider prints its issuer");
+    let issuer =
+        serde_json::from_str::<Value>(&line).expect("the provider's first line is JSON")["issuer"]
+            .as_str()
+            .expect("with an issuer")
+            .to_owned();
+    RealProvider {
         issuer,
         child,
         _stdout: stdout,
-    })
+    }
 }
