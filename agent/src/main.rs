@@ -362,6 +362,20 @@ async fn run(args: &Args) {
                 tokio::time::sleep(REFUSED_RETRY).await;
                 continue;
             }
+            Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                // The server has enough agents waiting: come back when it says, spread out.
+                let secs = r
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(5)
+                    .min(300);
+                let wait = Duration::from_secs(secs) + jitter() * 5;
+                eprintln!("portcullis-agent: the server is busy; asking again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
             Ok(r) => Err(format!("server answered {}", r.status())),
             Err(e) => Err(e.to_string()),
         };

@@ -65,9 +65,38 @@ pub async fn mark_signed_in(
 /// too (its end-session endpoint with the ID token as hint).
 pub const SESSION_END_SESSION_URL: &str = "end_session_url";
 
+/// Argon2 is deliberately slow and takes about 19 MiB per hash: a few hundred parallel
+/// sign-ins would take gigabytes. At most this many hashes run at once (one per core);
+/// the others wait their turn.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+    )
+});
+
+/// How long an attempt waits for its turn to hash before it is told to come back later.
+const HASH_QUEUE_WAIT: Duration = Duration::from_secs(3);
+
+/// A turn at the password hasher, or "busy" after [`HASH_QUEUE_WAIT`].
+async fn hashing_turn() -> AppResult<tokio::sync::SemaphorePermit<'static>> {
+    match tokio::time::timeout(HASH_QUEUE_WAIT, HASHING.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(AppError::Internal),
+        Err(_) => {
+            tracing::warn!("password hashing queue full: a sign-in was asked to retry");
+            Err(AppError::Busy {
+                retry_after_secs: 5,
+            })
+        }
+    }
+}
+
 /// Hashes on the blocking pool: argon2 is deliberately slow and would stall the async
 /// workers that serve everyone else.
 pub async fn hash_password(password: String) -> AppResult<String> {
+    let _turn = hashing_turn().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -96,6 +125,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 pub async fn verify_password(password: String, hash: Option<String>) -> AppResult<bool> {
+    let _turn = hashing_turn().await?;
     tokio::task::spawn_blocking(move || {
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
@@ -137,14 +167,38 @@ impl LoginLimiter {
     pub fn check(&self, keys: &[String]) -> Result<(), u64> {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, (_, since)| now.duration_since(*since) < self.window);
+        Self::locked(&mut map, keys, now, self.window, self.max_failures)
+    }
+
+    fn locked(
+        map: &mut HashMap<String, (u32, Instant)>,
+        keys: &[String],
+        now: Instant,
+        window: Duration,
+        max: u32,
+    ) -> Result<(), u64> {
+        map.retain(|_, (_, since)| now.duration_since(*since) < window);
         for key in keys {
             if let Some((count, since)) = map.get(key)
-                && *count >= self.max_failures
+                && *count >= max
             {
-                let left = self.window.saturating_sub(now.duration_since(*since));
+                let left = window.saturating_sub(now.duration_since(*since));
                 return Err(left.as_secs().max(1));
             }
+        }
+        Ok(())
+    }
+
+    /// Decides and records in one step: refused (with the seconds to wait) if any key is
+    /// locked, otherwise the attempt counts as a failure from now on, so that parallel
+    /// guesses are counted before any of them is checked. A successful sign-in calls
+    /// [`LoginLimiter::clear`].
+    pub fn attempt(&self, keys: &[String]) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        Self::locked(&mut map, keys, now, self.window, self.max_failures)?;
+        for key in keys {
+            map.entry(key.clone()).or_insert((0, now)).0 += 1;
         }
         Ok(())
     }
@@ -193,6 +247,16 @@ mod tests {
         );
         limiter.clear(&keys);
         assert!(limiter.check(&keys).is_ok());
+    }
+
+    #[test]
+    fn parallel_attempts_are_counted_before_any_is_checked() {
+        let limiter = LoginLimiter::new(5, Duration::from_secs(60));
+        let keys = vec!["user:alice".to_owned(), "ip:198.51.100.1".to_owned()];
+        let admitted = (0..41).filter(|_| limiter.attempt(&keys).is_ok()).count();
+        assert_eq!(admitted, 5, "only five guesses get to the password check");
+        limiter.clear(&keys);
+        assert!(limiter.attempt(&keys).is_ok());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum AppError {
     Conflict(String),
     #[error("Too many failed sign-in attempts. Try again in {retry_after_secs} seconds.")]
     RateLimited { retry_after_secs: u64 },
+    #[error("The server is busy checking other sign-ins. Try again in {retry_after_secs} seconds.")]
+    Busy { retry_after_secs: u64 },
     #[error("Something went wrong on our side. It has been logged; please try again.")]
     Internal,
     /// The request could not be carried (network, malformed arguments).
@@ -53,6 +55,7 @@ impl AppError {
             AppError::NotFound(_) => 404,
             AppError::Conflict(_) => 409,
             AppError::RateLimited { .. } => 429,
+            AppError::Busy { .. } => 503,
             AppError::Internal => 500,
             AppError::Transport(_) => 400,
         }

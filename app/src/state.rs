@@ -23,6 +23,9 @@ pub struct AppState {
     pub sign_in: Arc<crate::model::SignInOptions>,
     /// The activity log's newest verified position, kept outside the database.
     pub audit_anchor: Arc<crate::services::activity::Anchor>,
+    /// Agents' long polls waiting in this replica, at most as many as it has permits;
+    /// beyond that an agent is told to come back later.
+    pub long_polls: Arc<tokio::sync::Semaphore>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

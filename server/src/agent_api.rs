@@ -195,6 +195,19 @@ pub async fn desired_state(
         Ok(a) => a,
         Err(r) => return r,
     };
+    // A waiting poll holds a permit: a replica keeps only so many agents waiting, and
+    // tells the others when to come back rather than running out of memory or sockets.
+    let Ok(_waiting) = state.long_polls.clone().try_acquire_owned() else {
+        let mut res = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many agents are waiting on this server; retry later",
+        );
+        res.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return res;
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.min(60));
     let mut changes = state.store.subscribe_changes();
     if let Err(e) = state.store.touch_agent(&agent.vm_id).await {

@@ -28,6 +28,10 @@ pub struct Config {
     pub audit_key: AuditKeySource,
     /// Where the log's newest verified position is kept outside the database.
     pub audit_anchor_file: Option<PathBuf>,
+    /// Agents long-polling this replica at once; beyond it, 503 with Retry-After.
+    pub max_long_polls: usize,
+    /// How long any request but an agent's long poll may take to be answered.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Where the activity log's key comes from. It must not live in the database: whoever can
@@ -135,6 +139,8 @@ struct FileConfig {
     audit_key: Option<String>,
     audit_key_file: Option<PathBuf>,
     audit_anchor_file: Option<PathBuf>,
+    max_long_polls: Option<usize>,
+    request_timeout_secs: Option<u64>,
     #[serde(default)]
     oidc: Vec<FileOidc>,
 }
@@ -313,6 +319,35 @@ impl Config {
                     .map(|db| PathBuf::from(format!("{}.audit-anchor", db.display()))),
             });
 
+        let max_long_polls = match env("PORTCULLIS_MAX_LONG_POLLS") {
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                key: "max_long_polls (PORTCULLIS_MAX_LONG_POLLS)",
+                message: format!("'{raw}' is not a number"),
+            })?,
+            None => file.max_long_polls.unwrap_or(10_000),
+        };
+        if max_long_polls == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_long_polls (PORTCULLIS_MAX_LONG_POLLS)",
+                message: "at least 1: agents need to wait for news somewhere".into(),
+            });
+        }
+
+        let request_timeout_secs = match env("PORTCULLIS_REQUEST_TIMEOUT_SECS") {
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                key: "request_timeout_secs (PORTCULLIS_REQUEST_TIMEOUT_SECS)",
+                message: format!("'{raw}' is not a number of seconds"),
+            })?,
+            None => file.request_timeout_secs.unwrap_or(30),
+        };
+        if !(1..=600).contains(&request_timeout_secs) {
+            return Err(ConfigError::Invalid {
+                key: "request_timeout_secs (PORTCULLIS_REQUEST_TIMEOUT_SECS)",
+                message: "1 to 600 seconds".into(),
+            });
+        }
+        let request_timeout = std::time::Duration::from_secs(request_timeout_secs);
+
         let site_root = pick("PORTCULLIS_SITE_ROOT", file.site_root)
             .or_else(|| env("LEPTOS_SITE_ROOT"))
             .unwrap_or_else(|| "target/site".into());
@@ -380,6 +415,8 @@ impl Config {
             oidc,
             audit_key,
             audit_anchor_file,
+            max_long_polls,
+            request_timeout,
         })
     }
 

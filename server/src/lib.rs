@@ -29,6 +29,9 @@ use tower_sessions::cookie::{Key, SameSite};
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 pub const SESSION_COOKIE: &str = "portcullis_session";
+/// Bodies larger than this are refused with 413 before anything reads them (the REST API
+/// allows 64 KiB of JSON; the largest form, a policy of many ports, is far below this).
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -132,6 +135,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         audit_anchor: Arc::new(portcullis_app::services::activity::Anchor::open(
             config.audit_anchor_file.clone(),
         )),
+        long_polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls)),
     };
 
     let key = match &config.session_key {
@@ -166,7 +170,6 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .route("/readyz", get(readyz))
         .route("/activity.csv", get(export::activity_csv))
         .route("/agent/v1/enroll", axum::routing::post(agent_api::enroll))
-        .route("/agent/v1/state", get(agent_api::desired_state))
         .route("/agent/v1/report", axum::routing::post(agent_api::report))
         .merge(rest::router())
         .route("/api/v1/{*rest}", axum::routing::any(rest::not_found))
@@ -196,6 +199,20 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guards::client_ip,
+        ))
+        // Every answer comes within this time (a streamed export's body may take longer);
+        // agents' long polls are merged in after it, with a cap of their own.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        .merge(Router::new().route("/agent/v1/state", get(agent_api::desired_state)))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guards::SecurityHeaders { hsts: secure }),
+            guards::security_headers,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_REQUEST_BYTES,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state.clone());

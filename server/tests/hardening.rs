@@ -9,6 +9,7 @@ use portcullis_app::domain::audit::{EntryContent, entry_hash};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::Row;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn db(app: &TestApp) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
@@ -173,4 +174,216 @@ async fn exported_cells_that_a_spreadsheet_would_run_are_defused() {
     }
     let body: Value = serde_json::Value::String(csv);
     assert!(body.as_str().unwrap().contains("'@SUM(A1)"));
+}
+
+#[tokio::test]
+async fn parallel_password_guesses_are_counted_before_any_is_checked() {
+    let app = spawn_app().await;
+    let guesses = (0..20).map(|i| {
+        let app = &app;
+        async move {
+            let client = browser();
+            let password = format!("guess number {i}");
+            app.call(
+                &client,
+                "login",
+                &[("username", "admin"), ("password", password.as_str())],
+            )
+            .await
+            .0
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s != StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(
+        checked, 5,
+        "five guesses are checked, the rest refused: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_overlong_password_is_refused_before_it_is_hashed() {
+    let app = spawn_app().await;
+    let client = browser();
+    let long = "x".repeat(100_000);
+    let started = std::time::Instant::now();
+    let (s, body) = app
+        .call(
+            &client,
+            "login",
+            &[("username", "admin"), ("password", &long)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        field_error(&body, "password"),
+        Some("A password has at most 256 characters.")
+    );
+    let (s, body) = app
+        .call(
+            &client,
+            "login",
+            &[("username", &"u".repeat(65)), ("password", "x")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(field_error(&body, "username").is_some(), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// A POST to `path` with a chunked form body, written by hand: the request line and
+/// headers are sent; the caller writes the chunks.
+async fn raw_post(app: &TestApp, path: &str) -> tokio::net::TcpStream {
+    let addr = app.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n",
+        app.base
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn pages_carry_a_nonced_content_security_policy_and_everything_the_usual_headers() {
+    let app = spawn_app().await;
+    let res = app.get(&browser(), "/login").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let h = res.headers().clone();
+    let csp = h["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("'wasm-unsafe-eval'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no nonce in {csp}"));
+    let html = res.text().await.unwrap();
+    let scripts = html.matches("<script").count();
+    assert!(scripts > 0, "{html}");
+    assert_eq!(
+        html.matches(&format!("nonce=\"{nonce}\"")).count(),
+        scripts,
+        "every inline script carries this response's nonce"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "same-origin");
+    assert!(
+        h.get("strict-transport-security").is_none(),
+        "plain http here"
+    );
+    let api = app.get(&browser(), "/api/v1/openapi.json").await;
+    assert_eq!(
+        api.headers()["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    );
+    let secure = spawn_app_with(|c| c.public_url = Some("https://jit.example.org".into())).await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/healthz", secure.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413_everywhere() {
+    let app = spawn_app().await;
+    let client = browser();
+    let big = "x".repeat(300 * 1024);
+    // A form post with its length announced, to a server function.
+    let (s, body) = app
+        .call(
+            &client,
+            "login",
+            &[("username", "admin"), ("password", &big)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    // The same without a length (chunked): cut off while read, still 413.
+    let mut conn = raw_post(&app, "/api/login").await;
+    let mut answer = String::new();
+    for _ in 0..300 {
+        let chunk = format!("password={}", "y".repeat(1024));
+        if conn
+            .write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = conn.write_all(b"0\r\n\r\n").await;
+    let _ = conn.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        !answer.contains("Transport"),
+        "no internal message: {answer}"
+    );
+    // The agent protocol and the REST API too.
+    let res = reqwest::Client::new()
+        .post(format!("{}/agent/v1/enroll", app.base))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_request_that_never_finishes_is_answered_within_the_timeout() {
+    let app = spawn_app_with(|c| c.request_timeout = std::time::Duration::from_secs(1)).await;
+    // A body that starts and then stalls for good (a slow-loris client).
+    let mut conn = raw_post(&app, "/api/login").await;
+    conn.write_all(b"f\r\nusername=admin&\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut head = vec![0u8; 12];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_exact(&mut head),
+    )
+    .await
+    .expect("the server answers a stalled request instead of waiting forever")
+    .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 503");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_replica_keeps_only_so_many_agents_waiting() {
+    let app = spawn_app_with(|c| c.max_long_polls = 1).await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    let vm = app.add_vm(&admin, "web-1", "linux").await;
+    let token = token_for(&app, &admin, &vm).await;
+    let (_, enrolled) = enroll(&app, &token, "web-1").await;
+    let agent = Agent::from_enrollment(&enrolled);
+    let (_, first) = agent.state(&app, -1, 0).await;
+    let generation = first["generation"].as_i64().unwrap();
+    // One agent waits for news; a second poll finds no room.
+    let waiting = agent.long_poll(&app, generation);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let res = reqwest::Client::new()
+        .get(format!(
+            "{}/agent/v1/state?after={generation}&wait=5",
+            app.base
+        ))
+        .bearer_auth(&agent.bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "5");
+    waiting.abort();
 }

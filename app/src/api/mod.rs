@@ -132,6 +132,12 @@ pub mod ctx {
                     http::StatusCode::from_u16(error.status_code())
                         .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
                 );
+                if let AppError::RateLimited { retry_after_secs }
+                | AppError::Busy { retry_after_secs } = error
+                    && let Ok(v) = http::HeaderValue::from_str(&retry_after_secs.to_string())
+                {
+                    res.insert_header(http::header::RETRY_AFTER, v);
+                }
             }
         }
         result

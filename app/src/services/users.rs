@@ -91,11 +91,24 @@ pub async fn sign_in(
     if password.is_empty() {
         errors.add("password", "Enter your password.");
     }
+    // Bounded before anything is hashed or stored: the hasher's work grows with the input.
+    if username.trim().chars().count() > 64 {
+        errors.add("username", "A user name has at most 64 characters.");
+    }
+    if password.chars().count() > crate::domain::user::MAX_PASSWORD_CHARS {
+        errors.add(
+            "password",
+            format!(
+                "A password has at most {} characters.",
+                crate::domain::user::MAX_PASSWORD_CHARS
+            ),
+        );
+    }
     errors.into_result()?;
     let name = username.trim().to_lowercase();
     let keys = [format!("user:{name}"), format!("ip:{client_ip}")];
     limiter
-        .check(&keys)
+        .attempt(&keys)
         .map_err(|retry_after_secs| AppError::RateLimited { retry_after_secs })?;
     let user = store.find_user_by_username(&name).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
@@ -110,7 +123,7 @@ pub async fn sign_in(
             Ok(user)
         }
         _ => {
-            limiter.record_failure(&keys);
+            // Already counted by `attempt`.
             tracing::warn!(user = %name, %client_ip, "sign-in refused");
             store
                 .log_event(sign_in_entry(&name, client_ip, "refused"))

@@ -211,6 +211,7 @@ impl From<AppError> for ApiError {
             AppError::NotFound(_) => "not_found",
             AppError::Conflict(_) => "conflict",
             AppError::RateLimited { .. } => "rate_limited",
+            AppError::Busy { .. } => "busy",
             AppError::Internal => "internal",
             AppError::Transport(_) => "bad_request",
         };

@@ -17,11 +17,17 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// As [`spawn_app`], with the configuration adjusted first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = portcullis_app::store::test_support::fresh_database_url(dir.path(), "portal")
         .await
         .unwrap();
     let mut config = Config::for_database(&url);
+    adjust(&mut config);
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.site_root = dir.path().join("site").display().to_string();
     let built = portcullis_server::build(&config).await.unwrap();
