@@ -280,6 +280,15 @@ pub async fn report(
         Ok(a) => a,
         Err(r) => return r,
     };
+    if !REPORTS.admit(&agent.vm_id) {
+        let mut res = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "one report per second per agent; send the latest outcome later",
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        return res;
+    }
     let mut ports: Vec<u16> = req
         .listening_ports
         .into_iter()
@@ -304,7 +313,43 @@ pub async fn report(
         )
         .await
     {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!(
+                "generation {} was never issued to this agent",
+                req.generation
+            ),
+        ),
         Err(e) => internal(e),
+    }
+}
+
+/// Reports per agent, at most one a second: a broken or hostile agent cannot make the
+/// server write (or log) faster than that. Kept in memory, per replica.
+struct ReportGate {
+    last: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+static REPORTS: std::sync::LazyLock<ReportGate> = std::sync::LazyLock::new(|| ReportGate {
+    last: Default::default(),
+});
+
+impl ReportGate {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn admit(&self, vm_id: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.len() > 100_000 {
+            last.retain(|_, at| now.duration_since(*at) < Self::EVERY);
+        }
+        match last.get(vm_id) {
+            Some(at) if now.duration_since(*at) < Self::EVERY => false,
+            _ => {
+                last.insert(vm_id.to_owned(), now);
+                true
+            }
+        }
     }
 }

@@ -117,7 +117,8 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
         format!("generation {applied} applied")
     );
 
-    // An error report is shown and logged.
+    // An error report is shown and logged (a second later: one report a second per agent).
+    tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
     let res = reqwest::Client::new()
         .post(format!("{}/agent/v1/report", app.base))
         .bearer_auth(&agent.bearer)

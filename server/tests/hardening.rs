@@ -387,3 +387,52 @@ async fn a_replica_keeps_only_so_many_agents_waiting() {
     assert_eq!(res.headers()["retry-after"], "5");
     waiting.abort();
 }
+
+#[tokio::test]
+async fn an_agent_cannot_flood_the_log_or_claim_a_generation_never_issued() {
+    let app = spawn_app().await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    let vm = app.add_vm(&admin, "web-1", "linux").await;
+    let token = token_for(&app, &admin, &vm).await;
+    let (_, enrolled) = enroll(&app, &token, "web-1").await;
+    let agent = Agent::from_enrollment(&enrolled);
+    let (_, state) = agent.state(&app, -1, 0).await;
+    let generation = state["generation"].as_i64().unwrap();
+    let report = |body: Value| {
+        let url = format!("{}/agent/v1/report", app.base);
+        let bearer = agent.bearer.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(bearer)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let (_, before) = app.call(&admin, "activity", &[("action", "enforce")]).await;
+    let before = before["total"].as_i64().unwrap();
+    // A hundred reports that each differ from the last.
+    let mut accepted = 0;
+    for i in 0..100 {
+        let s = report(serde_json::json!({
+            "generation": generation,
+            "error": if i % 2 == 0 { "flap" } else { "" },
+        }))
+        .await;
+        assert!(
+            s == StatusCode::NO_CONTENT || s == StatusCode::TOO_MANY_REQUESTS,
+            "{s}"
+        );
+        accepted += usize::from(s == StatusCode::NO_CONTENT);
+    }
+    assert!(accepted <= 2, "{accepted} reports accepted in a burst");
+    let (_, after) = app.call(&admin, "activity", &[("action", "enforce")]).await;
+    assert!(after["total"].as_i64().unwrap() - before <= 2, "{after}");
+    tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+    let s = report(serde_json::json!({ "generation": generation + 100, "error": "" })).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a generation from the future");
+}

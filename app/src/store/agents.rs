@@ -174,7 +174,8 @@ impl Store {
     }
 
     /// Records an agent's report. A newly applied generation or a change of error is
-    /// written to the activity log.
+    /// written to the activity log; a report that changes nothing writes nothing; a
+    /// generation the server never issued is refused (`Ok(false)`).
     pub async fn record_agent_report(
         &self,
         agent: &AgentRecord,
@@ -182,8 +183,24 @@ impl Store {
         error: &str,
         exposed_ports: &str,
         client_ip: &str,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT generation, exposed_ports FROM vms WHERE id = $1")
+            .bind(&agent.vm_id)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        let Some(row) = row else { return Ok(false) };
+        let issued: i64 = row.try_get("generation")?;
+        if generation > issued {
+            return Ok(false);
+        }
+        let exposed_now: String = row.try_get("exposed_ports")?;
+        if generation == agent.applied_generation
+            && error == agent.error
+            && exposed_ports == exposed_now
+        {
+            return Ok(true);
+        }
         sqlx::query(
             "UPDATE vms SET agent_last_seen = $1, agent_applied_generation = $2, agent_error = $3, exposed_ports = $4 WHERE id = $5",
         )
@@ -214,7 +231,8 @@ impl Store {
             })
             .await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The generation an agent last applied, the current one, and its last error, for the UI.
