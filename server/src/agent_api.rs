@@ -285,8 +285,10 @@ pub async fn report(
             StatusCode::TOO_MANY_REQUESTS,
             "one report per second per agent; send the latest outcome later",
         );
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        res.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
         return res;
     }
     let mut ports: Vec<u16> = req

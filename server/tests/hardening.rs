@@ -434,5 +434,116 @@ async fn an_agent_cannot_flood_the_log_or_claim_a_generation_never_issued() {
     assert!(after["total"].as_i64().unwrap() - before <= 2, "{after}");
     tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
     let s = report(serde_json::json!({ "generation": generation + 100, "error": "" })).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a generation from the future");
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a generation from the future"
+    );
+}
+
+#[tokio::test]
+async fn a_scoped_approver_sees_their_requests_however_many_wait_elsewhere() {
+    let app = spawn_app().await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    let prod = app.add_vm(&admin, "web-1", "linux").await;
+    let (s, dev) = app
+        .call(
+            &admin,
+            "save_vm",
+            &[
+                ("id", ""),
+                ("name", "db-1"),
+                ("group", "dev"),
+                ("addresses", "198.51.100.6"),
+                ("os", "linux"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{dev}");
+    let dev = dev.as_str().unwrap().to_owned();
+    app.enable(&admin, &prod, "22", true).await;
+    app.enable(&admin, &dev, "22", true).await;
+    let (rita, _) = app.user_with_role(&admin, "rita", "requester").await;
+    // The prod request is the oldest; more than any fixed window of newer ones follow.
+    let mine = app.request(&rita, &prod, "22", "10").await;
+    for _ in 0..510 {
+        app.request(&rita, &dev, "22", "10").await;
+    }
+    let password = "a perfectly good passphrase";
+    let (s, body) = app
+        .call(
+            &admin,
+            "create_user",
+            &[
+                ("username", "pat"),
+                ("display_name", "Pat"),
+                ("password", password),
+                ("role", "approver"),
+                ("scope_kind", "group"),
+                ("scope_target", "prod"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let pat = browser();
+    app.call(
+        &pat,
+        "login",
+        &[("username", "pat"), ("password", password)],
+    )
+    .await;
+    let (s, lists) = app.call(&pat, "my_requests", &[]).await;
+    assert_eq!(s, StatusCode::OK, "{lists}");
+    let queue = lists[1].as_array().unwrap();
+    assert_eq!(queue.len(), 1, "only the prod request is Pat's to decide");
+    assert_eq!(queue[0]["id"], mine.as_str());
+    // Rita's own list pages through all 511, fifty at a time.
+    let (_, first) = app.call(&rita, "my_requests", &[]).await;
+    assert_eq!(first[0].as_array().unwrap().len(), 50);
+    assert_eq!(first[2], true, "more pages follow");
+    let (_, last) = app.call(&rita, "my_requests", &[("page", "11")]).await;
+    assert_eq!(last[0].as_array().unwrap().len(), 11);
+    assert_eq!(last[2], false);
+    assert_eq!(last[0][10]["id"], mine.as_str(), "the oldest comes last");
+}
+
+#[tokio::test]
+async fn huge_page_numbers_are_clamped() {
+    let app = spawn_app().await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    for (name, args) in [
+        ("list_vms", vec![("page", "9223372036854775807")]),
+        ("activity", vec![("page", "9223372036854775807")]),
+        ("my_requests", vec![("page", "9223372036854775807")]),
+    ] {
+        let (s, body) = app.call(&admin, name, &args).await;
+        assert_eq!(s, StatusCode::OK, "{name}: {body}");
+    }
+    let page = app.get(&admin, "/jit?page=9223372036854775807").await;
+    assert_eq!(page.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn another_users_request_from_the_same_address_leaves_your_grant_alone() {
+    let app = spawn_app().await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    let vm = app.add_vm(&admin, "web-1", "linux").await;
+    app.enable(&admin, &vm, "22", false).await;
+    let (rita, _) = app.user_with_role(&admin, "rita", "requester").await;
+    let (sam, _) = app.user_with_role(&admin, "sam", "requester").await;
+    // Both sit behind the same NAT: the same source address.
+    let hers = app.request(&rita, &vm, "22", "30").await;
+    app.request(&sam, &vm, "22", "10").await;
+    let (_, mine) = app.call(&rita, "my_requests", &[]).await;
+    let r = mine[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == hers.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(r["ports"][0]["status"], "active", "{r}");
 }

@@ -163,7 +163,7 @@ pub async fn list_vms(
         if q.chars().count() > 100 {
             return Err(AppError::field("q", "Search for at most 100 characters."));
         }
-        let page = page.max(1);
+        let page = page.clamp(1, 1_000_000);
         let query = VmListQuery {
             tab: jit::parse_tab(&tab),
             search: q,
@@ -406,22 +406,31 @@ pub async fn request_access(
     super::ctx::finish(run.await)
 }
 
+/// The caller's requests and the requests waiting for their decision, a page of each
+/// (50 per page), and whether more pages follow.
 #[server(endpoint = "my_requests")]
-pub async fn my_requests() -> Result<(Vec<RequestView>, Vec<RequestView>), AppError> {
+pub async fn my_requests(
+    #[server(default)] page: i64,
+    #[server(default)] approvals_page: i64,
+) -> Result<(Vec<RequestView>, Vec<RequestView>, bool, bool), AppError> {
     use crate::services::requests;
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        let mine = requests::my_requests(&c.state.store, &actor).await?;
-        let queue = requests::approval_queue(&c.state.store, &actor).await?;
+        let mine = requests::my_requests(&c.state.store, &actor, page).await?;
+        let queue = requests::approval_queue(&c.state.store, &actor, approvals_page).await?;
         Ok((
-            mine.into_iter()
-                .map(|r| views::request_view(&actor, r))
-                .collect(),
-            queue
+            mine.items
                 .into_iter()
                 .map(|r| views::request_view(&actor, r))
                 .collect(),
+            queue
+                .items
+                .into_iter()
+                .map(|r| views::request_view(&actor, r))
+                .collect(),
+            mine.more,
+            queue.more,
         ))
     };
     super::ctx::finish(run.await)

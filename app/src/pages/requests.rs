@@ -5,21 +5,29 @@ use crate::components::{Countdown, FieldMsg, FormAlert, LocalTime, Shell, action
 use crate::model::RequestView;
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 
 #[component]
 pub fn RequestsPage() -> impl IntoView {
     let revoke = ServerAction::<RevokeRequest>::new();
     let extend = ServerAction::<ExtendRequest>::new();
     let decide = ServerAction::<DecideRequest>::new();
+    let query = use_query_map();
+    let pages = move || {
+        let q = query.get();
+        let n = |k: &str| q.get(k).and_then(|p| p.parse::<i64>().ok()).unwrap_or(1);
+        (n("page"), n("approvals_page"))
+    };
     let data = Resource::new(
         move || {
             (
                 revoke.version().get(),
                 extend.version().get(),
                 decide.version().get(),
+                pages(),
             )
         },
-        |_| my_requests(),
+        |(_, _, _, (page, approvals_page))| my_requests(page, approvals_page),
     );
     let revoke_err = action_error(revoke);
     let extend_err = action_error(extend);
@@ -27,7 +35,8 @@ pub fn RequestsPage() -> impl IntoView {
 
     let body = move || {
         Suspend::new(async move {
-            let (mine, queue) = match data.await {
+            let (page, approvals_page) = pages();
+            let (mine, queue, more_mine, more_queue) = match data.await {
                 Ok(d) => d,
                 Err(e) => {
                     return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
@@ -49,6 +58,7 @@ pub fn RequestsPage() -> impl IntoView {
                                 {queue.into_iter().map(|r| view! { <QueueRow r decide /> }).collect_view()}
                             </tbody>
                         </table>
+                        <Older more=more_queue prev=approvals_page - 1 next=approvals_page + 1 key="approvals_page" other=("page", page) />
                     </section>
                 }
             });
@@ -73,6 +83,7 @@ pub fn RequestsPage() -> impl IntoView {
                                     {mine.into_iter().map(|r| view! { <MineRow r revoke extend /> }).collect_view()}
                                 </tbody>
                             </table>
+                            <Older more=more_mine prev=page - 1 next=page + 1 key="page" other=("approvals_page", approvals_page) />
                         }.into_any()
                     }}
                 </section>
@@ -178,4 +189,24 @@ fn QueueRow(r: RequestView, decide: ServerAction<DecideRequest>) -> impl IntoVie
             </td>
         </tr>
     }
+}
+
+/// Links to the newer and older pages of a request list (50 a page).
+#[component]
+fn Older(
+    more: bool,
+    prev: i64,
+    next: i64,
+    key: &'static str,
+    other: (&'static str, i64),
+) -> impl IntoView {
+    let link = move |n: i64| format!("/requests?{key}={n}&{}={}", other.0, other.1);
+    (more || prev >= 1).then(|| {
+        view! {
+            <nav class="pager" aria-label="More requests">
+                {(prev >= 1).then(|| view! { <a href=link(prev)>"Newer"</a> })}
+                {more.then(|| view! { <a href=link(next) data-testid=format!("{key}-older")>"Older"</a> })}
+            </nav>
+        }
+    })
 }

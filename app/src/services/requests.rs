@@ -470,35 +470,67 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
     }
 }
 
-pub async fn my_requests(store: &Store, actor: &Actor) -> AppResult<Vec<StoredRequest>> {
-    Ok(store
-        .list_requests(&RequestFilter {
-            requester_id: Some(actor.user_id.clone()),
-            limit: 200,
-            ..Default::default()
-        })
-        .await?)
+/// Requests per page of the request lists.
+pub const REQUESTS_PAGE: i64 = 50;
+
+/// One page of a list, and whether another follows.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub more: bool,
 }
 
-/// Pending requests this actor may decide: on VMs where they approve, not their own.
-pub async fn approval_queue(store: &Store, actor: &Actor) -> AppResult<Vec<StoredRequest>> {
-    let pending = store
-        .list_requests(&RequestFilter {
-            status: Some(RequestStatus::PendingApproval),
-            limit: 500,
+async fn page_of(store: &Store, mut f: RequestFilter, page: i64) -> AppResult<Page<StoredRequest>> {
+    let page = page.clamp(1, 100_000);
+    f.offset = (page - 1) * REQUESTS_PAGE;
+    f.limit = REQUESTS_PAGE + 1;
+    let mut items = store.list_requests(&f).await?;
+    let more = items.len() as i64 > REQUESTS_PAGE;
+    items.truncate(REQUESTS_PAGE as usize);
+    Ok(Page { items, more })
+}
+
+/// The actor's own requests, newest first, a page at a time.
+pub async fn my_requests(
+    store: &Store,
+    actor: &Actor,
+    page: i64,
+) -> AppResult<Page<StoredRequest>> {
+    page_of(
+        store,
+        RequestFilter {
+            requester_id: Some(actor.user_id.clone()),
             ..Default::default()
-        })
-        .await?;
-    Ok(pending
-        .into_iter()
-        .filter(|r| {
-            let vm = crate::domain::Resource::Vm {
-                id: r.vm_id.clone(),
-                group: r.vm_group.clone(),
-            };
-            permits_approval(&actor.roles, &vm, &actor.user_id, &r.requester_id)
-        })
-        .collect())
+        },
+        page,
+    )
+    .await
+}
+
+/// Pending requests this actor may decide: on VMs where they approve (their scope, in
+/// the database), not their own; a page at a time.
+pub async fn approval_queue(
+    store: &Store,
+    actor: &Actor,
+    page: i64,
+) -> AppResult<Page<StoredRequest>> {
+    let scope = crate::domain::visibility(&actor.roles, Action::ApproveRequest);
+    if !scope.everything && scope.groups.is_empty() && scope.vm_ids.is_empty() {
+        return Ok(Page {
+            items: Vec::new(),
+            more: false,
+        });
+    }
+    page_of(
+        store,
+        RequestFilter {
+            status: Some(RequestStatus::PendingApproval),
+            not_requester: Some(actor.user_id.clone()),
+            scope: Some(scope),
+            ..Default::default()
+        },
+        page,
+    )
+    .await
 }
 
 pub async fn vm_requests(
@@ -514,6 +546,25 @@ pub async fn vm_requests(
             ..Default::default()
         })
         .await?)
+}
+
+/// The requests on one VM the actor may see, a page at a time.
+pub async fn vm_requests_page(
+    store: &Store,
+    actor: &Actor,
+    vm_id: &str,
+    page: i64,
+) -> AppResult<Page<StoredRequest>> {
+    visible_vm(store, actor, vm_id).await?;
+    page_of(
+        store,
+        RequestFilter {
+            vm_id: Some(vm_id.to_owned()),
+            ..Default::default()
+        },
+        page,
+    )
+    .await
 }
 
 /// The expiry job: ends grants at their end time, to the second, and closes requests

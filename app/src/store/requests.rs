@@ -55,9 +55,14 @@ pub struct Grant {
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
     pub requester_id: Option<String>,
+    /// Everyone's requests but this user's (nobody decides their own).
+    pub not_requester: Option<String>,
     pub vm_id: Option<String>,
     pub status: Option<RequestStatus>,
     pub since_ms: Option<i64>,
+    /// Only requests on these VMs (a caller's scope), unless `everything`.
+    pub scope: Option<crate::domain::Visibility>,
+    pub offset: i64,
     pub limit: i64,
 }
 
@@ -393,7 +398,9 @@ impl Store {
             .collect()
     }
 
-    /// Requests matching the filter, newest first, with their ports.
+    /// Requests matching the filter, newest first, with their ports: the filtering, the
+    /// scope and the paging happen in the database, and the ports of the whole page come
+    /// in one query.
     pub async fn list_requests(&self, f: &RequestFilter) -> Result<Vec<StoredRequest>> {
         let mut sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM access_requests r JOIN vms v ON v.id = r.vm_id \
@@ -403,6 +410,10 @@ impl Store {
         if let Some(id) = &f.requester_id {
             binds.push(Bind::Text(id.clone()));
             sql.push_str(&format!(" AND r.requester_id = ${}", binds.len()));
+        }
+        if let Some(id) = &f.not_requester {
+            binds.push(Bind::Text(id.clone()));
+            sql.push_str(&format!(" AND r.requester_id <> ${}", binds.len()));
         }
         if let Some(id) = &f.vm_id {
             binds.push(Bind::Text(id.clone()));
@@ -419,18 +430,59 @@ impl Store {
                 n = binds.len()
             ));
         }
+        if let Some(scope) = f.scope.as_ref().filter(|s| !s.everything) {
+            let mut parts = vec!["1 = 0".to_owned()];
+            for g in &scope.groups {
+                binds.push(Bind::Text(g.clone()));
+                parts.push(format!("v.resource_group = ${}", binds.len()));
+            }
+            for id in &scope.vm_ids {
+                binds.push(Bind::Text(id.clone()));
+                parts.push(format!("r.vm_id = ${}", binds.len()));
+            }
+            sql.push_str(&format!(" AND ({})", parts.join(" OR ")));
+        }
         sql.push_str(&format!(
-            " ORDER BY r.created_at DESC LIMIT {}",
-            f.limit.clamp(1, 1000)
+            " ORDER BY r.created_at DESC, r.id DESC LIMIT {} OFFSET {}",
+            f.limit.clamp(1, 1000),
+            f.offset.clamp(0, 10_000_000)
         ));
         let rows = bind_all(sqlx::query(&sql), &binds)
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut r = request_from_row(row)?;
-            r.ports = self.request_ports(&r.id).await?;
-            out.push(r);
+        let mut out = rows
+            .iter()
+            .map(request_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let placeholders = (1..=out.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT request_id, port, protocol, status, status_reason, end_at FROM request_ports \
+             WHERE request_id IN ({placeholders}) ORDER BY port"
+        );
+        let mut query = sqlx::query(&sql);
+        for r in &out {
+            query = query.bind(r.id.as_str());
+        }
+        let ports = query.fetch_all(&self.pool).await?;
+        for p in &ports {
+            let request_id: String = p.try_get("request_id")?;
+            let status: String = p.try_get("status")?;
+            if let Some(r) = out.iter_mut().find(|r| r.id == request_id) {
+                r.ports.push(StoredRequestPort {
+                    port: p.try_get("port")?,
+                    protocol: p.try_get("protocol")?,
+                    status: PortStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("port status {status}")))?,
+                    status_reason: p.try_get("status_reason")?,
+                    end_at: p.try_get("end_at")?,
+                });
+            }
         }
         Ok(out)
     }

@@ -345,8 +345,16 @@ pub struct RequestDto {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct RequestList {
     pub value: Vec<RequestDto>,
+    /// For a listing: the page (50 requests), and whether another follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -358,6 +366,9 @@ pub struct RequestListQuery {
     pub view: Option<String>,
     /// A VM id or name, with `view=vm`.
     pub vm: Option<String>,
+    /// 50 requests a page, newest first.
+    #[param(minimum = 1, maximum = 100000)]
+    pub page: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

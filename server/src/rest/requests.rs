@@ -331,12 +331,16 @@ pub async fn list_requests(
     ApiQuery(q): ApiQuery<RequestListQuery>,
 ) -> ApiResult<Json<RequestList>> {
     let store = &state.store;
+    let page = q.page.unwrap_or(1);
+    if !(1..=100_000).contains(&page) {
+        return Err(ApiError::field("page", "A page number is 1 to 100000."));
+    }
     let list = match (q.view.as_deref().unwrap_or("mine"), q.vm.as_deref()) {
-        ("mine", None) => requests::my_requests(store, &actor).await?,
-        ("approvals", None) => requests::approval_queue(store, &actor).await?,
+        ("mine", None) => requests::my_requests(store, &actor, page).await?,
+        ("approvals", None) => requests::approval_queue(store, &actor, page).await?,
         ("vm", Some(vm)) => {
             let vm = jit::find_vm(store, &actor, vm).await?;
-            requests::vm_requests(store, &actor, &vm.id).await?
+            requests::vm_requests_page(store, &actor, &vm.id, page).await?
         }
         ("vm", None) => return Err(ApiError::field("vm", "Name the VM (id or name).")),
         ("mine" | "approvals", Some(_)) => {
@@ -347,7 +351,10 @@ pub async fn list_requests(
         }
     };
     Ok(Json(RequestList {
-        value: list.into_iter().map(request_dto).collect(),
+        value: list.items.into_iter().map(request_dto).collect(),
+        page: Some(page),
+        page_size: Some(requests::REQUESTS_PAGE),
+        more: Some(list.more),
     }))
 }
 
@@ -395,6 +402,9 @@ pub async fn create_requests(
         StatusCode::ACCEPTED,
         Json(RequestList {
             value: created.into_iter().map(request_dto).collect(),
+            page: None,
+            page_size: None,
+            more: None,
         }),
     ))
 }
