@@ -38,9 +38,10 @@ struct Identity {
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  portcullis-agent enroll --server URL --token TOKEN [--hostname NAME] [--state FILE]\n  \
-         portcullis-agent run [--state FILE] [--nft PATH]\n  portcullis-agent status [--state FILE] [--nft PATH]\n\
-         The state file (default {DEFAULT_STATE}) holds the agent's identity; keep it private."
+        "usage:\n  portcullis-agent enroll --server URL --token TOKEN [--hostname NAME] [--state FILE] [--insecure-http]\n  \
+         portcullis-agent run [--state FILE] [--nft PATH] [--insecure-http]\n  portcullis-agent status [--state FILE] [--nft PATH]\n\
+         The state file (default {DEFAULT_STATE}) holds the agent's identity; keep it private.\n\
+         Plain http:// is refused for any server but this host unless --insecure-http is given."
     );
     std::process::exit(2)
 }
@@ -57,6 +58,8 @@ struct Args {
     hostname: Option<String>,
     state: PathBuf,
     nft: String,
+    /// Plain http to another host accepted (the secret then travels in clear text).
+    insecure_http: bool,
 }
 
 fn parse_args() -> Args {
@@ -69,8 +72,13 @@ fn parse_args() -> Args {
         hostname: None,
         state: PathBuf::from(DEFAULT_STATE),
         nft: "nft".into(),
+        insecure_http: false,
     };
     while let Some(flag) = it.next() {
+        if flag == "--insecure-http" {
+            args.insecure_http = true;
+            continue;
+        }
         let value = it.next().unwrap_or_else(|| usage());
         match flag.as_str() {
             "--server" => args.server = Some(value.trim_end_matches('/').to_owned()),
@@ -82,6 +90,35 @@ fn parse_args() -> Args {
         }
     }
     args
+}
+
+/// Whether `url` is plain `http://` to another host: the agent's secret would cross the
+/// network in clear text.
+fn plain_http_off_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+/// Refuses a server the agent would talk to in clear text, unless the operator said so.
+fn refuse_plain_http(server: &str, args: &Args) {
+    if plain_http_off_loopback(server) && !args.insecure_http {
+        fail(&format!(
+            "{server} is plain http to another host: the agent's secret would travel in clear \
+             text. Use https (put the portal behind TLS and set its public_url), or pass \
+             --insecure-http to accept the risk."
+        ));
+    }
 }
 
 fn client() -> reqwest::Client {
@@ -141,6 +178,7 @@ fn hostname() -> String {
 
 async fn enroll(args: &Args) {
     let server = args.server.clone().unwrap_or_else(|| usage());
+    refuse_plain_http(&server, args);
     let token = args.token.clone().unwrap_or_else(|| usage());
     let hostname = args.hostname.clone().unwrap_or_else(hostname);
     let res = client()
@@ -318,6 +356,7 @@ async fn run(args: &Args) {
     // under JIT control are not left open by a reboot.
     let mut last = restore(args).await;
     let id = std::sync::Arc::new(load_identity(&args.state));
+    refuse_plain_http(&id.server, args);
     let http = client();
     // Always asks for the full state: the restored one may belong to an earlier identity.
     let mut applied: i64 = -1;
@@ -433,6 +472,18 @@ async fn status(args: &Args) {
         Ok(o) if o.status.success() => println!("{}", String::from_utf8_lossy(&o.stdout)),
         Ok(_) => println!("no portcullis table is installed"),
         Err(e) => println!("cannot run {}: {e}", args.nft),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plain_http_is_refused_unless_it_stays_on_this_host() {
+        assert!(super::plain_http_off_loopback("http://jit.example.org"));
+        assert!(super::plain_http_off_loopback("http://203.0.113.1:3000"));
+        assert!(!super::plain_http_off_loopback("http://127.0.0.1:18080"));
+        assert!(!super::plain_http_off_loopback("http://[::1]:3000"));
+        assert!(!super::plain_http_off_loopback("https://jit.example.org"));
     }
 }
 

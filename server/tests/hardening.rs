@@ -547,3 +547,64 @@ async fn another_users_request_from_the_same_address_leaves_your_grant_alone() {
         .clone();
     assert_eq!(r["ports"][0]["status"], "active", "{r}");
 }
+
+#[tokio::test]
+async fn the_enroll_command_warns_and_says_so_when_the_portal_is_plain_http() {
+    let app = spawn_app_with(|c| c.public_url = Some("http://jit.example.org".into())).await;
+    let admin = browser();
+    // The public origin is where browsers come from: this client says it is.
+    let (s, _) = admin
+        .post(format!("{}/api/login", app.base))
+        .header(reqwest::header::ORIGIN, "http://jit.example.org")
+        .form(&[
+            ("username", "admin"),
+            ("password", app.admin_password.as_str()),
+        ])
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let call = |name: &'static str, form: Vec<(&'static str, String)>| {
+        let admin = admin.clone();
+        let base = app.base.clone();
+        async move {
+            let res = admin
+                .post(format!("{base}/api/{name}"))
+                .header(reqwest::header::ORIGIN, "http://jit.example.org")
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (
+                res.status(),
+                res.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let new = "a long new portal passphrase";
+    let (s, body) = call(
+        "change_password",
+        vec![
+            ("current_password", app.admin_password.clone()),
+            ("new_password", new.into()),
+            ("confirm_password", new.into()),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = call(
+        "create_enrollment_token",
+        vec![("vm_id", String::new()), ("group", "prod".into())],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let command = body[1].as_str().unwrap();
+    assert!(
+        command.starts_with(
+            "sudo portcullis-agent enroll --server http://jit.example.org --insecure-http --token "
+        ),
+        "{command}"
+    );
+    assert!(body[2].as_str().unwrap().contains("clear text"), "{body}");
+}

@@ -590,7 +590,7 @@ pub fn parse_log_filter(
 pub async fn create_enrollment_token(
     #[server(default)] vm_id: String,
     #[server(default)] group: String,
-) -> Result<(String, String), AppError> {
+) -> Result<(String, String, String), AppError> {
     use crate::domain::secret::hash_secret;
     use crate::domain::vm::VmSpec;
     use crate::domain::{Action, Resource};
@@ -654,8 +654,23 @@ pub async fn create_enrollment_token(
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{host}"));
-        let command = format!("sudo portcullis-agent enroll --server {server} --token {token}");
-        Ok((token, command))
+        // Plain http beyond this host puts the agent's secret on the wire in clear text:
+        // the agent refuses it unless told otherwise, and the page says why.
+        let insecure = crate::domain::net::plain_http_off_loopback(&server);
+        let command = format!(
+            "sudo portcullis-agent enroll --server {server}{} --token {token}",
+            if insecure { " --insecure-http" } else { "" }
+        );
+        let warning = if insecure {
+            "This portal is not reached over https (public_url is not set to an https:// \
+             address), so the agent's secret would cross the network in clear text; the \
+             command says --insecure-http to accept that. Put Portcullis behind TLS and set \
+             public_url instead."
+                .to_owned()
+        } else {
+            String::new()
+        };
+        Ok((token, command, warning))
     };
     super::ctx::finish(run.await)
 }

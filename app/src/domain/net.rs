@@ -148,6 +148,24 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
     }
 }
 
+/// Whether `url` is plain `http://` to somewhere other than this host. An agent's secret
+/// (and a user's session) would then cross the network in clear text.
+pub fn plain_http_off_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| canonical(ip).is_loopback());
+    !loopback
+}
+
 /// The client's address: walk `X-Forwarded-For` from the right while the hop that added an
 /// entry is a trusted proxy. With no trusted proxies the header is ignored entirely.
 pub fn client_ip(peer: IpAddr, forwarded_for: &[&str], trusted: &[Cidr]) -> IpAddr {
@@ -293,6 +311,17 @@ mod tests {
             client_ip(ip("::ffff:127.0.0.1"), &["2001:db8::9"], &proxies),
             ip("2001:db8::9")
         );
+    }
+
+    #[test]
+    fn plain_http_is_flagged_unless_it_stays_on_this_host() {
+        assert!(plain_http_off_loopback("http://jit.example.org"));
+        assert!(plain_http_off_loopback("http://198.51.100.1:3000/"));
+        assert!(plain_http_off_loopback("http://[2001:db8::1]:3000"));
+        assert!(!plain_http_off_loopback("http://127.0.0.1:3000"));
+        assert!(!plain_http_off_loopback("http://[::1]:3000"));
+        assert!(!plain_http_off_loopback("http://localhost:3000"));
+        assert!(!plain_http_off_loopback("https://jit.example.org"));
     }
 
     proptest! {

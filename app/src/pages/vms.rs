@@ -50,7 +50,8 @@ pub fn NewVmPage() -> impl IntoView {
                     </div>
                     <button type="submit" class="btn">"Create registration token"</button>
                 </ActionForm>
-                {move || register.value().get().and_then(Result::ok).map(|(_, command)| view! {
+                {move || register.value().get().and_then(Result::ok).map(|(_, command, warning)| view! {
+                    {(!warning.is_empty()).then(|| view! { <div class="alert warning" role="alert" data-testid="enroll-warning">{warning}</div> })}
                     <p>"Run on the host (shown once):"</p>
                     <pre class="command" data-testid="register-command">{command}</pre>
                 })}
@@ -174,7 +175,8 @@ pub fn VmPage() -> impl IntoView {
                                 <input type="hidden" name="vm_id" value=enroll_id />
                                 <button type="submit" class="btn">"Create enrollment token"</button>
                             </ActionForm>
-                            {move || enroll.value().get().and_then(Result::ok).map(|(_, command)| view! {
+                            {move || enroll.value().get().and_then(Result::ok).map(|(_, command, warning)| view! {
+                                {(!warning.is_empty()).then(|| view! { <div class="alert warning" role="alert" data-testid="enroll-warning">{warning}</div> })}
                                 <p>"Run on the VM (shown once):"</p>
                                 <pre class="command" data-testid="enroll-command">{command}</pre>
                             })}
