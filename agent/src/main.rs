@@ -475,6 +475,17 @@ async fn status(args: &Args) {
     }
 }
 
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = parse_args();
+    match args.command.as_str() {
+        "enroll" => enroll(&args).await,
+        "run" => run(&args).await,
+        "status" => status(&args).await,
+        _ => usage(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -484,16 +495,5 @@ mod tests {
         assert!(!super::plain_http_off_loopback("http://127.0.0.1:18080"));
         assert!(!super::plain_http_off_loopback("http://[::1]:3000"));
         assert!(!super::plain_http_off_loopback("https://jit.example.org"));
-    }
-}
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let args = parse_args();
-    match args.command.as_str() {
-        "enroll" => enroll(&args).await,
-        "run" => run(&args).await,
-        "status" => status(&args).await,
-        _ => usage(),
     }
 }
