@@ -62,9 +62,11 @@ netns:
 fuzz-api:
 	bash scripts/fuzz-api.sh
 
-## Figures, not tests: the JIT tabs with 10,000 VMs.
-bench:
+## Figures, not tests: the JIT tabs with 10,000 VMs; sign-in memory under 1,000 parallel
+## attempts (the release server); the activity page and API at 10k, 100k and 1M entries.
+bench: release
 	cargo bench -p portcullis-app --features ssr --bench vm_list
+	cargo bench -p portcullis-server --bench hardening
 
 ## Figures, not tests: open latency over 200 requests, idle and with 1,000 idle agents.
 bench-agent:
