@@ -608,3 +608,18 @@ async fn the_enroll_command_warns_and_says_so_when_the_portal_is_plain_http() {
     );
     assert!(body[2].as_str().unwrap().contains("clear text"), "{body}");
 }
+
+#[tokio::test]
+async fn a_vm_page_is_found_by_id_among_many_similar_names() {
+    let app = spawn_app().await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    // 510 VMs whose names contain the target's name and sort before it.
+    for i in 0..510 {
+        app.add_vm(&admin, &format!("avm-{i:03}"), "linux").await;
+    }
+    let target = app.add_vm(&admin, "vm", "linux").await;
+    let (s, detail) = app.call(&admin, "get_vm", &[("id", &target)]).await;
+    assert_eq!(s, StatusCode::OK, "{detail}");
+    assert_eq!(detail["vm"]["name"], "vm");
+}
