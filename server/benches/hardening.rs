@@ -69,7 +69,11 @@ async fn sign_in_memory() {
         async move {
             // A thousand addresses (behind the trusted proxy) and user names: the
             // per-address and per-user limits do not apply, the hasher's queue does.
-            let forwarded = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+            let forwarded = if std::env::var_os("BENCH_SAME_ADDRESS").is_some() {
+                "10.0.0.1".to_owned()
+            } else {
+                format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256)
+            };
             http.post(format!("{base}/api/login"))
                 .header("X-Forwarded-For", forwarded)
                 .header("Origin", &base)
@@ -92,6 +96,10 @@ async fn sign_in_memory() {
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
         .unwrap_or_default();
+    let threads = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    println!("sign-in: server threads after the burst: {threads}");
     let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
     println!(
         "sign-in: 1,000 parallel attempts in {took:.1?}: {} refused as wrong (422), {} asked to retry (503), {} other",
@@ -171,10 +179,7 @@ async fn activity_pages() {
         }],
         ip: "127.0.0.1".parse().unwrap(),
     };
-    let token = portcullis_app::services::tokens::create(&store, &actor, "bench", "1")
-        .await
-        .unwrap()
-        .token;
+    let _ = actor;
     let viewer = store
         .create_user(
             &NewUser {
@@ -195,7 +200,25 @@ async fn activity_pages() {
         )
         .await
         .unwrap();
-    let _ = viewer;
+    // The bootstrap administrator must change its password first; a reader over
+    // everything reads the whole log.
+    let token = portcullis_app::services::tokens::create(
+        &store,
+        &Actor {
+            user_id: viewer.id.clone(),
+            username: viewer.username.clone(),
+            roles: vec![RoleAssignment {
+                role: Role::Reader,
+                scope: Scope::All,
+            }],
+            ip: "127.0.0.1".parse().unwrap(),
+        },
+        "bench",
+        "1",
+    )
+    .await
+    .unwrap()
+    .token;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -216,7 +239,10 @@ async fn activity_pages() {
     let res = browser
         .post(format!("{base}/api/login"))
         .header("Origin", &base)
-        .form(&[("username", "viewer"), ("password", "bench viewer passphrase")])
+        .form(&[
+            ("username", "viewer"),
+            ("password", "bench viewer passphrase"),
+        ])
         .send()
         .await
         .unwrap();
@@ -249,10 +275,8 @@ async fn activity_pages() {
             let client = if token.is_some() { &api } else { &browser };
             let mut one = timed(client, &url, token, 40).await;
             one.sort();
-            let parallel = futures::future::join_all(
-                (0..8).map(|_| timed(client, &url, token, 10)),
-            )
-            .await;
+            let parallel =
+                futures::future::join_all((0..8).map(|_| timed(client, &url, token, 10))).await;
             let mut eight: Vec<Duration> = parallel.into_iter().flatten().collect();
             eight.sort();
             println!(
