@@ -135,7 +135,8 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
 
 /// Headers every answer carries. Pages set their own Content-Security-Policy (with the
 /// nonce of their inline scripts, see the app's shell); everything else gets one that
-/// allows nothing.
+/// allows no script at all, only this origin's stylesheet (the sign-in refusal page is
+/// plain HTML).
 pub struct SecurityHeaders {
     /// `public_url` is https: browsers are told to use nothing else.
     pub hsts: bool,
@@ -159,7 +160,8 @@ pub async fn security_headers(
     set(header::REFERRER_POLICY, "same-origin");
     set(
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     );
     if config.hsts {
         set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");

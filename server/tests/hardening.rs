@@ -282,7 +282,8 @@ async fn pages_carry_a_nonced_content_security_policy_and_everything_the_usual_h
     let api = app.get(&browser(), "/api/v1/openapi.json").await;
     assert_eq!(
         api.headers()["content-security-policy"],
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     );
     let secure = spawn_app_with(|c| c.public_url = Some("https://jit.example.org".into())).await;
     let res = reqwest::Client::new()
