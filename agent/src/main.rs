@@ -267,23 +267,29 @@ fn spawn_reporter(
     let (tx, mut rx) = tokio::sync::watch::channel::<Option<(i64, String)>>(None);
     tokio::spawn(async move {
         while rx.changed().await.is_ok() {
-            let Some((generation, error)) = rx.borrow_and_update().clone() else {
-                continue;
-            };
-            let mut delay = Duration::from_millis(200);
-            // Retried until it lands or a newer outcome replaces it.
-            while let Err(e) = report(&http, &id, generation, &error).await {
-                eprintln!("portcullis-agent: report failed: {e}; retrying in {delay:?}");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    changed = rx.changed() => {
-                        if changed.is_err() {
-                            return;
+            // A newer outcome that arrives while one is being retried is sent next, at once:
+            // the change that woke the retry has been seen, so waiting for another would
+            // leave the server believing an older generation until the VM changes again.
+            'latest: loop {
+                let Some((generation, error)) = rx.borrow_and_update().clone() else {
+                    break;
+                };
+                let mut delay = Duration::from_millis(200);
+                // Retried until it lands or a newer outcome replaces it.
+                while let Err(e) = report(&http, &id, generation, &error).await {
+                    eprintln!("portcullis-agent: report failed: {e}; retrying in {delay:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        changed = rx.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            continue 'latest;
                         }
-                        break;
                     }
+                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
+                break;
             }
         }
     });
