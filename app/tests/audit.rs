@@ -106,7 +106,7 @@ async fn each_round_verifies_what_is_new_and_signs_a_checkpoint() {
     assert_eq!(status.verified_seq, 8);
     assert_eq!(
         status.message,
-        "Hash chain verified: entries 1 to 8 intact."
+        "Hash chain verified up to entry 8: new entries checked, the last checkpoint unchanged."
     );
 }
 
@@ -195,26 +195,90 @@ async fn a_forged_checkpoint_or_a_stripped_hmac_is_found() {
     assert_eq!(at, 5);
 }
 
+/// Takes the database back to before the migration that gave entries an HMAC, as a log
+/// written by an older version: no HMAC column, no checkpoints, no recorded status.
+async fn as_before_hmacs(db: &sqlx::AnyPool) {
+    for sql in [
+        "DROP INDEX activity_log_action",
+        "ALTER TABLE activity_log DROP COLUMN mac",
+        "DROP TABLE audit_checkpoints",
+        "DROP TABLE audit_status",
+        "DELETE FROM _sqlx_migrations WHERE version >= 7",
+    ] {
+        sqlx::query(sql).execute(db).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn entries_written_before_the_log_had_a_key_are_covered_by_the_first_checkpoint() {
     let w = world().await;
     write(&w, 3).await;
-    // As a log upgraded from a version without HMACs: its first entries have none.
     let db = raw(&w).await;
-    sqlx::query("UPDATE activity_log SET mac = ''")
+    as_before_hmacs(&db).await;
+    db.close().await;
+    // The upgrade: the server that applies the migration vouches for the three old entries.
+    let upgraded = w.replica().await;
+    for i in 0..2 {
+        upgraded
+            .log_event(common::log(&format!("after-{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        verified(upgraded.verify_log_increment(None).await.unwrap()).seq,
+        5
+    );
+    assert_eq!(
+        verified(upgraded.verify_log_full(None).await.unwrap()).seq,
+        5
+    );
+    // A later start does not vouch again for what has no HMAC.
+    let db = raw(&w).await;
+    sqlx::query("UPDATE activity_log SET mac = '' WHERE seq = 4")
         .execute(&db)
         .await
         .unwrap();
     db.close().await;
-    write(&w, 2).await;
-    assert_eq!(
-        verified(w.store.verify_log_increment(None).await.unwrap()).seq,
-        5
-    );
-    assert_eq!(
-        verified(w.store.verify_log_full(None).await.unwrap()).seq,
-        5
-    );
+    let (at, _) = broken(w.replica().await.verify_log_full(None).await.unwrap());
+    assert_eq!(at, 4);
+}
+
+#[tokio::test]
+async fn stripping_every_hmac_and_what_vouched_for_them_is_found() {
+    let w = world().await;
+    write(&w, 6).await;
+    verified(w.store.verify_log_increment(None).await.unwrap());
+    // Someone with the database and without the key strips every HMAC, removes the
+    // checkpoints and the recorded status, recomputes the chain after an edit, and
+    // restarts the server (so no anchor is known in memory).
+    let db = raw(&w).await;
+    for sql in [
+        "UPDATE activity_log SET mac = ''",
+        "DELETE FROM audit_checkpoints",
+        "DELETE FROM audit_status",
+    ] {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    db.close().await;
+    rewrite_and_rehash(&w, 2).await;
+    let restarted = w.replica().await;
+    let (at, reason) = broken(restarted.verify_log_full(None).await.unwrap());
+    assert_eq!(at, 1, "{reason}");
+    let (at, _) = broken(restarted.verify_log_increment(None).await.unwrap());
+    assert_eq!(at, 1);
+
+    // Moving the legacy boundary to the end does not help without the key either.
+    let db = raw(&w).await;
+    sqlx::query(
+        "INSERT INTO audit_status (id, ok, verified_seq, message, checked_at, legacy_until, legacy_mac) \
+         VALUES (1, 1, 6, 'ok', 0, 6, 'forged') ON CONFLICT (id) DO UPDATE SET legacy_until = 6, legacy_mac = 'forged'",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    let (at, _) = broken(w.replica().await.verify_log_full(None).await.unwrap());
+    assert_eq!(at, 1);
 }
 
 #[tokio::test]
@@ -243,4 +307,38 @@ async fn pages_are_read_by_position_and_huge_offsets_are_clamped() {
         .unwrap();
     assert_eq!(page.first().unwrap().content.seq, 20);
     assert_eq!(page.last().unwrap().content.seq, 11);
+}
+
+#[tokio::test]
+async fn exports_run_one_at_a_time_and_read_to_the_end() {
+    use futures::StreamExt;
+    use portcullis_app::domain::{Role, Scope};
+    use portcullis_app::services::activity::export_batches;
+    let w = world().await;
+    write(&w, 2500).await;
+    let auditor = w.user("auditor", &[(Role::Reader, Scope::All)]).await;
+    let first = export_batches(&w.store, &auditor, Default::default())
+        .await
+        .unwrap();
+    // A second export while the first is open (a reader looping exports) waits its turn.
+    let second = export_batches(&w.store, &auditor, Default::default()).await;
+    assert!(
+        matches!(second, Err(portcullis_app::error::AppError::Busy { .. })),
+        "a second export ran beside the first"
+    );
+    let batches: Vec<_> = first.collect().await;
+    let seqs: Vec<i64> = batches
+        .into_iter()
+        .flat_map(|b| b.unwrap())
+        .map(|e| e.content.seq)
+        .collect();
+    assert_eq!(seqs.len(), 2500);
+    assert_eq!(seqs.first(), Some(&2500));
+    assert_eq!(seqs.last(), Some(&1));
+    // Finished, it gives its turn back.
+    assert!(
+        export_batches(&w.store, &auditor, Default::default())
+            .await
+            .is_ok()
+    );
 }

@@ -7,6 +7,7 @@ mod export;
 mod guards;
 pub mod oidc;
 pub mod rest;
+pub mod serve;
 
 use axum::Router;
 use axum::extract::State;
@@ -124,6 +125,13 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .build();
 
     let oidc = Arc::new(oidc::Oidc::new(&config.oidc, config.public_url.as_deref())?);
+    if config.audit_anchor_file.is_none() {
+        tracing::warn!(
+            "no audit_anchor_file: the activity log's newest position is kept in memory and the \
+             server log only, so removing the newest entries across a restart is found only by \
+             comparing with the log; set audit_anchor_file (PORTCULLIS_AUDIT_ANCHOR_FILE)"
+        );
+    }
     let state = AppState {
         store: store.clone(),
         leptos_options: leptos_options.clone(),

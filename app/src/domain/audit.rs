@@ -58,6 +58,13 @@ impl AuditKey {
     pub fn checkpoint_mac(&self, seq: i64, hash: &str) -> String {
         self.mac(&format!("checkpoint:{seq}:{hash}"))
     }
+
+    /// Vouches for the legacy boundary: entries up to `seq` may carry no HMAC. Without it,
+    /// someone who can write the database would strip every HMAC and move the boundary to
+    /// the end.
+    pub fn legacy_mac(&self, seq: i64) -> String {
+        self.mac(&format!("legacy:{seq}"))
+    }
 }
 
 /// A verified position of the chain: entry `seq` has hash `hash` (0 and [`GENESIS`] before

@@ -128,14 +128,26 @@ fn write_anchor(path: &Path, cp: &Checkpoint) -> std::io::Result<()> {
 /// The verifier: every few seconds, verifies what was written since the last checkpoint
 /// and moves the anchor, so that removing the newest entries, or recomputing the chain,
 /// is noticed.
+const FULL_VERIFICATION_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 pub async fn run_verifier(
     store: Store,
     anchor: std::sync::Arc<Anchor>,
     every: std::time::Duration,
 ) {
     let mut last_message = String::new();
+    // A round reads only what is new; once a day (and at start) every entry is read again,
+    // so that an old entry changed without touching its hash is found too.
+    let mut last_full: Option<std::time::Instant> = None;
     loop {
-        match store.verify_log_increment(anchor.known().as_ref()).await {
+        let full = last_full.is_none_or(|at| at.elapsed() >= FULL_VERIFICATION_EVERY);
+        let outcome = if full {
+            last_full = Some(std::time::Instant::now());
+            store.verify_log_full(anchor.known().as_ref()).await
+        } else {
+            store.verify_log_increment(anchor.known().as_ref()).await
+        };
+        match outcome {
             Ok(Verification::Verified(cp)) => {
                 anchor.advance(&cp);
                 last_message.clear();
@@ -202,22 +214,29 @@ pub async fn export_batches(
 ) -> AppResult<impl futures::Stream<Item = Result<Vec<LogEntry>, crate::store::StoreError>> + use<>>
 {
     require_log(actor)?;
+    // Exports share the reports pool with the log pages and the verifier: one at a time
+    // per server, the others are asked to come back (503 with Retry-After).
+    let Some(turn) = store.export_turn() else {
+        return Err(AppError::Busy {
+            retry_after_secs: 10,
+        });
+    };
     let store = store.clone();
     Ok(futures::stream::try_unfold(
-        (store, q, false),
-        |(store, mut q, done)| async move {
+        (store, q, false, turn),
+        |(store, mut q, done, turn)| async move {
             if done {
                 return Ok(None);
             }
             q.offset = 0;
             q.limit = crate::store::BATCH;
-            let (batch, _) = store.query_log(&q).await?;
+            let batch = store.log_batch(&q).await?;
             let done = (batch.len() as i64) < q.limit;
             q.before_seq = batch.last().map(|e| e.content.seq);
             if batch.is_empty() {
                 return Ok(None);
             }
-            Ok(Some((batch, (store, q, done))))
+            Ok(Some((batch, (store, q, done, turn))))
         },
     ))
 }

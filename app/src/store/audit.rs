@@ -215,6 +215,15 @@ impl Store {
             .fetch_one(&self.reports)
             .await?
             .try_get("n")?;
+        Ok((self.log_batch(q).await?, total))
+    }
+
+    /// Entries matching the filter, newest first, without counting them: a batch of an
+    /// export (a count per batch would read the whole log again for each).
+    pub async fn log_batch(&self, q: &LogQuery) -> Result<Vec<LogEntry>> {
+        let mut filter = String::from(" WHERE 1 = 1");
+        let mut binds = Vec::new();
+        push_filters(q, &mut filter, &mut binds);
         let sql = format!(
             "SELECT {COLUMNS} FROM activity_log{filter} ORDER BY seq DESC LIMIT {} OFFSET {}",
             q.limit.clamp(1, 10_000),
@@ -223,7 +232,7 @@ impl Store {
         let rows = bind_all(sqlx::query(&sql), &binds)
             .fetch_all(&self.reports)
             .await?;
-        Ok((rows.iter().map(from_row).collect::<Result<_>>()?, total))
+        rows.iter().map(from_row).collect()
     }
 
     /// Entries after `after_seq`, oldest first, at most `limit`: one batch of a
@@ -267,31 +276,50 @@ impl Store {
         })
     }
 
-    /// Where entries without an HMAC end: those before the first entry that has one, set
-    /// once (the first time the log is verified with a key) and kept.
+    /// Where entries without an HMAC end: the boundary signed when the migration that
+    /// introduced HMACs ran ([`Store::sign_legacy_boundary`]). Missing or not signed with
+    /// this key, there is none: every entry needs its HMAC. Never worked out from the data,
+    /// which whoever can write the database controls.
     async fn legacy_until(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT legacy_until FROM audit_status WHERE id = 1")
+        let row = sqlx::query("SELECT legacy_until, legacy_mac FROM audit_status WHERE id = 1")
             .fetch_optional(&self.reports)
             .await?;
-        if let Some(Some(n)) = row
-            .map(|r| r.try_get::<Option<i64>, _>("legacy_until"))
-            .transpose()?
-        {
-            return Ok(n);
-        }
-        let first_signed: Option<i64> =
-            sqlx::query("SELECT MIN(seq) AS m FROM activity_log WHERE mac <> ''")
-                .fetch_one(&self.reports)
+        let Some(row) = row else { return Ok(0) };
+        let (Some(n), mac) = (
+            row.try_get::<Option<i64>, _>("legacy_until")?,
+            row.try_get::<String, _>("legacy_mac")?,
+        ) else {
+            return Ok(0);
+        };
+        Ok(
+            if crate::domain::secret::hashes_match(&mac, &self.audit_key.legacy_mac(n)) {
+                n
+            } else {
+                0
+            },
+        )
+    }
+
+    /// Right after the migration that gave entries an HMAC: the entries already written
+    /// have none, and the boundary is signed now, once, by the server that upgraded.
+    pub(super) async fn sign_legacy_boundary(&self) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let last: i64 =
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) AS m FROM activity_log WHERE mac = ''")
+                .fetch_one(&mut *tx.tx)
                 .await?
                 .try_get("m")?;
-        let last: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS m FROM activity_log")
-            .fetch_one(&self.reports)
-            .await?
-            .try_get("m")?;
-        Ok(match first_signed {
-            Some(first) => first - 1,
-            None => last,
-        })
+        sqlx::query(
+            "INSERT INTO audit_status (id, ok, verified_seq, message, checked_at, legacy_until, legacy_mac) \
+             VALUES (1, 1, 0, 'Not verified yet.', $1, $2, $3) ON CONFLICT (id) DO UPDATE SET \
+             legacy_until = $2, legacy_mac = $3 WHERE audit_status.legacy_mac = ''",
+        )
+        .bind(tx.now)
+        .bind(last)
+        .bind(self.audit_key.legacy_mac(last))
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
     }
 
     /// The outcome of the latest verification, if there was one.
@@ -315,7 +343,6 @@ impl Store {
     async fn record_verification(
         &self,
         outcome: &std::result::Result<Checkpoint, Break>,
-        legacy_until: i64,
         full: bool,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
@@ -332,12 +359,17 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx.tx)
                 .await?;
-                let what = if full { "fully verified" } else { "verified" };
-                (
-                    1,
-                    cp.seq,
-                    format!("Hash chain {what}: entries 1 to {} intact.", cp.seq),
-                )
+                let message = if full {
+                    format!("Hash chain fully verified: entries 1 to {} intact.", cp.seq)
+                } else {
+                    // Honest about what a round reads: the new entries, and that the last
+                    // checkpoint's entry is unchanged; the full verification reads them all.
+                    format!(
+                        "Hash chain verified up to entry {}: new entries checked, the last checkpoint unchanged.",
+                        cp.seq
+                    )
+                };
+                (1, cp.seq, message)
             }
             Err(b) => (
                 0,
@@ -352,16 +384,14 @@ impl Store {
             ""
         };
         sqlx::query(&format!(
-            "INSERT INTO audit_status (id, ok, verified_seq, message, checked_at, legacy_until) \
-             VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET ok = $1, \
-             verified_seq = $2, message = $3, checked_at = $4, \
-             legacy_until = COALESCE(audit_status.legacy_until, $5){keep_broken}"
+            "INSERT INTO audit_status (id, ok, verified_seq, message, checked_at) \
+             VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET ok = $1, \
+             verified_seq = $2, message = $3, checked_at = $4{keep_broken}"
         ))
         .bind(ok)
         .bind(seq)
         .bind(&message)
         .bind(now)
-        .bind(legacy_until)
         .execute(&mut *tx.tx)
         .await?;
         tx.commit().await
@@ -375,8 +405,7 @@ impl Store {
         let legacy_until = self.legacy_until().await?;
         let (from, mac) = self.last_checkpoint().await?;
         let outcome = self.check_from(&from, &mac, anchor, legacy_until).await?;
-        self.record_verification(&outcome, legacy_until, false)
-            .await?;
+        self.record_verification(&outcome, false).await?;
         Ok(match outcome {
             Ok(cp) => Verification::Verified(cp),
             Err(b) => Verification::Broken(b),
@@ -405,8 +434,7 @@ impl Store {
         let outcome = self
             .walk(&Checkpoint::genesis(), &checkpoints, anchor, legacy_until)
             .await?;
-        self.record_verification(&outcome, legacy_until, true)
-            .await?;
+        self.record_verification(&outcome, true).await?;
         Ok(match outcome {
             Ok(cp) => Verification::Verified(cp),
             Err(b) => Verification::Broken(b),

@@ -119,6 +119,8 @@ pub struct Store {
     /// Carries the id of every VM whose desired state a committed transaction changed;
     /// long-polling agents wait on it and wake only for their own VM.
     changes: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
+    /// Activity-log exports running at once: they read on the reports pool too.
+    exports: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// A write transaction holding the store's write lock until it ends: the in-process
@@ -157,6 +159,9 @@ impl WriteTx {
         Ok(())
     }
 }
+
+/// The migration (`0007_audit_anchor`) from which activity-log entries carry an HMAC.
+const AUDIT_HMAC_MIGRATION: i64 = 7;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -215,6 +220,13 @@ impl Store {
         };
         let reports = options.clone().max_connections(2).connect_lazy(&url)?;
         let pool = options.connect(&url).await?;
+        // Whether this start applies the migration that gives entries an HMAC: then, and
+        // only then, the entries written before it are vouched for (see `legacy_until`).
+        let hmac_pending = sqlx::query("SELECT version FROM _sqlx_migrations WHERE version = $1")
+            .bind(AUDIT_HMAC_MIGRATION)
+            .fetch_optional(&pool)
+            .await
+            .map_or(true, |row| row.is_none());
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
@@ -226,7 +238,7 @@ impl Store {
             let listener = listen_for_changes(&url).await?;
             tokio::spawn(forward_changes(listener, changes.clone()));
         }
-        Ok(Self {
+        let store = Self {
             pool,
             reports,
             backend,
@@ -234,7 +246,17 @@ impl Store {
             audit_key: std::sync::Arc::new(audit_key),
             write_lock: Default::default(),
             changes,
-        })
+            exports: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+        };
+        if hmac_pending {
+            store.sign_legacy_boundary().await?;
+        }
+        Ok(store)
+    }
+
+    /// A turn to export the activity log, if none is running on this server.
+    pub fn export_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.exports.clone().try_acquire_owned().ok()
     }
 
     /// The current time by the store's clock (UTC milliseconds).
