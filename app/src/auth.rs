@@ -66,20 +66,23 @@ pub const SESSION_END_SESSION_URL: &str = "end_session_url";
 /// Argon2 is deliberately slow and takes about 19 MiB per hash: a few hundred parallel
 /// sign-ins would take gigabytes. At most this many hashes run at once (one per core);
 /// the others wait their turn.
-static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    tokio::sync::Semaphore::new(
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
-    )
-});
+static HASHING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        ))
+    });
 
 /// How long an attempt waits for its turn to hash before it is told to come back later.
 const HASH_QUEUE_WAIT: Duration = Duration::from_secs(3);
 
-/// A turn at the password hasher, or "busy" after [`HASH_QUEUE_WAIT`].
-async fn hashing_turn() -> AppResult<tokio::sync::SemaphorePermit<'static>> {
-    match tokio::time::timeout(HASH_QUEUE_WAIT, HASHING.acquire()).await {
+/// A turn at the password hasher, or "busy" after [`HASH_QUEUE_WAIT`]. Owned, so that the
+/// blocking task holds it: a sign-in whose client hangs up (or times out) mid-hash keeps
+/// its turn until the hash is done, and abandoned hashes cannot pile up beyond the limit.
+async fn hashing_turn() -> AppResult<tokio::sync::OwnedSemaphorePermit> {
+    match tokio::time::timeout(HASH_QUEUE_WAIT, HASHING.clone().acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
         Ok(Err(_)) => Err(AppError::Internal),
         Err(_) => {
@@ -124,8 +127,9 @@ fn argon2_into(
 /// Hashes on the blocking pool: argon2 is deliberately slow and would stall the async
 /// workers that serve everyone else.
 pub async fn hash_password(password: String) -> AppResult<String> {
-    let _turn = hashing_turn().await?;
+    let turn = hashing_turn().await?;
     tokio::task::spawn_blocking(move || -> Result<String, String> {
+        let _turn = turn;
         use argon2::password_hash::{Output, ParamsString};
         let salt = SaltString::generate(&mut OsRng);
         let mut salt_bytes = [0u8; 64];
@@ -218,8 +222,9 @@ fn verify_with_buffer(password: &[u8], phc: &str) -> bool {
 }
 
 pub async fn verify_password(password: String, hash: Option<String>) -> AppResult<bool> {
-    let _turn = hashing_turn().await?;
+    let turn = hashing_turn().await?;
     tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.clone());
         let ok = verify_with_buffer(password.as_bytes(), &hash);
@@ -238,7 +243,29 @@ pub async fn verify_password(password: String, hash: Option<String>) -> AppResul
 pub struct LoginLimiter {
     max_failures: u32,
     window: Duration,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    failures: Mutex<Failures>,
+}
+
+#[derive(Default)]
+struct Failures {
+    counts: HashMap<String, (u32, Instant)>,
+    pruned_at: Option<Instant>,
+}
+
+/// Keys the limiter remembers at most: a flood of made-up user names from many addresses
+/// cannot grow it without bound. Beyond it, new keys are refused until old ones expire.
+const MAX_LIMITER_KEYS: usize = 100_000;
+
+/// The address key of a sign-in: one IPv6 /64 is one client (a host gets a whole /64, so
+/// keying on /128 would give it unlimited guesses).
+pub fn client_key(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        std::net::IpAddr::V4(v4) => format!("ip:{v4}"),
+    }
 }
 
 impl LoginLimiter {
@@ -246,7 +273,7 @@ impl LoginLimiter {
         Self {
             max_failures,
             window,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Failures::default()),
         }
     }
 
@@ -258,13 +285,37 @@ impl LoginLimiter {
     }
 
     fn locked(
-        map: &mut HashMap<String, (u32, Instant)>,
+        failures: &mut Failures,
         keys: &[String],
         now: Instant,
         window: Duration,
         max: u32,
     ) -> Result<(), u64> {
-        map.retain(|_, (_, since)| now.duration_since(*since) < window);
+        // Expired keys are dropped at most once a second, not at every attempt: a walk over
+        // every key under the lock is what a flood would buy.
+        let due = failures
+            .pruned_at
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+        if due {
+            failures
+                .counts
+                .retain(|_, (_, since)| now.duration_since(*since) < window);
+            failures.pruned_at = Some(now);
+        }
+        // This attempt's own keys are judged by their own window, pruned or not.
+        for key in keys {
+            if failures
+                .counts
+                .get(key)
+                .is_some_and(|(_, since)| now.duration_since(*since) >= window)
+            {
+                failures.counts.remove(key);
+            }
+        }
+        let map = &failures.counts;
+        if map.len() + keys.len() > MAX_LIMITER_KEYS && keys.iter().any(|k| !map.contains_key(k)) {
+            return Err(window.as_secs().clamp(1, 60));
+        }
         for key in keys {
             if let Some((count, since)) = map.get(key)
                 && *count >= max
@@ -285,7 +336,7 @@ impl LoginLimiter {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         Self::locked(&mut map, keys, now, self.window, self.max_failures)?;
         for key in keys {
-            map.entry(key.clone()).or_insert((0, now)).0 += 1;
+            map.counts.entry(key.clone()).or_insert((0, now)).0 += 1;
         }
         Ok(())
     }
@@ -294,7 +345,7 @@ impl LoginLimiter {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         for key in keys {
-            let entry = map.entry(key.clone()).or_insert((0, now));
+            let entry = map.counts.entry(key.clone()).or_insert((0, now));
             entry.0 += 1;
         }
     }
@@ -302,7 +353,7 @@ impl LoginLimiter {
     pub fn clear(&self, keys: &[String]) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         for key in keys {
-            map.remove(key);
+            map.counts.remove(key);
         }
     }
 }
@@ -311,6 +362,66 @@ impl LoginLimiter {
 mod tests {
     use super::*;
     use argon2::password_hash::PasswordVerifier;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hash_abandoned_by_its_caller_keeps_its_turn_until_it_is_done() {
+        let total = HASHING.available_permits();
+        // Callers that hang up mid-hash (a client disconnecting, a request timing out).
+        let callers: Vec<_> = (0..total)
+            .map(|_| tokio::spawn(verify_password("guess".into(), None)))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        for c in &callers {
+            c.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Their hashes still run, so their turns are still taken: abandoned hashes cannot
+        // pile up beyond one per core.
+        assert!(
+            HASHING
+                .clone()
+                .try_acquire_many_owned(total as u32)
+                .is_err(),
+            "the turns were given back while the hashes still ran"
+        );
+        let freed = tokio::time::timeout(
+            Duration::from_secs(10),
+            HASHING.clone().acquire_many_owned(total as u32),
+        )
+        .await;
+        assert!(freed.is_ok(), "the turns never came back");
+    }
+
+    #[test]
+    fn one_ipv6_64_is_one_client_and_mapped_addresses_are_ipv4() {
+        let key = |s: &str| client_key(s.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::10"), key("2001:db8:1:2:ffff::99"));
+        assert_ne!(key("2001:db8:1:2::10"), key("2001:db8:1:3::10"));
+        assert_eq!(key("::ffff:198.51.100.7"), key("198.51.100.7"));
+        assert_eq!(key("198.51.100.7"), "ip:198.51.100.7");
+    }
+
+    #[test]
+    fn the_limiter_refuses_new_keys_when_full_instead_of_growing() {
+        let limiter = LoginLimiter::new(5, Duration::from_secs(60));
+        for i in 0..MAX_LIMITER_KEYS / 2 {
+            assert!(
+                limiter
+                    .attempt(&[format!("user:u{i}"), format!("ip:k{i}")])
+                    .is_ok()
+            );
+        }
+        // Full: a new user name is refused (and told when to come back)...
+        assert!(
+            limiter
+                .attempt(&["user:new".into(), "ip:new".into()])
+                .is_err()
+        );
+        // ...while keys it already tracks are still counted and decided.
+        assert!(limiter.attempt(&["user:u1".into(), "ip:k1".into()]).is_ok());
+        let len = limiter.failures.lock().unwrap().counts.len();
+        assert_eq!(len, MAX_LIMITER_KEYS);
+    }
 
     #[test]
     fn limiter_locks_after_max_failures_and_clears_on_success() {

@@ -106,7 +106,7 @@ pub async fn sign_in(
     }
     errors.into_result()?;
     let name = username.trim().to_lowercase();
-    let keys = [format!("user:{name}"), format!("ip:{client_ip}")];
+    let keys = [format!("user:{name}"), crate::auth::client_key(client_ip)];
     limiter
         .attempt(&keys)
         .map_err(|retry_after_secs| AppError::RateLimited { retry_after_secs })?;
