@@ -309,8 +309,12 @@ fn jitter() -> Duration {
 /// back before anything else happens. Saved first: a crash in between must not leave an
 /// older state (with a since revoked grant) to come back at the next boot.
 async fn apply_and_save(args: &Args, state: &DesiredState) -> Result<(), String> {
-    if let Err(e) = saved::save(&saved::path_for(&args.state), state, saved::wall_clock_ms()) {
-        eprintln!("portcullis-agent: cannot save the state to apply: {e}");
+    let path = saved::path_for(&args.state);
+    if let Err(e) = saved::save(&path, state, saved::wall_clock_ms()) {
+        // The older saved state may hold a grant this one ends: it must not come back at
+        // the next boot.
+        let done = saved::forget_grants(&path, state, saved::wall_clock_ms());
+        eprintln!("portcullis-agent: cannot save the state to apply: {e}; {done}");
     }
     apply(&args.nft, &nft::ruleset(state)).await
 }

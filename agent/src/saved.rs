@@ -40,29 +40,35 @@ pub fn wall_clock_ms() -> i64 {
         .unwrap_or(0)
 }
 
+impl SavedState {
+    fn of(state: &DesiredState, now_ms: i64) -> Self {
+        SavedState {
+            generation: state.generation,
+            saved_at_ms: now_ms,
+            rules: state
+                .rules
+                .iter()
+                .map(|r| (r.port, r.protocol.clone()))
+                .collect(),
+            grants: state
+                .grants
+                .iter()
+                .filter(|g| g.expires_in_ms > 0)
+                .map(|g| SavedGrant {
+                    source: g.source.clone(),
+                    port: g.port,
+                    protocol: g.protocol.clone(),
+                    ends_at_ms: now_ms + g.expires_in_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Writes the state just applied, received at `now_ms` (host clock), atomically: a crash
 /// while writing leaves the previous file, never half of one.
 pub fn save(path: &Path, state: &DesiredState, now_ms: i64) -> std::io::Result<()> {
-    let saved = SavedState {
-        generation: state.generation,
-        saved_at_ms: now_ms,
-        rules: state
-            .rules
-            .iter()
-            .map(|r| (r.port, r.protocol.clone()))
-            .collect(),
-        grants: state
-            .grants
-            .iter()
-            .filter(|g| g.expires_in_ms > 0)
-            .map(|g| SavedGrant {
-                source: g.source.clone(),
-                port: g.port,
-                protocol: g.protocol.clone(),
-                ends_at_ms: now_ms + g.expires_in_ms,
-            })
-            .collect(),
-    };
+    let saved = SavedState::of(state, now_ms);
     let text = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -89,6 +95,30 @@ pub fn save(path: &Path, state: &DesiredState, now_ms: i64) -> std::io::Result<(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// When [`save`] failed (a full disk, say): the saved file is cut down in place to the
+/// rules alone, so that no grant the new state ends can come back at the next boot while
+/// the protected ports still come back closed. If even that fails, the file is removed.
+/// Says which it did.
+pub fn forget_grants(path: &Path, state: &DesiredState, now_ms: i64) -> String {
+    let rules_only = DesiredState {
+        grants: Vec::new(),
+        ..state.clone()
+    };
+    let mut text = serde_json::to_vec(&SavedState::of(&rules_only, now_ms)).unwrap_or_default();
+    if !text.is_empty() {
+        text.push(b'\n');
+        // Truncating first frees the old blocks the shorter text then reuses.
+        if std::fs::write(path, &text).is_ok() {
+            return "kept only the closed ports in the saved state".into();
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => "removed the saved state".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no saved state to remove".into(),
+        Err(e) => format!("cannot remove the saved state either: {e}"),
+    }
 }
 
 /// The saved state as it stands at `now_ms`: grants that ended are dropped, the others
@@ -192,6 +222,32 @@ mod tests {
         std::fs::write(&path, b"{ not json").unwrap();
         assert!(load(&path, t0).is_none());
         assert!(load(&dir.join("missing.json"), t0).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn when_saving_fails_no_older_grant_can_come_back() {
+        let dir = std::env::temp_dir().join(format!("pc-saved-fail-{}", std::process::id()));
+        let path = path_for(&dir.join("agent.json"));
+        let t0 = 1_000_000;
+        save(&path, &state(), t0).unwrap();
+        // The next state (every grant revoked) cannot be written: its temporary file's
+        // place is taken, as a full disk or a read-only directory would refuse it.
+        std::fs::create_dir_all(path.with_extension("tmp")).unwrap();
+        let revoked = DesiredState {
+            generation: 43,
+            grants: Vec::new(),
+            ..state()
+        };
+        assert!(save(&path, &revoked, t0 + 1_000).is_err());
+        let done = forget_grants(&path, &revoked, t0 + 1_000);
+        assert!(done.contains("closed ports"), "{done}");
+        let back = load(&path, t0 + 2_000).unwrap();
+        assert!(
+            back.grants.is_empty(),
+            "a revoked grant would come back: {back:?}"
+        );
+        assert_eq!(back.rules, state().rules);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -195,22 +195,32 @@ pub async fn desired_state(
         Ok(a) => a,
         Err(r) => return r,
     };
+    // One agent gets two polls at a time (its own, and the one it opens while the server
+    // has not yet noticed the old connection is gone): an agent whose secret was taken
+    // from a compromised host cannot use up the replica's waiting places of the others.
+    let Some(_own) = POLLS.enter(&agent.vm_id) else {
+        return retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            "this agent already has its polls waiting; retry when one has answered",
+            "1",
+        );
+    };
     // A waiting poll holds a permit: a replica keeps only so many agents waiting, and
     // tells the others when to come back rather than running out of memory or sockets.
     let Ok(_waiting) = state.long_polls.clone().try_acquire_owned() else {
-        let mut res = error(
+        return retry_later(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many agents are waiting on this server; retry later",
+            "5",
         );
-        res.headers_mut().insert(
-            header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("5"),
-        );
-        return res;
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.min(60));
     let mut changes = state.store.subscribe_changes();
-    if let Err(e) = state.store.touch_agent(&agent.vm_id).await {
+    // "Last seen" needs seconds, not every poll: an agent polling in a loop does not make
+    // the server write for each one.
+    if POLLS.touch_due(&agent.vm_id, state.store.now_ms())
+        && let Err(e) = state.store.touch_agent(&agent.vm_id).await
+    {
         return internal(e);
     }
     loop {
@@ -281,15 +291,11 @@ pub async fn report(
         Err(r) => return r,
     };
     if !REPORTS.admit(&agent.vm_id) {
-        let mut res = error(
+        return retry_later(
             StatusCode::TOO_MANY_REQUESTS,
             "one report per second per agent; send the latest outcome later",
+            "1",
         );
-        res.headers_mut().insert(
-            header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        );
-        return res;
     }
     let mut ports: Vec<u16> = req
         .listening_ports
@@ -324,6 +330,88 @@ pub async fn report(
             ),
         ),
         Err(e) => internal(e),
+    }
+}
+
+/// An answer that says when to come back (`Retry-After`, in seconds).
+fn retry_later(status: StatusCode, message: &str, after_secs: &'static str) -> Response {
+    let mut res = error(status, message);
+    res.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static(after_secs),
+    );
+    res
+}
+
+/// Polls in progress per agent, and when each agent's "last seen" was last written. Kept
+/// in memory, per replica.
+struct PollGate {
+    inner: std::sync::Mutex<PollCounts>,
+}
+
+#[derive(Default)]
+struct PollCounts {
+    in_progress: std::collections::HashMap<String, usize>,
+    touched_ms: std::collections::HashMap<String, i64>,
+}
+
+/// A poll's place among its agent's: given back when the poll answers or is dropped.
+struct PollSlot {
+    vm_id: String,
+}
+
+static POLLS: std::sync::LazyLock<PollGate> = std::sync::LazyLock::new(|| PollGate {
+    inner: Default::default(),
+});
+
+impl PollGate {
+    const PER_AGENT: usize = 2;
+    /// Well inside the 90 s after which the portal calls an agent silent.
+    const TOUCH_EVERY_MS: i64 = 10_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PollCounts> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enter(&self, vm_id: &str) -> Option<PollSlot> {
+        let mut counts = self.lock();
+        let n = counts.in_progress.entry(vm_id.to_owned()).or_insert(0);
+        if *n >= Self::PER_AGENT {
+            return None;
+        }
+        *n += 1;
+        Some(PollSlot {
+            vm_id: vm_id.to_owned(),
+        })
+    }
+
+    /// Whether "last seen" should be written now (by the store's clock), and if so noted.
+    fn touch_due(&self, vm_id: &str, now_ms: i64) -> bool {
+        let mut counts = self.lock();
+        if counts.touched_ms.len() > 100_000 {
+            counts
+                .touched_ms
+                .retain(|_, at| now_ms - *at < Self::TOUCH_EVERY_MS);
+        }
+        match counts.touched_ms.get(vm_id) {
+            Some(at) if (0..Self::TOUCH_EVERY_MS).contains(&(now_ms - *at)) => false,
+            _ => {
+                counts.touched_ms.insert(vm_id.to_owned(), now_ms);
+                true
+            }
+        }
+    }
+}
+
+impl Drop for PollSlot {
+    fn drop(&mut self) {
+        let mut counts = POLLS.lock();
+        if let Some(n) = counts.in_progress.get_mut(&self.vm_id) {
+            *n -= 1;
+            if *n == 0 {
+                counts.in_progress.remove(&self.vm_id);
+            }
+        }
     }
 }
 

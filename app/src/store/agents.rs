@@ -63,6 +63,18 @@ impl Store {
         secret_hash: &str,
         host: &AgentHost<'_>,
     ) -> Result<Option<(String, String, String)>> {
+        // A made-up token is refused on a plain read: only a token that can succeed waits
+        // for the write lock, so a flood of guesses cannot hold up expiry and revocations.
+        let usable = sqlx::query(
+            "SELECT vm_id FROM enrollment_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(self.now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        if usable.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.begin_write().await?;
         let now = tx.now;
         let row = sqlx::query(
