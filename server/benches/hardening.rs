@@ -9,7 +9,6 @@
 use portcullis_app::domain::{Role, RoleAssignment, Scope};
 use portcullis_app::services::Actor;
 use portcullis_app::store::{NewLogEntry, NewUser, Store};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 fn rss_kib(pid: u32) -> u64 {
@@ -221,16 +220,13 @@ async fn activity_pages() {
     .token;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            built
-                .router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    tokio::spawn(portcullis_server::serve::serve(
+        listener,
+        built.router,
+        portcullis_server::serve::HEADER_READ_TIMEOUT,
+        std::time::Duration::from_secs(30),
+        std::future::pending(),
+    ));
     let base = format!("http://{addr}");
     let browser = reqwest::Client::builder()
         .cookie_store(true)

@@ -2,7 +2,6 @@
 //! `portcullis-server verify-log [--config FILE]`: verifies the whole activity log.
 
 use portcullis_server::config::{Config, LogFormat};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
 
@@ -60,15 +59,14 @@ async fn main() {
         .await
         .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", config.listen)));
     tracing::info!(address = %config.listen, database = %redact(&config.database_url), "listening");
-    axum::serve(
+    portcullis_server::serve::serve(
         listener,
-        built
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>(),
+        built.router,
+        portcullis_server::serve::HEADER_READ_TIMEOUT.min(config.request_timeout),
+        config.request_timeout,
+        shutdown(),
     )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .unwrap_or_else(|e| fail(&format!("server error: {e}")));
+    .await;
     built.state.store.close().await;
 }
 

@@ -362,6 +362,31 @@ async fn a_request_that_never_finishes_is_answered_within_the_timeout() {
 }
 
 #[tokio::test]
+async fn a_request_head_that_never_ends_is_cut_off() {
+    let app = spawn_app_with(|c| c.request_timeout = std::time::Duration::from_secs(1)).await;
+    // Slowloris: a connection whose request head trickles in and never ends holds a
+    // socket and a task; no request timeout covers it, since no request exists yet.
+    let mut conn = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    conn.write_all(b"GET /login HTTP/1.1\r\nHost: portal\r\nX-Slow: a")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the connection was still open after 10 s of an unfinished request head"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
 async fn a_replica_keeps_only_so_many_agents_waiting() {
     let app = spawn_app_with(|c| c.max_long_polls = 1).await;
     let admin = browser();
@@ -387,6 +412,45 @@ async fn a_replica_keeps_only_so_many_agents_waiting() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["retry-after"], "5");
     waiting.abort();
+}
+
+#[tokio::test]
+async fn one_agent_cannot_take_the_waiting_places_of_the_others() {
+    let app = spawn_app_with(|c| c.max_long_polls = 3).await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    let mut agents = Vec::new();
+    for name in ["web-1", "web-2"] {
+        let vm = app.add_vm(&admin, name, "linux").await;
+        let token = token_for(&app, &admin, &vm).await;
+        let (_, enrolled) = enroll(&app, &token, name).await;
+        agents.push(Agent::from_enrollment(&enrolled));
+    }
+    let (_, first) = agents[0].state(&app, -1, 0).await;
+    let generation = first["generation"].as_i64().unwrap();
+    // An agent whose secret was taken opens poll after poll: two wait, the third is told
+    // to come back, and the other agent's place is still there.
+    let waiting = [
+        agents[0].long_poll(&app, generation),
+        agents[0].long_poll(&app, generation),
+    ];
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let res = reqwest::Client::new()
+        .get(format!(
+            "{}/agent/v1/state?after={generation}&wait=5",
+            app.base
+        ))
+        .bearer_auth(&agents[0].bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let (s, state) = agents[1].state(&app, -1, 0).await;
+    assert_eq!(s, StatusCode::OK, "{state}");
+    for w in waiting {
+        w.abort();
+    }
 }
 
 #[tokio::test]

@@ -6,7 +6,6 @@ use portcullis_server::config::Config;
 use reqwest::header::ORIGIN;
 use reqwest::{Client, StatusCode, redirect::Policy};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 
 pub struct TestApp {
     pub base: String,
@@ -33,16 +32,14 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let built = portcullis_server::build(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            built
-                .router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let header_timeout = portcullis_server::serve::HEADER_READ_TIMEOUT.min(config.request_timeout);
+    tokio::spawn(portcullis_server::serve::serve(
+        listener,
+        built.router,
+        header_timeout,
+        config.request_timeout,
+        std::future::pending(),
+    ));
     TestApp {
         base: format!("http://{addr}"),
         admin_password: built
