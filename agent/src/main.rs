@@ -125,6 +125,8 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(POLL_WAIT_SECS + 15))
         .connect_timeout(Duration::from_secs(5))
+        // The server closes a connection idle for 10 s; one idle for less is reused.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()
         .unwrap_or_else(|e| fail(&format!("HTTP client: {e}")))
 }

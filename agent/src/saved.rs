@@ -97,27 +97,53 @@ pub fn save(path: &Path, state: &DesiredState, now_ms: i64) -> std::io::Result<(
     Ok(())
 }
 
-/// When [`save`] failed (a full disk, say): the saved file is cut down in place to the
-/// rules alone, so that no grant the new state ends can come back at the next boot while
-/// the protected ports still come back closed. If even that fails, the file is removed.
-/// Says which it did.
+/// When [`save`] failed (a full disk, say): the saved file is rewritten in place, no
+/// longer than it was (so a full disk needs no new block), with the closed ports and no
+/// grant, so that no grant the new state ends can come back at the next boot while the
+/// protected ports still come back closed. The new rules if they fit, else the old file's
+/// own rules. Never removed: without it a reboot would leave the ports open until the
+/// server answers. Says what it did.
 pub fn forget_grants(path: &Path, state: &DesiredState, now_ms: i64) -> String {
-    let rules_only = DesiredState {
-        grants: Vec::new(),
-        ..state.clone()
+    let Ok(old) = std::fs::read(path) else {
+        return "no saved state holds a grant".into();
     };
-    let mut text = serde_json::to_vec(&SavedState::of(&rules_only, now_ms)).unwrap_or_default();
-    if !text.is_empty() {
-        text.push(b'\n');
-        // Truncating first frees the old blocks the shorter text then reuses.
-        if std::fs::write(path, &text).is_ok() {
-            return "kept only the closed ports in the saved state".into();
-        }
+    let Ok(old_state) = serde_json::from_slice::<SavedState>(&old) else {
+        return "the saved state is unreadable and restores nothing".into();
+    };
+    if old_state.grants.is_empty() {
+        return "the saved state holds no grant".into();
     }
-    match std::fs::remove_file(path) {
-        Ok(()) => "removed the saved state".into(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no saved state to remove".into(),
-        Err(e) => format!("cannot remove the saved state either: {e}"),
+    let new_rules = SavedState::of(
+        &DesiredState {
+            grants: Vec::new(),
+            ..state.clone()
+        },
+        now_ms,
+    );
+    let old_rules = SavedState {
+        grants: Vec::new(),
+        ..old_state
+    };
+    let fitting = [new_rules, old_rules]
+        .iter()
+        .filter_map(|s| serde_json::to_vec(s).ok())
+        .find(|text| text.len() <= old.len());
+    let Some(mut text) = fitting else {
+        return "and it cannot be cut down: a grant in it may come back at the next boot".into();
+    };
+    // Trailing spaces are still the same JSON.
+    text.resize(old.len(), b' ');
+    let written = (|| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.write_all(&text)?;
+        f.sync_all()
+    })();
+    match written {
+        Ok(()) => "kept only the closed ports in the saved state".into(),
+        Err(e) => format!(
+            "and cutting it down failed too ({e}): a grant in it may come back at the next boot"
+        ),
     }
 }
 

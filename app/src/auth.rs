@@ -300,6 +300,11 @@ impl LoginLimiter {
             failures
                 .counts
                 .retain(|_, (_, since)| now.duration_since(*since) < window);
+            // Nearly full (a flood of names or addresses): partial counts go first, so
+            // that newcomers still get in; the locks stay.
+            if failures.counts.len() > MAX_LIMITER_KEYS / 10 * 9 {
+                failures.counts.retain(|_, (count, _)| *count >= max);
+            }
             failures.pruned_at = Some(now);
         }
         // This attempt's own keys are judged by their own window, pruned or not.
@@ -345,6 +350,9 @@ impl LoginLimiter {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         for key in keys {
+            if map.counts.len() >= MAX_LIMITER_KEYS && !map.counts.contains_key(key) {
+                continue;
+            }
             let entry = map.counts.entry(key.clone()).or_insert((0, now));
             entry.0 += 1;
         }
@@ -403,7 +411,8 @@ mod tests {
 
     #[test]
     fn the_limiter_refuses_new_keys_when_full_instead_of_growing() {
-        let limiter = LoginLimiter::new(5, Duration::from_secs(60));
+        // Every key locked (one failure each is the limit here) and the map full.
+        let limiter = LoginLimiter::new(1, Duration::from_secs(60));
         for i in 0..MAX_LIMITER_KEYS / 2 {
             assert!(
                 limiter
@@ -417,8 +426,13 @@ mod tests {
                 .attempt(&["user:new".into(), "ip:new".into()])
                 .is_err()
         );
-        // ...while keys it already tracks are still counted and decided.
-        assert!(limiter.attempt(&["user:u1".into(), "ip:k1".into()]).is_ok());
+        limiter.record_failure(&["oidc-refusal:new".into()]);
+        // ...the locks it holds still hold, and it does not grow.
+        assert!(
+            limiter
+                .attempt(&["user:u1".into(), "ip:k1".into()])
+                .is_err()
+        );
         let len = limiter.failures.lock().unwrap().counts.len();
         assert_eq!(len, MAX_LIMITER_KEYS);
     }

@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use portcullis_app::domain::audit::{Checkpoint, EntryContent, entry_hash};
+use portcullis_app::services::activity::{Anchor, vouch_for_unsigned_entries};
 use portcullis_app::store::{NewLogEntry, Verification};
 use sqlx::Row;
 
@@ -216,8 +217,13 @@ async fn entries_written_before_the_log_had_a_key_are_covered_by_the_first_check
     let db = raw(&w).await;
     as_before_hmacs(&db).await;
     db.close().await;
-    // The upgrade: the server that applies the migration vouches for the three old entries.
+    // The upgrade: the first start of the new version (no anchor yet) vouches for the
+    // three old entries.
     let upgraded = w.replica().await;
+    let anchor = Anchor::open(None);
+    vouch_for_unsigned_entries(&upgraded, &anchor)
+        .await
+        .unwrap();
     for i in 0..2 {
         upgraded
             .log_event(common::log(&format!("after-{i}")))
@@ -239,7 +245,11 @@ async fn entries_written_before_the_log_had_a_key_are_covered_by_the_first_check
         .await
         .unwrap();
     db.close().await;
-    let (at, _) = broken(w.replica().await.verify_log_full(None).await.unwrap());
+    let later = w.replica().await;
+    vouch_for_unsigned_entries(&later, &Anchor::open(None))
+        .await
+        .unwrap();
+    let (at, _) = broken(later.verify_log_full(None).await.unwrap());
     assert_eq!(at, 4);
 }
 
@@ -247,10 +257,13 @@ async fn entries_written_before_the_log_had_a_key_are_covered_by_the_first_check
 async fn stripping_every_hmac_and_what_vouched_for_them_is_found() {
     let w = world().await;
     write(&w, 6).await;
-    verified(w.store.verify_log_increment(None).await.unwrap());
+    let cp = verified(w.store.verify_log_increment(None).await.unwrap());
+    // The anchor file outside the database knows that position.
+    let anchor = Anchor::open(None);
+    anchor.advance(&cp);
     // Someone with the database and without the key strips every HMAC, removes the
-    // checkpoints and the recorded status, recomputes the chain after an edit, and
-    // restarts the server (so no anchor is known in memory).
+    // checkpoints and the recorded status (with the signed boundary), recomputes the
+    // chain after an edit, and restarts the server.
     let db = raw(&w).await;
     for sql in [
         "UPDATE activity_log SET mac = ''",
@@ -262,6 +275,11 @@ async fn stripping_every_hmac_and_what_vouched_for_them_is_found() {
     db.close().await;
     rewrite_and_rehash(&w, 2).await;
     let restarted = w.replica().await;
+    // The start does not vouch again: the anchor knows the log was verified before.
+    vouch_for_unsigned_entries(&restarted, &anchor)
+        .await
+        .unwrap();
+    // (Checked without the anchor's own position, so that the HMACs alone must tell.)
     let (at, reason) = broken(restarted.verify_log_full(None).await.unwrap());
     assert_eq!(at, 1, "{reason}");
     let (at, _) = broken(restarted.verify_log_increment(None).await.unwrap());
@@ -277,7 +295,9 @@ async fn stripping_every_hmac_and_what_vouched_for_them_is_found() {
     .await
     .unwrap();
     db.close().await;
-    let (at, _) = broken(w.replica().await.verify_log_full(None).await.unwrap());
+    let again = w.replica().await;
+    vouch_for_unsigned_entries(&again, &anchor).await.unwrap();
+    let (at, _) = broken(again.verify_log_full(None).await.unwrap());
     assert_eq!(at, 1);
 }
 

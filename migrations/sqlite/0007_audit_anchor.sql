@@ -15,9 +15,7 @@ CREATE TABLE audit_status (
     message TEXT NOT NULL,
     checked_at INTEGER NOT NULL,
     -- Entries up to here were written before the log had a key and carry no HMAC; the
-    -- first signed checkpoint covers them. Set and signed (legacy_mac) once, by the server
-    -- that applies this migration; a boundary that is not signed counts as none.
-    legacy_until INTEGER,
-    legacy_mac TEXT NOT NULL DEFAULT ''
+    -- first signed checkpoint covers them. Set once.
+    legacy_until INTEGER
 );
 CREATE INDEX activity_log_action ON activity_log(action);

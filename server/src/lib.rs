@@ -225,6 +225,8 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state.clone());
 
+    portcullis_app::services::activity::vouch_for_unsigned_entries(&store, &state.audit_anchor)
+        .await?;
     oidc.warm_up();
     spawn_cleanup(store.clone());
     tokio::spawn(portcullis_app::services::activity::run_verifier(

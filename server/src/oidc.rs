@@ -438,7 +438,10 @@ async fn refuse(
     }
     // Anyone may call the callback, and each log entry takes the write lock: an address
     // gets a few entries per window in the activity log, and the server log beyond that.
-    let key = [format!("oidc-refusal:{}", ip.0)];
+    let key = [format!(
+        "oidc-refusal:{}",
+        portcullis_app::auth::client_key(ip.0)
+    )];
     if matches!(refusal, Refusal::Disabled) {
         // Already in the activity log, under the account's name, from the sign-in itself.
     } else if state.limiter.check(&key).is_ok() {

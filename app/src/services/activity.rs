@@ -91,6 +91,24 @@ impl Anchor {
     }
 }
 
+/// At start: vouches for the entries written before the log had a key, once (see
+/// [`Store::sign_legacy_boundary`]). Only while nothing outside the database knows a
+/// verified position: once the anchor does, a boundary that is not signed means someone
+/// removed the signed one, and vouching again would cover their edits. Without an anchor
+/// file the server has no such memory across restarts (it warns about that at start).
+pub async fn vouch_for_unsigned_entries(
+    store: &Store,
+    anchor: &Anchor,
+) -> Result<(), crate::store::StoreError> {
+    if anchor.known().is_some() {
+        return Ok(());
+    }
+    if store.sign_legacy_boundary().await? {
+        tracing::info!("activity log: the entries written before it had a key are vouched for");
+    }
+    Ok(())
+}
+
 /// Verifies the whole log now, in batches; for administrators over everything (it reads
 /// everything). The outcome is recorded, logged, and answered.
 pub async fn verify_full(store: &Store, actor: &Actor, anchor: &Anchor) -> AppResult<AuditStatus> {

@@ -276,33 +276,38 @@ impl Store {
         })
     }
 
-    /// Where entries without an HMAC end: the boundary signed when the migration that
-    /// introduced HMACs ran ([`Store::sign_legacy_boundary`]). Missing or not signed with
-    /// this key, there is none: every entry needs its HMAC. Never worked out from the data,
-    /// which whoever can write the database controls.
+    /// Where entries without an HMAC end: the boundary signed by
+    /// [`Store::sign_legacy_boundary`]. Missing or not signed with this key, there is
+    /// none: every entry needs its HMAC. Never worked out from the data, which whoever can
+    /// write the database controls.
     async fn legacy_until(&self) -> Result<i64> {
+        Ok(self.signed_legacy_boundary().await?.unwrap_or(0))
+    }
+
+    async fn signed_legacy_boundary(&self) -> Result<Option<i64>> {
         let row = sqlx::query("SELECT legacy_until, legacy_mac FROM audit_status WHERE id = 1")
             .fetch_optional(&self.reports)
             .await?;
-        let Some(row) = row else { return Ok(0) };
+        let Some(row) = row else { return Ok(None) };
         let (Some(n), mac) = (
             row.try_get::<Option<i64>, _>("legacy_until")?,
             row.try_get::<String, _>("legacy_mac")?,
         ) else {
-            return Ok(0);
+            return Ok(None);
         };
-        Ok(
-            if crate::domain::secret::hashes_match(&mac, &self.audit_key.legacy_mac(n)) {
-                n
-            } else {
-                0
-            },
-        )
+        Ok(crate::domain::secret::hashes_match(&mac, &self.audit_key.legacy_mac(n)).then_some(n))
     }
 
-    /// Right after the migration that gave entries an HMAC: the entries already written
-    /// have none, and the boundary is signed now, once, by the server that upgraded.
-    pub(super) async fn sign_legacy_boundary(&self) -> Result<()> {
+    /// Vouches, once, for the entries written before the log had a key (an upgrade): they
+    /// carry no HMAC, and the position where they end is signed now. Does nothing when a
+    /// signed boundary exists. The caller decides when this may happen at all: only when
+    /// nothing outside the database knows a verified position (see
+    /// `services::activity::vouch_for_unsigned_entries`), since otherwise an unsigned
+    /// boundary means someone removed the signed one. Answers whether it signed.
+    pub async fn sign_legacy_boundary(&self) -> Result<bool> {
+        if self.signed_legacy_boundary().await?.is_some() {
+            return Ok(false);
+        }
         let mut tx = self.begin_write().await?;
         let last: i64 =
             sqlx::query("SELECT COALESCE(MAX(seq), 0) AS m FROM activity_log WHERE mac = ''")
@@ -319,7 +324,8 @@ impl Store {
         .bind(self.audit_key.legacy_mac(last))
         .execute(&mut *tx.tx)
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The outcome of the latest verification, if there was one.

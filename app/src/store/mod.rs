@@ -160,9 +160,6 @@ impl WriteTx {
     }
 }
 
-/// The migration (`0007_audit_anchor`) from which activity-log entries carry an HMAC.
-const AUDIT_HMAC_MIGRATION: i64 = 7;
-
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -220,13 +217,6 @@ impl Store {
         };
         let reports = options.clone().max_connections(2).connect_lazy(&url)?;
         let pool = options.connect(&url).await?;
-        // Whether this start applies the migration that gives entries an HMAC: then, and
-        // only then, the entries written before it are vouched for (see `legacy_until`).
-        let hmac_pending = sqlx::query("SELECT version FROM _sqlx_migrations WHERE version = $1")
-            .bind(AUDIT_HMAC_MIGRATION)
-            .fetch_optional(&pool)
-            .await
-            .map_or(true, |row| row.is_none());
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
@@ -248,9 +238,6 @@ impl Store {
             changes,
             exports: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         };
-        if hmac_pending {
-            store.sign_legacy_boundary().await?;
-        }
         Ok(store)
     }
 
