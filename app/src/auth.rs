@@ -81,8 +81,10 @@ const HASH_QUEUE_WAIT: Duration = Duration::from_secs(3);
 /// A turn at the password hasher, or "busy" after [`HASH_QUEUE_WAIT`]. Owned, so that the
 /// blocking task holds it: a sign-in whose client hangs up (or times out) mid-hash keeps
 /// its turn until the hash is done, and abandoned hashes cannot pile up beyond the limit.
-async fn hashing_turn() -> AppResult<tokio::sync::OwnedSemaphorePermit> {
-    match tokio::time::timeout(HASH_QUEUE_WAIT, HASHING.clone().acquire_owned()).await {
+async fn hashing_turn(
+    turns: &std::sync::Arc<tokio::sync::Semaphore>,
+) -> AppResult<tokio::sync::OwnedSemaphorePermit> {
+    match tokio::time::timeout(HASH_QUEUE_WAIT, turns.clone().acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
         Ok(Err(_)) => Err(AppError::Internal),
         Err(_) => {
@@ -127,7 +129,7 @@ fn argon2_into(
 /// Hashes on the blocking pool: argon2 is deliberately slow and would stall the async
 /// workers that serve everyone else.
 pub async fn hash_password(password: String) -> AppResult<String> {
-    let turn = hashing_turn().await?;
+    let turn = hashing_turn(&HASHING).await?;
     tokio::task::spawn_blocking(move || -> Result<String, String> {
         let _turn = turn;
         use argon2::password_hash::{Output, ParamsString};
@@ -222,7 +224,16 @@ fn verify_with_buffer(password: &[u8], phc: &str) -> bool {
 }
 
 pub async fn verify_password(password: String, hash: Option<String>) -> AppResult<bool> {
-    let turn = hashing_turn().await?;
+    verify_password_taking(&HASHING, password, hash).await
+}
+
+/// [`verify_password`], taking its turn from `turns`.
+async fn verify_password_taking(
+    turns: &std::sync::Arc<tokio::sync::Semaphore>,
+    password: String,
+    hash: Option<String>,
+) -> AppResult<bool> {
+    let turn = hashing_turn(turns).await?;
     tokio::task::spawn_blocking(move || {
         let _turn = turn;
         let real = hash.is_some();
@@ -373,30 +384,39 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hash_abandoned_by_its_caller_keeps_its_turn_until_it_is_done() {
-        let total = HASHING.available_permits();
-        // Callers that hang up mid-hash (a client disconnecting, a request timing out).
-        let callers: Vec<_> = (0..total)
-            .map(|_| tokio::spawn(verify_password("guess".into(), None)))
+        // Turns of their own: other tests hash at the same time on the shared ones.
+        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let turns = turns.clone();
+                tokio::spawn(
+                    async move { verify_password_taking(&turns, "guess".into(), None).await },
+                )
+            })
             .collect();
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        let started = Instant::now();
+        while turns.available_permits() > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the hashes never started"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The callers hang up mid-hash (a client disconnecting, a request timing out).
         for c in &callers {
             c.abort();
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        for c in callers {
+            let _ = c.await;
+        }
         // Their hashes still run, so their turns are still taken: abandoned hashes cannot
         // pile up beyond one per core.
-        assert!(
-            HASHING
-                .clone()
-                .try_acquire_many_owned(total as u32)
-                .is_err(),
+        assert_eq!(
+            turns.available_permits(),
+            0,
             "the turns were given back while the hashes still ran"
         );
-        let freed = tokio::time::timeout(
-            Duration::from_secs(10),
-            HASHING.clone().acquire_many_owned(total as u32),
-        )
-        .await;
+        let freed = tokio::time::timeout(Duration::from_secs(10), turns.acquire_many(2)).await;
         assert!(freed.is_ok(), "the turns never came back");
     }
 
