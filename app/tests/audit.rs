@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use portcullis_app::domain::audit::{Checkpoint, EntryContent, entry_hash};
+use portcullis_app::domain::audit::Checkpoint;
 use portcullis_app::services::activity::{Anchor, vouch_for_unsigned_entries};
 use portcullis_app::store::{NewLogEntry, Verification};
 use sqlx::Row;
@@ -32,49 +32,11 @@ async fn raw(w: &World) -> sqlx::AnyPool {
     sqlx::AnyPool::connect(&w.url).await.unwrap()
 }
 
-/// What an attacker with database access and without the key does: change entry `seq`
-/// and recompute the hash of it and every later entry so that the chain links up.
+/// Without the key: change entry `seq` and recompute the chain after it.
 async fn rewrite_and_rehash(w: &World, seq: i64) {
-    let db = raw(w).await;
-    sqlx::query("UPDATE activity_log SET actor = 'mallory' WHERE seq = $1")
-        .bind(seq)
-        .execute(&db)
+    portcullis_app::store::test_support::rewrite_and_rehash(&w.url, seq)
         .await
         .unwrap();
-    let rows = sqlx::query(
-        "SELECT seq, at, actor, client_ip, action, vm, ports, source, justification, result, \
-         detail, prev_hash FROM activity_log WHERE seq >= $1 ORDER BY seq",
-    )
-    .bind(seq)
-    .fetch_all(&db)
-    .await
-    .unwrap();
-    let mut prev: String = rows[0].get("prev_hash");
-    for r in &rows {
-        let c = EntryContent {
-            seq: r.get("seq"),
-            at: r.get("at"),
-            actor: r.get("actor"),
-            client_ip: r.get("client_ip"),
-            action: r.get("action"),
-            vm: r.get("vm"),
-            ports: r.get("ports"),
-            source: r.get("source"),
-            justification: r.get("justification"),
-            result: r.get("result"),
-            detail: r.get("detail"),
-        };
-        let hash = entry_hash(&prev, &c);
-        sqlx::query("UPDATE activity_log SET prev_hash = $1, hash = $2 WHERE seq = $3")
-            .bind(&prev)
-            .bind(&hash)
-            .bind(c.seq)
-            .execute(&db)
-            .await
-            .unwrap();
-        prev = hash;
-    }
-    db.close().await;
 }
 
 fn verified(v: Verification) -> Checkpoint {

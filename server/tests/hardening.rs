@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use portcullis_app::domain::audit::{EntryContent, entry_hash};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::Row;
@@ -16,48 +15,11 @@ async fn db(app: &TestApp) -> sqlx::AnyPool {
     sqlx::AnyPool::connect(&app.database_url).await.unwrap()
 }
 
-/// Without the key: change entry `seq`, then recompute its hash and every later one.
+/// Without the key: change entry `seq` and recompute the chain after it.
 async fn rewrite_and_rehash(app: &TestApp, seq: i64) {
-    let db = db(app).await;
-    sqlx::query("UPDATE activity_log SET detail = 'nothing happened' WHERE seq = $1")
-        .bind(seq)
-        .execute(&db)
+    portcullis_app::store::test_support::rewrite_and_rehash(&app.database_url, seq)
         .await
         .unwrap();
-    let rows = sqlx::query(
-        "SELECT seq, at, actor, client_ip, action, vm, ports, source, justification, result, \
-         detail, prev_hash FROM activity_log WHERE seq >= $1 ORDER BY seq",
-    )
-    .bind(seq)
-    .fetch_all(&db)
-    .await
-    .unwrap();
-    let mut prev: String = rows[0].get("prev_hash");
-    for r in &rows {
-        let c = EntryContent {
-            seq: r.get("seq"),
-            at: r.get("at"),
-            actor: r.get("actor"),
-            client_ip: r.get("client_ip"),
-            action: r.get("action"),
-            vm: r.get("vm"),
-            ports: r.get("ports"),
-            source: r.get("source"),
-            justification: r.get("justification"),
-            result: r.get("result"),
-            detail: r.get("detail"),
-        };
-        let hash = entry_hash(&prev, &c);
-        sqlx::query("UPDATE activity_log SET prev_hash = $1, hash = $2 WHERE seq = $3")
-            .bind(&prev)
-            .bind(&hash)
-            .bind(c.seq)
-            .execute(&db)
-            .await
-            .unwrap();
-        prev = hash;
-    }
-    db.close().await;
 }
 
 async fn chain(app: &TestApp, admin: &reqwest::Client) -> (bool, String) {
