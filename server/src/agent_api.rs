@@ -218,7 +218,7 @@ pub async fn desired_state(
     let mut changes = state.store.subscribe_changes();
     // "Last seen" needs seconds, not every poll: an agent polling in a loop does not make
     // the server write for each one.
-    if POLLS.touch_due(&agent.vm_id, state.store.now_ms())
+    if TOUCHES.admit(&agent.vm_id)
         && let Err(e) = state.store.touch_agent(&agent.vm_id).await
     {
         return internal(e);
@@ -343,16 +343,9 @@ fn retry_later(status: StatusCode, message: &str, after_secs: &'static str) -> R
     res
 }
 
-/// Polls in progress per agent, and when each agent's "last seen" was last written. Kept
-/// in memory, per replica.
+/// Polls in progress per agent. Kept in memory, per replica.
 struct PollGate {
-    inner: std::sync::Mutex<PollCounts>,
-}
-
-#[derive(Default)]
-struct PollCounts {
-    in_progress: std::collections::HashMap<String, usize>,
-    touched_ms: std::collections::HashMap<String, i64>,
+    in_progress: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 /// A poll's place among its agent's: given back when the poll answers or is dropped.
@@ -361,21 +354,19 @@ struct PollSlot {
 }
 
 static POLLS: std::sync::LazyLock<PollGate> = std::sync::LazyLock::new(|| PollGate {
-    inner: Default::default(),
+    in_progress: Default::default(),
 });
 
 impl PollGate {
     const PER_AGENT: usize = 2;
-    /// Well inside the 90 s after which the portal calls an agent silent.
-    const TOUCH_EVERY_MS: i64 = 10_000;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PollCounts> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        self.in_progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn enter(&self, vm_id: &str) -> Option<PollSlot> {
-        let mut counts = self.lock();
-        let n = counts.in_progress.entry(vm_id.to_owned()).or_insert(0);
+        let mut in_progress = self.lock();
+        let n = in_progress.entry(vm_id.to_owned()).or_insert(0);
         if *n >= Self::PER_AGENT {
             return None;
         }
@@ -384,58 +375,43 @@ impl PollGate {
             vm_id: vm_id.to_owned(),
         })
     }
-
-    /// Whether "last seen" should be written now (by the store's clock), and if so noted.
-    fn touch_due(&self, vm_id: &str, now_ms: i64) -> bool {
-        let mut counts = self.lock();
-        if counts.touched_ms.len() > 100_000 {
-            counts
-                .touched_ms
-                .retain(|_, at| now_ms - *at < Self::TOUCH_EVERY_MS);
-        }
-        match counts.touched_ms.get(vm_id) {
-            Some(at) if (0..Self::TOUCH_EVERY_MS).contains(&(now_ms - *at)) => false,
-            _ => {
-                counts.touched_ms.insert(vm_id.to_owned(), now_ms);
-                true
-            }
-        }
-    }
 }
 
 impl Drop for PollSlot {
     fn drop(&mut self) {
-        let mut counts = POLLS.lock();
-        if let Some(n) = counts.in_progress.get_mut(&self.vm_id) {
+        let mut in_progress = POLLS.lock();
+        if let Some(n) = in_progress.get_mut(&self.vm_id) {
             *n -= 1;
             if *n == 0 {
-                counts.in_progress.remove(&self.vm_id);
+                in_progress.remove(&self.vm_id);
             }
         }
     }
 }
 
-/// Reports per agent, at most one a second: a broken or hostile agent cannot make the
-/// server write (or log) faster than that. Kept in memory, per replica.
-struct ReportGate {
+/// Something an agent may do at most once per `every`; kept in memory, per replica.
+struct OncePer {
+    every: Duration,
     last: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
-static REPORTS: std::sync::LazyLock<ReportGate> = std::sync::LazyLock::new(|| ReportGate {
-    last: Default::default(),
-});
+impl OncePer {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: Default::default(),
+        }
+    }
 
-impl ReportGate {
-    const EVERY: Duration = Duration::from_secs(1);
-
+    /// Whether this agent may now, and if so noted.
     fn admit(&self, vm_id: &str) -> bool {
         let now = std::time::Instant::now();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if last.len() > 100_000 {
-            last.retain(|_, at| now.duration_since(*at) < Self::EVERY);
+            last.retain(|_, at| now.duration_since(*at) < self.every);
         }
         match last.get(vm_id) {
-            Some(at) if now.duration_since(*at) < Self::EVERY => false,
+            Some(at) if now.duration_since(*at) < self.every => false,
             _ => {
                 last.insert(vm_id.to_owned(), now);
                 true
@@ -443,3 +419,13 @@ impl ReportGate {
         }
     }
 }
+
+/// Reports per agent, at most one a second: a broken or hostile agent cannot make the
+/// server write (or log) faster than that.
+static REPORTS: std::sync::LazyLock<OncePer> =
+    std::sync::LazyLock::new(|| OncePer::new(Duration::from_secs(1)));
+
+/// "Last seen" writes per agent: seconds are enough, well inside the 90 s after which the
+/// portal calls an agent silent.
+static TOUCHES: std::sync::LazyLock<OncePer> =
+    std::sync::LazyLock::new(|| OncePer::new(Duration::from_secs(10)));
