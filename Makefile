@@ -4,13 +4,12 @@ DATA_DIR ?= .data
 export PORTCULLIS_DATABASE_URL ?= sqlite://$(DATA_DIR)/portcullis.db
 export PORTCULLIS_SITE_ROOT ?= target/site
 
-.PHONY: run test setup build release unit unit-sqlite unit-postgres e2e netns fuzz-api lint bench bench-agent clean
+.PHONY: run test setup build release dist package-test unit unit-sqlite unit-postgres e2e netns fuzz-api lint bench bench-agent clean
 
-# The release bundle is optimised by Binaryen's wasm-opt from tools/ (npm registry, pinned),
-# found first on PATH; Debian's binaryen 108 breaks the bundle (see scripts/check-bundle.py).
-WASM_OPT_BIN := $(CURDIR)/tools/node_modules/.bin
 # The browser and enforcement tests run what `make run` serves: the release build.
 export PORTCULLIS_BIN ?= $(CURDIR)/target/release/portcullis-server
+# ... and the static agent that the server offers for download.
+export PORTCULLIS_AGENT_BIN ?= $(CURDIR)/target/x86_64-unknown-linux-musl/release/portcullis-agent
 
 ## Build the release and serve the portal on an embedded SQLite database.
 run:
@@ -20,20 +19,32 @@ run:
 	@[ -s $(DATA_DIR)/session.key ] || (head -c 64 /dev/urandom | base64 -w0 > $(DATA_DIR)/session.key && chmod 600 $(DATA_DIR)/session.key)
 	PORTCULLIS_SESSION_KEY=$$(cat $(DATA_DIR)/session.key) ./target/release/portcullis-server
 
-## The release server and browser bundle (what `make run` serves and the browser and
-## enforcement tests exercise), checked before any browser loads it.
+## The release server, the browser bundle (checked before any browser loads it) and the
+## static agent the server offers for download: what `make run` serves, the browser and
+## enforcement tests exercise, and the packages ship.
 release:
-	PATH="$(WASM_OPT_BIN):$$PATH" cargo leptos build --release
-	python3 scripts/check-bundle.py target/site/pkg/portcullis.wasm
+	scripts/build-site.sh
+
+## Debian packages (cargo-deb) and a tarball per binary, each with its SHA-256, in
+## target/dist, made from the release build without compiling again.
+dist:
+	scripts/setup.sh dist
+	$(MAKE) release
+	scripts/dist.sh
+
+## Inspects and installs the packages on this machine (root), starts the installed server
+## from its installed configuration behind Caddy with TLS, verifies the units, then purges.
+package-test:
+	scripts/package-test.sh
 
 ## Every test: unit, store, HTTP, CLI, browser (hydrated and without JavaScript) against
 ## the release build, enforcement with nftables in network namespaces (root), and a
-## schemathesis fuzz run of the REST API.
+## schemathesis fuzz run of the REST API; the packages built, installed and started.
 test:
 	scripts/setup.sh test
 	$(MAKE) release
-	cargo build -p portcullis-agent
-	$(MAKE) unit e2e netns fuzz-api
+	scripts/dist.sh
+	$(MAKE) unit e2e netns fuzz-api package-test
 
 ## Unit, store and HTTP tests on SQLite, then the store and HTTP tests again on
 ## PostgreSQL (127.0.0.1:5432, or a throwaway cluster: scripts/test-postgres.sh).

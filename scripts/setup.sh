@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Installs what Portcullis needs on a Debian machine with Rust (rustup), and nothing that
 # is already there. `scripts/setup.sh run` for building and serving; `scripts/setup.sh test`
-# adds what the test suites need (Chromium, Node packages).
+# adds what the test suites need (Chromium, Node packages, cargo-deb); `dist` what
+# `make dist` needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-run}
-# cargo-leptos: the newest release needs a newer rustc than 1.95; 0.3.10 with its own lock
-# file builds here. `no_downloads`: it must use wasm-bindgen/wasm-opt from PATH and never
-# fetch binaries at build time.
-CARGO_LEPTOS_VERSION=0.3.10
+# No cargo-leptos: compiling it took 20 minutes of a first run on 2 cores, and
+# scripts/build-site.sh runs the same steps with the tools below.
 # The wasm-bindgen CLI must equal the wasm-bindgen library in Cargo.lock.
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)
 
@@ -28,6 +27,8 @@ command -v pkg-config >/dev/null || packages+=(pkg-config)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 command -v python3 >/dev/null || packages+=(python3)
+# The agent offered for download is static (musl): ring's C code needs musl-gcc.
+command -v musl-gcc >/dev/null || packages+=(musl-tools)
 if [ "$mode" = test ]; then
   [ -x /usr/bin/chromium ] || packages+=(chromium)
   command -v nft >/dev/null || packages+=(nftables)
@@ -36,6 +37,11 @@ if [ "$mode" = test ]; then
   command -v jq >/dev/null || packages+=(jq)
   # The API fuzz run (scripts/fuzz-api.sh) makes a venv; Debian splits ensurepip out.
   python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
+  # `promtool check metrics` on the /metrics page; the TLS example's proxy; the units'
+  # `systemd-analyze verify`; the packages' inspection and install (dpkg-deb comes with dpkg).
+  command -v promtool >/dev/null || packages+=(prometheus)
+  command -v caddy >/dev/null || packages+=(caddy)
+  command -v systemd-analyze >/dev/null || packages+=(systemd)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing Debian packages: ${packages[*]}"
@@ -48,9 +54,9 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
-if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
-  say "installing cargo-leptos $CARGO_LEPTOS_VERSION (a few minutes, once)"
-  cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+  say "adding the x86_64-unknown-linux-musl target (the static agent)"
+  rustup target add x86_64-unknown-linux-musl
 fi
 
 if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$"; then
@@ -61,6 +67,15 @@ fi
 if [ ! -x tools/node_modules/.bin/wasm-opt ] || [ tools/package-lock.json -nt tools/node_modules ]; then
   say "installing the build tools from npm (Binaryen's wasm-opt, once)"
   (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# Debian packages of the server and the agent (`make dist`, also checked by `make test`).
+CARGO_DEB_VERSION=3.8.0
+if [ "$mode" = test ] || [ "$mode" = dist ]; then
+  if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+    say "installing cargo-deb $CARGO_DEB_VERSION (once)"
+    cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
+  fi
 fi
 
 if [ "$mode" = test ]; then
