@@ -33,7 +33,7 @@ const SCRAPE_DB_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum SignInMethod {
     /// User name and password.
     Local,
-    /// An OpenID Connect provider's answer was refused.
+    /// Single sign-on through an OpenID Connect provider that did not end signed in.
     Oidc,
 }
 
@@ -118,8 +118,8 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "portcullis_sign_in_failures_total",
-                    "Refused sign-ins: wrong or unknown credentials, locked out, or a refused \
-                     identity provider answer; by method (local, oidc).",
+                    "Refused sign-ins, by method: local (wrong or unknown credentials, \
+                     disabled, locked out) and oidc (a single sign-on that did not end signed in).",
                 ),
                 &["method"],
             )

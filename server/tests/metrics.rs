@@ -4,6 +4,8 @@
 //! be installed (Debian package `prometheus`): without it these tests fail.
 
 mod common;
+#[path = "common/oidc.rs"]
+mod sso;
 
 use common::*;
 use reqwest::StatusCode;
@@ -443,4 +445,133 @@ fn chrono_like_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// The metric families a scrape declares (`# TYPE name kind`).
+fn families(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_charts_every_metric_with_valid_queries() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/grafana/portcullis-dashboard.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+
+    // The Prometheus data source is chosen on import, as a template variable.
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    assert!(
+        variables.iter().any(|v| v["name"] == "datasource"
+            && v["type"] == "datasource"
+            && v["query"] == "prometheus"),
+        "{variables:?}"
+    );
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{}",
+            panel["title"]
+        );
+        for target in panel["targets"].as_array().unwrap() {
+            assert_eq!(
+                target["datasource"]["uid"], "${datasource}",
+                "{}",
+                panel["title"]
+            );
+            exprs.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+
+    // Every query is valid PromQL: promtool checks them as recording rules (JSON is YAML).
+    let rules = json!({ "groups": [{ "name": "dashboard", "rules": exprs.iter().enumerate().map(|(i, e)| json!({
+        "record": format!("dashboard:query_{i}"),
+        "expr": e.replace("$__rate_interval", "5m").replace("$instance", ".*").replace("$job", ".*"),
+    })).collect::<Vec<_>>() }] });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yml");
+    std::fs::write(&file, rules.to_string()).unwrap();
+    let out = match std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "promtool is needed to check the dashboard's queries and could not be run ({e}): \
+             install it with `apt-get install -y prometheus`"
+        ),
+    };
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The queries name metrics the server has, and every metric has a panel.
+    let app = spawn_app_with(with_token).await;
+    // The first scrape is counted once it is answered: the request counter has a series
+    // from the second on.
+    scrape(&app).await;
+    let served = families(&scrape(&app).await.0);
+    let mut charted = std::collections::BTreeSet::new();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(at) = rest.find("portcullis_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| served.contains(*f)))
+                .map_or(name.clone(), str::to_owned);
+            assert!(
+                served.contains(&family),
+                "{family} is charted but not served"
+            );
+            charted.insert(family);
+        }
+    }
+    let missing: Vec<_> = served.difference(&charted).collect();
+    assert!(missing.is_empty(), "no panel for {missing:?}");
+}
+
+#[tokio::test]
+async fn refused_single_sign_ons_are_counted() {
+    let issuer = sso::spawn_fake_issuer().await;
+    let app = sso::spawn_sso_app(&format!(
+        "metrics_token = \"{TOKEN}\"\n{}",
+        sso::provider_toml("corp", "Corp SSO", &issuer.url)
+    ))
+    .await;
+    let portal = TestApp::at(app.base.clone(), app.admin_password.clone());
+    let oidc = [("method", "oidc")];
+    assert_eq!(
+        scrape(&portal)
+            .await
+            .value("portcullis_sign_in_failures_total", &oidc),
+        0.0
+    );
+    // A provider's answer to a sign-in this browser never started is refused.
+    let res = app
+        .callback(&browser(), "corp", &[("code", "x"), ("state", "y")])
+        .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let s = scrape(&portal).await;
+    assert_eq!(s.value("portcullis_sign_in_failures_total", &oidc), 1.0);
+    assert_eq!(
+        s.value("portcullis_sign_in_failures_total", &[("method", "local")]),
+        0.0
+    );
 }
