@@ -26,6 +26,8 @@ pub struct AppState {
     /// Agents' long polls waiting in this replica, at most as many as it has permits;
     /// beyond that an agent is told to come back later.
     pub long_polls: Arc<tokio::sync::Semaphore>,
+    /// What `/metrics` shows; bumped where things happen.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

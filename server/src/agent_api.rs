@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use portcullis_app::domain::jit::MANAGEMENT_PORTS;
 use portcullis_app::domain::secret::{hash_secret, hashes_match};
 use portcullis_app::state::{AppState, ClientIp};
-use portcullis_app::store::{AgentHost, AgentRecord};
+use portcullis_app::store::{AgentHost, AgentRecord, ReportOutcome};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -214,6 +214,7 @@ pub async fn desired_state(
             "5",
         );
     };
+    let _counted = state.metrics.poll_waiting(&agent.vm_id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.min(60));
     let mut changes = state.store.subscribe_changes();
     // "Last seen" needs seconds, not every poll: an agent polling in a loop does not make
@@ -321,8 +322,13 @@ pub async fn report(
         )
         .await
     {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => error(
+        Ok(ReportOutcome::Recorded { open_latencies_ms }) => {
+            for ms in open_latencies_ms {
+                state.metrics.observe_open_latency_ms(ms);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(ReportOutcome::Refused) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
             &format!(
                 "generation {} was never issued to this agent",

@@ -32,7 +32,38 @@ pub struct Config {
     pub max_long_polls: usize,
     /// How long any request but an agent's long poll may take to be answered.
     pub request_timeout: std::time::Duration,
+    /// Who may read `/metrics`; nobody by default.
+    pub metrics: MetricsAccess,
 }
+
+/// Who may scrape `/metrics`. With neither a token nor addresses the endpoint does not
+/// exist (404); with both, a scraper needs both.
+#[derive(Clone, Default)]
+pub struct MetricsAccess {
+    /// `metrics_token`: scrapers send `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    /// `metrics_allowed`: client addresses (as resolved through `trusted_proxies`) allowed.
+    pub allowed: Vec<Cidr>,
+}
+
+impl MetricsAccess {
+    pub fn enabled(&self) -> bool {
+        self.token.is_some() || !self.allowed.is_empty()
+    }
+}
+
+impl std::fmt::Debug for MetricsAccess {
+    // The token must never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsAccess")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allowed", &self.allowed)
+            .finish()
+    }
+}
+
+/// A metrics token shorter than this is refused: it is all that guards the endpoint.
+const MIN_METRICS_TOKEN_CHARS: usize = 16;
 
 /// Where the activity log's key comes from. It must not live in the database: whoever can
 /// rewrite the database must not be able to re-sign the log.
@@ -141,6 +172,9 @@ struct FileConfig {
     audit_anchor_file: Option<PathBuf>,
     max_long_polls: Option<usize>,
     request_timeout_secs: Option<u64>,
+    metrics_token: Option<String>,
+    metrics_token_file: Option<PathBuf>,
+    metrics_allowed: Option<Vec<String>>,
     #[serde(default)]
     oidc: Vec<FileOidc>,
 }
@@ -348,6 +382,22 @@ impl Config {
         }
         let request_timeout = std::time::Duration::from_secs(request_timeout_secs);
 
+        let metrics = metrics_access(
+            pick("PORTCULLIS_METRICS_TOKEN", file.metrics_token),
+            env("PORTCULLIS_METRICS_TOKEN_FILE")
+                .map(PathBuf::from)
+                .or(file.metrics_token_file),
+            match env("PORTCULLIS_METRICS_ALLOWED") {
+                Some(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                None => file.metrics_allowed.unwrap_or_default(),
+            },
+        )?;
+
         let site_root = pick("PORTCULLIS_SITE_ROOT", file.site_root)
             .or_else(|| env("LEPTOS_SITE_ROOT"))
             .unwrap_or_else(|| "target/site".into());
@@ -417,6 +467,7 @@ impl Config {
             audit_anchor_file,
             max_long_polls,
             request_timeout,
+            metrics,
         })
     }
 
@@ -456,6 +507,55 @@ impl Config {
         }
         config
     }
+}
+
+/// `metrics_token` (or the file holding it) and `metrics_allowed`.
+fn metrics_access(
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    allowed: Vec<String>,
+) -> Result<MetricsAccess, ConfigError> {
+    const TOKEN_KEY: &str = "metrics_token (PORTCULLIS_METRICS_TOKEN)";
+    let token = match (token, token_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key: TOKEN_KEY,
+                message: "give metrics_token or metrics_token_file, not both".into(),
+            });
+        }
+        (Some(t), None) => Some(t),
+        (None, Some(path)) => {
+            Some(
+                std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                    key: "metrics_token_file (PORTCULLIS_METRICS_TOKEN_FILE)",
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?,
+            )
+        }
+        (None, None) => None,
+    }
+    .map(|t| t.trim().to_owned());
+    if let Some(t) = &token
+        && (t.chars().count() < MIN_METRICS_TOKEN_CHARS || !t.chars().all(|c| c.is_ascii_graphic()))
+    {
+        return Err(ConfigError::Invalid {
+            key: TOKEN_KEY,
+            message: format!(
+                "use at least {MIN_METRICS_TOKEN_CHARS} printable characters without spaces \
+                 (`openssl rand -hex 32`)"
+            ),
+        });
+    }
+    let allowed = allowed
+        .iter()
+        .map(|a| {
+            Cidr::parse(a).map_err(|e| ConfigError::Invalid {
+                key: "metrics_allowed (PORTCULLIS_METRICS_ALLOWED)",
+                message: format!("'{a}': {e}"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(MetricsAccess { token, allowed })
 }
 
 /// Reads one `[[oidc]]` table. The secret may come from the table, from a file (so it can
@@ -657,6 +757,75 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("log_format"), "{e}");
+    }
+
+    #[test]
+    fn metrics_are_off_unless_a_token_or_addresses_are_given() {
+        let c = load("", &[]).unwrap();
+        assert!(!c.metrics.enabled());
+        let c = load(
+            "metrics_allowed = [\"10.1.0.0/16\", \"::1\"]",
+            &[("PORTCULLIS_METRICS_TOKEN", "0123456789abcdef0123")],
+        )
+        .unwrap();
+        assert!(c.metrics.enabled());
+        assert_eq!(c.metrics.allowed.len(), 2);
+        assert_eq!(c.metrics.token.as_deref(), Some("0123456789abcdef0123"));
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef0123"),
+            "token in Debug"
+        );
+        let c = load(
+            "metrics_allowed = [\"10.1.0.0/16\"]",
+            &[("PORTCULLIS_METRICS_ALLOWED", "192.0.2.0/24, 198.51.100.7")],
+        )
+        .unwrap();
+        assert_eq!(c.metrics.allowed.len(), 2, "the environment wins");
+        assert!(c.metrics.token.is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-a-file-0123456789\n").unwrap();
+        let text = format!("metrics_token_file = {:?}", file.display().to_string());
+        let c = load(&text, &[]).unwrap();
+        assert_eq!(c.metrics.token.as_deref(), Some("from-a-file-0123456789"));
+    }
+
+    #[test]
+    fn bad_metrics_settings_name_the_setting() {
+        let e = load("", &[("PORTCULLIS_METRICS_TOKEN", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("PORTCULLIS_METRICS_TOKEN") && e.contains("16"),
+            "{e}"
+        );
+        let e = load("metrics_token = \"has a space in it, long enough\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics_token"), "{e}");
+        let e = load("metrics_allowed = [\"10.0.0.1/8\"]", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("metrics_allowed") && e.contains("10.0.0.0/8"),
+            "{e}"
+        );
+        let e = load("", &[("PORTCULLIS_METRICS_ALLOWED", "everyone")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PORTCULLIS_METRICS_ALLOWED"), "{e}");
+        let e = load(
+            "metrics_token = \"0123456789abcdef0123\"\nmetrics_token_file = \"/x\"",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not both"), "{e}");
+        let e = load("metrics_token_file = \"/nonexistent/token\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics_token_file"), "{e}");
     }
 
     const PROVIDER: &str = r#"

@@ -109,6 +109,7 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
         && !path.starts_with("/auth/")
         && path != "/healthz"
         && path != "/readyz"
+        && path != "/metrics"
         && !path.contains('.');
     if !is_page {
         return next.run(req).await;

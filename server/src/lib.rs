@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod config;
 mod export;
 mod guards;
+mod metrics;
 pub mod oidc;
 pub mod rest;
 pub mod serve;
@@ -144,7 +145,15 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
             config.audit_anchor_file.clone(),
         )),
         long_polls: Arc::new(tokio::sync::Semaphore::new(config.max_long_polls)),
+        metrics: Arc::new(portcullis_app::metrics::Metrics::new()),
     };
+    if config.metrics.enabled() {
+        tracing::info!(
+            token = config.metrics.token.is_some(),
+            allowed = ?config.metrics.allowed,
+            "metrics served at /metrics"
+        );
+    }
 
     let key = match &config.session_key {
         Some(bytes) => Key::from(bytes),
@@ -176,6 +185,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
         .route("/activity.csv", get(export::activity_csv))
         .route("/agent/v1/enroll", axum::routing::post(agent_api::enroll))
         .route("/agent/v1/report", axum::routing::post(agent_api::report))
@@ -196,6 +206,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
             guards::page_gate,
         ))
         .layer(axum::Extension(oidc.clone()))
+        .layer(axum::Extension(Arc::new(config.metrics.clone())))
         .layer(axum::middleware::from_fn(
             guards::malformed_arguments_are_client_errors,
         ))
@@ -223,6 +234,11 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
             MAX_REQUEST_BYTES,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost: every answer is counted, whichever layer gave it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::count_requests,
+        ))
         .with_state(state.clone());
 
     portcullis_app::services::activity::vouch_for_unsigned_entries(&store, &state.audit_anchor)

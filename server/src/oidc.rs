@@ -419,6 +419,9 @@ async fn refuse(
     provider_name: &str,
     refusal: Refusal,
 ) -> Response {
+    state
+        .metrics
+        .sign_in_failed(portcullis_app::metrics::SignInMethod::Oidc);
     let signed_in = session
         .get::<String>(SESSION_USER_ID)
         .await

@@ -172,6 +172,7 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
         let user = sign_in(
             &c.state.store,
             &c.state.limiter,
+            &c.state.metrics,
             &username,
             &password,
             c.client_ip,

@@ -80,6 +80,7 @@ pub async fn load_user_view(store: &Store, user: &StoredUser) -> AppResult<UserV
 pub async fn sign_in(
     store: &Store,
     limiter: &LoginLimiter,
+    metrics: &crate::metrics::Metrics,
     username: &str,
     password: &str,
     client_ip: IpAddr,
@@ -107,9 +108,10 @@ pub async fn sign_in(
     errors.into_result()?;
     let name = username.trim().to_lowercase();
     let keys = [format!("user:{name}"), crate::auth::client_key(client_ip)];
-    limiter
-        .attempt(&keys)
-        .map_err(|retry_after_secs| AppError::RateLimited { retry_after_secs })?;
+    limiter.attempt(&keys).map_err(|retry_after_secs| {
+        metrics.sign_in_failed(crate::metrics::SignInMethod::Local);
+        AppError::RateLimited { retry_after_secs }
+    })?;
     let user = store.find_user_by_username(&name).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let ok = verify_password(password.to_owned(), hash).await?;
@@ -125,6 +127,7 @@ pub async fn sign_in(
         _ => {
             // Already counted by `attempt`.
             tracing::warn!(user = %name, %client_ip, "sign-in refused");
+            metrics.sign_in_failed(crate::metrics::SignInMethod::Local);
             store
                 .log_event(sign_in_entry(&name, client_ip, "refused"))
                 .await?;

@@ -2,7 +2,7 @@
 //! hash is stored), and what agents report back.
 
 use super::audit::NewLogEntry;
-use super::{Result, Store, StoreError, new_id};
+use super::{Result, Store, StoreError, WriteTx, new_id};
 use sqlx::Row;
 
 /// What an enrolling agent says of its host.
@@ -21,6 +21,42 @@ pub struct AgentRecord {
     pub secret_hash: String,
     pub applied_generation: i64,
     pub error: String,
+}
+
+/// What became of an agent's report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// It names a generation the server never issued to this agent.
+    Refused,
+    /// Recorded. Each request this report put in force gives its open latency: from the
+    /// request being stored to this report (by the store's clock, in milliseconds).
+    Recorded { open_latencies_ms: Vec<i64> },
+}
+
+impl WriteTx {
+    /// Marks the VM's active requests not yet in force as enforced now, and answers how
+    /// long each took from being stored.
+    async fn mark_enforced(&mut self, vm_id: &str) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT created_at FROM access_requests WHERE vm_id = $1 AND status = 'active' AND enforced_at IS NULL",
+        )
+        .bind(vm_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query(
+            "UPDATE access_requests SET enforced_at = $1 WHERE vm_id = $2 AND status = 'active' AND enforced_at IS NULL",
+        )
+        .bind(self.now)
+        .bind(vm_id)
+        .execute(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((self.now - r.try_get::<i64, _>("created_at")?).max(0)))
+            .collect()
+    }
 }
 
 impl Store {
@@ -187,7 +223,11 @@ impl Store {
 
     /// Records an agent's report. A newly applied generation or a change of error is
     /// written to the activity log; a report that changes nothing writes nothing; a
-    /// generation the server never issued is refused (`Ok(false)`).
+    /// generation the server never issued is refused.
+    ///
+    /// A report without error of the VM's current generation puts every active request of
+    /// the VM in force: each is marked enforced, once, and its open latency (from being
+    /// stored to now) is answered for the metrics.
     pub async fn record_agent_report(
         &self,
         agent: &AgentRecord,
@@ -195,23 +235,27 @@ impl Store {
         error: &str,
         exposed_ports: &str,
         client_ip: &str,
-    ) -> Result<bool> {
+    ) -> Result<ReportOutcome> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT generation, exposed_ports FROM vms WHERE id = $1")
             .bind(&agent.vm_id)
             .fetch_optional(&mut *tx.tx)
             .await?;
-        let Some(row) = row else { return Ok(false) };
+        let Some(row) = row else {
+            return Ok(ReportOutcome::Refused);
+        };
         let issued: i64 = row.try_get("generation")?;
         if generation > issued {
-            return Ok(false);
+            return Ok(ReportOutcome::Refused);
         }
         let exposed_now: String = row.try_get("exposed_ports")?;
         if generation == agent.applied_generation
             && error == agent.error
             && exposed_ports == exposed_now
         {
-            return Ok(true);
+            return Ok(ReportOutcome::Recorded {
+                open_latencies_ms: Vec::new(),
+            });
         }
         sqlx::query(
             "UPDATE vms SET agent_last_seen = $1, agent_applied_generation = $2, agent_error = $3, exposed_ports = $4 WHERE id = $5",
@@ -243,8 +287,15 @@ impl Store {
             })
             .await?;
         }
+        // Only the current generation is known to hold every active grant: a grant made
+        // after an older generation was issued is not in it.
+        let open_latencies_ms = if error.is_empty() && generation == issued {
+            tx.mark_enforced(&agent.vm_id).await?
+        } else {
+            Vec::new()
+        };
         tx.commit().await?;
-        Ok(true)
+        Ok(ReportOutcome::Recorded { open_latencies_ms })
     }
 
     /// The generation an agent last applied, the current one, and its last error, for the UI.

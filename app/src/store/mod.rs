@@ -17,6 +17,7 @@ mod agents;
 mod audit;
 mod identities;
 mod jit;
+mod metrics;
 mod requests;
 mod sessions;
 #[doc(hidden)]
@@ -25,12 +26,13 @@ mod tokens;
 mod users;
 
 pub use access::{Ending, GrantFilter, OpenGrant, RoleInputs, WaitingFilter, WaitingRequest};
-pub use agents::{AgentHost, AgentRecord};
+pub use agents::{AgentHost, AgentRecord, ReportOutcome};
 pub use audit::{
     AuditStatus, BATCH, LogEntry, LogQuery, NewLogEntry, Verification, audit_max_page,
 };
 pub use identities::{FederatedProfile, StoredGroupRule, StoredIdentity};
 pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
+pub use metrics::{PoolUse, ScrapeCounts};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
 pub use sessions::SessionStoreAdapter;
 pub use tokens::{NewApiToken, StoredApiToken};
