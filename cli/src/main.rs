@@ -83,6 +83,40 @@ enum Command {
     },
     /// The activity log, newest first.
     Log(LogArgs),
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Groups of VMs.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token (printed once): for yourself, or with --user for another user
+    /// (administrators over everything). It never outlives the token that creates it.
+    Create {
+        /// A label to recognise the token by.
+        #[arg(long)]
+        name: String,
+        /// Days until it expires (1 to 365; default 30).
+        #[arg(long)]
+        days: Option<i64>,
+        /// The user the token is for; default yourself.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// A one-time token (valid one hour) for an agent that registers its host as a new
+    /// VM in this group, with the command to run on that host.
+    EnrollToken { group: String },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +131,9 @@ enum VmCommand {
     },
     /// One VM.
     Show { vm: String },
+    /// A one-time token (valid one hour) for this VM's agent, with the command to run on
+    /// the VM.
+    EnrollToken { vm: String },
 }
 
 #[derive(Subcommand)]
@@ -295,6 +332,35 @@ async fn run(mut cli: Cli) -> Result<String, String> {
             ))
         }
         Command::Vm { command } => vm(&api, command, json).await,
+        Command::Token {
+            command: TokenCommand::Create { name, days, user },
+        } => {
+            let mut body = json!({ "name": name });
+            if let Some(days) = days {
+                body["expiresInDays"] = json!(days);
+            }
+            if let Some(user) = user {
+                body["user"] = json!(user);
+            }
+            let made = api.post("/api/v1/tokens", &body).await?;
+            if json {
+                return Ok(pretty(&made));
+            }
+            // The token alone on standard output, for `TOKEN=$(portcullis token create …)`.
+            eprintln!(
+                "API token \"{}\" for {}, expires {}; shown this once.",
+                s(&made["info"]["name"]),
+                s(&made["owner"]),
+                s(&made["info"]["expiresUtc"])
+            );
+            Ok(format!("{}\n", s(&made["token"])))
+        }
+        Command::Group {
+            command: GroupCommand::EnrollToken { group },
+        } => {
+            let path = format!("/api/v1/groups/{}/enrollmentTokens", enc(group));
+            enrollment(&api, &path, json).await
+        }
         Command::Jit { command } => jit(&api, command, json).await,
         Command::Request(args) => request(&api, args, json).await,
         Command::Requests { approvals, vm } => {
@@ -418,7 +484,29 @@ async fn vm(api: &Client, command: &VmCommand, json: bool) -> Result<String, Str
             let v = api.get(&format!("/api/v1/vms/{}", enc(vm))).await?;
             Ok(pretty(&v))
         }
+        VmCommand::EnrollToken { vm } => {
+            let path = format!("/api/v1/vms/{}/enrollmentTokens", enc(vm));
+            enrollment(api, &path, json).await
+        }
     }
+}
+
+/// Makes an enrollment token; prints the token, then the command to run on the host
+/// (two lines a script can read), with what it is for on standard error.
+async fn enrollment(api: &Client, path: &str, json: bool) -> Result<String, String> {
+    let made = api.post(path, &json!({})).await?;
+    if json {
+        return Ok(pretty(&made));
+    }
+    eprintln!(
+        "Enrollment token for {}, valid until {}; shown this once.",
+        s(&made["target"]),
+        s(&made["expiresUtc"])
+    );
+    if let Some(warning) = made["warning"].as_str() {
+        eprintln!("warning: {warning}");
+    }
+    Ok(format!("{}\n{}\n", s(&made["token"]), s(&made["command"])))
 }
 
 fn policy_table(p: &Value) -> String {

@@ -268,3 +268,91 @@ async fn the_cli_opens_and_revokes_a_grant_end_to_end() {
         "{out}"
     );
 }
+
+/// The portal's admin with the one-time password replaced, and an API token of theirs.
+async fn admin_token(server: &Server) -> (reqwest::Client, String) {
+    let portal = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    call(
+        server,
+        &portal,
+        "login",
+        &[("username", "admin"), ("password", &server.admin_password)],
+    )
+    .await;
+    let new = "a long new portal passphrase";
+    call(
+        server,
+        &portal,
+        "change_password",
+        &[
+            ("current_password", &server.admin_password),
+            ("new_password", new),
+            ("confirm_password", new),
+        ],
+    )
+    .await;
+    let created = call(server, &portal, "create_api_token", &[("name", "cli")]).await;
+    (portal, created["token"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_makes_api_tokens_and_enrollment_tokens_without_the_portal() {
+    let server = start().await;
+    let (portal, token) = admin_token(&server).await;
+    call(
+        &server,
+        &portal,
+        "save_vm",
+        &[
+            ("id", ""),
+            ("name", "web-1"),
+            ("group", "prod"),
+            ("addresses", "198.51.100.5"),
+            ("os", "linux"),
+            ("exposed_ports", "22"),
+        ],
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (ok, _, err) = run(h, &["login", "--url", &server.base, "--token", &token]).await;
+    assert!(ok, "{err}");
+
+    // A token for a script: standard output is the token alone, and it works.
+    let (ok, out, err) = run(h, &["token", "create", "--name", "nightly", "--days", "3"]).await;
+    assert!(ok, "{err}");
+    let made = out.trim();
+    assert!(made.starts_with("pcu_") && !made.contains('\n'), "{out}");
+    assert!(err.contains("nightly"), "{err}");
+    let (ok, out, err) = run(h, &["whoami", "--token", made]).await;
+    assert!(ok && out.starts_with("admin"), "{out}{err}");
+    let (ok, _, err) = run(h, &["token", "create", "--name", "x", "--user", "nobody"]).await;
+    assert!(!ok && err.contains("nobody"), "{err}");
+
+    // Enrollment tokens: the token, then the command to run on the host.
+    let (ok, out, err) = run(h, &["vm", "enroll-token", "web-1"]).await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[1].contains(lines[0]) && lines[1].contains(&server.base),
+        "{out}"
+    );
+    let res = reqwest::Client::new()
+        .post(format!("{}/agent/v1/enroll", server.base))
+        .json(&serde_json::json!({"token": lines[0], "hostname": "web-1.example.org"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+
+    let (ok, out, err) = run(h, &["group", "enroll-token", "lab", "--json"]).await;
+    assert!(ok, "{err}");
+    let made: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(made["group"], "lab");
+    let (ok, _, err) = run(h, &["vm", "enroll-token", "nosuch"]).await;
+    assert!(!ok && err.contains("not found"), "{err}");
+}

@@ -591,85 +591,23 @@ pub async fn create_enrollment_token(
     #[server(default)] vm_id: String,
     #[server(default)] group: String,
 ) -> Result<(String, String, String), AppError> {
-    use crate::domain::secret::hash_secret;
-    use crate::domain::vm::VmSpec;
-    use crate::domain::{Action, Resource};
-    use crate::services::jit;
+    use crate::services::enrollment::{self, EnrollTarget};
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        let (vm, group, label) = if vm_id.is_empty() {
-            // The group is checked with the same rules as a VM's group.
-            let spec = VmSpec::parse("placeholder", &group, "", "linux", "").map_err(|e| {
-                AppError::Validation(crate::domain::FieldErrors(
-                    e.0.into_iter().filter(|f| f.field == "group").collect(),
-                ))
-            })?;
-            jit::require(
-                &actor,
-                Action::ManageVm,
-                &Resource::Vm {
-                    id: String::new(),
-                    group: spec.group.clone(),
-                },
-            )?;
-            (
-                None,
-                spec.group.clone(),
-                format!("new VM in {}", spec.group),
-            )
+        let target = if vm_id.is_empty() {
+            EnrollTarget::Group(&group)
         } else {
-            let vm = jit::visible_vm(&c.state.store, &actor, &vm_id).await?;
-            jit::require(&actor, Action::ManageVm, &jit::vm_resource(&vm))?;
-            let (name, group) = (vm.name.clone(), vm.group.clone());
-            (Some(vm.id), group, name)
+            EnrollTarget::Vm(&vm_id)
         };
-        let token = {
-            use rand::RngCore;
-            let mut bytes = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut bytes);
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        };
-        let log = actor.entry("agent.token", &label);
-        c.state
-            .store
-            .create_enrollment_token(
-                vm.as_deref(),
-                &group,
-                &hash_secret(&token),
-                &actor.username,
-                3_600_000,
-                log,
-            )
-            .await?;
-        let host = use_context::<http::request::Parts>()
-            .and_then(|p| {
-                p.headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok().map(str::to_owned))
-            })
-            .unwrap_or_else(|| "127.0.0.1:3000".into());
-        let server = c
-            .state
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{host}"));
-        // Plain http beyond this host puts the agent's secret on the wire in clear text:
-        // the agent refuses it unless told otherwise, and the page says why.
-        let insecure = crate::domain::net::plain_http_off_loopback(&server);
-        let command = format!(
-            "sudo portcullis-agent enroll --server {server}{} --token {token}",
-            if insecure { " --insecure-http" } else { "" }
-        );
-        let warning = if insecure {
-            "This portal is not reached over https (public_url is not set to an https:// \
-             address), so the agent's secret would cross the network in clear text; the \
-             command says --insecure-http to accept that. Put Portcullis behind TLS and set \
-             public_url instead."
-                .to_owned()
-        } else {
-            String::new()
-        };
+        let host = use_context::<http::request::Parts>().and_then(|p| {
+            p.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok().map(str::to_owned))
+        });
+        let server = enrollment::server_url(c.state.public_url.as_deref(), host.as_deref());
+        let made = enrollment::create(&c.state.store, &actor, target, &server).await?;
+        let (token, command, warning) = (made.token, made.command, made.warning);
         Ok((token, command, warning))
     };
     super::ctx::finish(run.await)

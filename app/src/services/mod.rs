@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod activity;
+pub mod enrollment;
 pub mod jit;
 pub mod requests;
 pub mod sso;
@@ -22,11 +23,49 @@ pub struct Actor {
     pub ip: IpAddr,
 }
 
+/// The user name host-side commands act under in the activity log.
+pub const HOST_CONSOLE_ACTOR: &str = "host";
+/// Where host-side commands come from, in the activity log's address column: they run
+/// on the server with its database and key, not through the network.
+pub const HOST_CONSOLE_ORIGIN: &str = "local console";
+/// Not a user id the store ever makes (those are UUIDs), so no row can be mistaken for it.
+const HOST_CONSOLE_ID: &str = "host-console";
+
 impl Actor {
+    /// The operator of `portcullis-server` on the host: whoever can run it there holds the
+    /// database and the activity log's key, so may administer everything. It still acts
+    /// through the services, so that input is checked and every change is logged as any
+    /// other, under [`HOST_CONSOLE_ACTOR`] from [`HOST_CONSOLE_ORIGIN`].
+    pub fn host_console() -> Actor {
+        Actor {
+            user_id: HOST_CONSOLE_ID.to_owned(),
+            username: HOST_CONSOLE_ACTOR.to_owned(),
+            roles: vec![RoleAssignment {
+                role: crate::domain::Role::Admin,
+                scope: crate::domain::Scope::All,
+            }],
+            ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    /// Whether this is the host console rather than a user of the portal or the API.
+    pub fn is_host_console(&self) -> bool {
+        self.user_id == HOST_CONSOLE_ID
+    }
+
+    /// Where the action came from, as the activity log records it.
+    pub fn origin(&self) -> String {
+        if self.is_host_console() {
+            HOST_CONSOLE_ORIGIN.to_owned()
+        } else {
+            self.ip.to_string()
+        }
+    }
+
     pub fn entry(&self, action: &str, vm: &str) -> NewLogEntry {
         NewLogEntry {
             actor: self.username.clone(),
-            client_ip: self.ip.to_string(),
+            client_ip: self.origin(),
             action: action.to_owned(),
             vm: vm.to_owned(),
             result: "success".into(),

@@ -57,28 +57,73 @@ pub async fn create(
     name: &str,
     days: &str,
 ) -> AppResult<CreatedToken> {
+    create_for(store, actor, None, name, days, None).await
+}
+
+/// Creates a token for `owner` (a user name), or for the actor when `owner` is None or
+/// the actor's own name. A token for someone else needs the right to manage users over
+/// everything: it acts as that user. `not_after` caps the expiry: a token created with a
+/// token must not outlive it, or a stolen token could mint a longer-lived one.
+pub async fn create_for(
+    store: &Store,
+    actor: &Actor,
+    owner: Option<&str>,
+    name: &str,
+    days: &str,
+    not_after: Option<i64>,
+) -> AppResult<CreatedToken> {
     let mut errors = FieldErrors::new();
     let name = errors.check("name", parse_token_name(name));
     let days = errors.check("expires_days", parse_token_days(days));
+    let owner = owner
+        .map(|o| o.trim().to_lowercase())
+        .filter(|o| !o.is_empty());
+    if owner.is_none() && actor.is_host_console() {
+        errors.add("user", "Name the user the token is for.");
+    }
     errors.into_result()?;
     let (Some(name), Some(days)) = (name, days) else {
         return Err(AppError::Internal);
     };
+    let (owner_id, for_other) = match owner {
+        Some(owner) if owner != actor.username || actor.is_host_console() => {
+            // Another user's token acts as that user: only for whoever manages users.
+            super::users::require(actor, Action::ManageUsers, &Resource::Global)?;
+            let user = store
+                .find_user_by_username(&owner)
+                .await?
+                .ok_or_else(|| AppError::field("user", format!("No user is named '{owner}'.")))?;
+            if user.disabled {
+                return Err(AppError::field(
+                    "user",
+                    format!("The account '{owner}' is disabled; enable it first."),
+                ));
+            }
+            (user.id, Some(user.username))
+        }
+        _ => (actor.user_id.clone(), None),
+    };
     let id = random_hex(16);
     let secret = random_secret();
-    let now = chrono::Utc::now().timestamp_millis();
-    let expires_at = now + days * 86_400_000;
+    let now = store.now_ms();
+    let expires_at = match not_after {
+        Some(cap) => (now + days * 86_400_000).min(cap),
+        None => now + days * 86_400_000,
+    };
     let prefix = display_prefix(&id);
     let mut log = actor.entry("token.create", "");
     log.detail = format!(
         "API token \"{name}\" ({prefix}), expires {}",
         crate::model::format_utc(expires_at)
     );
+    if let Some(owner) = &for_other {
+        log.detail.push_str(&format!(" for user {owner}"));
+    }
     let created = store
         .create_api_token(
             &NewApiToken {
                 id: &id,
-                user_id: &actor.user_id,
+                user_id: &owner_id,
                 name: &name,
                 prefix: &prefix,
                 token_hash: &hash_secret(&secret),
@@ -90,9 +135,14 @@ pub async fn create(
         )
         .await?;
     if !created {
-        return Err(AppError::Conflict(format!(
-            "You already have {MAX_LIVE_TOKENS} API tokens in force; revoke one you no longer use first."
-        )));
+        return Err(AppError::Conflict(match &for_other {
+            Some(owner) => format!(
+                "{owner} already has {MAX_LIVE_TOKENS} API tokens in force; revoke one no longer used first."
+            ),
+            None => format!(
+                "You already have {MAX_LIVE_TOKENS} API tokens in force; revoke one you no longer use first."
+            ),
+        }));
     }
     Ok(CreatedToken {
         token: format_token(&id, &secret),
@@ -106,6 +156,15 @@ pub async fn create(
             revoked_at: None,
         },
     })
+}
+
+/// When the presented bearer token expires, to cap the tokens it creates; None when it
+/// is not a token this store knows.
+pub async fn bearer_expiry(store: &Store, bearer: &str) -> AppResult<Option<i64>> {
+    let Some(parts) = parse_token(bearer) else {
+        return Ok(None);
+    };
+    Ok(store.get_api_token(parts.id).await?.map(|t| t.expires_at))
 }
 
 pub async fn list(store: &Store, actor: &Actor) -> AppResult<Vec<TokenInfo>> {

@@ -52,6 +52,98 @@ pub async fn bootstrap_admin(store: &Store) -> AppResult<Option<String>> {
     }
 }
 
+/// What `create-admin` did on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredAdmin {
+    pub username: String,
+    /// True when the account was made now; false when an existing one was restored.
+    pub created: bool,
+    /// The one-time password, to be changed at first sign-in; shown once.
+    pub password: String,
+}
+
+/// Gives the host's operator an administrator back when nobody can sign in as one:
+/// creates `name` as administrator over everything, or re-enables the existing account,
+/// gives it that role and a new password. Either way the password is a random one-time
+/// password that must be changed at first sign-in, every session of the account ends,
+/// and the change commits with its log entry. Only the host console may do this.
+pub async fn recover_admin(store: &Store, actor: &Actor, name: &str) -> AppResult<RecoveredAdmin> {
+    if !actor.is_host_console() {
+        return Err(AppError::Forbidden);
+    }
+    let username = Username::parse(name).map_err(|e| AppError::field("username", e.to_string()))?;
+    let global_admin = RoleAssignment {
+        role: Role::Admin,
+        scope: Scope::All,
+    };
+    let password = random_password();
+    let hash = hash_password(password.clone()).await?;
+    let existing = store.find_user_by_username(username.as_str()).await?;
+    let Some(user) = existing else {
+        let created = store
+            .create_user(
+                &NewUser {
+                    username: username.as_str(),
+                    display_name: "Administrator",
+                    password_hash: Some(&hash),
+                    must_change_password: true,
+                },
+                std::slice::from_ref(&global_admin),
+                Some(admin_entry(
+                    actor,
+                    "user.create",
+                    format!(
+                        "{} as admin on all (administrator recovery from the host console)",
+                        username.as_str()
+                    ),
+                )),
+            )
+            .await;
+        return match created {
+            Ok(user) => Ok(RecoveredAdmin {
+                username: user.username,
+                created: true,
+                password,
+            }),
+            Err(crate::store::StoreError::Duplicate) => Err(AppError::Conflict(
+                "The account was created at the same moment; run the command again.".into(),
+            )),
+            Err(e) => Err(e.into()),
+        };
+    };
+    let mut tx = store.begin_write().await?;
+    let inputs = tx.role_inputs(&user.id).await?;
+    let Some(current) = inputs.user else {
+        return Err(AppError::NotFound("The user".into()));
+    };
+    let mut changes = vec!["one-time password set, to be changed at first sign-in; sessions ended"];
+    if current.disabled {
+        tx.set_disabled(&user.id, false).await?;
+        changes.push("account enabled");
+    }
+    if !inputs.assignments.contains(&global_admin) {
+        tx.add_assignment(&user.id, &global_admin).await?;
+        changes.push("admin on all added");
+    }
+    tx.set_password(&user.id, &hash, true).await?;
+    tx.log(admin_entry(
+        actor,
+        "user.recover",
+        format!(
+            "{} (administrator recovery from the host console): {}",
+            user.username,
+            changes.join("; ")
+        ),
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(RecoveredAdmin {
+        username: user.username,
+        created: false,
+        password,
+    })
+}
+
 fn random_password() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
@@ -152,7 +244,7 @@ fn sign_in_entry(name: &str, ip: IpAddr, result: &str) -> crate::store::NewLogEn
 fn admin_entry(actor: &Actor, action: &str, detail: String) -> NewLogEntry {
     NewLogEntry {
         actor: actor.username.clone(),
-        client_ip: actor.ip.to_string(),
+        client_ip: actor.origin(),
         action: action.to_owned(),
         result: "success".into(),
         detail,

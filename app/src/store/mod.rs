@@ -320,6 +320,24 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a consistent copy of an SQLite database to `path` while the server may keep
+    /// running: `VACUUM INTO` reads one snapshot, so writes committed meanwhile are either
+    /// wholly in the copy or not at all. SQLite itself refuses to write over an existing
+    /// file. PostgreSQL has its own tool for this (`pg_dump`); asking here is an error.
+    pub async fn backup_sqlite(&self, path: &std::path::Path) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::UnsupportedUrl);
+        }
+        let target = path
+            .to_str()
+            .ok_or_else(|| StoreError::Corrupt("the backup path is not UTF-8".into()))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(&self.reports)
+            .await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
         self.reports.close().await;

@@ -75,6 +75,49 @@ pub struct TokenList {
     pub value: Vec<TokenDto>,
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenInput {
+    /// A label to recognise the token by (1 to 64 characters).
+    pub name: String,
+    /// Days until it expires: 1 to 365, default 30. A token created with a token never
+    /// outlives the token that created it.
+    pub expires_in_days: Option<i64>,
+    /// The user the token is for; default yourself. Another user's token needs the admin
+    /// role over everything.
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedTokenDto {
+    /// The token itself: shown this once, never again.
+    pub token: String,
+    /// The user it acts as.
+    pub owner: String,
+    pub info: TokenDto,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrollmentTokenDto {
+    /// The one-time token (valid one hour): shown this once.
+    pub token: String,
+    /// The line to run, as root, on the host to protect.
+    pub command: String,
+    /// Why the command is unsafe as it stands (plain http beyond this host); absent when
+    /// it is not.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub warning: Option<String>,
+    /// The VM's id, for a token of an existing VM.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub vm_id: Option<String>,
+    /// The VM's name, or `new VM in GROUP`.
+    pub target: String,
+    pub group: String,
+    pub expires_utc: String,
+}
+
 // ---- VMs ----
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -106,6 +149,16 @@ pub struct VmDto {
     pub last_access_utc: Option<String>,
     pub last_user: Option<String>,
     pub active_grants: Vec<GrantDto>,
+    /// When the VM's agent last reached the server; absent when no agent has yet.
+    #[serde(default)]
+    pub agent_last_contact_utc: Option<String>,
+    /// The generation of the desired state the agent last reported applied (0: none).
+    #[serde(default)]
+    pub agent_applied_generation: i64,
+    /// The generation of the VM's desired state now; the agent is up to date when it
+    /// equals `agentAppliedGeneration`.
+    #[serde(default)]
+    pub desired_generation: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -46,7 +46,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         title = "Portcullis API",
         version = "1",
         description = "Just-in-time network access: VMs, JIT policies, access requests and \
-            the activity log. Authenticate with a personal API token created in the portal \
+            the activity log. Authenticate with a personal API token created in the portal, \
+            with `portcullis-server token create` on the host, or through this API \
             (`Authorization: Bearer pcu_…`). Bodies follow the shapes of Azure's \
             jitNetworkAccessPolicies; see docs/api.md for the differences."
     ),
@@ -78,10 +79,12 @@ impl Modify for BearerAuth {
 pub fn router() -> Router<AppState> {
     let (api, mut doc) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .routes(routes!(tokens::me))
-        .routes(routes!(tokens::list_tokens))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(vms::list_vms, vms::create_vm))
         .routes(routes!(vms::get_vm, vms::update_vm, vms::delete_vm))
+        .routes(routes!(vms::vm_enrollment_token))
+        .routes(routes!(vms::group_enrollment_token))
         .routes(routes!(policies::list_policies))
         .routes(routes!(
             policies::get_policy,

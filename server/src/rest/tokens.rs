@@ -1,11 +1,13 @@
-//! The caller (`/me`) and their own API tokens. Tokens are created in the portal only:
-//! a stolen token must not be able to mint longer-lived ones.
+//! The caller (`/me`) and API tokens. A token created through the API never outlives
+//! the token that asked for it, so a stolen token cannot mint a longer-lived one.
 
-use super::dto::{MeDto, RoleDto, TokenDto, TokenList, TokenListQuery};
-use super::{ApiPath, ApiQuery, ApiResult, Caller, utc};
+use super::dto::{
+    CreatedTokenDto, MeDto, RoleDto, TokenDto, TokenInput, TokenList, TokenListQuery,
+};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Caller, utc};
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use portcullis_app::services::tokens::{self, TokenInfo};
 use portcullis_app::state::AppState;
 
@@ -97,4 +99,63 @@ pub async fn revoke_token(
 ) -> ApiResult<StatusCode> {
     tokens::revoke(&state.store, &actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates an API token: for yourself, or, for an administrator over everything, for
+/// another user (a service account, say). The token is in the answer this once. It
+/// expires after `expiresInDays`, but never after the token making this call.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "account",
+    request_body = TokenInput,
+    responses(
+        (status = 201, body = CreatedTokenDto),
+        (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody),
+        (status = 409, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody),
+    ))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<TokenInput>,
+) -> ApiResult<(StatusCode, Json<CreatedTokenDto>)> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, token)| token.trim())
+        .unwrap_or_default();
+    let not_after = tokens::bearer_expiry(&state.store, bearer).await?;
+    let days = input
+        .expires_in_days
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    let created = tokens::create_for(
+        &state.store,
+        &actor,
+        input.user.as_deref(),
+        &input.name,
+        &days,
+        not_after,
+    )
+    .await
+    .map_err(|e| {
+        ApiError::from_app(e, &|f| match f {
+            "expires_days" => "expiresInDays".into(),
+            other => other.into(),
+        })
+    })?;
+    let owner = input
+        .user
+        .map(|u| u.trim().to_lowercase())
+        .filter(|u| !u.is_empty())
+        .unwrap_or(actor.username);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedTokenDto {
+            token: created.token,
+            owner,
+            info: token_dto(created.info),
+        }),
+    ))
 }

@@ -1,11 +1,12 @@
 //! VMs: list, read, add, change, remove. The same checks as the portal's VM pages.
 
-use super::dto::{GrantDto, VmDto, VmInput, VmList, VmListQuery};
+use super::dto::{EnrollmentTokenDto, GrantDto, VmDto, VmInput, VmList, VmListQuery};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Caller, utc};
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use portcullis_app::domain::vm::VmSpec;
+use portcullis_app::services::enrollment::{self, EnrollTarget, Enrollment};
 use portcullis_app::services::jit;
 use portcullis_app::state::AppState;
 use portcullis_app::store::{VmSummary, VmTab};
@@ -25,6 +26,10 @@ fn split_list(s: &str) -> impl Iterator<Item = &str> {
 }
 
 pub fn vm_dto(s: VmSummary) -> VmDto {
+    // Read from the list query's own row: no further query per VM.
+    let agent_last_contact_utc = s.vm.agent_last_seen.map(utc);
+    let agent_applied_generation = s.vm.agent_applied_generation;
+    let desired_generation = s.vm.generation;
     let row = portcullis_app::api::jit::views::vm_row(s);
     VmDto {
         addresses: split_list(&row.addresses).map(str::to_owned).collect(),
@@ -50,6 +55,9 @@ pub fn vm_dto(s: VmSummary) -> VmDto {
                 end_time_utc: utc(g.end_at),
             })
             .collect(),
+        agent_last_contact_utc,
+        agent_applied_generation,
+        desired_generation,
     }
 }
 
@@ -214,6 +222,67 @@ pub async fn update_vm(
     jit::update_vm(&state.store, &actor, &vm.id, spec).await?;
     let summary = jit::vm_summary(&state.store, &actor, &vm.id).await?;
     Ok(Json(vm_dto(summary)))
+}
+
+fn enrollment_dto(e: Enrollment) -> EnrollmentTokenDto {
+    EnrollmentTokenDto {
+        token: e.token,
+        command: e.command,
+        warning: (!e.warning.is_empty()).then_some(e.warning),
+        vm_id: e.vm_id,
+        target: e.target,
+        group: e.group,
+        expires_utc: utc(e.expires_at),
+    }
+}
+
+/// The address agents reach this portal at, as the portal's VM page shows it.
+fn server_url(state: &AppState, headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    enrollment::server_url(state.public_url.as_deref(), host)
+}
+
+/// A one-time enrollment token (valid one hour) for the agent of this VM, with the
+/// command to run on it; for whoever may manage the VM, as on its page in the portal.
+#[utoipa::path(post, path = "/api/v1/vms/{vm}/enrollmentTokens", tag = "vms",
+    params(("vm" = String, Path, description = "The VM's id or name")),
+    responses(
+        (status = 201, body = EnrollmentTokenDto),
+        (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody),
+    ))]
+pub async fn vm_enrollment_token(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiPath(vm): ApiPath<String>,
+    headers: HeaderMap,
+) -> ApiResult<(StatusCode, Json<EnrollmentTokenDto>)> {
+    let server = server_url(&state, &headers);
+    let made = enrollment::create(&state.store, &actor, EnrollTarget::Vm(&vm), &server).await?;
+    Ok((StatusCode::CREATED, Json(enrollment_dto(made))))
+}
+
+/// A one-time enrollment token (valid one hour) for an agent that registers its host as
+/// a new VM in this group, named after the host; for admins of everything or the group.
+#[utoipa::path(post, path = "/api/v1/groups/{group}/enrollmentTokens", tag = "vms",
+    params(("group" = String, Path, description = "The group the new VM joins")),
+    responses(
+        (status = 201, body = EnrollmentTokenDto),
+        (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody),
+    ))]
+pub async fn group_enrollment_token(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiPath(group): ApiPath<String>,
+    headers: HeaderMap,
+) -> ApiResult<(StatusCode, Json<EnrollmentTokenDto>)> {
+    let server = server_url(&state, &headers);
+    let made =
+        enrollment::create(&state.store, &actor, EnrollTarget::Group(&group), &server).await?;
+    Ok((StatusCode::CREATED, Json(enrollment_dto(made))))
 }
 
 /// Removes a VM with its policy and requests.
