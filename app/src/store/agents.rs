@@ -25,7 +25,7 @@ pub struct AgentRecord {
 
 impl Store {
     /// A token that binds an agent to `vm_id`, or, with `vm_id` None, lets it register a
-    /// new VM in `group` named after its host.
+    /// new VM in `group` named after its host. Returns when it expires.
     pub async fn create_enrollment_token(
         &self,
         vm_id: Option<&str>,
@@ -34,7 +34,7 @@ impl Store {
         created_by: &str,
         ttl_ms: i64,
         log: NewLogEntry,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         let mut tx = self.begin_write().await?;
         let now = tx.now;
         sqlx::query(
@@ -51,7 +51,8 @@ impl Store {
         .await
         .map_err(StoreError::from_write)?;
         tx.log(log).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(now + ttl_ms)
     }
 
     /// Spends a token: binds a new agent identity to the token's VM (replacing any earlier
