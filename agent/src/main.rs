@@ -34,12 +34,22 @@ struct Identity {
     agent_id: String,
     secret: String,
     vm_name: String,
+    /// The operator accepted plain http to another host when enrolling: `run` accepts it
+    /// too, so that the installed service (one unit for every host) needs no extra flag.
+    #[serde(default)]
+    insecure_http: bool,
 }
+
+/// Where `enroll` takes the one-time token from, so that it never sits in the arguments of
+/// a process, where `ps` shows it to every user of the host.
+const TOKEN_VARIABLE: &str = "PORTCULLIS_ENROLL_TOKEN";
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  portcullis-agent enroll --server URL --token TOKEN [--hostname NAME] [--state FILE] [--insecure-http]\n  \
+        "usage:\n  portcullis-agent enroll --server URL [--token-file FILE | --token -] [--hostname NAME] [--state FILE] [--insecure-http]\n  \
          portcullis-agent run [--state FILE] [--nft PATH] [--insecure-http]\n  portcullis-agent status [--state FILE] [--nft PATH]\n\
+         enroll reads the one-time token from the environment variable {TOKEN_VARIABLE}, from\n\
+         FILE with --token-file, or from standard input with --token -.\n\
          The state file (default {DEFAULT_STATE}) holds the agent's identity; keep it private.\n\
          Plain http:// is refused for any server but this host unless --insecure-http is given."
     );
@@ -54,7 +64,9 @@ fn fail(message: &str) -> ! {
 struct Args {
     command: String,
     server: Option<String>,
-    token: Option<String>,
+    /// `--token -`: the token comes on standard input.
+    token_stdin: bool,
+    token_file: Option<PathBuf>,
     hostname: Option<String>,
     state: PathBuf,
     nft: String,
@@ -68,7 +80,8 @@ fn parse_args() -> Args {
     let mut args = Args {
         command,
         server: None,
-        token: None,
+        token_stdin: false,
+        token_file: None,
         hostname: None,
         state: PathBuf::from(DEFAULT_STATE),
         nft: "nft".into(),
@@ -82,7 +95,14 @@ fn parse_args() -> Args {
         let value = it.next().unwrap_or_else(|| usage());
         match flag.as_str() {
             "--server" => args.server = Some(value.trim_end_matches('/').to_owned()),
-            "--token" => args.token = Some(value),
+            "--token" if value == "-" => args.token_stdin = true,
+            "--token" => fail(&format!(
+                "--token TOKEN is no longer accepted: the command line of a process is visible \
+                 to every user of the host (ps). Pass the token in the environment variable \
+                 {TOKEN_VARIABLE}, in a file with --token-file FILE, or on standard input with \
+                 --token -"
+            )),
+            "--token-file" => args.token_file = Some(PathBuf::from(value)),
             "--hostname" => args.hostname = Some(value),
             "--state" => args.state = PathBuf::from(value),
             "--nft" => args.nft = value,
@@ -111,8 +131,8 @@ fn plain_http_off_loopback(url: &str) -> bool {
 }
 
 /// Refuses a server the agent would talk to in clear text, unless the operator said so.
-fn refuse_plain_http(server: &str, args: &Args) {
-    if plain_http_off_loopback(server) && !args.insecure_http {
+fn refuse_plain_http(server: &str, accepted: bool) {
+    if plain_http_off_loopback(server) && !accepted {
         fail(&format!(
             "{server} is plain http to another host: the agent's secret would travel in clear \
              text. Use https (put the portal behind TLS and set its public_url), or pass \
@@ -178,10 +198,37 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The one-time token from standard input, a file or the environment, in that order.
+fn enrollment_token(args: &Args) -> String {
+    let (token, from) = if args.token_stdin {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .unwrap_or_else(|e| fail(&format!("cannot read the token from standard input: {e}")));
+        (text, "standard input".to_owned())
+    } else if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
+        (text, path.display().to_string())
+    } else {
+        match std::env::var(TOKEN_VARIABLE) {
+            Ok(text) => (text, TOKEN_VARIABLE.to_owned()),
+            Err(_) => fail(&format!(
+                "no enrollment token: set {TOKEN_VARIABLE}, or pass --token-file FILE, or \
+                 --token - to read it from standard input"
+            )),
+        }
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        fail(&format!("the enrollment token from {from} is empty"));
+    }
+    token.to_owned()
+}
+
 async fn enroll(args: &Args) {
     let server = args.server.clone().unwrap_or_else(|| usage());
-    refuse_plain_http(&server, args);
-    let token = args.token.clone().unwrap_or_else(|| usage());
+    refuse_plain_http(&server, args.insecure_http);
+    let token = enrollment_token(args);
     let hostname = args.hostname.clone().unwrap_or_else(hostname);
     let res = client()
         .post(format!("{server}/agent/v1/enroll"))
@@ -202,6 +249,7 @@ async fn enroll(args: &Args) {
         agent_id: body["agent_id"].as_str().unwrap_or_default().to_owned(),
         secret: body["secret"].as_str().unwrap_or_default().to_owned(),
         vm_name: body["vm_name"].as_str().unwrap_or_default().to_owned(),
+        insecure_http: args.insecure_http,
     };
     save_identity(&args.state, &identity);
     println!(
@@ -368,7 +416,7 @@ async fn run(args: &Args) {
     // under JIT control are not left open by a reboot.
     let mut last = restore(args).await;
     let id = std::sync::Arc::new(load_identity(&args.state));
-    refuse_plain_http(&id.server, args);
+    refuse_plain_http(&id.server, args.insecure_http || id.insecure_http);
     let http = client();
     // Always asks for the full state: the restored one may belong to an earlier identity.
     let mut applied: i64 = -1;

@@ -399,6 +399,22 @@ pub struct UserTokenInfo {
     pub token: TokenInfo,
 }
 
+/// A new one-time enrollment token and the line that installs and enrolls the agent with
+/// it, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEnrollment {
+    /// The VM the agent will enforce for, or empty for a token that registers a new VM.
+    pub vm_id: String,
+    pub token: String,
+    pub command: String,
+    /// Why the command says `--insecure-http`, or empty.
+    pub warning: String,
+    /// The token is refused after this (UTC milliseconds), and after its first use.
+    pub expires_at: i64,
+    /// The server has no agent binary to offer: the command would fail at its download.
+    pub download_missing: bool,
+}
+
 /// A freshly created API token: `token` is shown once and never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedToken {

@@ -107,6 +107,8 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
         && !path.starts_with("/pkg/")
         && !path.starts_with("/agent/")
         && !path.starts_with("/auth/")
+        // The agent's download and installer: fetched by a VM, which has no session.
+        && !path.starts_with("/downloads/")
         && path != "/healthz"
         && path != "/readyz"
         && path != "/metrics"

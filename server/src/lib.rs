@@ -3,6 +3,7 @@
 
 pub mod agent_api;
 pub mod config;
+pub mod downloads;
 mod export;
 mod guards;
 mod metrics;
@@ -187,6 +188,8 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
         .route("/activity.csv", get(export::activity_csv))
+        .route("/install-agent.sh", get(downloads::install_script))
+        .route("/downloads/{*name}", get(downloads::download))
         .route("/agent/v1/enroll", axum::routing::post(agent_api::enroll))
         .route("/agent/v1/report", axum::routing::post(agent_api::report))
         .merge(rest::router())

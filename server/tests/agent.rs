@@ -156,7 +156,7 @@ async fn an_agent_can_register_its_host_as_a_new_vm() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let token = body[0].as_str().unwrap().to_owned();
+    let token = body["token"].as_str().unwrap().to_owned();
     let (s, enrolled) = enroll(&app, &token, "edge-7").await;
     assert_eq!(s, StatusCode::OK, "{enrolled}");
     assert_eq!(enrolled["vm_name"], "edge-7");
@@ -178,6 +178,6 @@ async fn an_agent_can_register_its_host_as_a_new_vm() {
             &[("vm_id", ""), ("group", "edge")],
         )
         .await;
-    let (s, refused) = enroll(&app, body[0].as_str().unwrap(), "edge-7").await;
+    let (s, refused) = enroll(&app, body["token"].as_str().unwrap(), "edge-7").await;
     assert_eq!(s, StatusCode::CONFLICT, "{refused}");
 }

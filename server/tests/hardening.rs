@@ -626,14 +626,19 @@ async fn the_enroll_command_warns_and_says_so_when_the_portal_is_plain_http() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let command = body[1].as_str().unwrap();
+    let command = body["command"].as_str().unwrap();
     assert!(
-        command.starts_with(
-            "sudo portcullis-agent enroll --server http://jit.example.org --insecure-http --token "
-        ),
+        command.starts_with("curl -fsSL http://jit.example.org/install-agent.sh | sudo "),
         "{command}"
     );
-    assert!(body[2].as_str().unwrap().contains("clear text"), "{body}");
+    assert!(
+        command.ends_with(" sh -s -- --server http://jit.example.org --insecure-http"),
+        "{command}"
+    );
+    assert!(
+        body["warning"].as_str().unwrap().contains("clear text"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

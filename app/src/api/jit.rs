@@ -583,14 +583,23 @@ pub fn parse_log_filter(
     })
 }
 
+/// Where a new enrollment waits, for a plain form post only, until the page it returns to
+/// shows it.
+#[cfg(feature = "ssr")]
+const NEW_ENROLLMENT_KEY: &str = "new_enrollment";
+
 /// A one-time enrollment token (valid 1 hour) and the command to run: for the agent of an
 /// existing VM (`vm_id`), or, with `vm_id` empty, for an agent that registers its host as
 /// a new VM in `group`.
+///
+/// The hydrated page gets it in the answer. A plain HTML form post (no JavaScript) is
+/// answered with a redirect, so for it alone the enrollment waits in the session until the
+/// page that follows reads and removes it ([`take_new_enrollment`]); it never sits in a URL.
 #[server(endpoint = "create_enrollment_token")]
 pub async fn create_enrollment_token(
     #[server(default)] vm_id: String,
     #[server(default)] group: String,
-) -> Result<(String, String, String), AppError> {
+) -> Result<crate::model::NewEnrollment, AppError> {
     use crate::services::enrollment::{self, EnrollTarget};
     let run = async {
         let c = super::ctx::ctx().await?;
@@ -600,15 +609,77 @@ pub async fn create_enrollment_token(
         } else {
             EnrollTarget::Vm(&vm_id)
         };
-        let host = use_context::<http::request::Parts>().and_then(|p| {
+        let parts = use_context::<http::request::Parts>();
+        let host = parts.as_ref().and_then(|p| {
             p.headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok().map(str::to_owned))
         });
         let server = enrollment::server_url(c.state.public_url.as_deref(), host.as_deref());
         let made = enrollment::create(&c.state.store, &actor, target, &server).await?;
-        let (token, command, warning) = (made.token, made.command, made.warning);
-        Ok((token, command, warning))
+        let created = crate::model::NewEnrollment {
+            vm_id: made.vm_id.unwrap_or_default(),
+            token: made.token,
+            command: made.command,
+            warning: made.warning,
+            expires_at: made.expires_at,
+            download_missing: crate::services::jit::agent_download_missing(
+                &c.state.leptos_options.site_root,
+            ),
+        };
+        // The server-function client asks for JSON; a browser posting the form asks for
+        // HTML and is redirected back to the page.
+        let plain_form = parts
+            .and_then(|p| {
+                p.headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.contains("text/html"))
+            })
+            .unwrap_or(false);
+        if plain_form {
+            c.session
+                .insert(NEW_ENROLLMENT_KEY, &created)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "session store error");
+                    AppError::Internal
+                })?;
+        }
+        Ok(created)
+    };
+    super::ctx::finish(run.await)
+}
+
+/// The enrollment created by a plain form post just before, for the page of `vm_id` (empty:
+/// the Add VM page), once: it is removed from the session as it is read.
+#[server(endpoint = "take_new_enrollment")]
+pub async fn take_new_enrollment(
+    #[server(default)] vm_id: String,
+) -> Result<Option<crate::model::NewEnrollment>, AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        c.actor().await?;
+        let session_error = |e: tower_sessions::session::Error| {
+            tracing::error!(error = %e, "session store error");
+            AppError::Internal
+        };
+        let waiting = c
+            .session
+            .get::<crate::model::NewEnrollment>(NEW_ENROLLMENT_KEY)
+            .await
+            .map_err(session_error)?;
+        match waiting {
+            // Another page's enrollment stays for that page.
+            Some(e) if e.vm_id == vm_id => {
+                c.session
+                    .remove_value(NEW_ENROLLMENT_KEY)
+                    .await
+                    .map_err(session_error)?;
+                Ok(Some(e))
+            }
+            _ => Ok(None),
+        }
     };
     super::ctx::finish(run.await)
 }

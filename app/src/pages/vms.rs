@@ -1,8 +1,9 @@
 //! A VM's page (facts, policy, grants, timeline, requests, admin forms) and the page to
 //! add a VM.
 
-use crate::api::jit::{CreateEnrollmentToken, DeleteVm, SaveVm, get_vm};
+use crate::api::jit::{CreateEnrollmentToken, DeleteVm, SaveVm, get_vm, take_new_enrollment};
 use crate::components::{Countdown, Field, FormAlert, LocalTime, SelectField, Shell, action_error};
+use crate::model::NewEnrollment;
 use crate::pages::requests::ports_cell;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -14,12 +15,36 @@ const OSES: &[(&str, &str)] = &[
     ("other", "Other"),
 ];
 
+/// A new enrollment token's install line, with what the token allows and for how long.
+/// Shown once: from the hydrated action's answer, or, after a plain form post, from the
+/// session.
+#[component]
+fn EnrollmentShown(e: NewEnrollment, #[prop(into)] testid: String) -> impl IntoView {
+    view! {
+        {(!e.warning.is_empty()).then(|| view! { <div class="alert warning" role="alert" data-testid="enroll-warning">{e.warning.clone()}</div> })}
+        {e.download_missing.then(|| view! {
+            <div class="alert warning" role="alert" data-testid="download-missing">
+                "This server was built without the agent download (downloads/portcullis-agent-linux-x86_64 in its site root), so the command below fails at its first step. Install portcullis-agent on the host by hand and enroll it with the token (see the agent install guide)."
+            </div>
+        })}
+        <p>"Run on the host, as a user who may use sudo (shown once):"</p>
+        <pre class="command" data-testid=testid>{e.command.clone()}</pre>
+        <p class="muted" data-testid="enroll-expiry">
+            "It downloads the agent, checks its SHA-256, installs and enrolls it and starts its service. The token works once and expires at "
+            <LocalTime ms=e.expires_at />
+            "."
+        </p>
+    }
+}
+
 #[component]
 pub fn NewVmPage() -> impl IntoView {
     let save = ServerAction::<SaveVm>::new();
     let err = action_error(save);
     let register = ServerAction::<CreateEnrollmentToken>::new();
     let register_err = action_error(register);
+    // Left in the session by a plain form post (no JavaScript), for this page only.
+    let waiting = Resource::new(|| (), |_| take_new_enrollment(String::new()));
     view! {
         <Title text="Add VM" />
         <Shell>
@@ -50,11 +75,13 @@ pub fn NewVmPage() -> impl IntoView {
                     </div>
                     <button type="submit" class="btn">"Create registration token"</button>
                 </ActionForm>
-                {move || register.value().get().and_then(Result::ok).map(|(_, command, warning)| view! {
-                    {(!warning.is_empty()).then(|| view! { <div class="alert warning" role="alert" data-testid="enroll-warning">{warning}</div> })}
-                    <p>"Run on the host (shown once):"</p>
-                    <pre class="command" data-testid="register-command">{command}</pre>
-                })}
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let waiting = waiting.await.ok().flatten();
+                        move || register.value().get().and_then(Result::ok).or_else(|| waiting.clone())
+                            .map(|e| view! { <EnrollmentShown e testid="register-command" /> })
+                    })}
+                </Suspense>
             </section>
         </Shell>
     }
@@ -71,9 +98,12 @@ pub fn VmPage() -> impl IntoView {
     let delete_err = action_error(delete);
     let enroll = ServerAction::<CreateEnrollmentToken>::new();
     let enroll_err = action_error(enroll);
+    // Left in the session by a plain form post (no JavaScript), for this VM's page only.
+    let waiting = Resource::new(id, take_new_enrollment);
 
     let body = move || {
         Suspend::new(async move {
+            let waiting = waiting.await.ok().flatten();
             let d = match detail.await {
                 Ok(d) => d,
                 Err(e) => {
@@ -169,17 +199,14 @@ pub fn VmPage() -> impl IntoView {
                     view! {
                         <section class="card">
                             <h2>"Agent"</h2>
-                            <p>"Enforcement needs portcullis-agent on this VM. Create a one-time token (valid for an hour) and run the command it shows, as root, on the VM."</p>
+                            <p>"Enforcement needs portcullis-agent on this VM. Create a one-time token (valid for an hour) and run the command it shows on the VM: it installs, enrolls and starts the agent."</p>
                             <FormAlert err=enroll_err />
                             <ActionForm action=enroll attr:class="inline-form">
                                 <input type="hidden" name="vm_id" value=enroll_id />
                                 <button type="submit" class="btn">"Create enrollment token"</button>
                             </ActionForm>
-                            {move || enroll.value().get().and_then(Result::ok).map(|(_, command, warning)| view! {
-                                {(!warning.is_empty()).then(|| view! { <div class="alert warning" role="alert" data-testid="enroll-warning">{warning}</div> })}
-                                <p>"Run on the VM (shown once):"</p>
-                                <pre class="command" data-testid="enroll-command">{command}</pre>
-                            })}
+                            {move || enroll.value().get().and_then(Result::ok).or_else(|| waiting.clone())
+                                .map(|e| view! { <EnrollmentShown e testid="enroll-command" /> })}
                         </section>
                         <section class="card narrow">
                             <h2>"Edit VM"</h2>

@@ -47,20 +47,6 @@ pub fn server_url(public_url: Option<&str>, host: Option<&str>) -> String {
     }
 }
 
-/// The command that installs and enrolls an agent against `server` with `token`, and
-/// whether it had to accept plain http beyond this host. The one place the command is
-/// built: every way of making a token shows this same line.
-pub fn enroll_command(server: &str, token: &str) -> (String, bool) {
-    // Plain http beyond this host puts the agent's secret on the wire in clear text:
-    // the agent refuses it unless told otherwise, and the page says why.
-    let insecure = crate::domain::net::plain_http_off_loopback(server);
-    let command = format!(
-        "sudo portcullis-agent enroll --server {server}{} --token {token}",
-        if insecure { " --insecure-http" } else { "" }
-    );
-    (command, insecure)
-}
-
 /// Makes a one-time enrollment token (valid one hour) for `target`, for whoever may
 /// manage the VM (or VMs of the group); `server` is the address agents reach the portal
 /// at. The token and its log entry commit together.
@@ -112,16 +98,8 @@ pub async fn create(
             log,
         )
         .await?;
-    let (command, insecure) = enroll_command(server, &token);
-    let warning = if insecure {
-        "This portal is not reached over https (public_url is not set to an https:// \
-         address), so the agent's secret would cross the network in clear text; the \
-         command says --insecure-http to accept that. Put Portcullis behind TLS and set \
-         public_url instead."
-            .to_owned()
-    } else {
-        String::new()
-    };
+    let crate::domain::enroll::EnrollCommand { command, warning } =
+        crate::domain::enroll::enroll_command(server, &token);
     Ok(Enrollment {
         token,
         command,

@@ -560,3 +560,12 @@ pub async fn list_policies(
     }
     Ok((out, total))
 }
+
+/// Whether the server lacks the agent binary (or its checksum) that the install line
+/// downloads from `{site_root}/downloads/`: the page then warns instead of showing a line
+/// that fails half-way.
+pub fn agent_download_missing(site_root: &str) -> bool {
+    let dir = std::path::Path::new(site_root).join("downloads");
+    let name = crate::domain::enroll::AGENT_DOWNLOAD;
+    !(dir.join(name).is_file() && dir.join(format!("{name}.sha256")).is_file())
+}

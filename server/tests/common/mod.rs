@@ -12,6 +12,8 @@ pub struct TestApp {
     pub admin_password: String,
     /// The app's database, for tests that look at or change it directly.
     pub database_url: String,
+    /// The site root the server serves from (empty at first; `downloads/` goes here).
+    pub site_root: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -46,6 +48,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
             .bootstrap_password
             .expect("first start creates the admin"),
         database_url: url,
+        site_root: config.site_root.clone().into(),
         _dir: dir,
     }
 }
@@ -53,11 +56,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 impl TestApp {
     /// A portal started elsewhere (another process), reached at `base`.
     pub fn at(base: String, admin_password: String) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
         TestApp {
             base,
             admin_password,
             database_url: String::new(),
-            _dir: tempfile::tempdir().unwrap(),
+            site_root: dir.path().to_owned(),
+            _dir: dir,
         }
     }
 }
@@ -305,14 +310,18 @@ pub async fn token_for(app: &TestApp, admin: &reqwest::Client, vm: &str) -> Stri
         .call(admin, "create_enrollment_token", &[("vm_id", vm)])
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let token = body[0].as_str().unwrap().to_owned();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let command = body["command"].as_str().unwrap();
     assert!(
-        body[1]
-            .as_str()
-            .unwrap()
-            .contains("portcullis-agent enroll --server http://127.0.0.1:")
+        command.starts_with("curl -fsSL http://127.0.0.1:"),
+        "{command}"
     );
-    assert!(body[1].as_str().unwrap().ends_with(&token));
+    assert!(
+        command.contains(&format!(
+            "sudo PORTCULLIS_ENROLL_TOKEN={token} sh -s -- --server http://127.0.0.1:"
+        )),
+        "{command}"
+    );
     token
 }
 pub mod rest;
