@@ -11,7 +11,7 @@ root=$PWD
 dist=$root/target/dist
 
 [ "$(id -u)" = 0 ] || { echo "package-test: needs root (dpkg -i)" >&2; exit 1; }
-for tool in dpkg-deb systemd-analyze caddy curl readelf setpriv; do
+for tool in dpkg-deb systemd-analyze caddy curl readelf setpriv promtool; do
   command -v "$tool" >/dev/null || { echo "package-test: $tool is missing (scripts/setup.sh test)" >&2; exit 1; }
 done
 server_deb=$(ls "$dist"/portcullis-server_*_amd64.deb 2>/dev/null | head -1)
@@ -107,9 +107,10 @@ http_port=$(free_port)
 public=https://localhost:$tls_port
 # shellcheck disable=SC1091
 session_key=$(. /etc/portcullis/secrets.env && echo "$PORTCULLIS_SESSION_KEY")
+metrics_token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 (cd /var/lib/portcullis && exec setpriv --reuid portcullis --regid portcullis --init-groups -- env -i PATH=/usr/bin:/bin \
   PORTCULLIS_SESSION_KEY="$session_key" PORTCULLIS_LISTEN="127.0.0.1:$port" \
-  PORTCULLIS_PUBLIC_URL="$public" \
+  PORTCULLIS_PUBLIC_URL="$public" PORTCULLIS_METRICS_TOKEN="$metrics_token" \
   /usr/bin/portcullis-server --config /etc/portcullis/portcullis.toml) > "$work/server.log" 2>&1 &
 pids+=($!)
 if ! wait_for "http://127.0.0.1:$port/healthz"; then
@@ -169,6 +170,9 @@ check "the session cookie is Secure" grep -iq "^set-cookie: portcullis_session=.
 status=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/api/login" \
   -H "Origin: http://127.0.0.1:$port" --data-urlencode username=admin --data-urlencode "password=$password")
 check "a form posted from another origin than public_url is refused ($status)" test "$status" = 403
+tls -o "$work/metrics.txt" -H "Authorization: Bearer $metrics_token" "$public/metrics"
+check "/metrics through the proxy, with its token, passes promtool check metrics" \
+  bash -c "grep -q '^portcullis_build_info' '$work/metrics.txt' && promtool check metrics < '$work/metrics.txt'"
 check "verify-log from the installed layout says the log is intact" \
   bash -c "cd /var/lib/portcullis && setpriv --reuid portcullis --regid portcullis --init-groups -- /usr/bin/portcullis-server --config /etc/portcullis/portcullis.toml verify-log | grep -q intact"
 
