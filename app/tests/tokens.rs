@@ -265,3 +265,136 @@ async fn an_administrator_of_everything_lists_and_revokes_every_users_live_token
     );
     assert!(last.detail.ends_with("of user alice"), "{}", last.detail);
 }
+
+/// The host console makes tokens for a named user, never for itself; a token made with a
+/// token is capped at that token's end; only an administrator over everything makes
+/// another user's token, and never a disabled user's.
+#[tokio::test]
+async fn tokens_for_another_user_need_the_right_and_an_enabled_owner() {
+    let (store, _dir) = fresh().await;
+    let alice = actor(&store, "alice", Role::Requester).await;
+    let bob = actor(&store, "bob", Role::Requester).await;
+    let host = Actor::host_console();
+
+    let made = tokens::create_for(&store, &host, Some("Alice"), "ops", "3", None)
+        .await
+        .unwrap();
+    let who = authenticate(&store, Some(&made.token), IP.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(who.username, "alice");
+    match tokens::create_for(&store, &host, None, "ops", "3", None).await {
+        Err(AppError::Validation(e)) => assert_eq!(e.0[0].field, "user"),
+        other => panic!("{other:?}"),
+    }
+    match tokens::create_for(&store, &host, Some("nobody"), "ops", "3", None).await {
+        Err(AppError::Validation(e)) => assert!(e.0[0].message.contains("nobody")),
+        other => panic!("{other:?}"),
+    }
+
+    // A requester (roles as authenticate gives them) may not make bob's token.
+    let alice_now = authenticate(&store, Some(&made.token), IP.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        tokens::create_for(&store, &alice_now, Some("bob"), "x", "3", None).await,
+        Err(AppError::Forbidden)
+    ));
+    // Their own, capped at the end of the token they call with.
+    let cap = store.now_ms() + 3_600_000;
+    let own = tokens::create_for(&store, &alice_now, Some("alice"), "x", "30", Some(cap))
+        .await
+        .unwrap();
+    assert_eq!(own.info.expires_at, cap);
+
+    let mut tx = store.begin_write().await.unwrap();
+    tx.set_disabled(&bob.user_id, true).await.unwrap();
+    tx.commit().await.unwrap();
+    match tokens::create_for(&store, &host, Some("bob"), "ops", "3", None).await {
+        Err(AppError::Validation(e)) => assert!(e.0[0].message.contains("disabled")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(tokens::list(&store, &alice).await.unwrap().len(), 2);
+}
+
+/// `create-admin`: a new administrator, or an existing account enabled, made admin over
+/// everything, given a one-time password; logged from the host console; never for a
+/// portal user.
+#[tokio::test]
+async fn recovering_an_administrator_is_for_the_host_console_only() {
+    use portcullis_app::services::users::recover_admin;
+    let (store, _dir) = fresh().await;
+    let alice = actor(&store, "alice", Role::Admin).await;
+    let admin_alice = Actor {
+        roles: vec![RoleAssignment {
+            role: Role::Admin,
+            scope: Scope::All,
+        }],
+        ..alice.clone()
+    };
+    assert!(matches!(
+        recover_admin(&store, &admin_alice, "mallory").await,
+        Err(AppError::Forbidden)
+    ));
+    let host = Actor::host_console();
+    let made = recover_admin(&store, &host, "Carol").await.unwrap();
+    assert!(made.created);
+    assert_eq!(made.username, "carol");
+    let carol = store.find_user_by_username("carol").await.unwrap().unwrap();
+    assert!(carol.must_change_password);
+
+    let bob = actor(&store, "bob", Role::Reader).await;
+    let mut tx = store.begin_write().await.unwrap();
+    tx.set_disabled(&bob.user_id, true).await.unwrap();
+    tx.commit().await.unwrap();
+    let again = recover_admin(&store, &host, "bob").await.unwrap();
+    assert!(!again.created);
+    let bob_now = store.get_user(&bob.user_id).await.unwrap().unwrap();
+    assert!(!bob_now.disabled && bob_now.must_change_password);
+    assert!(bob_now.session_epoch > 0, "earlier sessions end");
+    let roles: Vec<_> = store
+        .assignments_of(&bob.user_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.assignment)
+        .collect();
+    assert!(roles.contains(&RoleAssignment {
+        role: Role::Admin,
+        scope: Scope::All
+    }));
+
+    let (log, _) = store
+        .query_log(&portcullis_app::store::LogQuery {
+            before_seq: None,
+            vm: None,
+            actor: Some("host".into()),
+            action: None,
+            from_ms: None,
+            to_ms: None,
+            offset: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let details: Vec<_> = log
+        .iter()
+        .map(|e| {
+            let c = &e.content;
+            (c.action.as_str(), c.client_ip.as_str(), c.detail.as_str())
+        })
+        .collect();
+    assert!(
+        details.iter().any(|(a, ip, d)| *a == "user.create"
+            && *ip == "local console"
+            && d.starts_with("carol as admin on all")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|(a, ip, d)| *a == "user.recover"
+            && *ip == "local console"
+            && d.contains("account enabled")
+            && d.contains("admin on all added")),
+        "{details:?}"
+    );
+}
