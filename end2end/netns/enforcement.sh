@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Enforcement test in network namespaces (needs root): a "vm" namespace runs the server,
 # portcullis-agent and a TCP listener on port 22; "client" namespaces at 198.51.100.10
-# (and 2001:db8:1::10) and 203.0.113.7 try to connect. Only documentation addresses, only
-# inside namespaces this script creates; everything is removed at exit.
+# (and 2001:db8:1::10) and 203.0.113.7 try to connect. A second VM namespace (192.0.2.2)
+# installs its agent with the portal's one-line installer. Only documentation addresses,
+# only inside namespaces this script creates; everything is removed at exit.
+#
+# The installer downloads the agent from the server's site root: the release build puts
+# it in $PORTCULLIS_SITE_ROOT_TEST/downloads/ (portcullis-agent-linux-x86_64 and its
+# .sha256). This script never puts it there itself; it fails when it is missing.
 set -euo pipefail
 mode=${1:-test}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,27 +17,37 @@ site=${PORTCULLIS_SITE_ROOT_TEST:-$root/target/site}
 port=18080
 base="http://127.0.0.1:$port"
 work=$(mktemp -d)
-vm=pc-vm-$$ c1=pc-c1-$$ c2=pc-c2-$$
+vm=pc-vm-$$ c1=pc-c1-$$ c2=pc-c2-$$ vm2=pc-vm2-$$
 passed=0 failed=0
 pids=()
 
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  for ns in "$vm" "$c1" "$c2"; do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in "$vm" "$c1" "$c2" "$vm2"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 if [ "$(id -u)" != 0 ]; then echo "enforcement tests need root (ip netns, nft)" >&2; exit 1; fi
+download=$site/downloads/portcullis-agent-linux-x86_64
+if [ "$mode" = test ] && ! { [ -f "$download" ] && [ -f "$download.sha256" ]; }; then
+  echo "the agent download is missing: $download and $download.sha256 (the release build puts them in the site root)" >&2
+  exit 1
+fi
 
 ok() { echo "  ✓ $*"; passed=$((passed + 1)); }
 bad() { echo "  ✗ $*"; failed=$((failed + 1)); }
 in_vm() { ip netns exec "$vm" "$@"; }
 
 # --- network ---------------------------------------------------------------------------
-for ns in "$vm" "$c1" "$c2"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+for ns in "$vm" "$c1" "$c2" "$vm2"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 ip link add vm1-$$ netns "$vm" type veth peer name c1-$$ netns "$c1"
 ip link add vm2-$$ netns "$vm" type veth peer name c2-$$ netns "$c2"
+# The second VM reaches the portal (in the first) at 192.0.2.1.
+ip link add vm3-$$ netns "$vm" type veth peer name n2-$$ netns "$vm2"
+ip -n "$vm" addr add 192.0.2.1/24 dev vm3-$$
+ip -n "$vm2" addr add 192.0.2.2/24 dev n2-$$
+ip -n "$vm" link set vm3-$$ up; ip -n "$vm2" link set n2-$$ up
 ip -n "$vm" addr add 198.51.100.1/24 dev vm1-$$
 ip -n "$vm" addr add 2001:db8:1::1/64 dev vm1-$$ nodad
 ip -n "$vm" addr add 203.0.113.1/24 dev vm2-$$
@@ -41,8 +56,8 @@ ip -n "$c1" addr add 2001:db8:1::10/64 dev c1-$$ nodad
 ip -n "$c2" addr add 203.0.113.7/24 dev c2-$$
 for l in "$vm vm1-$$" "$vm vm2-$$" "$c1 c1-$$" "$c2 c2-$$"; do set -- $l; ip -n "$1" link set "$2" up; done
 
-# A TCP "SSH" listener on port 22 (IPv4 and IPv6) in the VM.
-ip netns exec "$vm" python3 -c '
+# A TCP "SSH" listener on port 22 (IPv4 and IPv6) in each VM.
+listener='
 import socket, threading
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -50,7 +65,9 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("::", 22)); s.listen(64)
 while True:
     c, _ = s.accept(); c.sendall(b"SSH-2.0-portcullis-test\r\n"); c.close()
-' & pids+=($!)
+'
+ip netns exec "$vm" python3 -c "$listener" & pids+=($!)
+ip netns exec "$vm2" python3 -c "$listener" & pids+=($!)
 
 # can CLIENT_NS ADDR: does a TCP connection to port 22 succeed within 0.5 s?
 can() { ip netns exec "$1" timeout 0.5 bash -c "exec 3<>/dev/tcp/$2/22" 2>/dev/null; }
@@ -69,7 +86,7 @@ closed() { ! can "$@"; }
 # A fixed session key: sign-ins survive the server restarts below.
 session_key=$(head -c 64 /dev/urandom | base64 -w0)
 start_server() {
-  ip netns exec "$vm" env PORTCULLIS_LISTEN=127.0.0.1:$port PORTCULLIS_DATABASE_URL="sqlite://$work/portal.db" \
+  ip netns exec "$vm" env PORTCULLIS_LISTEN=0.0.0.0:$port PORTCULLIS_DATABASE_URL="sqlite://$work/portal.db" \
     PORTCULLIS_SESSION_KEY="$session_key" \
     PORTCULLIS_SITE_ROOT="$site" PORTCULLIS_LOG_FORMAT=json "$server_bin" >>"$work/server.log" 2>&1 &
   server_pid=$!; pids+=($server_pid)
@@ -78,11 +95,12 @@ start_server() {
 start_server
 password=$(grep -o '"one_time_password":"[^"]*"' "$work/server.log" | head -1 | cut -d'"' -f4)
 jar="$work/cookies"
-call_as() { # call_as JAR NAME key=value... (always a POST, also without arguments)
-  local jar=$1 name=$2; shift 2; local args=(--data "")
+call_at() { # call_at PORTAL JAR NAME key=value... (always a POST, also without arguments)
+  local at=$1 jar=$2 name=$3; shift 3; local args=(--data "")
   for kv in "$@"; do args+=(--data-urlencode "$kv"); done
-  in_vm curl -s -b "$jar" -c "$jar" -H "Origin: $base" "${args[@]}" "$base/api/$name"
+  in_vm curl -s -b "$jar" -c "$jar" -H "Origin: $at" "${args[@]}" "$at/api/$name"
 }
+call_as() { call_at "$base" "$@"; }
 call() { call_as "$jar" "$@"; }
 call login username=admin "password=$password" >/dev/null
 call change_password "current_password=$password" "new_password=enforcement test passphrase" \
@@ -90,16 +108,17 @@ call change_password "current_password=$password" "new_password=enforcement test
 vm_id=$(call save_vm id= name=ns-vm group=test os=linux addresses=198.51.100.1 exposed_ports= | jq -r .)
 call enable_jit "vm_ids[0]=$vm_id" "rules[0][enabled]=on" "rules[0][port]=22" "rules[0][protocol]=tcp" \
   "rules[0][max_minutes]=60" >/dev/null
-token=$(call create_enrollment_token "vm_id=$vm_id" | jq -r '.[0]')
+token=$(call create_enrollment_token "vm_id=$vm_id" | jq -r '.token')
 
-in_vm "$agent_bin" enroll --server "$base" --token "$token" --hostname ns-vm --state "$work/agent.json" >/dev/null
+# The token goes in the environment: the agent refuses it in its arguments (ps shows those).
+PORTCULLIS_ENROLL_TOKEN=$token in_vm "$agent_bin" enroll --server "$base" --hostname ns-vm --state "$work/agent.json" >/dev/null
 start_agent() { ip netns exec "$vm" "$agent_bin" run --state "$work/agent.json" >>"$work/agent.log" 2>&1 & agent_pid=$!; pids+=($agent_pid); }
 start_agent
 applied() { call get_vm "id=$vm_id" | jq -e '.vm.agent_status == "Active: applied by the agent"' >/dev/null; }
 wait_until 10 applied >/dev/null || { bad "agent never applied the policy"; cat "$work/agent.log"; exit 1; }
-request() { # request SOURCE MINUTES [JAR] -> request id
-  local out
-  out=$(call_as "${3:-$jar}" request_access "vm_ids[0]=$vm_id" "ports[0]=$vm_id:22/tcp" source_mode=custom \
+request() { # request SOURCE MINUTES [JAR] [VM ID] -> request id
+  local out target=${4:-$vm_id}
+  out=$(call_as "${3:-$jar}" request_access "vm_ids[0]=$target" "ports[0]=$target:22/tcp" source_mode=custom \
     "custom_source=$1" "duration=$2" justification=enforcement-test)
   jq -er '.[0]' <<<"$out" 2>/dev/null || { echo "request from $1 refused: $out" >&2; return 1; }
 }
@@ -138,7 +157,7 @@ if [ "$mode" = bench ]; then
     out=$(call save_vm id= "name=idle-$i" group=idle os=linux addresses=198.51.100.2 exposed_ports=)
     id=$(jq -r . <<<"$out" 2>/dev/null) || { echo "creating idle-$i failed: $out" >&2; exit 1; }
     out=$(call create_enrollment_token "vm_id=$id")
-    t=$(jq -r '.[0]' <<<"$out" 2>/dev/null) || { echo "token for idle-$i failed: $out" >&2; exit 1; }
+    t=$(jq -r '.token' <<<"$out" 2>/dev/null) || { echo "token for idle-$i failed: $out" >&2; exit 1; }
     out=$(in_vm curl -s -H 'Content-Type: application/json' -d "{\"token\":\"$t\",\"hostname\":\"idle-$i\"}" "$base/agent/v1/enroll")
     jq -r '.agent_id + "." + .secret' <<<"$out" >>"$work/bearers" 2>/dev/null || { echo "enrolling idle-$i failed: $out" >&2; exit 1; }
   done
@@ -269,6 +288,44 @@ call delete_vm "id=$vm_id" >/dev/null
 if ms=$(wait_until 3 closed "$c1" 198.51.100.1); then ok "removing the VM closed its port in ${ms} ms (the refused agent withdrew its grants)"
 else bad "port still open after its VM was removed"; fi
 if closed "$c2" 203.0.113.1; then ok "the port stays closed for everyone else"; else bad "port open to everyone after its VM was removed"; fi
+
+# The one-line installer, in the second VM: the line the VM page shows for a portal reached
+# at http://192.0.2.1:$port (so it says --insecure-http), run as root (no sudo here), with
+# --no-systemd (no systemd in a namespace) and --prefix (this machine's /usr/bin stays as it is).
+portal2=http://192.0.2.1:$port
+vm2_id=$(call save_vm id= name=ns-vm2 group=test os=linux addresses=192.0.2.2 exposed_ports= | jq -r .)
+call enable_jit "vm_ids[0]=$vm2_id" "rules[0][enabled]=on" "rules[0][port]=22" "rules[0][protocol]=tcp" \
+  "rules[0][max_minutes]=60" >/dev/null
+jar2="$work/portal2.jar"
+call_at "$portal2" "$jar2" login username=admin "password=enforcement test passphrase" >/dev/null
+shown=$(call_at "$portal2" "$jar2" create_enrollment_token "vm_id=$vm2_id")
+line=$(jq -r .command <<<"$shown")
+token2=$(jq -r .token <<<"$shown")
+if [ "$line" = "curl -fsSL $portal2/install-agent.sh | sudo PORTCULLIS_ENROLL_TOKEN=$token2 sh -s -- --server $portal2 --insecure-http" ]
+then ok "the VM page shows the one-line install for $portal2"; else bad "unexpected install line: $shown"; fi
+root2=$work/vm2-root
+if ip netns exec "$vm2" sh -c "${line/| sudo /| } --no-systemd --prefix $root2" >"$work/install.log" 2>&1 \
+  && cmp -s "$download" "$root2/usr/bin/portcullis-agent" && [ -x "$root2/usr/bin/portcullis-agent" ]
+then ok "the one-line installer downloaded, checked and installed the agent and enrolled it"
+else bad "the one-line installer failed"; cat "$work/install.log"; fi
+grep -q "checksum verified" "$work/install.log" || bad "the installer did not verify the checksum"
+state2=$root2/var/lib/portcullis-agent/agent.json
+# Started as deploy/systemd/portcullis-agent.service starts it: root with CAP_NET_ADMIN as
+# its only capability and no new privileges, without --insecure-http (the enrollment
+# recorded it).
+ip netns exec "$vm2" setpriv --bounding-set -all,+net_admin --inh-caps=-all --no-new-privs \
+  "$root2/usr/bin/portcullis-agent" run --state "$state2" >>"$work/agent2.log" 2>&1 & agent2_pid=$!; pids+=($agent2_pid)
+applied2() { call get_vm "id=$vm2_id" | jq -e '.vm.agent_status == "Active: applied by the agent"' >/dev/null; }
+if ms=$(wait_until 10 applied2); then ok "the installed agent, with CAP_NET_ADMIN only, applied its VM's policy in ${ms} ms"
+else bad "the installed agent never applied the policy"; cat "$work/agent2.log"; fi
+if ! tr '\0' ' ' <"/proc/$agent2_pid/cmdline" | grep -q "$token2" && ! tr '\0' '\n' <"/proc/$agent2_pid/environ" | grep -q "$token2"
+then ok "the running agent has the token in neither its arguments nor its environment"
+else bad "the enrollment token is visible in the running agent"; fi
+if closed "$vm" 192.0.2.2; then ok "the installed agent closed port 22 of the second VM"; else bad "port 22 of the second VM open without a grant"; fi
+r4=$(request 192.0.2.1 10 "$jar" "$vm2_id")
+if ms=$(wait_until 5 can "$vm" 192.0.2.2); then ok "a grant opened port 22 of the second VM in ${ms} ms"; else bad "the grant did not open the second VM's port"; fi
+call revoke_request "id=$r4" >/dev/null
+if ms=$(wait_until 2 closed "$vm" 192.0.2.2); then ok "revoking closed it again in ${ms} ms"; else bad "the second VM's port still open after revoke"; fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
