@@ -149,6 +149,8 @@ After=local-fs.target
 Wants=network-pre.target
 Before=network-pre.target shutdown.target
 Conflicts=shutdown.target
+# Installed by the package before the host is enrolled: it starts once it has an identity.
+ConditionPathExists=/var/lib/portcullis-agent/agent.json
 
 [Service]
 Type=exec
