@@ -15,7 +15,7 @@
 #   --no-systemd        install and enroll only; start the agent yourself
 #                       (automatic when systemd is not running)
 #   --prefix DIR        install every file under DIR instead of / (for tests and images;
-#                       implies --no-systemd)
+#                       implies --no-systemd; needs no root)
 #   --state FILE        the agent's identity file (default /var/lib/portcullis-agent/agent.json)
 #
 # The token is read from PORTCULLIS_ENROLL_TOKEN unless --token-file is given, and reaches
