@@ -2,7 +2,7 @@
 # Installs portcullis-agent on this host, enrolls it with a Portcullis portal and starts it.
 # Served by the portal at /install-agent.sh; the VM page shows the line that runs it:
 #
-#   curl -fsSL https://PORTAL/install-agent.sh | sudo PORTCULLIS_ENROLL_TOKEN=TOKEN sh -s -- --server https://PORTAL
+#   export PORTCULLIS_ENROLL_TOKEN=TOKEN; curl -fsSL https://PORTAL/install-agent.sh | sudo --preserve-env=PORTCULLIS_ENROLL_TOKEN sh -s -- --server https://PORTAL
 #
 # Options:
 #   --server URL        the portal (required)
@@ -23,6 +23,10 @@
 # user of the host can read. Running it again (with a new token) upgrades the binary,
 # enrolls again and restarts the agent.
 set -eu
+
+# Everything runs from main, called on the last line: when `curl | sh` is cut off
+# mid-download, sh has read no complete command and runs nothing.
+main() {
 
 download_name=portcullis-agent-linux-x86_64
 server=""
@@ -94,6 +98,11 @@ fi
 # Only the agent's enrollment gets it, through its environment.
 unset PORTCULLIS_ENROLL_TOKEN
 
+# The unit runs the agent with the default identity file: another one would leave the
+# service without its identity.
+if [ -n "$state" ] && [ "$systemd" = yes ] && [ -z "$prefix" ]; then
+  die "--state FILE needs --no-systemd: the service reads /var/lib/portcullis-agent/agent.json"
+fi
 if [ -n "$prefix" ]; then
   prefix=${prefix%/}
   systemd=no
@@ -151,6 +160,8 @@ Before=network-pre.target shutdown.target
 Conflicts=shutdown.target
 # Installed by the package before the host is enrolled: it starts once it has an identity.
 ConditionPathExists=/var/lib/portcullis-agent/agent.json
+# Never give up restarting: a host without its agent keeps its ports closed but gets no grants.
+StartLimitIntervalSec=0
 
 [Service]
 Type=exec
@@ -174,7 +185,9 @@ ProtectKernelLogs=yes
 ProtectControlGroups=yes
 ProtectClock=yes
 ProtectHostname=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+# No AF_UNIX: as uid 0 it could otherwise ask systemd or D-Bus to run anything as full
+# root. It needs only the server (INET) and nftables (NETLINK).
+RestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK
 RestrictNamespaces=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
@@ -195,8 +208,8 @@ PORTCULLIS_UNIT
 
 # --- enroll -----------------------------------------------------------------------------
 state_dir=$(dirname "$state")
-mkdir -p "$state_dir"
-chmod 0700 "$state_dir"
+# Made private only when this script makes it: never chmod a directory that was there.
+[ -d "$state_dir" ] || mkdir -p -m 0700 "$state_dir"
 set -- enroll --server "$server" --state "$state"
 [ -n "$hostname" ] && set -- "$@" --hostname "$hostname"
 [ -n "$insecure" ] && set -- "$@" --insecure-http
@@ -216,3 +229,6 @@ else
   run="$bin_dir/portcullis-agent run --state $state"
   say "installed and enrolled. Start the agent (as root, kept running): $run"
 fi
+}
+
+main "$@"

@@ -177,6 +177,8 @@ check "verify-log from the installed layout says the log is intact" \
   bash -c "cd /var/lib/portcullis && setpriv --reuid portcullis --regid portcullis --init-groups -- /usr/bin/portcullis-server --config /etc/portcullis/portcullis.toml verify-log | grep -q intact"
 
 echo "== purged"
+# As an enrolled host would have it: the agent's identity (purging removes it).
+mkdir -p -m 0700 /var/lib/portcullis-agent && echo '{}' > /var/lib/portcullis-agent/agent.json
 kill "${pids[@]}" 2>/dev/null || true
 wait 2>/dev/null || true
 pids=()
@@ -184,6 +186,7 @@ dpkg --purge portcullis-server portcullis-agent > "$work/purge.log" 2>&1 || { ca
 check "the binaries are gone" bash -c "[ ! -e /usr/bin/portcullis-server ] && [ ! -e /usr/bin/portcullis-agent ]"
 check "the session key is gone" test ! -e /etc/portcullis/secrets.env
 check "the activity log stays for the operator" test -e /var/lib/portcullis/portcullis.db
+check "the agent's identity directory is gone" test ! -e /var/lib/portcullis-agent
 
 echo "package-test: $passed passed, $failed failed"
 [ "$failed" = 0 ]

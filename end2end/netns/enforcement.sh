@@ -301,10 +301,10 @@ call_at "$portal2" "$jar2" login username=admin "password=enforcement test passp
 shown=$(call_at "$portal2" "$jar2" create_enrollment_token "vm_id=$vm2_id")
 line=$(jq -r .command <<<"$shown")
 token2=$(jq -r .token <<<"$shown")
-if [ "$line" = "curl -fsSL $portal2/install-agent.sh | sudo PORTCULLIS_ENROLL_TOKEN=$token2 sh -s -- --server $portal2 --insecure-http" ]
+if [ "$line" = "export PORTCULLIS_ENROLL_TOKEN=$token2; curl -fsSL $portal2/install-agent.sh | sudo --preserve-env=PORTCULLIS_ENROLL_TOKEN sh -s -- --server $portal2 --insecure-http" ]
 then ok "the VM page shows the one-line install for $portal2"; else bad "unexpected install line: $shown"; fi
 root2=$work/vm2-root
-if ip netns exec "$vm2" sh -c "${line/| sudo /| } --no-systemd --prefix $root2" >"$work/install.log" 2>&1 \
+if ip netns exec "$vm2" sh -c "${line/| sudo --preserve-env=PORTCULLIS_ENROLL_TOKEN /| } --no-systemd --prefix $root2" >"$work/install.log" 2>&1 \
   && cmp -s "$download" "$root2/usr/bin/portcullis-agent" && [ -x "$root2/usr/bin/portcullis-agent" ]
 then ok "the one-line installer downloaded, checked and installed the agent and enrolled it"
 else bad "the one-line installer failed"; cat "$work/install.log"; fi

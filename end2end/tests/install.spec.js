@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { test, expect, ready } from './fixtures.js';
 import { addVm, bootstrapAdmin } from './helpers.js';
 
-const LINE = /^curl -fsSL http:\/\/127\.0\.0\.1:\d+\/install-agent\.sh \| sudo PORTCULLIS_ENROLL_TOKEN=[0-9a-f]{64} sh -s -- --server http:\/\/127\.0\.0\.1:\d+$/;
+const LINE = /^export PORTCULLIS_ENROLL_TOKEN=[0-9a-f]{64}; curl -fsSL http:\/\/127\.0\.0\.1:\d+\/install-agent\.sh \| sudo --preserve-env=PORTCULLIS_ENROLL_TOKEN sh -s -- --server http:\/\/127\.0\.0\.1:\d+$/;
 
 test('the VM and Add VM pages show the one-line agent install, once', async ({ page, portal, request }, testInfo) => {
   await bootstrapAdmin(page, testInfo, portal);

@@ -88,11 +88,23 @@ struct EnrollArgs {
     group: Option<String>,
 }
 
+/// Where the Debian package installs the configuration; read when no `--config` is given.
+const PACKAGED_CONFIG: &str = "/etc/portcullis/portcullis.toml";
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref()).unwrap_or_else(|e| fail(&e.to_string()));
     let command = cli.command.unwrap_or(Command::Serve);
+    // On a packaged host an operator types `portcullis-server create-admin NAME`; without
+    // the package's configuration the command would open (and create) a database in the
+    // current directory and report success on a copy nobody serves.
+    // (`serve` is started with --config by its unit, and without one in development.)
+    let host_command = !matches!(command, Command::Serve);
+    let config_path = cli.config.or_else(|| {
+        let packaged = Path::new(PACKAGED_CONFIG);
+        (host_command && packaged.exists()).then(|| packaged.to_owned())
+    });
+    let config = Config::load(config_path.as_deref()).unwrap_or_else(|e| fail(&e.to_string()));
     init_logging(&config, matches!(command, Command::Serve));
 
     let code = match command {
@@ -166,8 +178,28 @@ async fn serve(config: &Config) {
     built.state.store.close().await;
 }
 
-/// The store of a host command, with the configured activity-log key.
+/// The store of a host command, with the configured activity-log key. A host command
+/// works on the database the server serves: an SQLite file that is not there (a wrong
+/// directory, a forgotten `--config`) is refused, never created.
 async fn open_store(config: &Config) -> Store {
+    if let Some(db) = portcullis_server::config::sqlite_path(&config.database_url)
+        && !db.exists()
+    {
+        fail(&format!(
+            "there is no database at {} (database_url); give the server's configuration \
+             with --config FILE",
+            db.display()
+        ));
+    }
+    if let AuditKeySource::File(path) = &config.audit_key
+        && !path.exists()
+    {
+        fail(&format!(
+            "there is no activity log key at {}; give the server's configuration with \
+             --config FILE",
+            path.display()
+        ));
+    }
     let key = portcullis_server::load_audit_key(&config.audit_key)
         .unwrap_or_else(|e| fail(&e.to_string()));
     Store::connect_with(&config.database_url, std::sync::Arc::new(SystemClock), key)
@@ -244,19 +276,32 @@ async fn backup(config: &Config, file: &Path) -> i32 {
         );
         return 2;
     };
-    if !db.exists() {
-        fail(&format!("there is no database at {}", db.display()));
-    }
-    if file.exists() {
-        fail(&format!(
-            "{} exists already; choose a new file name (a backup never overwrites)",
-            file.display()
-        ));
-    }
     let store = open_store(config).await;
+    // The copy holds password hashes, sessions and the activity log: it is made as a new
+    // file readable by its owner only (create_new neither overwrites nor follows a
+    // symbolic link), and SQLite then writes into that empty file.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file)
+        {
+            fail(&if e.kind() == std::io::ErrorKind::AlreadyExists {
+                format!(
+                    "{} exists already; choose a new file name (a backup never overwrites)",
+                    file.display()
+                )
+            } else {
+                format!("cannot create {}: {e}", file.display())
+            });
+        }
+    }
     let outcome = store.backup_sqlite(file).await;
     store.close().await;
     if let Err(e) = outcome {
+        let _ = std::fs::remove_file(file);
         fail(&format!("backup to {} failed: {e}", file.display()));
     }
     let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);

@@ -628,7 +628,7 @@ async fn the_enroll_command_warns_and_says_so_when_the_portal_is_plain_http() {
     assert_eq!(s, StatusCode::OK, "{body}");
     let command = body["command"].as_str().unwrap();
     assert!(
-        command.starts_with("curl -fsSL http://jit.example.org/install-agent.sh | sudo "),
+        command.contains("; curl -fsSL http://jit.example.org/install-agent.sh | sudo "),
         "{command}"
     );
     assert!(

@@ -255,7 +255,7 @@ async fn without_javascript_the_install_line_is_shown_once_on_the_page_it_was_ma
     let token = token_in(&html).expect("the install line with the token is on the page");
     assert!(
         html.contains(&format!(
-            "curl -fsSL {}/install-agent.sh | sudo PORTCULLIS_ENROLL_TOKEN={token} sh -s -- --server {}",
+            "export PORTCULLIS_ENROLL_TOKEN={token}; curl -fsSL {}/install-agent.sh | sudo --preserve-env=PORTCULLIS_ENROLL_TOKEN sh -s -- --server {}",
             app.base, app.base
         )),
         "{html}"

@@ -104,13 +104,12 @@ pub mod ctx {
 
         /// Starts an authenticated session under a fresh id, so an id planted before
         /// sign-in (session fixation) is worthless afterwards.
+        /// Nothing of an earlier sign-in in this browser carries over: not a provider's
+        /// end-session link (a password sign-in must not sign out there), not an install
+        /// line with its token waiting to be shown to the user who made it.
         pub async fn start_session(&self, user: &StoredUser) -> AppResult<()> {
+            self.session.clear().await;
             self.session.cycle_id().await.map_err(session_error)?;
-            // A password sign-in is not a provider session: sign-out must not go there.
-            self.session
-                .remove::<String>(crate::auth::SESSION_END_SESSION_URL)
-                .await
-                .map_err(session_error)?;
             crate::auth::mark_signed_in(&self.session, user).await
         }
 

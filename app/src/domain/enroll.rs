@@ -25,23 +25,27 @@ pub struct EnrollCommand {
 }
 
 /// The install line for the portal reached at `portal_url` (no trailing slash needed) and
-/// a one-time `token`. Plain http to anything but this host adds `--insecure-http` (the
+/// a one-time `token`. The token is exported by the user's shell (a builtin, so it is no
+/// process's argument) and handed through `sudo --preserve-env`: as an argument of
+/// `sudo VAR=value`, it would be readable in `ps` for as long as the install runs. Plain http to anything but this host adds `--insecure-http` (the
 /// agent refuses it otherwise) and a warning that says what that costs.
 pub fn enroll_command(portal_url: &str, token: &str) -> EnrollCommand {
     let url = portal_url.trim_end_matches('/');
     let insecure = plain_http_off_loopback(url);
     let quoted_url = sh_quote(url);
     let command = format!(
-        "curl -fsSL {script} | sudo {TOKEN_VARIABLE}={token} sh -s -- --server {quoted_url}{flag}",
+        "export {TOKEN_VARIABLE}={token}; curl -fsSL {script} | sudo --preserve-env={TOKEN_VARIABLE} sh -s -- --server {quoted_url}{flag}",
         script = sh_quote(&format!("{url}/install-agent.sh")),
         token = sh_quote(token),
         flag = if insecure { " --insecure-http" } else { "" },
     );
     let warning = if insecure {
         "This portal is not reached over https (public_url is not set to an https:// \
-         address), so the agent's secret would cross the network in clear text; the \
-         command says --insecure-http to accept that. Put Portcullis behind TLS and set \
-         public_url instead."
+         address). Anyone on the network path between the VM and the portal can read the \
+         token and the agent's secret, and can replace the script or the agent it \
+         downloads (the checksum comes over the same channel), which then runs as root on \
+         the VM; the command says --insecure-http to accept that. Put Portcullis behind \
+         TLS and set public_url instead."
             .to_owned()
     } else {
         String::new()
@@ -73,8 +77,8 @@ mod tests {
         let c = enroll_command("https://jit.example.org/", "0a1b");
         assert_eq!(
             c.command,
-            "curl -fsSL https://jit.example.org/install-agent.sh | sudo \
-             PORTCULLIS_ENROLL_TOKEN=0a1b sh -s -- --server https://jit.example.org"
+            "export PORTCULLIS_ENROLL_TOKEN=0a1b; curl -fsSL https://jit.example.org/install-agent.sh \
+             | sudo --preserve-env=PORTCULLIS_ENROLL_TOKEN sh -s -- --server https://jit.example.org"
         );
         assert_eq!(c.warning, "");
     }
@@ -84,8 +88,9 @@ mod tests {
         let c = enroll_command("http://198.51.100.1:3000", "ff");
         assert_eq!(
             c.command,
-            "curl -fsSL http://198.51.100.1:3000/install-agent.sh | sudo \
-             PORTCULLIS_ENROLL_TOKEN=ff sh -s -- --server http://198.51.100.1:3000 --insecure-http"
+            "export PORTCULLIS_ENROLL_TOKEN=ff; curl -fsSL http://198.51.100.1:3000/install-agent.sh \
+             | sudo --preserve-env=PORTCULLIS_ENROLL_TOKEN sh -s -- --server http://198.51.100.1:3000 \
+             --insecure-http"
         );
         assert!(c.warning.contains("clear text"));
     }

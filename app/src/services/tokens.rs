@@ -158,13 +158,17 @@ pub async fn create_for(
     })
 }
 
-/// When the presented bearer token expires, to cap the tokens it creates; None when it
-/// is not a token this store knows.
+/// When the presented bearer token expires, to cap the tokens it creates. A bearer this
+/// store does not know is refused: a token made through the API must never outlive the
+/// token that made it, so there is no uncapped fallback.
 pub async fn bearer_expiry(store: &Store, bearer: &str) -> AppResult<Option<i64>> {
     let Some(parts) = parse_token(bearer) else {
-        return Ok(None);
+        return Err(AppError::Unauthenticated);
     };
-    Ok(store.get_api_token(parts.id).await?.map(|t| t.expires_at))
+    match store.get_api_token(parts.id).await? {
+        Some(t) => Ok(Some(t.expires_at)),
+        None => Err(AppError::Unauthenticated),
+    }
 }
 
 pub async fn list(store: &Store, actor: &Actor) -> AppResult<Vec<TokenInfo>> {

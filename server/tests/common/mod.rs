@@ -312,14 +312,17 @@ pub async fn token_for(app: &TestApp, admin: &reqwest::Client, vm: &str) -> Stri
     assert_eq!(s, StatusCode::OK, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
     let command = body["command"].as_str().unwrap();
+    // The token is exported by the shell, never an argument of sudo (which ps shows).
     assert!(
-        command.starts_with("curl -fsSL http://127.0.0.1:"),
+        command.starts_with(&format!(
+            "export PORTCULLIS_ENROLL_TOKEN={token}; curl -fsSL http://127.0.0.1:"
+        )),
         "{command}"
     );
     assert!(
-        command.contains(&format!(
-            "sudo PORTCULLIS_ENROLL_TOKEN={token} sh -s -- --server http://127.0.0.1:"
-        )),
+        command.contains(
+            "| sudo --preserve-env=PORTCULLIS_ENROLL_TOKEN sh -s -- --server http://127.0.0.1:"
+        ),
         "{command}"
     );
     token
