@@ -15,10 +15,11 @@ struct Server {
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = portcullis_server::config::Config::for_database(&format!(
-        "sqlite://{}",
-        dir.path().join("portal.db").display()
-    ));
+    // SQLite, or PostgreSQL when PORTCULLIS_TEST_POSTGRES names a server.
+    let url = portcullis_app::store::test_support::fresh_database_url(dir.path(), "portal")
+        .await
+        .unwrap();
+    let mut config = portcullis_server::config::Config::for_database(&url);
     config.site_root = dir.path().join("site").display().to_string();
     let built = portcullis_server::build(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
