@@ -323,7 +323,7 @@ async fn create_admin_recovers_a_lost_administrator_and_token_create_serves_scri
     assert_eq!(s, StatusCode::OK, "{log}");
     let from_host = |action: &str, detail: &str| {
         assert!(
-            entries(&log, action).iter().any(|e| e["actor"] == "host"
+            entries(&log, action).iter().any(|e| e["actor"] == "host console"
                 && e["clientIp"] == "local console"
                 && e["detail"].as_str().unwrap().contains(detail)),
             "no {action} entry from the host console with '{detail}': {log:#}"
@@ -409,7 +409,7 @@ async fn enroll_token_prints_a_token_an_agent_enrolls_with_and_the_api_shows_its
     assert_eq!(made.len(), 2, "{log:#}");
     assert!(
         made.iter()
-            .all(|e| e["actor"] == "host" && e["clientIp"] == "local console")
+            .all(|e| e["actor"] == "host console" && e["clientIp"] == "local console")
     );
 }
 

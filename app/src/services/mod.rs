@@ -23,8 +23,9 @@ pub struct Actor {
     pub ip: IpAddr,
 }
 
-/// The user name host-side commands act under in the activity log.
-pub const HOST_CONSOLE_ACTOR: &str = "host";
+/// The name host-side commands act under in the activity log. It holds a space, which no
+/// user name may (`Username::parse`), so no portal account can pass for the host console.
+pub const HOST_CONSOLE_ACTOR: &str = "host console";
 /// Where host-side commands come from, in the activity log's address column: they run
 /// on the server with its database and key, not through the network.
 pub const HOST_CONSOLE_ORIGIN: &str = "local console";
