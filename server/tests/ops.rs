@@ -323,9 +323,11 @@ async fn create_admin_recovers_a_lost_administrator_and_token_create_serves_scri
     assert_eq!(s, StatusCode::OK, "{log}");
     let from_host = |action: &str, detail: &str| {
         assert!(
-            entries(&log, action).iter().any(|e| e["actor"] == "host console"
-                && e["clientIp"] == "local console"
-                && e["detail"].as_str().unwrap().contains(detail)),
+            entries(&log, action)
+                .iter()
+                .any(|e| e["actor"] == "host console"
+                    && e["clientIp"] == "local console"
+                    && e["detail"].as_str().unwrap().contains(detail)),
             "no {action} entry from the host console with '{detail}': {log:#}"
         );
     };
@@ -437,6 +439,19 @@ async fn backup_copies_a_running_database_that_a_server_starts_from() {
         out.contains("portal.db.audit-key") && out.contains("back them up too"),
         "the key outside the database is named: {out}"
     );
+    // The copy holds password hashes and sessions: its owner alone may read it.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Never through a symbolic link, even one that points nowhere yet.
+    let elsewhere = host.dir.path().join("elsewhere.db");
+    let link = host.dir.path().join("link.db");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let out = host.run(&["backup", link.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!elsewhere.exists(), "the backup followed a symbolic link");
     // Never over an existing file.
     let before = std::fs::read(&copy).unwrap();
     let out = host.run(&["backup", copy.to_str().unwrap()]);
@@ -467,6 +482,38 @@ async fn backup_copies_a_running_database_that_a_server_starts_from() {
         )
         .await;
     first_sign_in(&restored.app(""), "alice", &once).await;
+}
+
+/// A host command run where there is no database (a forgotten --config, the wrong
+/// directory) says so and creates nothing: it must not report success on a new, empty
+/// database that no server serves.
+#[test]
+fn host_commands_refuse_a_missing_database_instead_of_creating_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["create-admin", "alice"][..],
+        &["enroll-token", "--group", "lab"][..],
+        &["token", "create", "--user", "admin"][..],
+        &["verify-log"][..],
+    ] {
+        let out = Command::new(BIN)
+            .env_remove("PORTCULLIS_CONFIG")
+            .env_remove("PORTCULLIS_DATABASE_URL")
+            .env_remove("PORTCULLIS_AUDIT_KEY")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("there is no database at"), "{args:?}: {err}");
+        assert!(err.contains("--config"), "{args:?}: {err}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?} created files"
+        );
+    }
 }
 
 /// A PostgreSQL URL is answered with the `pg_dump` advice without any server to reach.
