@@ -41,8 +41,8 @@ pub fn enroll_command(portal_url: &str, token: &str) -> EnrollCommand {
     );
     let warning = if insecure {
         "This portal is not reached over https (public_url is not set to an https:// \
-         address). Anyone on the network path between the VM and the portal can read the \
-         token and the agent's secret, and can replace the script or the agent it \
+         address). The token and the agent's secret cross the network in clear text, and \
+         anyone on the path between the VM and the portal can replace the script or the agent it \
          downloads (the checksum comes over the same channel), which then runs as root on \
          the VM; the command says --insecure-http to accept that. Put Portcullis behind \
          TLS and set public_url instead."
@@ -93,6 +93,11 @@ mod tests {
              --insecure-http"
         );
         assert!(c.warning.contains("clear text"));
+        assert!(
+            c.warning.contains("runs as root on the VM"),
+            "{}",
+            c.warning
+        );
     }
 
     #[test]
