@@ -166,6 +166,8 @@ async fn as_before_hmacs(db: &sqlx::AnyPool) {
         "ALTER TABLE activity_log DROP COLUMN mac",
         "DROP TABLE audit_checkpoints",
         "DROP TABLE audit_status",
+        // Migrations after 7 run again too: undo what they added.
+        "ALTER TABLE access_requests DROP COLUMN enforced_at",
         "DELETE FROM _sqlx_migrations WHERE version >= 7",
     ] {
         sqlx::query(sql).execute(db).await.unwrap();
