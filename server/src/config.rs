@@ -259,24 +259,11 @@ impl Config {
             }
         }
 
-        let proxies: Vec<String> = match env("PORTCULLIS_TRUSTED_PROXIES") {
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            None => file.trusted_proxies.unwrap_or_default(),
-        };
-        let trusted_proxies = proxies
-            .iter()
-            .map(|p| {
-                Cidr::parse(p).map_err(|e| ConfigError::Invalid {
-                    key: "trusted_proxies (PORTCULLIS_TRUSTED_PROXIES)",
-                    message: format!("'{p}': {e}"),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let trusted_proxies = cidr_list(
+            env("PORTCULLIS_TRUSTED_PROXIES"),
+            file.trusted_proxies,
+            "trusted_proxies (PORTCULLIS_TRUSTED_PROXIES)",
+        )?;
 
         let session_key = match pick("PORTCULLIS_SESSION_KEY", file.session_key) {
             None => None,
@@ -387,15 +374,11 @@ impl Config {
             env("PORTCULLIS_METRICS_TOKEN_FILE")
                 .map(PathBuf::from)
                 .or(file.metrics_token_file),
-            match env("PORTCULLIS_METRICS_ALLOWED") {
-                Some(list) => list
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                None => file.metrics_allowed.unwrap_or_default(),
-            },
+            cidr_list(
+                env("PORTCULLIS_METRICS_ALLOWED"),
+                file.metrics_allowed,
+                "metrics_allowed (PORTCULLIS_METRICS_ALLOWED)",
+            )?,
         )?;
 
         let site_root = pick("PORTCULLIS_SITE_ROOT", file.site_root)
@@ -513,7 +496,7 @@ impl Config {
 fn metrics_access(
     token: Option<String>,
     token_file: Option<PathBuf>,
-    allowed: Vec<String>,
+    allowed: Vec<Cidr>,
 ) -> Result<MetricsAccess, ConfigError> {
     const TOKEN_KEY: &str = "metrics_token (PORTCULLIS_METRICS_TOKEN)";
     let token = match (token, token_file) {
@@ -546,16 +529,34 @@ fn metrics_access(
             ),
         });
     }
-    let allowed = allowed
+    Ok(MetricsAccess { token, allowed })
+}
+
+/// A list of networks: the environment's comma-separated value wins over the file's
+/// list; each entry is parsed, and a bad one is refused naming `key` and the entry.
+fn cidr_list(
+    env_value: Option<String>,
+    file_value: Option<Vec<String>>,
+    key: &'static str,
+) -> Result<Vec<Cidr>, ConfigError> {
+    let entries: Vec<String> = match env_value {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => file_value.unwrap_or_default(),
+    };
+    entries
         .iter()
-        .map(|a| {
-            Cidr::parse(a).map_err(|e| ConfigError::Invalid {
-                key: "metrics_allowed (PORTCULLIS_METRICS_ALLOWED)",
-                message: format!("'{a}': {e}"),
+        .map(|e| {
+            Cidr::parse(e).map_err(|err| ConfigError::Invalid {
+                key,
+                message: format!("'{e}': {err}"),
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(MetricsAccess { token, allowed })
+        .collect()
 }
 
 /// Reads one `[[oidc]]` table. The secret may come from the table, from a file (so it can
