@@ -609,8 +609,7 @@ pub async fn create_enrollment_token(
         } else {
             EnrollTarget::Vm(&vm_id)
         };
-        let parts = use_context::<http::request::Parts>();
-        let host = parts.as_ref().and_then(|p| {
+        let host = use_context::<http::request::Parts>().and_then(|p| {
             p.headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok().map(str::to_owned))
@@ -627,25 +626,7 @@ pub async fn create_enrollment_token(
                 &c.state.leptos_options.site_root,
             ),
         };
-        // The server-function client asks for JSON; a browser posting the form asks for
-        // HTML and is redirected back to the page.
-        let plain_form = parts
-            .and_then(|p| {
-                p.headers
-                    .get(http::header::ACCEPT)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| v.contains("text/html"))
-            })
-            .unwrap_or(false);
-        if plain_form {
-            c.session
-                .insert(NEW_ENROLLMENT_KEY, &created)
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "session store error");
-                    AppError::Internal
-                })?;
-        }
+        c.keep_for_next_page(NEW_ENROLLMENT_KEY, &created).await?;
         Ok(created)
     };
     super::ctx::finish(run.await)
@@ -660,26 +641,9 @@ pub async fn take_new_enrollment(
     let run = async {
         let c = super::ctx::ctx().await?;
         c.actor().await?;
-        let session_error = |e: tower_sessions::session::Error| {
-            tracing::error!(error = %e, "session store error");
-            AppError::Internal
-        };
-        let waiting = c
-            .session
-            .get::<crate::model::NewEnrollment>(NEW_ENROLLMENT_KEY)
+        // Another page's enrollment stays for that page.
+        c.take_kept::<crate::model::NewEnrollment>(NEW_ENROLLMENT_KEY, |e| e.vm_id == vm_id)
             .await
-            .map_err(session_error)?;
-        match waiting {
-            // Another page's enrollment stays for that page.
-            Some(e) if e.vm_id == vm_id => {
-                c.session
-                    .remove_value(NEW_ENROLLMENT_KEY)
-                    .await
-                    .map_err(session_error)?;
-                Ok(Some(e))
-            }
-            _ => Ok(None),
-        }
     };
     super::ctx::finish(run.await)
 }

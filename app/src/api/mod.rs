@@ -116,27 +116,67 @@ pub mod ctx {
         pub async fn end_session(&self) -> AppResult<()> {
             self.session.flush().await.map_err(session_error)
         }
+
+        /// Keeps `value` for the page a plain form post (no JavaScript) is redirected
+        /// to, which shows it once ([`Ctx::take_kept`]): that post's answer is a redirect,
+        /// so what it made would otherwise be lost. A hydrated client gets the value in
+        /// its answer and nothing is kept. Never in a URL: it may be a secret.
+        pub async fn keep_for_next_page<T: serde::Serialize + Send + Sync>(
+            &self,
+            key: &str,
+            value: &T,
+        ) -> AppResult<()> {
+            if !plain_form_post() {
+                return Ok(());
+            }
+            self.session.insert(key, value).await.map_err(session_error)
+        }
+
+        /// What [`Ctx::keep_for_next_page`] kept under `key`, removed as it is read, if
+        /// `for_this_page` accepts it; otherwise it stays for the page it was meant for.
+        pub async fn take_kept<T: serde::Serialize + serde::de::DeserializeOwned>(
+            &self,
+            key: &str,
+            for_this_page: impl Fn(&T) -> bool,
+        ) -> AppResult<Option<T>> {
+            match self.session.get::<T>(key).await.map_err(session_error)? {
+                Some(value) if for_this_page(&value) => {
+                    self.session
+                        .remove_value(key)
+                        .await
+                        .map_err(session_error)?;
+                    Ok(Some(value))
+                }
+                _ => Ok(None),
+            }
+        }
+    }
+
+    /// A browser posting a form without JavaScript asks for HTML and is answered with a
+    /// redirect; the server-function client (hydrated page, scripts) asks for JSON.
+    fn plain_form_post() -> bool {
+        use_context::<http::request::Parts>()
+            .and_then(|p| p.headers.get(http::header::ACCEPT).cloned())
+            .and_then(|v| v.to_str().ok().map(|s| s.contains("text/html")))
+            .unwrap_or(false)
     }
 
     /// Gives API clients (fetch from the hydrated page, scripts) a status code that matches
     /// the error. Plain form posts keep the redirect the framework sets up.
     pub fn finish<T>(result: AppResult<T>) -> AppResult<T> {
-        if let Err(error) = &result {
-            let accepts_html = use_context::<http::request::Parts>()
-                .and_then(|p| p.headers.get(http::header::ACCEPT).cloned())
-                .and_then(|v| v.to_str().ok().map(|s| s.contains("text/html")))
-                .unwrap_or(false);
-            if !accepts_html && let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
-                res.set_status(
-                    http::StatusCode::from_u16(error.status_code())
-                        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
-                );
-                if let AppError::RateLimited { retry_after_secs }
-                | AppError::Busy { retry_after_secs } = error
-                    && let Ok(v) = http::HeaderValue::from_str(&retry_after_secs.to_string())
-                {
-                    res.insert_header(http::header::RETRY_AFTER, v);
-                }
+        if let Err(error) = &result
+            && !plain_form_post()
+            && let Some(res) = use_context::<leptos_axum::ResponseOptions>()
+        {
+            res.set_status(
+                http::StatusCode::from_u16(error.status_code())
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+            );
+            if let AppError::RateLimited { retry_after_secs } | AppError::Busy { retry_after_secs } =
+                error
+                && let Ok(v) = http::HeaderValue::from_str(&retry_after_secs.to_string())
+            {
+                res.insert_header(http::header::RETRY_AFTER, v);
             }
         }
         result

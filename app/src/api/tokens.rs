@@ -32,25 +32,7 @@ pub async fn create_api_token(
         let actor = c.actor().await?;
         let created =
             crate::services::tokens::create(&c.state.store, &actor, &name, &expires_days).await?;
-        // The server-function client asks for JSON; a browser posting the form asks for
-        // HTML and is redirected back to the page.
-        let plain_form = use_context::<http::request::Parts>()
-            .and_then(|p| {
-                p.headers
-                    .get(http::header::ACCEPT)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| v.contains("text/html"))
-            })
-            .unwrap_or(false);
-        if plain_form {
-            c.session
-                .insert(NEW_TOKEN_KEY, &created.token)
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "session store error");
-                    AppError::Internal
-                })?;
-        }
+        c.keep_for_next_page(NEW_TOKEN_KEY, &created.token).await?;
         Ok(created)
     };
     super::ctx::finish(run.await)
@@ -62,14 +44,7 @@ pub async fn list_api_tokens() -> Result<TokenPage, AppError> {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
         let tokens = crate::services::tokens::list(&c.state.store, &actor).await?;
-        let new_token = c
-            .session
-            .remove::<String>(NEW_TOKEN_KEY)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "session store error");
-                AppError::Internal
-            })?;
+        let new_token = c.take_kept::<String>(NEW_TOKEN_KEY, |_| true).await?;
         Ok(TokenPage { tokens, new_token })
     };
     super::ctx::finish(run.await)
