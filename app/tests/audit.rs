@@ -168,6 +168,8 @@ async fn as_before_hmacs(db: &sqlx::AnyPool) {
         "DROP TABLE audit_status",
         // Migrations after 7 run again too: undo what they added.
         "ALTER TABLE access_requests DROP COLUMN enforced_at",
+        "DROP INDEX vms_agent",
+        "DROP INDEX access_requests_vm_start",
         "DELETE FROM _sqlx_migrations WHERE version >= 7",
     ] {
         sqlx::query(sql).execute(db).await.unwrap();
