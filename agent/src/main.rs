@@ -19,7 +19,12 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 const DEFAULT_STATE: &str = "/var/lib/portcullis-agent/agent.json";
-const POLL_WAIT_SECS: u64 = 25;
+/// How long a poll waits for news at most: a little under the 60 s that proxies such as
+/// nginx wait for an answer by default, and spread (45 to 55 s) so that agents started
+/// together do not poll together for ever. Longer polls are fewer polls: the server's
+/// idle cost is per poll.
+const POLL_WAIT_SECS: u64 = 45;
+const POLL_WAIT_SPREAD_SECS: u64 = 10;
 /// After a failed poll the agent retries within a second (jittered, so that many agents
 /// do not all come back in the same instant): an outage of the server must not delay the
 /// first grant after it by more than that.
@@ -143,7 +148,9 @@ fn refuse_plain_http(server: &str, accepted: bool) {
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(POLL_WAIT_SECS + 15))
+        .timeout(Duration::from_secs(
+            POLL_WAIT_SECS + POLL_WAIT_SPREAD_SECS + 15,
+        ))
         .connect_timeout(Duration::from_secs(5))
         // The server closes a connection idle for 10 s; one idle for less is reused.
         .pool_idle_timeout(Duration::from_secs(5))
@@ -347,6 +354,14 @@ fn spawn_reporter(
 }
 
 /// A short random delay, so that agents coming back after an outage spread out.
+fn poll_wait() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    POLL_WAIT_SECS + nanos % (POLL_WAIT_SPREAD_SECS + 1)
+}
+
 fn jitter() -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -429,8 +444,9 @@ async fn run(args: &Args) {
     loop {
         let res = http
             .get(format!(
-                "{}/agent/v1/state?after={applied}&wait={POLL_WAIT_SECS}",
-                id.server
+                "{}/agent/v1/state?after={applied}&wait={}",
+                id.server,
+                poll_wait()
             ))
             .bearer_auth(format!("{}.{}", id.agent_id, id.secret))
             .send()

@@ -52,6 +52,7 @@ pub struct Metrics {
     sign_in_failures: IntCounterVec,
     open_latency: Histogram,
     long_polls: IntGauge,
+    poll_wakeups: IntCounter,
     agents_connected: IntGauge,
     /// Long polls waiting per VM, for the number of distinct agents connected.
     waiting: Mutex<HashMap<String, usize>>,
@@ -148,6 +149,14 @@ impl Metrics {
             "portcullis_long_polls_in_flight",
             "Agents' long polls waiting on this replica now.",
         );
+        let poll_wakeups = registered(
+            &r,
+            IntCounter::new(
+                "portcullis_long_poll_wakeups_total",
+                "Waiting long polls woken by a change of their VM's desired state.",
+            )
+            .expect("valid metric"),
+        );
         let agents_connected = int_gauge(
             &r,
             "portcullis_agents_connected",
@@ -239,6 +248,7 @@ impl Metrics {
             sign_in_failures,
             open_latency,
             long_polls,
+            poll_wakeups,
             agents_connected,
             waiting: Mutex::new(HashMap::new()),
             active_grants,
@@ -283,6 +293,11 @@ impl Metrics {
             metrics: self.clone(),
             vm_id: vm_id.to_owned(),
         }
+    }
+
+    /// A waiting long poll was woken by a change of its VM.
+    pub fn poll_woken(&self) {
+        self.poll_wakeups.inc();
     }
 
     /// The metrics as Prometheus text: the counters as they are, the rest read now.

@@ -216,67 +216,52 @@ pub async fn desired_state(
     };
     let _counted = state.metrics.poll_waiting(&agent.vm_id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.min(60));
-    let mut changes = state.store.subscribe_changes();
-    // "Last seen" needs seconds, not every poll: an agent polling in a loop does not make
-    // the server write for each one.
-    if TOUCHES.admit(&agent.vm_id)
-        && let Err(e) = state.store.touch_agent(&agent.vm_id).await
-    {
-        return internal(e);
-    }
+    state.store.note_agent_contact(&agent.vm_id);
+    let watch = state.store.watch_vm(&agent.vm_id);
     loop {
-        // Subscribed before reading, so a change between the read and the wait is not lost.
-        let now = state.store.now_ms();
-        let (generation, grants) = match state.store.desired_state(&agent.vm_id, now).await {
+        // Listening before reading, so a change between the read and the wait is not lost.
+        let changed = watch.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let desired = match state.store.agent_state(&watch).await {
             Ok(Some(s)) => s,
             Ok(None) => return error(StatusCode::NOT_FOUND, "the VM was removed"),
             Err(e) => return internal(e),
         };
-        if generation != q.after || tokio::time::Instant::now() >= deadline {
-            let rules = match state.store.get_policy(&agent.vm_id).await {
-                Ok(p) => p
-                    .map(|p| {
-                        p.rules
-                            .iter()
-                            .map(|r| RuleDto {
-                                port: r.port.get(),
-                                protocol: r.protocol.as_str().to_owned(),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                Err(e) => return internal(e),
-            };
-            let grants = grants
-                .into_iter()
-                .filter_map(|g| {
-                    Some(GrantDto {
-                        source: g.source,
-                        port: u16::try_from(g.port).ok()?,
-                        protocol: g.protocol,
-                        expires_in_ms: g.expires_at - now,
-                    })
-                })
-                .collect();
+        if desired.generation != q.after || tokio::time::Instant::now() >= deadline {
+            let now = state.store.now_ms();
             return Json(StateDto {
-                generation,
+                generation: desired.generation,
                 server_time_ms: now,
-                rules,
-                grants,
+                rules: desired
+                    .rules
+                    .iter()
+                    .map(|(port, protocol)| RuleDto {
+                        port: *port,
+                        protocol: (*protocol).to_owned(),
+                    })
+                    .collect(),
+                // A grant whose end passed since the state was read is not sent: the
+                // expiry job ends it (and moves the generation) within a second.
+                grants: desired
+                    .grants
+                    .iter()
+                    .filter(|g| g.expires_at > now)
+                    .filter_map(|g| {
+                        Some(GrantDto {
+                            source: g.source.clone(),
+                            port: u16::try_from(g.port).ok()?,
+                            protocol: g.protocol.clone(),
+                            expires_in_ms: g.expires_at - now,
+                        })
+                    })
+                    .collect(),
             })
             .into_response();
         }
-        // Sleep until this VM changes (or the receiver fell behind and must re-read).
-        loop {
-            tokio::select! {
-                changed = changes.recv() => match changed {
-                    Ok(vm) if *vm == *agent.vm_id || *vm == *portcullis_app::store::ALL_VMS => break,
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
+        tokio::select! {
+            _ = changed => state.metrics.poll_woken(),
+            _ = tokio::time::sleep_until(deadline) => {}
         }
     }
 }
@@ -311,6 +296,14 @@ pub async fn report(
         .collect::<Vec<_>>()
         .join(", ");
     let error_text: String = req.error.chars().take(2000).collect();
+    state.store.note_agent_contact(&agent.vm_id);
+    // Nothing new (the agent says again what it said last): answered without a write.
+    if req.generation == agent.applied_generation
+        && error_text == agent.error
+        && exposed == agent.exposed_ports
+    {
+        return StatusCode::NO_CONTENT.into_response();
+    }
     match state
         .store
         .record_agent_report(
@@ -430,8 +423,3 @@ impl OncePer {
 /// server write (or log) faster than that.
 static REPORTS: std::sync::LazyLock<OncePer> =
     std::sync::LazyLock::new(|| OncePer::new(Duration::from_secs(1)));
-
-/// "Last seen" writes per agent: seconds are enough, well inside the 90 s after which the
-/// portal calls an agent silent.
-static TOUCHES: std::sync::LazyLock<OncePer> =
-    std::sync::LazyLock::new(|| OncePer::new(Duration::from_secs(10)));

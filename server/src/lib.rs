@@ -248,6 +248,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .await?;
     oidc.warm_up();
     spawn_cleanup(store.clone());
+    spawn_contact_writer(store.clone());
     tokio::spawn(portcullis_app::services::activity::run_verifier(
         store.clone(),
         state.audit_anchor.clone(),
@@ -284,6 +285,28 @@ fn spawn_cleanup(store: Store) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
             }
+            if let Err(e) = store.optimize().await {
+                tracing::warn!(error = %e, "updating the query planner's statistics failed");
+            }
+            store.prune_watches(600);
         }
     });
 }
+
+/// Writes when agents were last heard from, every few seconds, in batches: the portal
+/// calls an agent silent after 90 seconds, so seconds of delay do not matter, and a poll
+/// then costs no write.
+fn spawn_contact_writer(store: Store) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CONTACT_FLUSH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.flush_agent_contacts().await {
+                tracing::warn!(error = %e, "recording agent contacts failed");
+            }
+        }
+    });
+}
+
+const CONTACT_FLUSH: Duration = Duration::from_secs(5);

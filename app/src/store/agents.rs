@@ -2,8 +2,14 @@
 //! hash is stored), and what agents report back.
 
 use super::audit::NewLogEntry;
+use super::watch::{DesiredState, VmWatch};
 use super::{Result, Store, StoreError, WriteTx, new_id};
 use sqlx::Row;
+use std::sync::Arc;
+
+/// Contacts written per statement when flushing: well under both backends' limits on
+/// bound parameters, and a short hold of the write lock.
+const CONTACT_BATCH: usize = 500;
 
 /// What an enrolling agent says of its host.
 pub struct AgentHost<'a> {
@@ -21,6 +27,8 @@ pub struct AgentRecord {
     pub secret_hash: String,
     pub applied_generation: i64,
     pub error: String,
+    /// The management ports it last reported listening, as stored.
+    pub exposed_ports: String,
 }
 
 /// What became of an agent's report.
@@ -194,7 +202,7 @@ impl Store {
 
     pub async fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>> {
         let row = sqlx::query(
-            "SELECT id, name, agent_secret_hash, agent_applied_generation, agent_error FROM vms WHERE agent_id = $1",
+            "SELECT id, name, agent_secret_hash, agent_applied_generation, agent_error, exposed_ports FROM vms WHERE agent_id = $1",
         )
         .bind(agent_id)
         .fetch_optional(&self.pool)
@@ -208,18 +216,88 @@ impl Store {
                     .unwrap_or_default(),
                 applied_generation: r.try_get("agent_applied_generation")?,
                 error: r.try_get("agent_error")?,
+                exposed_ports: r.try_get("exposed_ports")?,
             })
         })
         .transpose()
     }
 
-    pub async fn touch_agent(&self, vm_id: &str) -> Result<()> {
-        sqlx::query("UPDATE vms SET agent_last_seen = $1 WHERE id = $2")
-            .bind(self.now_ms())
-            .bind(vm_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Notes that the VM's agent was heard from now. Kept in memory until the next
+    /// [`Store::flush_agent_contacts`]: polls cost no write.
+    pub fn note_agent_contact(&self, vm_id: &str) {
+        let now = self.now_ms();
+        let mut contacts = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        contacts.insert(vm_id.to_owned(), now);
+    }
+
+    /// Writes the contacts noted since the last flush, a few hundred per write
+    /// transaction (taking their turn with the other writers, so a flood of agents never
+    /// makes a revocation fail on a locked database). A contact never moves "last seen"
+    /// back. Returns how many were written.
+    pub async fn flush_agent_contacts(&self) -> Result<usize> {
+        let contacts: Vec<(String, i64)> = {
+            let mut map = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *map).into_iter().collect()
+        };
+        for batch in contacts.chunks(CONTACT_BATCH) {
+            let mut cases = String::new();
+            let mut ids = Vec::with_capacity(batch.len());
+            for i in 0..batch.len() {
+                cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
+                ids.push(format!("${}", 2 * i + 1));
+            }
+            let sql = format!(
+                "UPDATE vms SET agent_last_seen = CASE id{cases} END WHERE id IN ({})                  AND (agent_last_seen IS NULL OR agent_last_seen < CASE id{cases} END)",
+                ids.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (vm_id, at) in batch {
+                query = query.bind(vm_id.as_str()).bind(*at);
+            }
+            let mut tx = self.begin_write().await?;
+            query.execute(&mut *tx.tx).await?;
+            tx.commit().await?;
+        }
+        Ok(contacts.len())
+    }
+
+    /// The desired state a VM's agent is to enforce: the one kept since the VM last
+    /// changed, or read now (and kept). None when the VM is gone.
+    pub async fn agent_state(&self, watch: &VmWatch) -> Result<Option<Arc<DesiredState>>> {
+        if self.watchers.trusted()
+            && let Some(state) = watch.kept()
+        {
+            return Ok(Some(state));
+        }
+        // Taken before reading: a change committed during the read makes what is read
+        // stale, and it is then not kept.
+        let epoch = watch.epoch();
+        let vm_id = watch.vm_id();
+        let Some((generation, grants)) = self.desired_state(vm_id, self.now_ms()).await? else {
+            return Ok(None);
+        };
+        let rules = self
+            .get_policy(vm_id)
+            .await?
+            .map(|p| {
+                p.rules
+                    .iter()
+                    .map(|r| (r.port.get(), r.protocol.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let state = Arc::new(DesiredState {
+            generation,
+            rules,
+            grants,
+        });
+        watch.keep(epoch, state.clone());
+        Ok(Some(state))
+    }
+
+    /// Forgets what is kept for VMs no agent polled in the last `idle_secs`.
+    pub fn prune_watches(&self, idle_secs: u64) {
+        self.watchers.prune(idle_secs);
     }
 
     /// Records an agent's report. A newly applied generation or a change of error is

@@ -457,6 +457,8 @@ impl WriteTx {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        // Its agent's waiting poll learns at once that the VM is gone.
+        self.changed_vms.push(id.to_owned());
         sqlx::query("DELETE FROM role_assignments WHERE scope_kind = 'vm' AND scope_target = $1")
             .bind(id)
             .execute(&mut *self.tx)
