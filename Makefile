@@ -53,10 +53,10 @@ unit: unit-sqlite unit-postgres
 # The same package set in both passes, so that the second reuses the first's binaries.
 TEST_PACKAGES = -p portcullis-app -p portcullis-server -p portcullis-agent -p portcullis-cli
 
-# The replicas test needs PostgreSQL: it runs in the PostgreSQL pass only (and fails
-# loudly anywhere PostgreSQL is missing).
+# The replicas tests (named replicas_…) need PostgreSQL: they run in the PostgreSQL pass
+# only (and fail loudly anywhere PostgreSQL is missing).
 unit-sqlite:
-	cargo test $(TEST_PACKAGES) -- --skip replicas_share_changes_writes_and_sessions
+	cargo test $(TEST_PACKAGES) -- --skip replicas_
 
 unit-postgres:
 	url=$$(scripts/test-postgres.sh) && \
@@ -79,9 +79,15 @@ bench: release
 	cargo bench -p portcullis-app --features ssr --bench vm_list
 	cargo bench -p portcullis-server --bench hardening
 
-## Figures, not tests: open latency over 200 requests, idle and with 1,000 idle agents.
-bench-agent:
-	cargo build -p portcullis-agent -p portcullis-server
+## Figures, not tests: BENCH_AGENTS (10,000) simulated agents against the release server,
+## on SQLite and then PostgreSQL (cold start, idle CPU and memory, change latency, access
+## requests per second, restart); then open latency through a real agent and nftables in
+## network namespaces (root), idle and with 1,000 idle agents.
+bench-agent: release
+	ulimit -n 65536 && cargo bench -p portcullis-server --bench agents
+	url=$$(scripts/test-postgres.sh) && \
+	  (ulimit -n 65536 && PORTCULLIS_TEST_POSTGRES=$$url cargo bench -p portcullis-server --bench agents); \
+	  status=$$?; scripts/test-postgres.sh cleanup; exit $$status
 	bash end2end/netns/enforcement.sh bench
 
 lint:
