@@ -1,13 +1,51 @@
-//! `make bench`: how the JIT tabs behave with 10,000 VMs on SQLite. Prints figures; it
-//! asserts nothing about time.
+//! `make bench`: how the JIT tabs and the REST lists behave with 10,000 VMs on SQLite,
+//! half of them configured with requests and grants in force (the figures the Configured
+//! tab shows, as in issue 18). Prints the time of a page and the SQL statements it
+//! takes, which must not grow with the rows on it; it asserts nothing about time.
 
-use portcullis_app::domain::jit::PortRuleInput;
-use portcullis_app::domain::{Role, RoleAssignment, Scope, Visibility};
+use portcullis_app::domain::jit::{Port, PortRuleInput, Protocol};
+use portcullis_app::domain::request::RequestSpec;
+use portcullis_app::domain::{Cidr, Role, RoleAssignment, Scope, Visibility};
 use portcullis_app::services::Actor;
 use portcullis_app::store::{NewLogEntry, NewUser, Store, VmFields, VmListQuery, VmTab};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::{Layer, filter::Targets};
 
 const VMS: usize = 10_000;
+
+/// The statements run so far: sqlx logs each one as an event of target `sqlx::query`.
+static STATEMENTS: AtomicUsize = AtomicUsize::new(0);
+
+struct CountStatements;
+
+impl<S: tracing::Subscriber> Layer<S> for CountStatements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            STATEMENTS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Runs `page` 20 times: its median and longest time, and the statements of one run.
+async fn measure<F, Fut>(page: F) -> (Duration, Duration, usize)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut times = Vec::new();
+    let mut statements = usize::MAX;
+    for _ in 0..20 {
+        let before = STATEMENTS.load(Ordering::SeqCst);
+        let t = Instant::now();
+        page().await;
+        times.push(t.elapsed());
+        statements = statements.min(STATEMENTS.load(Ordering::SeqCst) - before);
+    }
+    let max = *times.iter().max().unwrap();
+    (median(times), max, statements)
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -16,6 +54,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    let only_statements = Targets::new().with_target("sqlx::query", tracing::Level::TRACE);
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(CountStatements.with_filter(only_statements)),
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!(
         "sqlite://{}",
@@ -47,7 +90,7 @@ async fn main() {
             )
             .await
             .unwrap();
-        if i % 10 == 0 {
+        if i % 2 == 0 {
             configured.push(vm.id);
         }
     }
@@ -91,10 +134,62 @@ async fn main() {
     }
     let bulk = t.elapsed();
 
+    // Two grants in force on every configured VM, from two users: the figures path.
+    let t = Instant::now();
+    let mut requesters = Vec::new();
+    for name in ["rita", "sam"] {
+        let user = store
+            .create_user(
+                &NewUser {
+                    username: name,
+                    display_name: name,
+                    password_hash: None,
+                    must_change_password: false,
+                },
+                &[RoleAssignment {
+                    role: Role::Requester,
+                    scope: Scope::All,
+                }],
+                None,
+            )
+            .await
+            .unwrap();
+        requesters.push(user.id);
+    }
+    for chunk in configured.chunks(500) {
+        let mut tx = store.begin_write().await.unwrap();
+        for vm_id in chunk {
+            for (n, requester) in requesters.iter().enumerate() {
+                let spec = RequestSpec {
+                    ports: vec![(Port::parse("22").unwrap(), Protocol::Tcp)],
+                    source: Cidr::parse(&format!("203.0.113.{}", n + 1)).unwrap(),
+                    duration_secs: 3600,
+                    justification: "bench".into(),
+                    needs_approval: false,
+                    approval_timeout_secs: None,
+                };
+                let log = NewLogEntry {
+                    actor: "bench".into(),
+                    action: "request".into(),
+                    ..Default::default()
+                };
+                tx.create_request("bench", vm_id, requester, &spec, log)
+                    .await
+                    .unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+    }
+    let granted = t.elapsed();
+
     println!("{VMS} VMs inserted one by one (each with its log entry) in {insert:.2?}");
     println!(
         "bulk-enabled JIT on {} VMs (500 per transaction) in {bulk:.2?}",
         configured.len()
+    );
+    println!(
+        "{} requests with their grants (500 VMs per transaction) in {granted:.2?}",
+        configured.len() * requesters.len()
     );
     let everything = Visibility {
         everything: true,
@@ -102,6 +197,7 @@ async fn main() {
     };
     for (label, tab, search, offset) in [
         ("Configured, page 1", VmTab::Configured, "", 0),
+        ("Configured, page 100", VmTab::Configured, "", 99 * 25),
         ("Recommended, page 1", VmTab::Recommended, "", 0),
         ("Not configured, page 1", VmTab::NotConfigured, "", 0),
         (
@@ -123,18 +219,48 @@ async fn main() {
             scope: everything.clone(),
             only_id: None,
         };
-        let mut times = Vec::new();
-        let mut total = 0;
-        for _ in 0..20 {
-            let t = Instant::now();
-            let (_, n) = store.list_vms(&q).await.unwrap();
-            times.push(t.elapsed());
-            total = n;
-        }
+        let total = store.list_vms(&q).await.unwrap().1;
+        let (median, max, statements) = measure(|| async {
+            store.list_vms(&q).await.unwrap();
+        })
+        .await;
         println!(
-            "{label:<28} {total:>6} VMs in tab   median {:>9.2?}   max {:>9.2?}",
-            median(times.clone()),
-            times.iter().max().unwrap()
+            "{label:<28} {total:>6} VMs in tab   median {median:>9.2?}   max {max:>9.2?}   \
+             {statements:>3} SQL statements"
         );
     }
+    // The REST lists, a page of 100 through the services they call.
+    let all = VmListQuery {
+        tab: VmTab::All,
+        search: String::new(),
+        sort: "name".into(),
+        desc: false,
+        offset: 0,
+        limit: 100,
+        scope: Default::default(),
+        only_id: None,
+    };
+    let (median, max, statements) = measure(|| async {
+        portcullis_app::services::jit::list_vms(&store, &actor, all.clone())
+            .await
+            .unwrap();
+    })
+    .await;
+    println!(
+        "{:<28} {VMS:>6} VMs in list  median {median:>9.2?}   max {max:>9.2?}   \
+         {statements:>3} SQL statements",
+        "REST VMs, 100 per page"
+    );
+    let (median, max, statements) = measure(|| async {
+        portcullis_app::services::jit::list_policies(&store, &actor, 0, 100)
+            .await
+            .unwrap();
+    })
+    .await;
+    println!(
+        "{:<28} {:>6} policies     median {median:>9.2?}   max {max:>9.2?}   \
+         {statements:>3} SQL statements",
+        "REST policies, 100 per page",
+        configured.len()
+    );
 }

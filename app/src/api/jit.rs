@@ -342,12 +342,19 @@ pub async fn load_request_blade(
         let mut vms = Vec::new();
         let mut max_minutes = i64::MAX;
         let mut justification_required = false;
-        for id in vm_ids.iter().take(50) {
-            let vm = jit::visible_vm(store, &actor, id).await?;
-            if !jit::capabilities(&actor, &vm).request {
-                return Err(AppError::Forbidden);
+        let chosen = &vm_ids[..vm_ids.len().min(50)];
+        let found = jit::visible_vms(store, &actor, chosen, |vm| {
+            if jit::capabilities(&actor, vm).request {
+                Ok(())
+            } else {
+                Err(AppError::Forbidden)
             }
-            let Some(policy) = store.get_policy(&vm.id).await? else {
+        })
+        .await?;
+        let ids: Vec<String> = found.iter().map(|vm| vm.id.clone()).collect();
+        let mut policies = store.get_policies(&ids).await?;
+        for vm in found {
+            let Some(policy) = policies.remove(&vm.id) else {
                 return Err(AppError::Conflict(format!(
                     "{} has no JIT policy.",
                     vm.name

@@ -63,6 +63,36 @@ pub async fn visible_vm(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<
     Ok(vm)
 }
 
+/// As [`visible_vm`] for several VMs at once (one query), in the order asked, each once,
+/// with `check` applied to each in turn: the first VM missing, invisible or refused fails
+/// the whole with the answer it would get one at a time.
+pub async fn visible_vms(
+    store: &Store,
+    actor: &Actor,
+    vm_ids: &[String],
+    check: impl Fn(&StoredVm) -> AppResult<()>,
+) -> AppResult<Vec<StoredVm>> {
+    let mut found: std::collections::HashMap<String, StoredVm> = store
+        .get_vms(vm_ids)
+        .await?
+        .into_iter()
+        .map(|vm| (vm.id.clone(), vm))
+        .collect();
+    let mut out: Vec<StoredVm> = Vec::with_capacity(found.len());
+    for id in vm_ids {
+        if out.iter().any(|vm| &vm.id == id) {
+            continue;
+        }
+        let vm = found
+            .remove(id)
+            .filter(|vm| permits(&actor.roles, Action::ViewVm, &vm_resource(vm)))
+            .ok_or_else(|| AppError::NotFound("The VM".into()))?;
+        check(&vm)?;
+        out.push(vm);
+    }
+    Ok(out)
+}
+
 fn fields(spec: &VmSpec) -> VmFields {
     VmFields {
         name: spec.name.clone(),
@@ -271,17 +301,19 @@ pub async fn policies_for_edit(
     if vm_ids.len() > 500 {
         return Err(AppError::field("vms", "At most 500 VMs at once."));
     }
-    let mut out = Vec::with_capacity(vm_ids.len());
-    for id in vm_ids {
-        if out.iter().any(|(vm, _): &(StoredVm, _)| &vm.id == id) {
-            continue;
-        }
-        let vm = visible_vm(store, actor, id).await?;
-        require(actor, Action::ConfigurePolicy, &vm_resource(&vm))?;
-        let policy = store.get_policy(&vm.id).await?;
-        out.push((vm, policy));
-    }
-    Ok(out)
+    let vms = visible_vms(store, actor, vm_ids, |vm| {
+        require(actor, Action::ConfigurePolicy, &vm_resource(vm))
+    })
+    .await?;
+    let ids: Vec<String> = vms.iter().map(|vm| vm.id.clone()).collect();
+    let mut policies = store.get_policies(&ids).await?;
+    Ok(vms
+        .into_iter()
+        .map(|vm| {
+            let policy = policies.remove(&vm.id);
+            (vm, policy)
+        })
+        .collect())
 }
 
 /// What a policy edit does to one grant in force, decided by the domain.
@@ -552,12 +584,16 @@ pub async fn list_policies(
         only_id: None,
     };
     let (rows, total) = list_vms(store, actor, query).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        if let Some(policy) = store.get_policy(&row.vm.id).await? {
-            out.push((row.vm, policy));
-        }
-    }
+    let ids: Vec<String> = rows.iter().map(|r| r.vm.id.clone()).collect();
+    let mut policies = store.get_policies(&ids).await?;
+    // A policy removed since the page was read is left out, as before.
+    let out = rows
+        .into_iter()
+        .filter_map(|row| {
+            let policy = policies.remove(&row.vm.id)?;
+            Some((row.vm, policy))
+        })
+        .collect();
     Ok((out, total))
 }
 

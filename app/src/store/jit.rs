@@ -9,6 +9,7 @@ use crate::domain::jit::{
 use sqlx::AnyConnection;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredVm {
@@ -235,85 +236,210 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
-        let week_ago = self.now_ms() - 7 * 24 * 3600 * 1000;
         for row in &rows {
-            let vm = vm_from_row(row)?;
-            let has_policy = row.try_get::<i64, _>("has_policy")? == 1;
-            let (approved_last_7d, last_access_at, last_user, active_grants) = if has_policy {
-                self.vm_figures(&vm.id, week_ago).await?
-            } else {
-                (0, None, None, Vec::new())
-            };
             out.push(VmSummary {
-                vm,
-                has_policy,
-                approved_last_7d,
-                last_access_at,
-                last_user,
-                active_grants,
+                vm: vm_from_row(row)?,
+                has_policy: row.try_get::<i64, _>("has_policy")? == 1,
+                approved_last_7d: 0,
+                last_access_at: None,
+                last_user: None,
+                active_grants: Vec::new(),
             });
         }
+        self.add_figures(&mut out).await?;
         Ok((out, total))
     }
 
-    #[allow(clippy::type_complexity)]
-    async fn vm_figures(
-        &self,
-        vm_id: &str,
-        since: i64,
-    ) -> Result<(
-        i64,
-        Option<i64>,
-        Option<String>,
-        Vec<(i64, String, String, i64)>,
-    )> {
-        let approved: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM access_requests WHERE vm_id = $1 AND created_at >= $2 \
-             AND start_at IS NOT NULL",
-        )
-        .bind(vm_id)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?;
-        let last = sqlx::query(
-            "SELECT r.start_at, u.username FROM access_requests r JOIN users u ON u.id = r.requester_id \
-             WHERE r.vm_id = $1 AND r.start_at IS NOT NULL ORDER BY r.start_at DESC LIMIT 1",
-        )
-        .bind(vm_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let (last_at, last_user) = match last {
-            Some(row) => (
-                row.try_get::<Option<i64>, _>("start_at")?,
-                Some(row.try_get::<String, _>("username")?),
-            ),
-            None => (None, None),
+    /// Fills in the Configured tab's figures of the rows with a policy: one query per
+    /// figure for the whole page, so that a page costs the same however many rows it has.
+    async fn add_figures(&self, rows: &mut [VmSummary]) -> Result<()> {
+        let ids: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.has_policy)
+            .map(|r| r.vm.id.as_str())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let week_ago = self.now_ms() - 7 * 24 * 3600 * 1000;
+        let mut binds: Vec<Bind> = ids.iter().map(|id| Bind::Text((*id).to_owned())).collect();
+        let list = placeholders(1, ids.len());
+        binds.push(Bind::Int(week_ago));
+        let approved_sql = format!(
+            "SELECT vm_id, COUNT(*) AS n FROM access_requests WHERE vm_id IN ({list}) \
+             AND created_at >= ${} AND start_at IS NOT NULL GROUP BY vm_id",
+            binds.len()
+        );
+        let approved = bind_all(sqlx::query(&approved_sql), &binds)
+            .fetch_all(&self.pool)
+            .await?;
+        binds.pop();
+        // Each VM's latest start first, then the request(s) starting then: an index on
+        // (vm_id, start_at) answers both by seeking, where a join ordered by start_at
+        // would read every started request of the page's VMs. Requests that start in the
+        // same millisecond are told apart by id, so that the page does not flicker.
+        let last_sql = format!(
+            "SELECT m.vm_id, r.id, r.start_at, u.username FROM \
+             (SELECT v.id AS vm_id, (SELECT MAX(a.start_at) FROM access_requests a \
+               WHERE a.vm_id = v.id) AS last_at FROM vms v WHERE v.id IN ({list})) m \
+             JOIN access_requests r ON r.vm_id = m.vm_id AND r.start_at = m.last_at \
+             JOIN users u ON u.id = r.requester_id"
+        );
+        let last = bind_all(sqlx::query(&last_sql), &binds)
+            .fetch_all(&self.pool)
+            .await?;
+        // No ORDER BY: sorting by end_at tempts SQLite to walk every active grant through
+        // request_ports_active(status, end_at) instead of seeking each VM's grants through
+        // request_ports_vm_end(vm_id, status, end_at). The page sorts its few rows itself.
+        let grants_sql = format!(
+            "SELECT vm_id, port, protocol, source_prefix, end_at FROM request_ports \
+             WHERE vm_id IN ({list}) AND status = 'active'"
+        );
+        let grants = bind_all(sqlx::query(&grants_sql), &binds)
+            .fetch_all(&self.pool)
+            .await?;
+
+        let index: HashMap<String, usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.vm.id.clone(), i))
+            .collect();
+        let row_of = |vm_id: &str| {
+            index
+                .get(vm_id)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt("figure of a VM not on the page".into()))
         };
-        let grants = sqlx::query(
-            "SELECT port, protocol, source_prefix, end_at FROM request_ports \
-             WHERE vm_id = $1 AND status = 'active' ORDER BY end_at",
-        )
-        .bind(vm_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok((
-                r.try_get::<i64, _>("port")?,
-                r.try_get::<String, _>("protocol")?,
-                r.try_get::<String, _>("source_prefix")?,
+        for r in &approved {
+            let i = row_of(&r.try_get::<String, _>("vm_id")?)?;
+            rows[i].approved_last_7d = r.try_get("n")?;
+        }
+        let mut last_id: HashMap<usize, String> = HashMap::new();
+        for r in &last {
+            let i = row_of(&r.try_get::<String, _>("vm_id")?)?;
+            let id: String = r.try_get("id")?;
+            if last_id.get(&i).is_some_and(|seen| *seen <= id) {
+                continue;
+            }
+            last_id.insert(i, id);
+            rows[i].last_access_at = r.try_get("start_at")?;
+            rows[i].last_user = Some(r.try_get("username")?);
+        }
+        for r in &grants {
+            let i = row_of(&r.try_get::<String, _>("vm_id")?)?;
+            rows[i].active_grants.push((
+                r.try_get("port")?,
+                r.try_get("protocol")?,
+                r.try_get("source_prefix")?,
                 r.try_get::<Option<i64>, _>("end_at")?.unwrap_or_default(),
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-        Ok((approved, last_at, last_user, grants))
+            ));
+        }
+        for row in rows.iter_mut() {
+            // By end, then the rest of the grant, so that equal ends keep one order.
+            row.active_grants
+                .sort_by(|a, b| (a.3, a.0, &a.1, &a.2).cmp(&(b.3, b.0, &b.1, &b.2)));
+        }
+        Ok(())
+    }
+
+    /// VMs by id, in no particular order; ids that name no VM are left out.
+    pub async fn get_vms(&self, ids: &[String]) -> Result<Vec<StoredVm>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {VM_COLUMNS} FROM vms v WHERE v.id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let binds: Vec<Bind> = ids.iter().map(|id| Bind::Text(id.clone())).collect();
+        let rows = bind_all(sqlx::query(&sql), &binds)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(vm_from_row).collect()
+    }
+
+    /// The policies of these VMs, by VM id (VMs without one are absent): two queries
+    /// however many VMs, for the pages that list policies.
+    pub async fn get_policies(&self, vm_ids: &[String]) -> Result<HashMap<String, JitPolicy>> {
+        if vm_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let list = placeholders(1, vm_ids.len());
+        let binds: Vec<Bind> = vm_ids.iter().map(|id| Bind::Text(id.clone())).collect();
+        let with_policy = format!("SELECT vm_id FROM jit_policies WHERE vm_id IN ({list})");
+        let mut out = HashMap::new();
+        for row in bind_all(sqlx::query(&with_policy), &binds)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            out.insert(row.try_get("vm_id")?, JitPolicy { rules: Vec::new() });
+        }
+        let rules = format!(
+            "SELECT vm_id, {RULE_COLUMNS} FROM port_rules WHERE vm_id IN ({list}) \
+             ORDER BY vm_id, position"
+        );
+        for row in bind_all(sqlx::query(&rules), &binds)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let vm_id: String = row.try_get("vm_id")?;
+            // Rules outlive no policy (they cascade), so a miss is a policy removed between
+            // the two reads: it is then absent, as it would be a moment later.
+            if let Some(policy) = out.get_mut(&vm_id) {
+                policy.rules.push(rule_from_row(&row)?);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn get_policy(&self, vm_id: &str) -> Result<Option<JitPolicy>> {
         let mut conn = self.pool.acquire().await?;
         load_policy(&mut conn, vm_id).await
     }
+}
+
+const RULE_COLUMNS: &str = "port, protocol, allowed_sources, max_duration_secs, justification_required, \
+     approval_required, approval_timeout_secs, widest_prefix_v4, widest_prefix_v6";
+
+/// `$first, $first+1, ...`: `n` placeholders for an IN list.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A port rule as stored, checked again on the way out: a row the domain would refuse
+/// is reported as corrupt rather than enforced.
+fn rule_from_row(r: &AnyRow) -> Result<PortRule> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("port rule {what}"));
+    let port: i64 = r.try_get("port")?;
+    let protocol: String = r.try_get("protocol")?;
+    let sources: String = r.try_get("allowed_sources")?;
+    let widest = |column: &str, max: u8| -> Result<u8> {
+        u8::try_from(r.try_get::<i64, _>(column)?)
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| corrupt(column))
+    };
+    Ok(PortRule {
+        port: u16::try_from(port)
+            .ok()
+            .and_then(Port::new)
+            .ok_or_else(|| corrupt("port"))?,
+        protocol: Protocol::parse(&protocol).map_err(|_| corrupt("protocol"))?,
+        allowed_sources: AllowedSources::parse(&sources).map_err(|_| corrupt("sources"))?,
+        max_duration: MaxDuration::from_secs(r.try_get("max_duration_secs")?)
+            .map_err(|_| corrupt("duration"))?,
+        justification_required: r.try_get::<i64, _>("justification_required")? != 0,
+        approval_required: r.try_get::<i64, _>("approval_required")? != 0,
+        approval_timeout: ApprovalTimeout::from_secs(r.try_get("approval_timeout_secs")?)
+            .map_err(|_| corrupt("approval time-out"))?,
+        widest_source: WidestPrefix {
+            v4: widest("widest_prefix_v4", 32)?,
+            v6: widest("widest_prefix_v6", 128)?,
+        },
+    })
 }
 
 /// A VM's policy as `conn` sees it (a pooled connection, or a write transaction).
@@ -325,46 +451,13 @@ async fn load_policy(conn: &mut AnyConnection, vm_id: &str) -> Result<Option<Jit
     if exists.is_none() {
         return Ok(None);
     }
-    let rows = sqlx::query(
-        "SELECT port, protocol, allowed_sources, max_duration_secs, justification_required, \
-         approval_required, approval_timeout_secs, widest_prefix_v4, widest_prefix_v6 \
-         FROM port_rules WHERE vm_id = $1 ORDER BY position",
-    )
-    .bind(vm_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("port rule {what}"));
-    let rules = rows
+    let sql = format!("SELECT {RULE_COLUMNS} FROM port_rules WHERE vm_id = $1 ORDER BY position");
+    let rules = sqlx::query(&sql)
+        .bind(vm_id)
+        .fetch_all(&mut *conn)
+        .await?
         .iter()
-        .map(|r| {
-            let port: i64 = r.try_get("port")?;
-            let protocol: String = r.try_get("protocol")?;
-            let sources: String = r.try_get("allowed_sources")?;
-            let widest = |column: &str, max: u8| -> Result<u8> {
-                u8::try_from(r.try_get::<i64, _>(column)?)
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| corrupt(column))
-            };
-            Ok(PortRule {
-                port: u16::try_from(port)
-                    .ok()
-                    .and_then(Port::new)
-                    .ok_or_else(|| corrupt("port"))?,
-                protocol: Protocol::parse(&protocol).map_err(|_| corrupt("protocol"))?,
-                allowed_sources: AllowedSources::parse(&sources).map_err(|_| corrupt("sources"))?,
-                max_duration: MaxDuration::from_secs(r.try_get("max_duration_secs")?)
-                    .map_err(|_| corrupt("duration"))?,
-                justification_required: r.try_get::<i64, _>("justification_required")? != 0,
-                approval_required: r.try_get::<i64, _>("approval_required")? != 0,
-                approval_timeout: ApprovalTimeout::from_secs(r.try_get("approval_timeout_secs")?)
-                    .map_err(|_| corrupt("approval time-out"))?,
-                widest_source: WidestPrefix {
-                    v4: widest("widest_prefix_v4", 32)?,
-                    v6: widest("widest_prefix_v6", 128)?,
-                },
-            })
-        })
+        .map(rule_from_row)
         .collect::<Result<Vec<_>>>()?;
     Ok(Some(JitPolicy { rules }))
 }
