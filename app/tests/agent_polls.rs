@@ -265,3 +265,17 @@ async fn sqlite_gathers_planner_statistics_at_start() {
             .unwrap();
     assert_eq!(rows, 1, "the VM index of grants has its statistics");
 }
+
+/// A stopping server answers its waiting agents at once instead of holding the stop for
+/// the request time-out.
+#[tokio::test]
+async fn stopping_releases_every_waiting_poll() {
+    let w = world().await;
+    let admin = w.admin().await;
+    let vm = w.vm(&admin, "web-1", "prod").await;
+    let watch = w.store.watch_vm(&vm.id);
+    assert!(!w.store.polls_released());
+    let released = watch_until_changed(&watch, || async { w.store.release_polls() }).await;
+    assert!(released, "the waiting poll is woken");
+    assert!(w.store.polls_released(), "and later polls do not wait");
+}

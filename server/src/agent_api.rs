@@ -228,7 +228,10 @@ pub async fn desired_state(
             Ok(None) => return error(StatusCode::NOT_FOUND, "the VM was removed"),
             Err(e) => return internal(e),
         };
-        if desired.generation != q.after || tokio::time::Instant::now() >= deadline {
+        if desired.generation != q.after
+            || tokio::time::Instant::now() >= deadline
+            || state.store.polls_released()
+        {
             let now = state.store.now_ms();
             return Json(StateDto {
                 generation: desired.generation,

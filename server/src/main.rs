@@ -167,12 +167,19 @@ async fn serve(config: &Config) {
         .await
         .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", config.listen)));
     tracing::info!(address = %config.listen, database = %redact(&config.database_url), "listening");
+    let store = built.state.store.clone();
     portcullis_server::serve::serve(
         listener,
         built.router,
         portcullis_server::serve::HEADER_READ_TIMEOUT.min(config.request_timeout),
         config.request_timeout,
-        shutdown(),
+        async move {
+            shutdown().await;
+            // Waiting agents are answered now rather than holding the stop for up to
+            // the request time-out; they come back to another replica or the restarted
+            // server within a second.
+            store.release_polls();
+        },
     )
     .await;
     built.state.store.close().await;

@@ -295,6 +295,16 @@ impl Store {
         Ok(Some(state))
     }
 
+    /// The server is stopping: every waiting poll is answered now, and new ones at once.
+    pub fn release_polls(&self) {
+        self.watchers.close();
+    }
+
+    /// Whether polls are answered at once because the server is stopping.
+    pub fn polls_released(&self) -> bool {
+        self.watchers.closed()
+    }
+
     /// Forgets what is kept for VMs no agent polled in the last `idle_secs`.
     pub fn prune_watches(&self, idle_secs: u64) {
         self.watchers.prune(idle_secs);

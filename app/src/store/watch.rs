@@ -83,6 +83,8 @@ pub(crate) struct Watchers {
     /// False while notifications from other replicas may be missed (PostgreSQL's listener
     /// is reconnecting); always true on SQLite, where every change is this process's.
     trusted: AtomicBool,
+    /// The server is stopping: polls do not wait.
+    closed: AtomicBool,
     started: std::sync::OnceLock<std::time::Instant>,
 }
 
@@ -158,6 +160,15 @@ impl Watchers {
             entry.epoch.fetch_add(1, Ordering::SeqCst);
             entry.notify.notify_waiters();
         }
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    pub(crate) fn closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Drops the entries of VMs that no poll holds and none asked for in `idle_secs`.
