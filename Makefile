@@ -84,9 +84,9 @@ bench: release
 ## requests per second, restart); then open latency through a real agent and nftables in
 ## network namespaces (root), idle and with 1,000 idle agents.
 bench-agent: release
-	ulimit -n 65536 && cargo bench -p portcullis-server --bench agents
+	ulimit -Sn $$(ulimit -Hn) && cargo bench -p portcullis-server --bench agents
 	url=$$(scripts/test-postgres.sh) && \
-	  (ulimit -n 65536 && PORTCULLIS_TEST_POSTGRES=$$url cargo bench -p portcullis-server --bench agents); \
+	  (ulimit -Sn $$(ulimit -Hn) && PORTCULLIS_TEST_POSTGRES=$$url cargo bench -p portcullis-server --bench agents); \
 	  status=$$?; scripts/test-postgres.sh cleanup; exit $$status
 	bash end2end/netns/enforcement.sh bench
 
