@@ -124,8 +124,8 @@ async fn insert_rows(db: &AnyPool, table: &str, cols: &[&str], rows: Vec<Vec<V>>
 /// VMs, policies, agents, requests and grants, with plain SQL.
 async fn seed_inventory(db: &AnyPool, vms: usize, requesters: &[String]) {
     let now = now_ms();
-    let configured = |i: usize| i % 2 == 0;
-    let windows = |i: usize| i % 3 == 0;
+    let configured = |i: usize| i.is_multiple_of(2);
+    let windows = |i: usize| i.is_multiple_of(3);
     let mut vm_rows = Vec::with_capacity(vms);
     for i in 0..vms {
         let exposed = if configured(i) {
@@ -227,7 +227,7 @@ async fn seed_inventory(db: &AnyPool, vms: usize, requesters: &[String]) {
                 t("per request"),
                 V::I(3 * 3600),
                 V::I(1),
-                V::I(i64::from(i % 4 == 0)),
+                V::I(i64::from(i.is_multiple_of(4))),
                 V::I(3600),
                 V::I(24),
                 V::I(64),
@@ -273,7 +273,7 @@ async fn seed_inventory(db: &AnyPool, vms: usize, requesters: &[String]) {
         };
         let (status, port_status, duration) = if k < active {
             ("active", "active", 3 * 3600)
-        } else if k % 13 == 0 {
+        } else if k.is_multiple_of(13) {
             ("denied", "denied", 3600)
         } else {
             ("expired", "expired", 3600)
@@ -310,7 +310,7 @@ async fn seed_inventory(db: &AnyPool, vms: usize, requesters: &[String]) {
             },
         ]);
         let mut request_ports = vec![22];
-        if windows(vm) && k % 2 == 0 {
+        if windows(vm) && k.is_multiple_of(2) {
             request_ports.push(3389);
         }
         for (n, port) in request_ports.into_iter().enumerate() {
@@ -397,7 +397,6 @@ async fn seed_log(store: &Store, entries: usize, vms: usize) {
                 justification: format!("ticket OPS-{i}"),
                 result: "success".into(),
                 detail: "bench".into(),
-                ..Default::default()
             })
             .await
             .unwrap();
