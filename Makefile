@@ -74,10 +74,17 @@ fuzz-api:
 	bash scripts/fuzz-api.sh
 
 ## Figures, not tests: the JIT tabs with 10,000 VMs; sign-in memory under 1,000 parallel
-## attempts (the release server); the activity page and API at 10k, 100k and 1M entries.
+## attempts (the release server); the activity page and API at 10k, 100k and 1M entries;
+## every JIT tab, the activity page and the REST lists whole over HTTP from the release
+## server at 100,000 VMs and 1M log entries (SQL statements, bytes, p50/p95 for 1 and 16
+## clients), on SQLite and then PostgreSQL (BENCH_VMS, BENCH_LOG_ENTRIES make it smaller).
 bench: release
 	cargo bench -p portcullis-app --features ssr --bench vm_list
 	cargo bench -p portcullis-server --bench hardening
+	cargo bench -p portcullis-server --bench pages
+	url=$$(scripts/test-postgres.sh) && \
+	  PORTCULLIS_TEST_POSTGRES=$$url cargo bench -p portcullis-server --bench pages; \
+	  status=$$?; scripts/test-postgres.sh cleanup; exit $$status
 
 ## Figures, not tests: BENCH_AGENTS (10,000) simulated agents against the release server,
 ## on SQLite and then PostgreSQL (cold start, idle CPU and memory, change latency, access
