@@ -300,13 +300,6 @@ pub async fn report(
         .join(", ");
     let error_text: String = req.error.chars().take(2000).collect();
     state.store.note_agent_contact(&agent.vm_id);
-    // Nothing new (the agent says again what it said last): answered without a write.
-    if req.generation == agent.applied_generation
-        && error_text == agent.error
-        && exposed == agent.exposed_ports
-    {
-        return StatusCode::NO_CONTENT.into_response();
-    }
     match state
         .store
         .record_agent_report(

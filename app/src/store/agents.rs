@@ -31,6 +31,14 @@ pub struct AgentRecord {
     pub exposed_ports: String,
 }
 
+impl AgentRecord {
+    /// Whether a report says again what this agent last said, with `exposed_ports` as
+    /// stored now.
+    fn says_again(&self, generation: i64, error: &str, exposed_ports: &str, stored: &str) -> bool {
+        generation == self.applied_generation && error == self.error && exposed_ports == stored
+    }
+}
+
 /// What became of an agent's report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReportOutcome {
@@ -247,7 +255,8 @@ impl Store {
                 ids.push(format!("${}", 2 * i + 1));
             }
             let sql = format!(
-                "UPDATE vms SET agent_last_seen = CASE id{cases} END WHERE id IN ({})                  AND (agent_last_seen IS NULL OR agent_last_seen < CASE id{cases} END)",
+                "UPDATE vms SET agent_last_seen = CASE id{cases} END WHERE id IN ({}) \
+                 AND (agent_last_seen IS NULL OR agent_last_seen < CASE id{cases} END)",
                 ids.join(", ")
             );
             let mut query = sqlx::query(&sql);
@@ -325,6 +334,14 @@ impl Store {
         exposed_ports: &str,
         client_ip: &str,
     ) -> Result<ReportOutcome> {
+        let unchanged = ReportOutcome::Recorded {
+            open_latencies_ms: Vec::new(),
+        };
+        // Most reports repeat the last one: found out from what authentication read,
+        // without waiting for the write lock.
+        if agent.says_again(generation, error, exposed_ports, &agent.exposed_ports) {
+            return Ok(unchanged);
+        }
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT generation, exposed_ports FROM vms WHERE id = $1")
             .bind(&agent.vm_id)
@@ -338,13 +355,8 @@ impl Store {
             return Ok(ReportOutcome::Refused);
         }
         let exposed_now: String = row.try_get("exposed_ports")?;
-        if generation == agent.applied_generation
-            && error == agent.error
-            && exposed_ports == exposed_now
-        {
-            return Ok(ReportOutcome::Recorded {
-                open_latencies_ms: Vec::new(),
-            });
+        if agent.says_again(generation, error, exposed_ports, &exposed_now) {
+            return Ok(unchanged);
         }
         sqlx::query(
             "UPDATE vms SET agent_last_seen = $1, agent_applied_generation = $2, agent_error = $3, exposed_ports = $4 WHERE id = $5",
