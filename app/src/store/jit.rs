@@ -92,9 +92,7 @@ fn vm_from_row(row: &AnyRow) -> Result<StoredVm> {
 impl WriteTx {
     /// Every change to what a VM's agent must enforce moves its generation forward.
     pub(crate) async fn bump_generation(&mut self, vm_id: &str) -> Result<()> {
-        if !self.changed_vms.iter().any(|v| v == vm_id) {
-            self.changed_vms.push(vm_id.to_owned());
-        }
+        self.announce(vm_id);
         sqlx::query("UPDATE vms SET generation = generation + 1 WHERE id = $1")
             .bind(vm_id)
             .execute(&mut *self.tx)
@@ -551,7 +549,7 @@ impl WriteTx {
             return Ok(false);
         }
         // Its agent's waiting poll learns at once that the VM is gone.
-        self.changed_vms.push(id.to_owned());
+        self.announce(id);
         sqlx::query("DELETE FROM role_assignments WHERE scope_kind = 'vm' AND scope_target = $1")
             .bind(id)
             .execute(&mut *self.tx)

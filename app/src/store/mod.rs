@@ -144,6 +144,14 @@ pub struct WriteTx {
 }
 
 impl WriteTx {
+    /// The VM's agents are told at commit that its desired state changed (once per
+    /// transaction, however many changes it made).
+    pub(crate) fn announce(&mut self, vm_id: &str) {
+        if !self.changed_vms.iter().any(|v| v == vm_id) {
+            self.changed_vms.push(vm_id.to_owned());
+        }
+    }
+
     pub async fn commit(mut self) -> Result<()> {
         if self.backend == Backend::Postgres {
             // Delivered at commit, to every replica's listener (this one's included),
@@ -227,12 +235,11 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let watchers = std::sync::Arc::new(watch::Watchers::new(backend == Backend::Sqlite));
+        let watchers = std::sync::Arc::new(watch::Watchers::default());
         if backend == Backend::Postgres {
             // Listening before the store is handed out: no commit after `connect`
             // returns can go unheard.
             let listener = listen_for_changes(&url).await?;
-            watchers.set_trusted(true);
             tokio::spawn(forward_changes(listener, watchers.clone()));
             tokio::spawn(regain_trust(pool.clone(), watchers.clone()));
         }

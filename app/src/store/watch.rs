@@ -77,11 +77,11 @@ impl VmWatch {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct Watchers {
     entries: Mutex<HashMap<Arc<str>, Arc<Entry>>>,
     /// False while notifications from other replicas may be missed (PostgreSQL's listener
     /// is reconnecting); always true on SQLite, where every change is this process's.
+    /// A store is handed out only once its listener listens, hence true at first.
     trusted: AtomicBool,
     /// The server is stopping: polls do not wait.
     closed: AtomicBool,
@@ -101,14 +101,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Watchers {
-    pub(crate) fn new(trusted: bool) -> Self {
+impl Default for Watchers {
+    fn default() -> Self {
         Self {
-            trusted: AtomicBool::new(trusted),
-            ..Default::default()
+            entries: Default::default(),
+            trusted: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
+            started: Default::default(),
         }
     }
+}
 
+impl Watchers {
     fn seconds(&self) -> u64 {
         self.started
             .get_or_init(std::time::Instant::now)
@@ -200,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_wakes_the_polls_of_its_vm_and_no_other() {
-        let w = Watchers::new(true);
+        let w = Watchers::default();
         let a = w.watch("a");
         let b = w.watch("b");
         let wa = a.changed();
@@ -217,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_kept_state_is_stale_after_a_change_even_if_read_before_it() {
-        let w = Watchers::new(true);
+        let w = Watchers::default();
         let a = w.watch("a");
         let epoch = a.epoch();
         a.keep(epoch, state(1));
@@ -235,7 +239,7 @@ mod tests {
 
     #[test]
     fn entries_nobody_polls_are_dropped_and_held_ones_kept() {
-        let w = Watchers::new(true);
+        let w = Watchers::default();
         let held = w.watch("held");
         drop(w.watch("gone"));
         w.prune(0);
