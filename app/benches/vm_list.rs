@@ -8,25 +8,12 @@ use portcullis_app::domain::request::RequestSpec;
 use portcullis_app::domain::{Cidr, Role, RoleAssignment, Scope, Visibility};
 use portcullis_app::services::Actor;
 use portcullis_app::store::{NewLogEntry, NewUser, Store, VmFields, VmListQuery, VmTab};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::{Layer, filter::Targets};
+
+#[path = "../tests/common/statements.rs"]
+mod counted;
 
 const VMS: usize = 10_000;
-
-/// The statements run so far: sqlx logs each one as an event of target `sqlx::query`.
-static STATEMENTS: AtomicUsize = AtomicUsize::new(0);
-
-struct CountStatements;
-
-impl<S: tracing::Subscriber> Layer<S> for CountStatements {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if event.metadata().target() == "sqlx::query" {
-            STATEMENTS.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
 
 /// Runs `page` 20 times: its median and longest time, and the statements of one run.
 async fn measure<F, Fut>(page: F) -> (Duration, Duration, usize)
@@ -37,11 +24,11 @@ where
     let mut times = Vec::new();
     let mut statements = usize::MAX;
     for _ in 0..20 {
-        let before = STATEMENTS.load(Ordering::SeqCst);
+        let before = counted::so_far();
         let t = Instant::now();
         page().await;
         times.push(t.elapsed());
-        statements = statements.min(STATEMENTS.load(Ordering::SeqCst) - before);
+        statements = statements.min(counted::so_far() - before);
     }
     let max = *times.iter().max().unwrap();
     (median(times), max, statements)
@@ -54,11 +41,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let only_statements = Targets::new().with_target("sqlx::query", tracing::Level::TRACE);
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(CountStatements.with_filter(only_statements)),
-    )
-    .unwrap();
+    counted::install();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!(
         "sqlite://{}",

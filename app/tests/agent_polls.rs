@@ -10,6 +10,16 @@ use portcullis_app::domain::{Role, Scope};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// When the store says the VM's agent was last heard from.
+async fn last_seen(w: &World, vm: &portcullis_app::store::StoredVm) -> Option<i64> {
+    w.store
+        .get_vm(&vm.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .agent_last_seen
+}
+
 #[tokio::test]
 async fn contacts_are_written_in_batches_and_never_move_last_seen_back() {
     let w = world().await;
@@ -27,42 +37,16 @@ async fn contacts_are_written_in_batches_and_never_move_last_seen_back() {
     }
     let seen_at = w.clock.now();
     // Nothing written yet: a poll costs no write.
-    assert_eq!(
-        w.store
-            .get_vm(&vms[5].id)
-            .await
-            .unwrap()
-            .unwrap()
-            .agent_last_seen,
-        None
-    );
+    assert_eq!(last_seen(&w, &vms[5]).await, None);
     assert_eq!(w.store.flush_agent_contacts().await.unwrap(), 620);
     assert_eq!(
         w.store.flush_agent_contacts().await.unwrap(),
         0,
         "each contact once"
     );
-    assert_eq!(
-        w.store
-            .get_vm(&vms[0].id)
-            .await
-            .unwrap()
-            .unwrap()
-            .agent_last_seen,
-        Some(seen_at - 1000)
-    );
+    assert_eq!(last_seen(&w, &vms[0]).await, Some(seen_at - 1000));
     for vm in &vms[1..] {
-        assert_eq!(
-            w.store
-                .get_vm(&vm.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .agent_last_seen,
-            Some(seen_at),
-            "{}",
-            vm.name
-        );
+        assert_eq!(last_seen(&w, vm).await, Some(seen_at), "{}", vm.name);
     }
     // Two replicas heard the agent: the earlier contact, written last, does not move
     // "last seen" back.
@@ -73,15 +57,7 @@ async fn contacts_are_written_in_batches_and_never_move_last_seen_back() {
     let newest = w.clock.now();
     replica.flush_agent_contacts().await.unwrap();
     w.store.flush_agent_contacts().await.unwrap();
-    assert_eq!(
-        w.store
-            .get_vm(&vms[0].id)
-            .await
-            .unwrap()
-            .unwrap()
-            .agent_last_seen,
-        Some(newest)
-    );
+    assert_eq!(last_seen(&w, &vms[0]).await, Some(newest));
 }
 
 #[tokio::test]

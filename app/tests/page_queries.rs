@@ -13,34 +13,10 @@ use common::*;
 use portcullis_app::domain::{Role, Scope, Visibility};
 use portcullis_app::services::{Actor, jit};
 use portcullis_app::store::{VmListQuery, VmSummary, VmTab};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::{Layer, filter::Targets};
+#[path = "common/statements.rs"]
+mod counted;
 
-static STATEMENTS: AtomicUsize = AtomicUsize::new(0);
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct CountStatements;
-
-impl<S: tracing::Subscriber> Layer<S> for CountStatements {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        if event.metadata().target() == "sqlx::query" {
-            STATEMENTS.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-fn count_statements() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        // Only sqlx's statement events reach the layer (at any level: a slow statement is
-        // logged as a warning), so the other crates' tracing costs nothing here.
-        let only_statements = Targets::new().with_target("sqlx::query", tracing::Level::TRACE);
-        let subscriber =
-            tracing_subscriber::registry().with(CountStatements.with_filter(only_statements));
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-    });
-}
 
 /// The statements `run` makes: the fewest of three runs, so that a connection the pool
 /// happens to open meanwhile (its set-up statements) does not count.
@@ -51,9 +27,9 @@ where
 {
     let mut fewest = usize::MAX;
     for _ in 0..3 {
-        let before = STATEMENTS.load(Ordering::SeqCst);
+        let before = counted::so_far();
         run().await;
-        fewest = fewest.min(STATEMENTS.load(Ordering::SeqCst) - before);
+        fewest = fewest.min(counted::so_far() - before);
     }
     fewest
 }
@@ -100,7 +76,7 @@ async fn configured_vms(w: &World, admin: &Actor, users: &[Actor], prefix: &str,
 
 #[tokio::test]
 async fn a_page_costs_the_same_statements_for_2_rows_as_for_20() {
-    count_statements();
+    counted::install();
     let _alone = ONE_AT_A_TIME.lock().await;
     let w = world().await;
     let admin = w.admin().await;
@@ -195,7 +171,7 @@ fn figures(r: &VmSummary) -> Figures<'_> {
 
 #[tokio::test]
 async fn figures_of_a_mixed_page_are_those_of_each_vm() {
-    count_statements();
+    counted::install();
     let _alone = ONE_AT_A_TIME.lock().await;
     let w = world().await;
     let admin = w.admin().await;
