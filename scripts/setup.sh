@@ -42,6 +42,8 @@ if [ "$mode" = test ]; then
   command -v promtool >/dev/null || packages+=(prometheus)
   command -v caddy >/dev/null || packages+=(caddy)
   command -v systemd-analyze >/dev/null || packages+=(systemd)
+  # A real SMTP server for the e-mail notification tests (run with Debian's python3).
+  /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || packages+=(python3-aiosmtpd)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing Debian packages: ${packages[*]}"

@@ -254,6 +254,14 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         state.audit_anchor.clone(),
         Duration::from_secs(5),
     ));
+    let portal = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    tokio::spawn(portcullis_app::services::delivery::run_delivery(
+        store.clone(),
+        portcullis_app::services::delivery::Sender::new(&portal),
+    ));
     tokio::spawn(portcullis_app::services::requests::run_expiry(
         store,
         state.expiry_wake.clone(),

@@ -12,6 +12,7 @@ pub mod field;
 pub mod iso_duration;
 pub mod jit;
 pub mod net;
+pub mod notify;
 pub mod request;
 pub mod role;
 pub mod secret;

@@ -3,8 +3,10 @@
 
 pub mod access;
 pub mod activity;
+pub mod delivery;
 pub mod enrollment;
 pub mod jit;
+pub mod notify;
 pub mod requests;
 pub mod sso;
 pub mod tokens;

@@ -4,7 +4,9 @@
 use super::Actor;
 use super::access::roles_from;
 use super::jit::{require, visible_vm, vm_resource};
+use super::notify;
 use crate::domain::jit::{Port, Protocol};
+use crate::domain::notify::NotifyEvent;
 use crate::domain::request::{
     Event, Misfit, PortStatus, RequestInput, RequestStatus, extended_end, parse_port_key,
     parse_request, reason, recheck_request,
@@ -122,10 +124,29 @@ pub async fn request_access(
                 "opened"
             }
         );
-        ids.push(
-            tx.create_request(&batch, &vm.id, &actor.user_id, &spec, log)
-                .await?,
-        );
+        let id = tx
+            .create_request(&batch, &vm.id, &actor.user_id, &spec, log)
+            .await?;
+        if spec.needs_approval {
+            let about = notify::About {
+                request_id: id.clone(),
+                vm_id: vm.id.clone(),
+                vm_name: now_vm.name.clone(),
+                vm_group: now_vm.group.clone(),
+                requester_id: actor.user_id.clone(),
+                requester: actor.username.clone(),
+                ports: spec
+                    .ports
+                    .iter()
+                    .map(|(p, pr)| format!("{p}/{}", pr.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source: spec.source.to_string(),
+                justification: spec.justification.clone(),
+            };
+            notify::approval_waiting(&mut tx, &about).await?;
+        }
+        ids.push(id);
     }
     tx.commit().await?;
     Ok(ids)
@@ -332,12 +353,21 @@ pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> A
     {
         return Err(decided_elsewhere());
     }
+    let about = notify::About::of_request(&r);
+    notify::tell_requester(
+        &mut tx,
+        NotifyEvent::Approved,
+        &about,
+        &actor.username,
+        comment,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 pub async fn deny(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppResult<()> {
-    load_for_decision(store, actor, id, comment, Event::Deny).await?;
+    let r = load_for_decision(store, actor, id, comment, Event::Deny).await?;
     let ip = actor.ip.to_string();
     let mut tx = store.begin_write().await?;
     let waiting = tx.waiting_requests(WaitingFilter::Request(id)).await?;
@@ -361,6 +391,15 @@ pub async fn deny(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppR
     if closed == 0 {
         return Err(decided_elsewhere());
     }
+    let about = notify::About::of_request(&r);
+    notify::tell_requester(
+        &mut tx,
+        NotifyEvent::Denied,
+        &about,
+        &actor.username,
+        comment,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -409,6 +448,10 @@ pub async fn revoke(store: &Store, actor: &Actor, id: &str) -> AppResult<()> {
     };
     if done == 0 {
         return Err(decided_elsewhere());
+    }
+    if r.requester_id != actor.user_id {
+        let about = notify::About::of_request(&r);
+        notify::tell_requester(&mut tx, NotifyEvent::Revoked, &about, &actor.username, "").await?;
     }
     tx.commit().await?;
     Ok(())
@@ -463,6 +506,18 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
     let mut log = log_for(actor, "extend", &r);
     log.detail = format!("until {}", crate::model::format_utc(end));
     if tx.extend_request(id, end, log).await? {
+        if r.requester_id != actor.user_id {
+            let about = notify::About::of_request(&r);
+            let until = format!("It now ends at {}.", crate::model::format_utc(end));
+            notify::tell_requester(
+                &mut tx,
+                NotifyEvent::Extended,
+                &about,
+                &actor.username,
+                &until,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     } else {

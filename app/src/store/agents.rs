@@ -255,7 +255,8 @@ impl Store {
                 ids.push(format!("${}", 2 * i + 1));
             }
             let sql = format!(
-                "UPDATE vms SET agent_last_seen = CASE id{cases} END WHERE id IN ({}) \
+                "UPDATE vms SET agent_last_seen = CASE id{cases} END, silence_notified_at = NULL \
+                 WHERE id IN ({}) \
                  AND (agent_last_seen IS NULL OR agent_last_seen < CASE id{cases} END)",
                 ids.join(", ")
             );

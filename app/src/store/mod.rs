@@ -18,6 +18,7 @@ mod audit;
 mod identities;
 mod jit;
 mod metrics;
+mod notify;
 mod requests;
 mod sessions;
 #[doc(hidden)]
@@ -34,6 +35,10 @@ pub use audit::{
 pub use identities::{FederatedProfile, StoredGroupRule, StoredIdentity};
 pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
 pub use metrics::{PoolUse, ScrapeCounts};
+pub use notify::{
+    AgentNews, Attempt, EndingSoon, MailRecipient, MailSettings, OutboxRow, StoredChannel,
+    StoredRoute,
+};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
 pub use sessions::SessionStoreAdapter;
 pub use tokens::{NewApiToken, StoredApiToken};
@@ -128,6 +133,9 @@ pub struct Store {
     contacts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
     /// Activity-log exports running at once: they read on the reports pool too.
     exports: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Told when a committed transaction put messages in the outbox: the delivery job
+    /// sends them at once instead of at its next look.
+    outbox: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// A write transaction holding the store's write lock until it ends: the in-process
@@ -141,6 +149,9 @@ pub struct WriteTx {
     backend: Backend,
     watchers: std::sync::Arc<watch::Watchers>,
     pub(crate) changed_vms: Vec<String>,
+    /// Set by [`WriteTx::enqueue`]: the delivery job is woken at commit.
+    messages_queued: bool,
+    outbox: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl WriteTx {
@@ -164,11 +175,14 @@ impl WriteTx {
                     .await?;
             }
             self.tx.commit().await?;
-            return Ok(());
+        } else {
+            self.tx.commit().await?;
+            for vm in &self.changed_vms {
+                self.watchers.wake(vm);
+            }
         }
-        self.tx.commit().await?;
-        for vm in &self.changed_vms {
-            self.watchers.wake(vm);
+        if self.messages_queued {
+            self.outbox.notify_one();
         }
         Ok(())
     }
@@ -253,6 +267,7 @@ impl Store {
             watchers,
             contacts: Default::default(),
             exports: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            outbox: Default::default(),
         };
         store.optimize().await?;
         Ok(store)
@@ -317,6 +332,8 @@ impl Store {
             backend: self.backend,
             watchers: self.watchers.clone(),
             changed_vms: Vec::new(),
+            messages_queued: false,
+            outbox: self.outbox.clone(),
         })
     }
 
@@ -342,6 +359,11 @@ impl Store {
     /// desired state last read for it ([`Store::agent_state`]).
     pub fn watch_vm(&self, vm_id: &str) -> VmWatch {
         self.watchers.watch(vm_id)
+    }
+
+    /// Notified when messages were committed to the outbox.
+    pub fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.outbox.clone()
     }
 
     pub fn backend(&self) -> Backend {

@@ -1,0 +1,720 @@
+//! Notifications with real receivers (SQLite, or PostgreSQL when `PORTCULLIS_TEST_POSTGRES`
+//! names a server): an HTTP receiver on 127.0.0.1 in the test checks webhook bodies and
+//! signatures, Slack's and Teams' formats, retries and a slow receiver; Debian's aiosmtpd
+//! (started by the test) receives the e-mails. Messages are written by the change's own
+//! transaction, go to whom the roles say, and are sent once.
+
+mod common;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::*;
+use portcullis_app::domain::notify::{ChannelInput, signature};
+use portcullis_app::domain::{Role, Scope};
+use portcullis_app::services::delivery::{Sender, deliver_due};
+use portcullis_app::services::{Actor, notify, requests};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const PORTAL: &str = "https://jit.example.com";
+
+/// What the receiver was sent: headers and body of each POST, by path.
+#[derive(Default)]
+struct Received {
+    posts: Mutex<Vec<(String, HeaderMap, serde_json::Value)>>,
+    /// Statuses to answer with, in order; 200 once they run out.
+    answers: Mutex<Vec<u16>>,
+    /// While set, the receiver holds every answer until it is released.
+    hold: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    arrived: tokio::sync::Notify,
+}
+
+struct Receiver {
+    url: String,
+    got: Arc<Received>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        async fn post(
+            State(got): State<Arc<Received>>,
+            uri: axum::http::Uri,
+            headers: HeaderMap,
+            body: axum::body::Bytes,
+        ) -> StatusCode {
+            let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            got.posts
+                .lock()
+                .unwrap()
+                .push((uri.path().to_owned(), headers, json));
+            got.arrived.notify_waiters();
+            let hold = got.hold.lock().unwrap().clone();
+            if let Some(gate) = hold {
+                let _ = gate.acquire().await.unwrap();
+            }
+            let status = {
+                let mut answers = got.answers.lock().unwrap();
+                if answers.is_empty() {
+                    200
+                } else {
+                    answers.remove(0)
+                }
+            };
+            StatusCode::from_u16(status).unwrap()
+        }
+        let got = Arc::new(Received::default());
+        let app = axum::Router::new()
+            .route("/{*path}", axum::routing::post(post))
+            .with_state(got.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { url, got }
+    }
+
+    fn posts(&self, path: &str) -> Vec<(HeaderMap, serde_json::Value)> {
+        self.got
+            .posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, h, b)| (h.clone(), b.clone()))
+            .collect()
+    }
+}
+
+/// Debian's aiosmtpd on a free port of 127.0.0.1, keeping each message in a maildir.
+struct Smtp {
+    port: u16,
+    maildir: std::path::PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Smtp {
+    async fn start() -> Smtp {
+        let dir = tempfile::tempdir().unwrap();
+        // The handler makes the maildir itself (and fails on an empty folder).
+        let maildir = dir.path().join("mail");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .spawn()
+            .expect("Debian's python3 with python3-aiosmtpd (scripts/setup.sh test installs it)");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Smtp {
+                    port,
+                    maildir,
+                    child,
+                    _dir: dir,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("aiosmtpd did not listen on 127.0.0.1:{port} within 10 s");
+    }
+
+    /// Every message received, as its raw text.
+    fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        entries
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn webhook(w: &World, admin: &Actor, name: &str, url: &str, key: &str) -> String {
+    notify::create_channel(
+        &w.store,
+        admin,
+        &ChannelInput {
+            name,
+            kind: "webhook",
+            target: url,
+            secret: key,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+async fn mail_channel(w: &World, admin: &Actor, port: u16, to: &str) -> String {
+    let target = format!("127.0.0.1:{port}");
+    notify::create_channel(
+        &w.store,
+        admin,
+        &ChannelInput {
+            name: "mail",
+            kind: "email",
+            target: &target,
+            smtp_security: "none",
+            email_from: "portcullis@example.com",
+            email_to: to,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+async fn set_email(w: &World, who: &Actor, email: &str, warn: &str) {
+    notify::set_mail_settings(&w.store, who, email, true, warn)
+        .await
+        .unwrap();
+}
+
+/// A header of a raw e-mail, unfolded.
+fn header(raw: &str, name: &str) -> String {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    let mut out = String::new();
+    let mut in_header = false;
+    for line in raw.lines() {
+        if line.is_empty() {
+            break;
+        }
+        if in_header && line.starts_with([' ', '\t']) {
+            out.push_str(line.trim_start_matches([' ', '\t']));
+            continue;
+        }
+        in_header = line.to_ascii_lowercase().starts_with(&prefix);
+        if in_header {
+            out = line[prefix.len()..].trim().to_owned();
+        }
+    }
+    out
+}
+
+/// The body of a raw e-mail, with quoted-printable soft line breaks joined.
+fn body(raw: &str) -> String {
+    let body = raw.split_once("\n\n").map(|(_, b)| b).unwrap_or_default();
+    body.replace("=\n", "").replace("=3D", "=")
+}
+
+#[tokio::test]
+async fn a_waiting_request_reaches_its_approvers_and_its_routes_signed_and_with_a_link() {
+    let w = world().await;
+    let smtp = Smtp::start().await;
+    let hooks = Receiver::start().await;
+    let admin = w.admin().await;
+    let web = w.vm(&admin, "web-1", "web").await;
+    w.policy(&admin, &web, &[with_approval(rule("22"))]).await;
+    let alice = w
+        .user("alice", &[(Role::Requester, Scope::Group("web".into()))])
+        .await;
+    let bob = w
+        .user("bob", &[(Role::Approver, Scope::Group("web".into()))])
+        .await;
+    let carol = w
+        .user("carol", &[(Role::Approver, Scope::Group("db".into()))])
+        .await;
+    let dave = w
+        .user("dave", &[(Role::Approver, Scope::Group("web".into()))])
+        .await;
+    set_email(&w, &alice, "alice@example.com", "10").await;
+    set_email(&w, &bob, "bob@example.com", "10").await;
+    set_email(&w, &carol, "carol@example.com", "10").await;
+    // Dave may approve but asked for no e-mail.
+    notify::set_mail_settings(&w.store, &dave, "dave@example.com", false, "10")
+        .await
+        .unwrap();
+    mail_channel(&w, &admin, smtp.port, "").await;
+    let key = "a-signing-key-for-the-test";
+    let ops = webhook(&w, &admin, "ops", &format!("{}/ops", hooks.url), key).await;
+    let other = webhook(&w, &admin, "db-team", &format!("{}/db", hooks.url), key).await;
+    notify::add_route(&w.store, &admin, &ops, "approval.waiting", "web")
+        .await
+        .unwrap();
+    notify::add_route(&w.store, &admin, &other, "approval.waiting", "db")
+        .await
+        .unwrap();
+
+    let id = w
+        .request(&alice, &web, "22", "203.0.113.7", "30")
+        .await
+        .unwrap();
+    let sender = Sender::new(PORTAL);
+    // Sent once: a second pass finds nothing due.
+    assert_eq!(deliver_due(&w.store, &sender).await.unwrap(), 2);
+    assert_eq!(deliver_due(&w.store, &sender).await.unwrap(), 0);
+
+    let link = format!("{PORTAL}/requests/{id}");
+    let mails = smtp.messages();
+    assert_eq!(
+        mails.len(),
+        1,
+        "only bob may approve and wants e-mail: {mails:?}"
+    );
+    assert_eq!(header(&mails[0], "To"), "bob@example.com");
+    assert_eq!(header(&mails[0], "From"), "portcullis@example.com");
+    assert_eq!(
+        header(&mails[0], "Subject"),
+        "alice asks for access to web-1"
+    );
+    let text = body(&mails[0]);
+    assert!(text.contains(&format!("Approve or deny: {link}")), "{text}");
+    assert!(text.contains("Source: 203.0.113.7/32"), "{text}");
+    println!("e-mail received by aiosmtpd:\n{}", mails[0]);
+
+    assert!(
+        hooks.posts("/db").is_empty(),
+        "the db route is for another group"
+    );
+    let posts = hooks.posts("/ops");
+    assert_eq!(posts.len(), 1);
+    let (headers, json) = &posts[0];
+    assert_eq!(json["event"], "approval.waiting");
+    assert_eq!(json["url"], link.as_str());
+    assert_eq!(json["request_id"], id.as_str());
+    assert_eq!(json["vm"], "web-1");
+    assert_eq!(json["facts"]["Requester"], "alice");
+    assert_eq!(headers["portcullis-event"], "approval.waiting");
+    // The receiver's check: recompute the signature over the exact bytes received.
+    let sig = headers["portcullis-signature"].to_str().unwrap();
+    let t: i64 = sig
+        .strip_prefix("t=")
+        .and_then(|s| s.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let raw = serde_json::to_vec(json).unwrap();
+    assert_eq!(sig, signature(key, t, &raw));
+    assert_ne!(sig, signature("another-key-entirely", t, &raw));
+    println!(
+        "webhook received: {sig}\n{}",
+        serde_json::to_string_pretty(json).unwrap()
+    );
+
+    // The decision reaches the requester.
+    requests::approve(&w.store, &bob, &id, "go ahead")
+        .await
+        .unwrap();
+    deliver_due(&w.store, &sender).await.unwrap();
+    let mails = smtp.messages();
+    let to_alice: Vec<_> = mails
+        .iter()
+        .filter(|m| header(m, "To") == "alice@example.com")
+        .collect();
+    assert_eq!(to_alice.len(), 1, "{mails:?}");
+    assert_eq!(header(to_alice[0], "Subject"), "Access to web-1 approved");
+    assert!(
+        body(to_alice[0]).contains("by bob. go ahead"),
+        "{}",
+        to_alice[0]
+    );
+}
+
+#[tokio::test]
+async fn slack_and_teams_get_their_own_formats() {
+    let w = world().await;
+    let hooks = Receiver::start().await;
+    let admin = w.admin().await;
+    for kind in ["slack", "teams"] {
+        let (id, key) = notify::create_channel(
+            &w.store,
+            &admin,
+            &ChannelInput {
+                name: kind,
+                kind,
+                target: &format!("{}/{kind}/services/SECRET", hooks.url),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(key, None, "only generic webhooks get a signing key");
+        let shown = notify::get_channel(&w.store, &admin, &id).await.unwrap();
+        assert_eq!(
+            shown.target,
+            format!("{}/…", hooks.url),
+            "the path is the secret"
+        );
+        let message = notify::queue_test(&w.store, &admin, &id).await.unwrap();
+        deliver_due(&w.store, &Sender::new(PORTAL)).await.unwrap();
+        let m = notify::message(&w.store, &admin, &message).await.unwrap();
+        assert_eq!(m.status, "delivered", "{m:?}");
+    }
+    let slack = &hooks.posts("/slack/services/SECRET")[0].1;
+    assert_eq!(slack["text"], "Portcullis test message for slack");
+    assert_eq!(slack["blocks"][0]["type"], "section");
+    assert_eq!(
+        slack["blocks"][2]["elements"][0]["url"],
+        format!("{PORTAL}/admin/notifications")
+    );
+    let teams = &hooks.posts("/teams/services/SECRET")[0].1;
+    assert_eq!(teams["type"], "message");
+    let card = &teams["attachments"][0];
+    assert_eq!(
+        card["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(card["content"]["type"], "AdaptiveCard");
+    assert_eq!(
+        card["content"]["body"][0]["text"],
+        "Portcullis test message for teams"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_with_backoff_and_a_refusing_one_is_given_up() {
+    let w = world().await;
+    let hooks = Receiver::start().await;
+    let admin = w.admin().await;
+    let ch = webhook(&w, &admin, "ops", &format!("{}/ops", hooks.url), "").await;
+    hooks.got.answers.lock().unwrap().extend([500, 503]);
+    let message = notify::queue_test(&w.store, &admin, &ch).await.unwrap();
+    let sender = Sender::new(PORTAL);
+    assert_eq!(deliver_due(&w.store, &sender).await.unwrap(), 0);
+    let m = notify::message(&w.store, &admin, &message).await.unwrap();
+    assert_eq!((m.status.as_str(), m.attempts), ("pending", 1));
+    assert_eq!(m.last_error, "the receiver answered HTTP 500");
+    assert_eq!(m.next_attempt_at, w.clock.now() + 30_000);
+    // Not due yet: nothing is sent.
+    deliver_due(&w.store, &sender).await.unwrap();
+    assert_eq!(hooks.posts("/ops").len(), 1);
+    w.clock.advance_secs(30);
+    deliver_due(&w.store, &sender).await.unwrap();
+    let m = notify::message(&w.store, &admin, &message).await.unwrap();
+    assert_eq!((m.status.as_str(), m.attempts), ("pending", 2));
+    assert_eq!(
+        m.next_attempt_at,
+        w.clock.now() + 60_000,
+        "the wait doubles"
+    );
+    w.clock.advance_secs(60);
+    assert_eq!(deliver_due(&w.store, &sender).await.unwrap(), 1);
+    let m = notify::message(&w.store, &admin, &message).await.unwrap();
+    assert_eq!((m.status.as_str(), m.attempts), ("delivered", 3));
+    assert_eq!(hooks.posts("/ops").len(), 3);
+    // The same message each time: one delivery id.
+    let ids: Vec<_> = hooks
+        .posts("/ops")
+        .iter()
+        .map(|(h, _)| h["portcullis-delivery"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.iter().all(|i| *i == message), "{ids:?}");
+
+    // 404: the URL is wrong; trying again cannot help.
+    hooks.got.answers.lock().unwrap().push(404);
+    let message = notify::queue_test(&w.store, &admin, &ch).await.unwrap();
+    deliver_due(&w.store, &sender).await.unwrap();
+    let m = notify::message(&w.store, &admin, &message).await.unwrap();
+    assert_eq!((m.status.as_str(), m.attempts), ("failed", 1));
+    // The channel shows it.
+    let shown = notify::get_channel(&w.store, &admin, &ch).await.unwrap();
+    assert_eq!(shown.last_status, "failed");
+    assert_eq!(shown.last_error, "the receiver answered HTTP 404");
+
+    // Nobody listening: a temporary failure that says so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/gone", closed.local_addr().unwrap());
+    drop(closed);
+    let gone = webhook(&w, &admin, "gone", &url, "").await;
+    let message = notify::queue_test(&w.store, &admin, &gone).await.unwrap();
+    deliver_due(&w.store, &sender).await.unwrap();
+    let m = notify::message(&w.store, &admin, &message).await.unwrap();
+    assert_eq!(
+        (m.status.as_str(), m.last_error.as_str()),
+        ("pending", "could not connect")
+    );
+}
+
+#[tokio::test]
+async fn a_slow_receiver_does_not_hold_up_requests() {
+    let w = world().await;
+    let hooks = Receiver::start().await;
+    let admin = w.admin().await;
+    let vm = w.vm(&admin, "web-1", "web").await;
+    w.policy(&admin, &vm, &[with_approval(rule("22"))]).await;
+    let alice = w.user("alice", &[(Role::Requester, Scope::All)]).await;
+    let ch = webhook(&w, &admin, "ops", &format!("{}/ops", hooks.url), "").await;
+    notify::add_route(&w.store, &admin, &ch, "approval.waiting", "")
+        .await
+        .unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *hooks.got.hold.lock().unwrap() = Some(gate.clone());
+    let job = tokio::spawn(portcullis_app::services::delivery::run_delivery(
+        w.store.clone(),
+        Sender::new(PORTAL),
+    ));
+    let arrived = hooks.got.arrived.notified();
+    w.request(&alice, &vm, "22", "203.0.113.7", "30")
+        .await
+        .unwrap();
+    // The delivery job took the message and the receiver holds it...
+    tokio::time::timeout(Duration::from_secs(10), arrived)
+        .await
+        .expect("the delivery job sends at once after the commit");
+    // ...while requests go on being answered.
+    for source in ["203.0.113.8", "203.0.113.9"] {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            w.request(&alice, &vm, "22", source, "30"),
+        )
+        .await
+        .expect("a request does not wait for a receiver")
+        .unwrap();
+    }
+    assert_eq!(hooks.posts("/ops").len(), 1, "the first is still held");
+    gate.add_permits(100);
+    for _ in 0..100 {
+        if hooks.posts("/ops").len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(hooks.posts("/ops").len(), 3);
+    job.abort();
+}
+
+async fn enrolled_agent(w: &World, admin: &Actor, vm: &portcullis_app::store::StoredVm) -> String {
+    use portcullis_app::domain::secret::hash_secret;
+    let e = portcullis_app::services::enrollment::create(
+        &w.store,
+        admin,
+        portcullis_app::services::enrollment::EnrollTarget::Vm(&vm.id),
+        "https://jit.example.com",
+    )
+    .await
+    .unwrap();
+    let (agent_id, _, _) = w
+        .store
+        .enroll_agent(
+            &hash_secret(&e.token),
+            &hash_secret("agent-secret"),
+            &portcullis_app::store::AgentHost {
+                hostname: &vm.name,
+                os: "linux",
+                address: "198.51.100.5",
+            },
+        )
+        .await
+        .unwrap()
+        .expect("the token enrolls");
+    agent_id
+}
+
+#[tokio::test]
+async fn time_driven_events_are_told_once_each() {
+    let w = world().await;
+    let smtp = Smtp::start().await;
+    let admin = w.admin().await;
+    set_email(&w, &admin, "root@example.com", "10").await;
+    let vm = w.vm(&admin, "web-1", "web").await;
+    w.policy(&admin, &vm, &[rule("22")]).await;
+    let alice = w.user("alice", &[(Role::Requester, Scope::All)]).await;
+    set_email(&w, &alice, "alice@example.com", "10").await;
+    mail_channel(&w, &admin, smtp.port, "").await;
+    let sender = Sender::new(PORTAL);
+    let id = w
+        .request(&alice, &vm, "22", "203.0.113.7", "60")
+        .await
+        .unwrap();
+    assert_eq!(notify::scan(&w.store).await.unwrap(), 0);
+    w.clock.advance_secs(51 * 60);
+    assert_eq!(notify::scan(&w.store).await.unwrap(), 1);
+    assert_eq!(notify::scan(&w.store).await.unwrap(), 0, "once per end");
+    deliver_due(&w.store, &sender).await.unwrap();
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(header(&mails[0], "To"), "alice@example.com");
+    assert_eq!(
+        header(&mails[0], "Subject"),
+        "Access to web-1 ends in 9 min"
+    );
+    assert!(body(&mails[0]).contains(&format!("{PORTAL}/requests/{id}")));
+    // An extension moves the end: its own warning comes when that end nears.
+    requests::extend(&w.store, &alice, &id, "60").await.unwrap();
+    assert_eq!(notify::scan(&w.store).await.unwrap(), 0);
+    w.clock.advance_secs(55 * 60);
+    assert_eq!(notify::scan(&w.store).await.unwrap(), 1);
+
+    // Agent trouble reaches the VM's administrators.
+    let agent_id = enrolled_agent(&w, &admin, &vm).await;
+    let agent = w.store.agent(&agent_id).await.unwrap().unwrap();
+    let generation = w.generation(&vm).await;
+    let outcome = w
+        .store
+        .record_agent_report(
+            &agent,
+            generation,
+            "nft: No such file or directory",
+            "",
+            "198.51.100.5",
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        portcullis_app::store::ReportOutcome::Recorded { .. }
+    ));
+    w.store.note_agent_contact(&vm.id);
+    w.store.flush_agent_contacts().await.unwrap();
+    assert_eq!(notify::scan(&w.store).await.unwrap(), 1);
+    assert_eq!(notify::scan(&w.store).await.unwrap(), 0);
+    w.clock.advance_secs(181);
+    assert_eq!(notify::scan(&w.store).await.unwrap(), 1, "silent now");
+    assert_eq!(notify::scan(&w.store).await.unwrap(), 0);
+    deliver_due(&w.store, &sender).await.unwrap();
+    let to_root: Vec<String> = smtp
+        .messages()
+        .into_iter()
+        .filter(|m| header(m, "To") == "root@example.com")
+        .map(|m| header(&m, "Subject"))
+        .collect();
+    let mut subjects = to_root.clone();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["Agent of web-1 is silent", "Enforcement error on web-1"],
+        "{to_root:?}"
+    );
+    // Heard again, then silent again: told again.
+    w.store.note_agent_contact(&vm.id);
+    w.store.flush_agent_contacts().await.unwrap();
+    w.clock.advance_secs(181);
+    assert_eq!(notify::scan(&w.store).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn channels_are_for_administrators_and_never_show_their_secrets() {
+    let w = world().await;
+    let admin = w.admin().await;
+    let approver = w.user("bob", &[(Role::Approver, Scope::All)]).await;
+    let input = ChannelInput {
+        name: "ops",
+        kind: "webhook",
+        target: "https://hooks.example.com/in/SECRET-PATH?token=x",
+        ..Default::default()
+    };
+    assert!(matches!(
+        notify::create_channel(&w.store, &approver, &input).await,
+        Err(portcullis_app::error::AppError::Forbidden)
+    ));
+    let (id, key) = notify::create_channel(&w.store, &admin, &input)
+        .await
+        .unwrap();
+    let key = key.expect("a webhook without a key gets one, shown once");
+    assert_eq!(key.len(), 64);
+    let shown = notify::list_channels(&w.store, &admin).await.unwrap();
+    let debug = format!("{shown:?}");
+    assert!(
+        !debug.contains(&key) && !debug.contains("SECRET-PATH"),
+        "{debug}"
+    );
+    assert!(shown[0].has_secret);
+    let again = notify::create_channel(&w.store, &admin, &input)
+        .await
+        .unwrap_err();
+    assert!(format!("{again:?}").contains("exists already"), "{again:?}");
+    assert!(matches!(
+        notify::list_channels(&w.store, &approver).await,
+        Err(portcullis_app::error::AppError::Forbidden)
+    ));
+    // Editing with an empty key keeps it; the activity log names the channel, not the key.
+    let edit = ChannelInput {
+        name: "ops-renamed",
+        ..input.clone()
+    };
+    notify::update_channel(&w.store, &admin, &id, &edit, false)
+        .await
+        .unwrap();
+    let stored = w.store.get_channel(&id).await.unwrap().unwrap();
+    assert_eq!(stored.secret, key);
+    assert!(!stored.enabled);
+    for action in ["notify.channel.create", "notify.channel.update"] {
+        let entries = w.logged(action).await;
+        assert_eq!(entries.len(), 1, "{action}");
+        let detail = &entries[0].content.detail;
+        assert!(
+            !detail.contains("SECRET") && !detail.contains(&key),
+            "{detail}"
+        );
+    }
+    // Routes name a real event; removing the channel removes them.
+    let e = notify::add_route(&w.store, &admin, &id, "everything", "")
+        .await
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("Choose an event"));
+    notify::add_route(&w.store, &admin, &id, "agent.silent", "*")
+        .await
+        .unwrap();
+    assert_eq!(
+        notify::list_routes(&w.store, &admin).await.unwrap()[0].group,
+        ""
+    );
+    notify::delete_channel(&w.store, &admin, &id).await.unwrap();
+    assert!(
+        notify::list_routes(&w.store, &admin)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A user's own settings are checked.
+    let e = notify::set_mail_settings(&w.store, &approver, "not an address", true, "10")
+        .await
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("email"));
+    let e = notify::set_mail_settings(&w.store, &approver, "", true, "9999")
+        .await
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("warn_minutes"));
+}
+
+/// Several replicas deliver from one outbox: each message is sent once.
+#[tokio::test]
+async fn replicas_send_each_message_once() {
+    let w = world().await;
+    assert_eq!(
+        w.store.backend(),
+        portcullis_app::store::Backend::Postgres,
+        "this test needs PORTCULLIS_TEST_POSTGRES"
+    );
+    let hooks = Receiver::start().await;
+    let admin = w.admin().await;
+    let ch = webhook(&w, &admin, "ops", &format!("{}/ops", hooks.url), "").await;
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        ids.push(notify::queue_test(&w.store, &admin, &ch).await.unwrap());
+    }
+    let replicas = [w.replica().await, w.replica().await, w.replica().await];
+    let sender = Sender::new(PORTAL);
+    let runs = replicas.iter().map(|r| deliver_due(r, &sender));
+    let delivered: usize = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    assert_eq!(delivered, 60);
+    let mut got: Vec<String> = hooks
+        .posts("/ops")
+        .iter()
+        .map(|(h, _)| h["portcullis-delivery"].to_str().unwrap().to_owned())
+        .collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "each message once");
+}
