@@ -80,12 +80,18 @@ api -X POST "$base/api/v1/jitPolicies/web-1/initiate" \
 
 # Revoking tokens is left out: learning ids from responses, the fuzzer would revoke its
 # own token and test nothing but 401 from then on (revocation has its own HTTP tests).
+# So is setting a notification channel's address (create, replace, send test): generated
+# URLs would make the server post to hosts anywhere; without channels nothing is sent
+# (server/tests/notifications.rs tests them against a receiver on 127.0.0.1).
 say "running schemathesis against $base/api/v1/openapi.json"
 set +e
 "$VENV/bin/schemathesis" run "$base/api/v1/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error \
-  --exclude-path '/api/v1/tokens/{id}' \
+  --exclude-operation-id revoke_token \
+  --exclude-operation-id create_channel \
+  --exclude-operation-id update_channel \
+  --exclude-operation-id test_channel \
   --phases "${FUZZ_PHASES:-examples,coverage,fuzzing,stateful}" \
   --max-examples "${FUZZ_EXAMPLES:-50}" \
   --workers 2 \

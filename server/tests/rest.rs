@@ -74,6 +74,13 @@ async fn the_openapi_document_and_reference_page_describe_every_endpoint() {
         "/api/v1/requests/{id}/extend",
         "/api/v1/activity",
         "/api/v1/activity/export",
+        "/api/v1/notificationChannels",
+        "/api/v1/notificationChannels/{id}",
+        "/api/v1/notificationChannels/{id}/test",
+        "/api/v1/notificationChannels/{id}/messages",
+        "/api/v1/notificationRoutes",
+        "/api/v1/notificationRoutes/{id}",
+        "/api/v1/me/notifications",
     ] {
         assert!(paths.contains_key(p), "{p} missing from the document");
     }

@@ -12,6 +12,7 @@
 mod activity;
 mod dto;
 mod input;
+mod notifications;
 mod policies;
 mod reference;
 mod requests;
@@ -58,7 +59,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "jit", description = "JIT policies"),
         (name = "requests", description = "Access requests"),
         (name = "activity", description = "The activity log"),
-        (name = "account", description = "The caller and their API tokens"),
+        (name = "account", description = "The caller, their API tokens and e-mail settings"),
+        (name = "notifications", description = "Notification channels and routing rules"),
     )
 )]
 struct ApiDoc;
@@ -100,6 +102,26 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(requests::extend))
         .routes(routes!(activity::query))
         .routes(routes!(activity::export))
+        .routes(routes!(
+            notifications::list_channels,
+            notifications::create_channel
+        ))
+        .routes(routes!(
+            notifications::get_channel,
+            notifications::update_channel,
+            notifications::delete_channel
+        ))
+        .routes(routes!(notifications::test_channel))
+        .routes(routes!(notifications::channel_messages))
+        .routes(routes!(
+            notifications::list_routes,
+            notifications::add_route
+        ))
+        .routes(routes!(notifications::delete_route))
+        .routes(routes!(
+            notifications::get_mail_settings,
+            notifications::put_mail_settings
+        ))
         .split_for_parts();
     // The document itself and its reference page are public and not API operations.
     doc.paths.paths.remove("/api/v1/openapi.json");
