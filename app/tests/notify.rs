@@ -718,3 +718,40 @@ async fn replicas_send_each_message_once() {
     ids.sort();
     assert_eq!(got, ids, "each message once");
 }
+
+#[tokio::test]
+async fn access_ended_by_someone_elses_change_is_told_to_the_requester() {
+    let w = world().await;
+    let smtp = Smtp::start().await;
+    let admin = w.admin().await;
+    let vm = w.vm(&admin, "web-1", "web").await;
+    w.policy(&admin, &vm, &[rule("22"), rule("3389")]).await;
+    let alice = w.user("alice", &[(Role::Requester, Scope::All)]).await;
+    set_email(&w, &alice, "alice@example.com", "10").await;
+    mail_channel(&w, &admin, smtp.port, "").await;
+    let id = w
+        .request(&alice, &vm, "22", "203.0.113.7", "30")
+        .await
+        .unwrap();
+    // Her own revocation tells nobody: she knows.
+    let own = w
+        .request(&alice, &vm, "3389", "203.0.113.7", "30")
+        .await
+        .unwrap();
+    requests::revoke(&w.store, &alice, &own).await.unwrap();
+    portcullis_app::services::jit::remove_policy(&w.store, &admin, &vm.id)
+        .await
+        .unwrap();
+    assert!(w.grants(&vm).await.is_empty());
+    deliver_due(&w.store, &Sender::new(PORTAL)).await.unwrap();
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(header(&mails[0], "Subject"), "Access to web-1 revoked");
+    let text = body(&mails[0]);
+    assert!(
+        text.contains("22/tcp on web-1 was revoked by root."),
+        "{text}"
+    );
+    assert!(text.contains("Reason: "), "{text}");
+    assert!(text.contains(&format!("{PORTAL}/requests/{id}")), "{text}");
+}

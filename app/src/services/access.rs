@@ -70,6 +70,7 @@ pub async fn reconcile_users(
             .into_iter()
             .filter(|g| !may(&g.vm_id, &g.vm_group))
             .collect();
+        super::notify::grants_ended(tx, &grants, by.actor, why).await?;
         ended += tx
             .end_grants(
                 &grants,

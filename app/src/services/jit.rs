@@ -202,6 +202,7 @@ pub async fn delete_vm(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<(
     };
     let mut tx = store.begin_write().await?;
     let grants = tx.open_grants(GrantFilter::Vm(vm_id)).await?;
+    super::notify::grants_ended(&mut tx, &grants, ending.actor, ending.reason).await?;
     tx.end_grants(&grants, &ending).await?;
     let waiting = tx.waiting_requests(WaitingFilter::Vm(vm_id)).await?;
     tx.close_requests(
@@ -422,8 +423,9 @@ pub async fn enable_jit(
                 GrantFate::Keep => {}
                 GrantFate::Shorten(end) => shorten.push((g, end)),
                 GrantFate::End(why) => {
-                    tx.end_grants(std::slice::from_ref(&g), &ending(why))
-                        .await?;
+                    let g = std::slice::from_ref(&g);
+                    super::notify::grants_ended(&mut tx, g, &actor.username, why).await?;
+                    tx.end_grants(g, &ending(why)).await?;
                 }
             }
         }
@@ -505,6 +507,7 @@ pub async fn remove_policy(store: &Store, actor: &Actor, vm_id: &str) -> AppResu
     }
     tx.log(actor.entry("policy.delete", &vm.name)).await?;
     let grants = tx.open_grants(GrantFilter::Vm(vm_id)).await?;
+    super::notify::grants_ended(&mut tx, &grants, ending.actor, ending.reason).await?;
     tx.end_grants(&grants, &ending).await?;
     let waiting = tx.waiting_requests(WaitingFilter::Vm(vm_id)).await?;
     tx.close_requests(

@@ -199,6 +199,47 @@ pub async fn tell_requester(
     to_routes(tx, &notice, &about.vm_group).await
 }
 
+/// Grants ended by a change of someone else's (a policy edited or removed, a VM removed, a
+/// role or the account taken away): each request's requester hears which ports and why.
+pub async fn grants_ended(
+    tx: &mut WriteTx,
+    grants: &[crate::store::OpenGrant],
+    by: &str,
+    why: &str,
+) -> crate::store::Result<()> {
+    let mut requests: Vec<&str> = grants.iter().map(|g| g.request_id.as_str()).collect();
+    requests.sort_unstable();
+    requests.dedup();
+    for id in requests {
+        let mine: Vec<_> = grants.iter().filter(|g| g.request_id == id).collect();
+        let g = mine[0];
+        let about = About {
+            request_id: g.request_id.clone(),
+            vm_id: g.vm_id.clone(),
+            vm_name: g.vm_name.clone(),
+            vm_group: g.vm_group.clone(),
+            requester_id: g.requester_id.clone(),
+            requester: g.requester.clone(),
+            ports: mine
+                .iter()
+                .map(|g| format!("{}/{}", g.port, g.protocol))
+                .collect::<Vec<_>>()
+                .join(", "),
+            source: g.source.clone(),
+            justification: String::new(),
+        };
+        tell_requester(
+            tx,
+            NotifyEvent::Revoked,
+            &about,
+            by,
+            &format!("Reason: {why}."),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Looks for what time alone brings about (grants about to end, agents gone silent,
 /// enforcement errors), tells whom it concerns once, and marks it told, in one write
 /// transaction. Returns how many events were found.
