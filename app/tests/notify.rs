@@ -755,3 +755,71 @@ async fn access_ended_by_someone_elses_change_is_told_to_the_requester() {
     assert!(text.contains("Reason: "), "{text}");
     assert!(text.contains(&format!("{PORTAL}/requests/{id}")), "{text}");
 }
+
+/// An approver through an identity provider group, who never set an address, is e-mailed
+/// at the address the provider gave; one who turned e-mail off is not.
+#[tokio::test]
+async fn federated_approvers_are_reached_at_their_providers_address() {
+    use portcullis_app::domain::RoleAssignment;
+    use portcullis_app::domain::sso::GroupRule;
+    use portcullis_app::store::{FederatedProfile, NewLogEntry};
+    let w = world().await;
+    let smtp = Smtp::start().await;
+    let admin = w.admin().await;
+    let vm = w.vm(&admin, "web-1", "web").await;
+    w.policy(&admin, &vm, &[with_approval(rule("22"))]).await;
+    let alice = w.user("alice", &[(Role::Requester, Scope::All)]).await;
+    mail_channel(&w, &admin, smtp.port, "").await;
+    w.store
+        .add_group_rule(
+            &GroupRule {
+                provider: "corp".into(),
+                group: "jit-approvers".into(),
+                assignment: RoleAssignment {
+                    role: Role::Approver,
+                    scope: Scope::Group("web".into()),
+                },
+            },
+            NewLogEntry::default(),
+        )
+        .await
+        .unwrap();
+    let groups = vec!["jit-approvers".to_owned()];
+    let mut ids = Vec::new();
+    for (name, subject) in [("erin", "s-1"), ("frank", "s-2"), ("gina", "s-3")] {
+        let email = format!("{name}@corp.example.com");
+        let user = w
+            .store
+            .create_federated_user(
+                name,
+                &FederatedProfile {
+                    provider: "corp",
+                    subject,
+                    email: &email,
+                    display_name: name,
+                    // Gina is in no group that may approve.
+                    groups: if name == "gina" { &[] } else { &groups },
+                },
+                NewLogEntry::default(),
+            )
+            .await
+            .unwrap();
+        ids.push(user.id);
+    }
+    let frank = w.actor(&ids[1]).await;
+    notify::set_mail_settings(&w.store, &frank, "", false, "10")
+        .await
+        .unwrap();
+    let erin = w.actor(&ids[0]).await;
+    let shown = notify::mail_settings(&w.store, &erin).await.unwrap();
+    assert_eq!(
+        (shown.email.as_str(), shown.provider_email.as_str()),
+        ("", "erin@corp.example.com")
+    );
+    w.request(&alice, &vm, "22", "203.0.113.7", "30")
+        .await
+        .unwrap();
+    deliver_due(&w.store, &Sender::new(PORTAL)).await.unwrap();
+    let to: Vec<String> = smtp.messages().iter().map(|m| header(m, "To")).collect();
+    assert_eq!(to, ["erin@corp.example.com"]);
+}

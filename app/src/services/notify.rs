@@ -133,10 +133,11 @@ async fn to_people(
 /// `may` (approve the request, or administer the VM).
 async fn addresses_of(
     tx: &mut WriteTx,
+    roles: &[&str],
     may: impl Fn(&[crate::domain::RoleAssignment], &str) -> bool,
 ) -> crate::store::Result<Vec<String>> {
     let mut out = Vec::new();
-    for candidate in tx.mail_candidates(MAX_MAIL_RECIPIENTS).await? {
+    for candidate in tx.mail_candidates(roles, MAX_MAIL_RECIPIENTS).await? {
         let roles = roles_from(&tx.role_inputs(&candidate.user_id).await?);
         if may(&roles, &candidate.user_id) {
             out.push(candidate.email);
@@ -157,7 +158,7 @@ pub async fn approval_waiting(tx: &mut WriteTx, about: &About) -> crate::store::
     );
     let vm = about.vm();
     let requester = about.requester_id.clone();
-    let emails = addresses_of(tx, |roles, user| {
+    let emails = addresses_of(tx, &["approver", "admin"], |roles, user| {
         permits_approval(roles, &vm, user, &requester)
     })
     .await?;
@@ -344,7 +345,10 @@ async fn tell_admins(
         id: vm.vm_id.clone(),
         group: vm.vm_group.clone(),
     };
-    let emails = addresses_of(tx, |roles, _| permits(roles, Action::ManageVm, &resource)).await?;
+    let emails = addresses_of(tx, &["admin"], |roles, _| {
+        permits(roles, Action::ManageVm, &resource)
+    })
+    .await?;
     to_people(tx, notice, &emails).await?;
     to_routes(tx, notice, &vm.vm_group).await
 }
@@ -776,6 +780,7 @@ pub async fn set_mail_settings(
         email,
         notify,
         warn_minutes: warn.expect("checked"),
+        provider_email: String::new(),
     };
     let mut tx = store.begin_write().await?;
     if !tx.set_mail_settings(&actor.user_id, &settings).await? {

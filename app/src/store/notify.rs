@@ -65,9 +65,12 @@ pub enum Attempt {
 /// A user's own e-mail settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MailSettings {
+    /// The user's own address; empty: the identity provider's, if any.
     pub email: String,
     pub notify: bool,
     pub warn_minutes: i64,
+    /// The address the user's identity provider gave at their last sign-in (read only).
+    pub provider_email: String,
 }
 
 /// A user who may be told by e-mail (enabled, with an address, wanting messages).
@@ -97,6 +100,10 @@ pub struct AgentNews {
     pub last_seen: Option<i64>,
     pub error: String,
 }
+
+/// A user's address for e-mail: their own setting, else the one their identity provider
+/// gave at sign-in (`u` is the user, `i` their identity, joined on the left).
+const MAIL_ADDRESS: &str = "CASE WHEN u.email <> '' THEN u.email ELSE COALESCE(i.email, '') END";
 
 const CHANNEL_COLUMNS: &str =
     "id, name, kind, target, secret, settings, enabled, created_at, updated_at";
@@ -291,15 +298,19 @@ impl Store {
     }
 
     pub async fn mail_settings(&self, user_id: &str) -> Result<Option<MailSettings>> {
-        let row = sqlx::query("SELECT email, notify_email, warn_minutes FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT u.email, u.notify_email, u.warn_minutes, COALESCE(i.email, '') AS provider_email \
+             FROM users u LEFT JOIN user_identities i ON i.user_id = u.id WHERE u.id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
             Ok(MailSettings {
                 email: r.try_get("email")?,
                 notify: r.try_get::<i64, _>("notify_email")? != 0,
                 warn_minutes: r.try_get("warn_minutes")?,
+                provider_email: r.try_get("provider_email")?,
             })
         })
         .transpose()
@@ -440,16 +451,31 @@ impl WriteTx {
         .is_some())
     }
 
-    /// Users who may be e-mailed and hold at least one of `roles` (by assignment, or through
-    /// a federated identity's groups: the caller decides who qualifies, with `permits`).
-    pub async fn mail_candidates(&mut self, limit: i64) -> Result<Vec<MailRecipient>> {
-        let rows = sqlx::query(
-            "SELECT id, email FROM users WHERE disabled = 0 AND notify_email = 1 AND email <> '' \
-             ORDER BY username LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await?;
+    /// Users who may be e-mailed and may hold one of `roles` (assigned, or through a group
+    /// rule of their identity provider): the caller decides with `permits` who qualifies.
+    /// A user's address is their own setting, else their identity provider's.
+    pub async fn mail_candidates(
+        &mut self,
+        roles: &[&str],
+        limit: i64,
+    ) -> Result<Vec<MailRecipient>> {
+        let list = (2..2 + roles.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT u.id, {MAIL_ADDRESS} AS email FROM users u \
+             LEFT JOIN user_identities i ON i.user_id = u.id \
+             WHERE u.disabled = 0 AND u.notify_email = 1 AND {MAIL_ADDRESS} <> '' \
+             AND (EXISTS (SELECT 1 FROM role_assignments ra WHERE ra.user_id = u.id AND ra.role IN ({list})) \
+             OR EXISTS (SELECT 1 FROM group_role_rules g WHERE g.provider = i.provider AND g.role IN ({list}))) \
+             ORDER BY u.username LIMIT $1"
+        );
+        let mut query = sqlx::query(&sql).bind(limit);
+        for role in roles {
+            query = query.bind(*role);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
         rows.iter()
             .map(|r| {
                 Ok(MailRecipient {
@@ -462,12 +488,14 @@ impl WriteTx {
 
     /// The user's address if they may be e-mailed.
     pub async fn mail_address(&mut self, user_id: &str) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT email FROM users WHERE id = $1 AND disabled = 0 AND notify_email = 1 AND email <> ''",
-        )
-        .bind(user_id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
+        let sql = format!(
+            "SELECT {MAIL_ADDRESS} AS email FROM users u LEFT JOIN user_identities i ON i.user_id = u.id \
+             WHERE u.id = $1 AND u.disabled = 0 AND u.notify_email = 1 AND {MAIL_ADDRESS} <> ''"
+        );
+        let row = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
         row.map(|r| Ok(r.try_get("email")?)).transpose()
     }
 
