@@ -43,6 +43,12 @@ wasm-opt -O1 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sig
 cp style/main.css "$PKG_DIR/$OUTPUT_NAME.css"
 cp -R public/. "$SITE_ROOT/"
 python3 scripts/check-bundle.py "$PKG_DIR/$OUTPUT_NAME.wasm"
+# Served precompressed (server/src/assets.rs): compressed once here at the highest
+# levels, never per request.
+for f in "$PKG_DIR/$OUTPUT_NAME.wasm" "$PKG_DIR/$OUTPUT_NAME.js" "$PKG_DIR/$OUTPUT_NAME.css"; do
+  gzip -9 -k -f -n "$f"
+  brotli -q 11 -k -f "$f"
+done
 
 say "release server"
 cargo build -p portcullis-server --bin portcullis-server --release

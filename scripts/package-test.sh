@@ -63,7 +63,8 @@ check "server package depends on adduser" grep -q "Depends:.*adduser" "$work/ser
 check "agent package depends on nftables" grep -q "Depends:.*nftables" "$work/agent.info"
 for path in ./usr/bin/portcullis-server ./etc/portcullis/portcullis.toml \
   ./usr/share/portcullis/site/pkg/portcullis.wasm ./usr/share/portcullis/site/pkg/portcullis.js \
-  ./usr/share/portcullis/site/pkg/portcullis.css \
+  ./usr/share/portcullis/site/pkg/portcullis.css ./usr/share/portcullis/site/pkg/portcullis.wasm.br \
+  ./usr/share/portcullis/site/pkg/portcullis.wasm.gz \
   ./usr/share/portcullis/site/downloads/portcullis-agent-linux-x86_64 \
   ./usr/share/portcullis/site/downloads/portcullis-agent-linux-x86_64.sha256 \
   ./usr/share/doc/portcullis-server/Caddyfile; do

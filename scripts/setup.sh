@@ -29,6 +29,8 @@ command -v npm >/dev/null || packages+=(npm)
 command -v python3 >/dev/null || packages+=(python3)
 # The agent offered for download is static (musl): ring's C code needs musl-gcc.
 command -v musl-gcc >/dev/null || packages+=(musl-tools)
+# The browser bundle is served precompressed (scripts/build-site.sh makes .br and .gz).
+command -v brotli >/dev/null || packages+=(brotli)
 if [ "$mode" = test ]; then
   [ -x /usr/bin/chromium ] || packages+=(chromium)
   command -v nft >/dev/null || packages+=(nftables)

@@ -2,6 +2,7 @@
 //! health), sessions, and the request guards that sit in front of everything.
 
 pub mod agent_api;
+mod assets;
 pub mod config;
 pub mod downloads;
 mod export;
@@ -192,6 +193,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .route("/downloads/{*name}", get(downloads::download))
         .route("/agent/v1/enroll", axum::routing::post(agent_api::enroll))
         .route("/agent/v1/report", axum::routing::post(agent_api::report))
+        .merge(assets::router(&config.site_root))
         .merge(rest::router())
         .route("/api/v1/{*rest}", axum::routing::any(rest::not_found))
         .route("/auth/oidc/{provider}/start", get(oidc::start))
