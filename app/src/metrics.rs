@@ -60,6 +60,8 @@ pub struct Metrics {
     pending_approvals: IntGauge,
     agents_enrolled: IntGauge,
     agents_silent: IntGauge,
+    notifications_pending: IntGauge,
+    notifications_failed: IntGauge,
     log_newest: IntGauge,
     log_verified: IntGauge,
     log_intact: IntGauge,
@@ -182,6 +184,16 @@ impl Metrics {
             "portcullis_agents_silent",
             "Enrolled agents not heard from for over 90 seconds (shown as silent in the portal).",
         );
+        let notifications_pending = int_gauge(
+            &r,
+            "portcullis_notifications_pending",
+            "Notifications waiting in the outbox to be sent (or retried).",
+        );
+        let notifications_failed = int_gauge(
+            &r,
+            "portcullis_notifications_failed",
+            "Notifications given up in the last 24 hours (see the Notifications page).",
+        );
         let log_newest = int_gauge(
             &r,
             "portcullis_activity_log_newest_position",
@@ -255,6 +267,8 @@ impl Metrics {
             pending_approvals,
             agents_enrolled,
             agents_silent,
+            notifications_pending,
+            notifications_failed,
             log_newest,
             log_verified,
             log_intact,
@@ -309,6 +323,8 @@ impl Metrics {
                 self.pending_approvals.set(c.pending_approvals);
                 self.agents_enrolled.set(c.agents_enrolled);
                 self.agents_silent.set(c.agents_silent);
+                self.notifications_pending.set(c.notifications_pending);
+                self.notifications_failed.set(c.notifications_failed);
                 self.log_newest.set(c.log_newest_seq);
                 self.log_intact.set(match c.log_intact {
                     Some(true) => 1,

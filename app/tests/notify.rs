@@ -392,6 +392,11 @@ async fn a_failing_receiver_is_retried_with_backoff_and_a_refusing_one_is_given_
     assert_eq!((m.status.as_str(), m.attempts), ("pending", 1));
     assert_eq!(m.last_error, "the receiver answered HTTP 500");
     assert_eq!(m.next_attempt_at, w.clock.now() + 30_000);
+    let counts = w.store.scrape_counts(0).await.unwrap();
+    assert_eq!(
+        (counts.notifications_pending, counts.notifications_failed),
+        (1, 0)
+    );
     // Not due yet: nothing is sent.
     deliver_due(&w.store, &sender).await.unwrap();
     assert_eq!(hooks.posts("/ops").len(), 1);
@@ -423,6 +428,11 @@ async fn a_failing_receiver_is_retried_with_backoff_and_a_refusing_one_is_given_
     deliver_due(&w.store, &sender).await.unwrap();
     let m = notify::message(&w.store, &admin, &message).await.unwrap();
     assert_eq!((m.status.as_str(), m.attempts), ("failed", 1));
+    let counts = w.store.scrape_counts(0).await.unwrap();
+    assert_eq!(
+        (counts.notifications_pending, counts.notifications_failed),
+        (0, 1)
+    );
     // The channel shows it.
     let shown = notify::get_channel(&w.store, &admin, &ch).await.unwrap();
     assert_eq!(shown.last_status, "failed");

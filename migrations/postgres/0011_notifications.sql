@@ -63,3 +63,9 @@ ALTER TABLE access_requests ADD COLUMN warned_end_at BIGINT;
 -- agent is heard again. The enforcement error they were last told about.
 ALTER TABLE vms ADD COLUMN silence_notified_at BIGINT;
 ALTER TABLE vms ADD COLUMN error_notified TEXT NOT NULL DEFAULT '';
+
+-- The notification job looks for these every few seconds: partial indexes keep that to
+-- the few VMs concerned, however many there are.
+CREATE INDEX vms_error_news ON vms(id) WHERE agent_error <> error_notified;
+CREATE INDEX vms_silence_news ON vms(agent_last_seen)
+    WHERE agent_id IS NOT NULL AND silence_notified_at IS NULL;

@@ -249,6 +249,8 @@ async fn the_numbers_move_through_a_request_life_cycle() {
         "portcullis_pending_approvals",
         "portcullis_agents_enrolled",
         "portcullis_agents_silent",
+        "portcullis_notifications_pending",
+        "portcullis_notifications_failed",
         "portcullis_agents_connected",
         "portcullis_long_polls_in_flight",
         "portcullis_open_latency_seconds_count",

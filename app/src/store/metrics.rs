@@ -16,6 +16,10 @@ pub struct ScrapeCounts {
     pub agents_enrolled: i64,
     /// Enrolled agents not heard from since `silent_before_ms`.
     pub agents_silent: i64,
+    /// Notifications waiting to be sent or retried.
+    pub notifications_pending: i64,
+    /// Notifications given up in the last 24 hours.
+    pub notifications_failed: i64,
     /// The newest position of the activity log (0 when it is empty).
     pub log_newest_seq: i64,
     /// Whether the latest verification of the log found it intact (None: not run yet).
@@ -42,6 +46,8 @@ impl Store {
              (SELECT COUNT(*) FROM access_requests WHERE status = 'pending_approval') AS pending_approvals, \
              (SELECT COUNT(*) FROM vms WHERE agent_id IS NOT NULL) AS agents_enrolled, \
              (SELECT COUNT(*) FROM vms WHERE agent_id IS NOT NULL AND agent_last_seen < $2) AS agents_silent, \
+             (SELECT COUNT(*) FROM notification_outbox WHERE status = 'pending') AS notifications_pending, \
+             (SELECT COUNT(*) FROM notification_outbox WHERE status = 'failed' AND last_attempt_at > $1 - 86400000) AS notifications_failed, \
              (SELECT COALESCE(MAX(seq), 0) FROM activity_log) AS log_newest_seq, \
              (SELECT ok FROM audit_status WHERE id = 1) AS log_ok",
         )
@@ -54,6 +60,8 @@ impl Store {
             pending_approvals: row.try_get("pending_approvals")?,
             agents_enrolled: row.try_get("agents_enrolled")?,
             agents_silent: row.try_get("agents_silent")?,
+            notifications_pending: row.try_get("notifications_pending")?,
+            notifications_failed: row.try_get("notifications_failed")?,
             log_newest_seq: row.try_get("log_newest_seq")?,
             log_intact: row.try_get::<Option<i64>, _>("log_ok")?.map(|ok| ok == 1),
         })
