@@ -450,15 +450,15 @@ pub fn teams_body(notice: &Notice, base_url: &str) -> serde_json::Value {
     let facts: Vec<_> = notice
         .facts
         .iter()
-        .map(|(k, v)| serde_json::json!({"title": k, "value": v}))
+        .map(|(k, v)| serde_json::json!({"title": teams_text(k), "value": teams_text(v)}))
         .collect();
     let mut card = serde_json::json!({
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": [
-            {"type": "TextBlock", "text": notice.subject, "weight": "Bolder", "size": "Medium", "wrap": true},
-            {"type": "TextBlock", "text": notice.text, "wrap": true},
+            {"type": "TextBlock", "text": teams_text(&notice.subject), "weight": "Bolder", "size": "Medium", "wrap": true},
+            {"type": "TextBlock", "text": teams_text(&notice.text), "wrap": true},
             {"type": "FactSet", "facts": facts},
         ],
     });
@@ -471,6 +471,13 @@ pub fn teams_body(notice: &Notice, base_url: &str) -> serde_json::Value {
         "type": "message",
         "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}],
     })
+}
+
+/// Text a requester wrote (a justification, say) shown in a Teams card, whose text blocks
+/// render Markdown: `[text](url)` must not become a link that seems to come from
+/// Portcullis, so the pair is broken apart.
+fn teams_text(s: &str) -> String {
+    s.replace("](", "] (")
 }
 
 /// The plain-text body of an e-mail.
@@ -679,6 +686,20 @@ mod tests {
             email_text(&n, "https://jit.example.com")
                 .contains("Approve or deny: https://jit.example.com/requests/r1")
         );
+        let phish = Notice {
+            facts: vec![(
+                "Justification".into(),
+                "see [the runbook](https://evil.example)".into(),
+            )],
+            ..n.clone()
+        };
+        let t = teams_body(&phish, "https://jit.example.com");
+        let value = t["attachments"][0]["content"]["body"][2]["facts"][0]["value"]
+            .as_str()
+            .unwrap();
+        assert_eq!(value, "see [the runbook] (https://evil.example)");
+        let s = slack_body(&phish, "https://jit.example.com").to_string();
+        assert!(!s.contains("<https://evil"), "{s}");
     }
 
     proptest! {
