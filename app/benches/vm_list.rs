@@ -150,6 +150,7 @@ async fn main() {
                     justification: "bench".into(),
                     needs_approval: false,
                     approval_timeout_secs: None,
+                    approvals_required: Default::default(),
                 };
                 let log = NewLogEntry {
                     actor: "bench".into(),

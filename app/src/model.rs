@@ -259,6 +259,9 @@ pub struct RuleView {
     /// Minutes within which approval must come.
     #[serde(default)]
     pub approval_minutes: String,
+    /// How many distinct approvers must approve (1–5).
+    #[serde(default)]
+    pub approvals_required: String,
     /// The widest IPv4 / IPv6 prefix a "per request" source may be.
     #[serde(default)]
     pub widest_v4: String,
@@ -278,6 +281,7 @@ impl RuleView {
             justification_required: false,
             approval_required: false,
             approval_minutes: "60".into(),
+            approvals_required: "1".into(),
             widest_v4: "24".into(),
             widest_v6: "64".into(),
             enabled: false,
@@ -327,6 +331,11 @@ pub struct RequestView {
     pub comment: String,
     pub ports: Vec<PortView>,
     pub can_end: bool,
+    /// Distinct approvals given so far, and how many the request needs.
+    #[serde(default)]
+    pub approvals: i64,
+    #[serde(default)]
+    pub approvals_required: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,6 +61,7 @@ fn spec(port: &str, source: &str, secs: i64, approval: bool) -> RequestSpec {
         justification: "maintenance".into(),
         needs_approval: approval,
         approval_timeout_secs: approval.then_some(3600),
+        approvals_required: Default::default(),
     }
 }
 

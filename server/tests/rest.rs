@@ -1113,3 +1113,110 @@ async fn replacing_a_policy_says_what_the_vm_lost() {
         "PT30M"
     );
 }
+
+#[tokio::test]
+async fn two_approvers_over_the_api() {
+    let (app, admin, api) = admin_api().await;
+    add_vm(&api, "win-1", "prod").await;
+    let body = json!({"virtualMachines": [{"ports": [
+        {"number": 3389, "protocol": "TCP", "allowedSourceAddressPrefix": "*",
+         "approvalRequired": true, "approvalsRequired": 2},
+        {"number": 22, "protocol": "TCP", "allowedSourceAddressPrefix": "*"},
+    ]}]});
+    let (s, p) = api.put("/api/v1/jitPolicies/win-1", &body).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let ports = &p["virtualMachines"][0]["ports"];
+    assert_eq!(ports[0]["approvalsRequired"], 2);
+    assert_eq!(ports[1]["approvalsRequired"], 1, "the default");
+    let (_, got) = api.get("/api/v1/jitPolicies/win-1").await;
+    assert_eq!(got["virtualMachines"][0]["ports"], *ports);
+
+    // Out of range, or more than one without approval: named by JSON path, nothing stored.
+    for (port, expected) in [
+        (
+            json!({"number": 3389, "protocol": "TCP", "approvalRequired": true, "approvalsRequired": 6}),
+            "The number of approvers is a whole number from 1 to 5.",
+        ),
+        (
+            json!({"number": 3389, "protocol": "TCP", "approvalsRequired": 3}),
+            "More than one approver needs “Approval required” on.",
+        ),
+    ] {
+        let (s, e) = api
+            .put(
+                "/api/v1/jitPolicies/win-1",
+                &json!({"virtualMachines": [{"ports": [port]}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert_eq!(
+            field(&e, "virtualMachines[0].ports[0].approvalsRequired"),
+            Some(expected),
+            "{e}"
+        );
+    }
+    let (_, unchanged) = api.get("/api/v1/jitPolicies/win-1").await;
+    assert_eq!(unchanged["virtualMachines"][0]["ports"], *ports);
+
+    // The change of the number is named in what a replacement says.
+    let mut three = body.clone();
+    three["virtualMachines"][0]["ports"][0]["approvalsRequired"] = json!(3);
+    let (s, p) = api.put("/api/v1/jitPolicies/win-1", &three).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["replaced"], json!(["3389/tcp: approvers 2 → 3"]));
+    put_policy(&api, "win-1", &body).await;
+
+    let requester = scoped_user(&app, &admin, "req", "requester", "all", "").await;
+    let requester = Api::new(&app, &api_token(&app, &requester, "s").await);
+    let mut approvers = Vec::new();
+    for name in ["appr1", "appr2"] {
+        let client = scoped_user(&app, &admin, name, "approver", "all", "").await;
+        approvers.push(Api::new(&app, &api_token(&app, &client, "s").await));
+    }
+    let r = open(&requester, "win-1", &initiate(3389, "PT15M")).await;
+    assert_eq!(r["status"], "PendingApproval");
+    assert_eq!(
+        (r["approvals"].clone(), r["approvalsRequired"].clone()),
+        (json!(0), json!(2))
+    );
+    let id = r["id"].as_str().unwrap();
+
+    let approve = |who: &Api| {
+        let who = who.clone();
+        let path = format!("/api/v1/requests/{id}/approve");
+        async move { who.post(&path, &json!({"comment": "ok"})).await }
+    };
+    let (s, first) = approve(&approvers[0]).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(first["status"], "PendingApproval");
+    assert_eq!(first["approvals"], 1);
+    assert_eq!(first["approvalsRequired"], 2);
+    assert_eq!(first["virtualMachines"][0]["ports"][0]["status"], "Pending");
+    let (s, again) = approve(&approvers[0]).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{again}");
+    assert_eq!(message(&again), "You approved this request already.");
+    // The first approver's queue no longer holds it; the second's does.
+    let (_, q1) = approvers[0].get("/api/v1/requests?view=approvals").await;
+    assert_eq!(q1["value"], json!([]));
+    let (_, q2) = approvers[1].get("/api/v1/requests?view=approvals").await;
+    assert_eq!(q2["value"][0]["id"], id);
+    assert_eq!(q2["value"][0]["approvals"], 1);
+
+    let (s, done) = approve(&approvers[1]).await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "Active");
+    assert_eq!(done["approvals"], 2);
+    assert_eq!(done["decidedBy"], "appr2");
+    let (_, vm) = api.get("/api/v1/vms/win-1").await;
+    assert_eq!(vm["activeGrants"][0]["number"], 3389);
+    let (_, log) = api.get("/api/v1/activity?action=approve").await;
+    assert_eq!(log["total"], 2, "{log}");
+    assert_eq!(
+        log["value"][0]["detail"],
+        "2 of 2 approvals; request of req; ok"
+    );
+    assert_eq!(
+        log["value"][1]["detail"],
+        "1 of 2 approvals; request of req; ok"
+    );
+}

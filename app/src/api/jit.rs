@@ -26,6 +26,7 @@ pub mod views {
             justification_required: r.justification_required,
             approval_required: r.approval_required,
             approval_minutes: (r.approval_timeout.secs() / 60).to_string(),
+            approvals_required: r.approvals_required.to_string(),
             widest_v4: r.widest_source.v4.to_string(),
             widest_v6: r.widest_source.v6.to_string(),
             enabled: true,
@@ -141,6 +142,8 @@ pub mod views {
                 })
                 .collect(),
             can_end,
+            approvals: r.approvals,
+            approvals_required: r.approvals_required,
         }
     }
 }

@@ -163,6 +163,56 @@ impl Default for ApprovalTimeout {
     }
 }
 
+pub const MAX_APPROVERS: u8 = 5;
+
+/// How many distinct approvers a request on a rule needs before it opens: 1 to 5. Any
+/// one of them denying ends the request; nobody counts twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Approvers(u8);
+
+impl Approvers {
+    pub const ONE: Approvers = Approvers(1);
+
+    /// Parses the form's number; empty means one.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Ok(Self::ONE);
+        }
+        raw.parse::<i64>()
+            .map_err(|_| "The number of approvers is a whole number from 1 to 5.")
+            .and_then(Self::from_count)
+    }
+
+    pub fn from_count(n: i64) -> Result<Self, &'static str> {
+        match u8::try_from(n) {
+            Ok(n @ 1..=MAX_APPROVERS) => Ok(Approvers(n)),
+            _ => Err("The number of approvers is a whole number from 1 to 5."),
+        }
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+
+    /// Whether `given` distinct approvals are enough.
+    pub fn reached_by(self, given: i64) -> bool {
+        given >= i64::from(self.0)
+    }
+}
+
+impl Default for Approvers {
+    fn default() -> Self {
+        Self::ONE
+    }
+}
+
+impl std::fmt::Display for Approvers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 pub const DEFAULT_WIDEST_V4: u8 = 24;
 pub const DEFAULT_WIDEST_V6: u8 = 64;
 
@@ -289,6 +339,9 @@ pub struct PortRule {
     pub approval_required: bool,
     pub approval_timeout: ApprovalTimeout,
     pub widest_source: WidestPrefix,
+    /// How many distinct approvers its requests need (1 unless approval is required).
+    #[serde(default)]
+    pub approvals_required: Approvers,
 }
 
 impl PortRule {
@@ -312,8 +365,16 @@ impl PortRule {
             out.push_str(", justification required");
         }
         if self.approval_required {
+            if self.approvals_required > Approvers::ONE {
+                out.push_str(&format!(
+                    ", approval by {} approvers",
+                    self.approvals_required
+                ));
+            } else {
+                out.push_str(", approval");
+            }
             out.push_str(&format!(
-                ", approval required within {} min",
+                " required within {} min",
                 self.approval_timeout.secs() / 60
             ));
         }
@@ -364,6 +425,9 @@ pub struct PortRuleInput {
     /// Minutes within which approval must come; empty means the default (60).
     #[serde(default)]
     pub approval_minutes: String,
+    /// How many distinct approvers must approve (1–5); empty means one.
+    #[serde(default)]
+    pub approvals_required: String,
     /// The widest IPv4 / IPv6 prefix a "per request" source may be; empty means /24, /64.
     #[serde(default)]
     pub widest_v4: String,
@@ -411,6 +475,20 @@ impl JitPolicy {
                     ApprovalTimeout::parse_minutes(&row.approval_minutes),
                 )
             };
+            let approvers = match Approvers::parse(&row.approvals_required) {
+                Ok(n) if n > Approvers::ONE && row.approval_required.is_none() => {
+                    errors.add(
+                        &key("approvals_required"),
+                        "More than one approver needs “Approval required” on.",
+                    );
+                    None
+                }
+                Ok(n) => Some(n),
+                Err(message) => {
+                    errors.add(&key("approvals_required"), message);
+                    None
+                }
+            };
             let widest = match WidestPrefix::parse(&row.widest_v4, &row.widest_v6) {
                 Ok(w) => Some(w),
                 Err((field, message)) => {
@@ -425,6 +503,7 @@ impl JitPolicy {
                 Some(max_duration),
                 Some(approval_timeout),
                 Some(widest_source),
+                Some(approvals_required),
             ) = (
                 port,
                 protocol,
@@ -432,6 +511,7 @@ impl JitPolicy {
                 max_duration,
                 approval_timeout,
                 widest,
+                approvers,
             ) {
                 if rules
                     .iter()
@@ -449,6 +529,7 @@ impl JitPolicy {
                     approval_required: row.approval_required.is_some(),
                     approval_timeout,
                     widest_source,
+                    approvals_required,
                 });
             }
         }
@@ -473,6 +554,19 @@ impl JitPolicy {
                 .iter()
                 .find(|r| r.port == port && r.protocol == Protocol::Any)
         })
+    }
+
+    /// How many distinct approvals a request for `ports` needs under this policy: the
+    /// largest number among the rules (covering those ports) that require approval; one
+    /// when none does.
+    pub fn approvals_required(&self, ports: &[(Port, Protocol)]) -> Approvers {
+        ports
+            .iter()
+            .filter_map(|(port, protocol)| self.rule_covering(*port, *protocol))
+            .filter(|r| r.approval_required)
+            .map(|r| r.approvals_required)
+            .max()
+            .unwrap_or(Approvers::ONE)
     }
 
     /// Two policies are the same configuration when they have the same rules, in any order.
@@ -512,6 +606,12 @@ impl JitPolicy {
                 what.push("approval no longer required".into());
             } else if !old.approval_required && n.approval_required {
                 what.push("approval now required".into());
+            }
+            if n.approvals_required != old.approvals_required {
+                what.push(format!(
+                    "approvers {} → {}",
+                    old.approvals_required, n.approvals_required
+                ));
             }
             if old.justification_required && !n.justification_required {
                 what.push("justification no longer required".into());
@@ -743,6 +843,109 @@ mod tests {
         };
         assert!(old.same_rules(&reordered));
         assert!(old.changes_to(&reordered).is_empty());
+    }
+
+    #[test]
+    fn approvers_are_one_to_five_and_default_to_one() {
+        assert_eq!(Approvers::parse(" ").unwrap(), Approvers::ONE);
+        assert_eq!(Approvers::parse("3").unwrap().get(), 3);
+        assert_eq!(Approvers::parse(" 5 ").unwrap().get(), 5);
+        for bad in ["0", "6", "-1", "two", "2.5", "256"] {
+            let e = Approvers::parse(bad).unwrap_err();
+            assert!(e.contains("number of approvers"), "{bad}: {e}");
+        }
+        assert!(Approvers::from_count(2).unwrap().reached_by(2));
+        assert!(!Approvers::from_count(2).unwrap().reached_by(1));
+        assert_eq!(Approvers::default(), Approvers::ONE);
+
+        let mut three = row("22");
+        three.approval_required = Some("on".into());
+        three.approvals_required = "3".into();
+        let rule = JitPolicy::parse(&[three]).unwrap().rules[0].clone();
+        assert_eq!(rule.approvals_required.get(), 3);
+        assert!(
+            rule.summary()
+                .ends_with(", approval by 3 approvers required within 60 min"),
+            "{}",
+            rule.summary()
+        );
+        let plain = JitPolicy::parse(&[row("22")]).unwrap().rules[0].clone();
+        assert_eq!(plain.approvals_required, Approvers::ONE);
+    }
+
+    #[test]
+    fn a_bad_number_of_approvers_is_named_on_its_row() {
+        let mut six = row("22");
+        six.approval_required = Some("on".into());
+        six.approvals_required = "6".into();
+        let mut without_approval = row("3389");
+        without_approval.approvals_required = "2".into();
+        let mut one_without = row("5985");
+        one_without.approvals_required = "1".into();
+        let e = JitPolicy::parse(&[six, without_approval, one_without]).unwrap_err();
+        assert_eq!(
+            e.get("rules[0].approvals_required"),
+            Some("The number of approvers is a whole number from 1 to 5.")
+        );
+        assert!(
+            e.get("rules[1].approvals_required")
+                .unwrap()
+                .contains("Approval required")
+        );
+        assert!(e.get("rules[2].approvals_required").is_none());
+    }
+
+    #[test]
+    fn a_requests_approvers_are_the_most_any_of_its_gated_rules_needs() {
+        let gated = |port: &str, n: &str| {
+            let mut r = row(port);
+            r.approval_required = Some("on".into());
+            r.approvals_required = n.into();
+            r
+        };
+        let mut any = gated("3389", "3");
+        any.protocol = "any".into();
+        let policy = JitPolicy::parse(&[gated("22", "2"), any, row("80")]).unwrap();
+        let p = |n: u16, pr: Protocol| (Port::new(n).unwrap(), pr);
+        assert_eq!(policy.approvals_required(&[p(22, Protocol::Tcp)]).get(), 2);
+        assert_eq!(
+            policy
+                .approvals_required(&[p(22, Protocol::Tcp), p(3389, Protocol::Tcp)])
+                .get(),
+            3,
+            "an any-protocol rule covers a TCP port"
+        );
+        assert_eq!(
+            policy.approvals_required(&[p(80, Protocol::Tcp)]),
+            Approvers::ONE
+        );
+        assert_eq!(
+            policy.approvals_required(&[p(443, Protocol::Tcp)]),
+            Approvers::ONE,
+            "a port without a rule needs no more than one"
+        );
+    }
+
+    #[test]
+    fn changes_name_a_new_number_of_approvers() {
+        let gated = |n: &str| {
+            let mut r = row("22");
+            r.approval_required = Some("on".into());
+            r.approvals_required = n.into();
+            r
+        };
+        let old = JitPolicy::parse(&[gated("1")]).unwrap();
+        let new = JitPolicy::parse(&[gated("3")]).unwrap();
+        assert_eq!(
+            old.changes_to(&new),
+            vec!["22/tcp: approvers 1 → 3".to_owned()]
+        );
+        assert!(!old.same_rules(&new));
+        let off = JitPolicy::parse(&[row("22")]).unwrap();
+        assert_eq!(
+            new.changes_to(&off),
+            vec!["22/tcp: approval no longer required; approvers 3 → 1".to_owned()]
+        );
     }
 
     proptest! {

@@ -2,7 +2,7 @@
 //! cycle of a request and of each of its ports.
 
 use super::FieldErrors;
-use super::jit::{JitPolicy, Port, Protocol};
+use super::jit::{Approvers, JitPolicy, Port, Protocol};
 use super::net::Cidr;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -42,6 +42,10 @@ pub struct RequestSpec {
     /// How long the request may wait for approval (the shortest time-out of the rules
     /// that require approval); `None` when it needs none.
     pub approval_timeout_secs: Option<i64>,
+    /// How many distinct approvers must approve (see [`JitPolicy::approvals_required`]);
+    /// decided again against the policy in force at each approval.
+    #[serde(default)]
+    pub approvals_required: Approvers,
 }
 
 /// The reasons recorded when access ends or a request is closed by something other than
@@ -175,6 +179,7 @@ pub fn parse_request(
             .filter(|r| r.approval_required)
             .map(|r| r.approval_timeout.secs())
             .min(),
+        approvals_required: policy.approvals_required(&input.ports),
     })
 }
 
@@ -496,6 +501,7 @@ mod tests {
                     approval_required: false,
                     approval_timeout: ApprovalTimeout::default(),
                     widest_source: WidestPrefix::default(),
+                    approvals_required: Default::default(),
                 },
                 PortRule {
                     port: Port::parse("3389").unwrap(),
@@ -507,6 +513,7 @@ mod tests {
                     approval_required: true,
                     approval_timeout: ApprovalTimeout::default(),
                     widest_source: WidestPrefix::default(),
+                    approvals_required: Default::default(),
                 },
             ],
         }
@@ -720,6 +727,7 @@ mod tests {
         let spec = parse_request("win-1", &policy(), &mapped_host, ip("203.0.113.7")).unwrap();
         assert_eq!(spec.source.to_string(), "198.51.100.9/32");
         assert_eq!(spec.approval_timeout_secs, Some(3600));
+        assert_eq!(spec.approvals_required, Approvers::ONE);
     }
 
     #[test]

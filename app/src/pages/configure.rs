@@ -69,6 +69,7 @@ pub fn ConfigurePage() -> impl IntoView {
                                 <th scope="col">"Max request time (minutes)"</th>
                                 <th scope="col">"Justification required"</th>
                                 <th scope="col">"Approval required"</th>
+                                <th scope="col">"Approvers"</th>
                                 <th scope="col">"Approval within (minutes)"</th>
                                 <th scope="col">"Widest per-request source (IPv4 / IPv6 prefix)"</th>
                             </tr>
@@ -77,7 +78,7 @@ pub fn ConfigurePage() -> impl IntoView {
                             {rows.into_iter().enumerate().map(|(i, r)| view! { <RuleRow i r err /> }).collect_view()}
                         </tbody>
                     </table>
-                    <p class="hint">"Allowed source IPs: leave empty for “per request” (the requester names one source, at most as wide as the widest prefix), or list IPv4/IPv6 CIDRs separated by commas. Maximum request time: 5 to 1440 minutes. A request that needs approval and gets none within its time is closed."</p>
+                    <p class="hint">"Allowed source IPs: leave empty for “per request” (the requester names one source, at most as wide as the widest prefix), or list IPv4/IPv6 CIDRs separated by commas. Maximum request time: 5 to 1440 minutes. Approvers: how many different people (1 to 5) must approve a request that needs approval; one denial ends it. A request that needs approval and gets none within its time is closed."</p>
                     <div class="actions"><button type="submit" class="btn primary">"Save JIT policy"</button></div>
                 </ActionForm>
                 {single.map(|vm_id| view! {
@@ -148,6 +149,11 @@ fn RuleRow(i: usize, r: RuleView, err: Signal<Option<crate::error::AppError>>) -
             <td>
                 <input type="checkbox" id=id("approval_required") name=n("approval_required") value="on" checked=r.approval_required />
                 <label for=id("approval_required") class="sr-only">{format!("Approval required, row {}", i + 1)}</label>
+            </td>
+            <td>
+                <label for=id("approvals_required") class="sr-only">{format!("Approvers needed, row {}", i + 1)}</label>
+                <input id=id("approvals_required") name=n("approvals_required") type="text" inputmode="numeric" size="2" value=r.approvals_required.clone() />
+                <FieldMsg err field=key("approvals_required") />
             </td>
             <td>
                 <label for=id("approval_minutes") class="sr-only">{format!("Approval within, minutes, row {}", i + 1)}</label>

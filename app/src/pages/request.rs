@@ -44,7 +44,11 @@ pub fn RequestAccessPage() -> impl IntoView {
                                 sources,
                                 r.max_minutes,
                                 if r.justification_required { ", justification required" } else { "" },
-                                if r.approval_required { ", needs approval" } else { "" }
+                                match (r.approval_required, r.approvals_required.as_str()) {
+                                    (false, _) => String::new(),
+                                    (true, "" | "1") => ", needs approval".to_owned(),
+                                    (true, n) => format!(", needs {n} approvals"),
+                                }
                             );
                             view! {
                                 <div class="field checkbox">

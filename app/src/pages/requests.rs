@@ -114,6 +114,14 @@ pub(crate) fn ports_cell(r: &RequestView) -> impl IntoView + use<> {
     view! { <ul class="grants">{items}</ul> }
 }
 
+/// "1 of 2 approvals" under a request still waiting for more than one approver.
+fn approvals_note(r: &RequestView) -> Option<impl IntoView + use<>> {
+    (r.status == "pending_approval" && r.approvals_required > 1).then(|| {
+        let text = format!("{} of {} approvals", r.approvals, r.approvals_required);
+        view! { <span class="muted" data-testid="approvals">{text}</span> }
+    })
+}
+
 #[component]
 fn MineRow(
     r: RequestView,
@@ -136,10 +144,12 @@ fn MineRow(
             <td>{r.source.clone()}</td>
             <td><LocalTime ms=r.created_at /></td>
             <td><span class=format!("status {}", r.status) data-testid="request-status">{r.status_label.clone()}</span>
+                {approvals_note(&r).map(|note| view! { <br />{note} })}
                 {(!r.comment.is_empty()).then(|| view! { <br /><span class="muted">{format!("“{}”", r.comment)}</span> })}
             </td>
             <td>{ends}</td>
             <td>
+                <a href=format!("/requests/{}", r.id) class="link">"Details"</a>
                 {r.can_end.then(|| view! {
                     <ActionForm action=revoke attr:class="inline-form">
                         <input type="hidden" name="id" value=id />
@@ -165,13 +175,14 @@ fn QueueRow(r: RequestView, decide: ServerAction<DecideRequest>) -> impl IntoVie
     let (ca, cd) = (format!("ca-{}", r.id), format!("cd-{}", r.id));
     view! {
         <tr data-request=r.id.clone() data-vm=r.vm_name.clone()>
-            <td>{r.vm_name.clone()}</td>
+            <td><a href=format!("/requests/{}", r.id)>{r.vm_name.clone()}</a></td>
             <td>{r.requester.clone()}</td>
             <td>{ports_cell(&r)}</td>
             <td>{r.source.clone()}</td>
             <td>{format!("{} min", r.duration_minutes)}</td>
             <td>{r.justification.clone()}</td>
             <td>
+                {approvals_note(&r).map(|note| view! { {note}<br /> })}
                 <ActionForm action=decide attr:class="inline-form">
                     <input type="hidden" name="id" value=id_a />
                     <input type="hidden" name="decision" value="approve" />

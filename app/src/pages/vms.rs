@@ -151,7 +151,11 @@ pub fn VmPage() -> impl IntoView {
                                             <td>{if r.allowed_sources.is_empty() { "per request".to_owned() } else { r.allowed_sources }}</td>
                                             <td>{format!("{} min", r.max_minutes)}</td>
                                             <td>{if r.justification_required { "required" } else { "optional" }}</td>
-                                            <td>{if r.approval_required { "required" } else { "not required" }}</td>
+                                            <td>{match (r.approval_required, r.approvals_required.as_str()) {
+                                                (false, _) => "not required".to_owned(),
+                                                (true, "" | "1") => "required".to_owned(),
+                                                (true, n) => format!("required, {n} approvers"),
+                                            }}</td>
                                         </tr>
                                     }).collect_view()}
                                 </tbody>

@@ -450,19 +450,35 @@ pub async fn enable_jit(
                     None,
                 )
                 .await?;
-            } else if let Some(timeout) = w
-                .ports
-                .iter()
-                .filter_map(|(port, protocol)| {
-                    let port = u16::try_from(*port).ok().and_then(Port::new)?;
-                    let rule = policy.rule_covering(port, Protocol::parse(protocol).ok()?)?;
-                    rule.approval_required.then(|| rule.approval_timeout.secs())
-                })
-                .min()
-            {
-                // A changed time-out applies to the requests already waiting.
-                tx.set_approval_deadline(&w.id, w.created_at + timeout * 1000)
-                    .await?;
+            } else {
+                let ports: Vec<(Port, Protocol)> = w
+                    .ports
+                    .iter()
+                    .filter_map(|(port, protocol)| {
+                        Some((
+                            u16::try_from(*port).ok().and_then(Port::new)?,
+                            Protocol::parse(protocol).ok()?,
+                        ))
+                    })
+                    .collect();
+                if let Some(timeout) = ports
+                    .iter()
+                    .filter_map(|(port, protocol)| {
+                        let rule = policy.rule_covering(*port, *protocol)?;
+                        rule.approval_required.then(|| rule.approval_timeout.secs())
+                    })
+                    .min()
+                {
+                    // A changed time-out applies to the requests already waiting.
+                    tx.set_approval_deadline(&w.id, w.created_at + timeout * 1000)
+                        .await?;
+                }
+                // So does a changed number of approvers (the requests list shows it; each
+                // approval decides it again from the policy in force).
+                let required = i64::from(policy.approvals_required(&ports).get());
+                if required != w.approvals_required {
+                    tx.set_approvals_required(&w.id, required).await?;
+                }
             }
         }
     }

@@ -5,7 +5,7 @@ use super::Actor;
 use super::access::roles_from;
 use super::jit::{require, visible_vm, vm_resource};
 use super::notify;
-use crate::domain::jit::{Port, Protocol};
+use crate::domain::jit::{Approvers, Port, Protocol};
 use crate::domain::notify::NotifyEvent;
 use crate::domain::request::{
     Event, Misfit, PortStatus, RequestInput, RequestStatus, extended_end, parse_port_key,
@@ -246,6 +246,20 @@ async fn approver_still_may(tx: &mut WriteTx, actor: &Actor, w: &WaitingRequest)
     }
 }
 
+/// The ports a waiting request asks for, as the domain names them.
+fn waiting_ports(w: &WaitingRequest) -> crate::store::Result<Vec<(Port, Protocol)>> {
+    w.ports
+        .iter()
+        .map(|(port, protocol)| {
+            Some((
+                u16::try_from(*port).ok().and_then(Port::new)?,
+                Protocol::parse(protocol).ok()?,
+            ))
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| crate::store::StoreError::Corrupt(format!("request {}", w.id)))
+}
+
 /// Re-checks a waiting request at decision time, as the transaction sees the world: it
 /// has not timed out, its requester exists, is enabled and may still request on the VM,
 /// and every port still fits the VM's policy. The first failure is returned.
@@ -295,17 +309,7 @@ async fn recheck_waiting(
     }
     let policy = tx.policy(&w.vm_id).await?;
     let corrupt = || crate::store::StoreError::Corrupt(format!("request {}", w.id));
-    let ports = w
-        .ports
-        .iter()
-        .map(|(port, protocol)| {
-            Some((
-                u16::try_from(*port).ok().and_then(Port::new)?,
-                Protocol::parse(protocol).ok()?,
-            ))
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(corrupt)?;
+    let ports = waiting_ports(w)?;
     let source = Cidr::parse(&w.source).map_err(|_| corrupt())?;
     Ok(
         recheck_request(policy.as_ref(), &ports, &source, w.duration_secs).map_err(|m| Misfit {
@@ -317,6 +321,11 @@ async fn recheck_waiting(
 
 /// Approves a waiting request after re-checking everything it rests on. When a check
 /// fails the request is closed with that reason and the approver is told which check.
+///
+/// A request may need several distinct approvers (the most any of its ports' rules asks
+/// for, under the policy as it stands in this transaction): each approval is recorded
+/// and logged, and only the one that reaches the number opens the ports. Until then the
+/// request keeps waiting, under its approval time-out. Nobody approves twice.
 pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppResult<()> {
     let r = load_for_decision(store, actor, id, comment, Event::Approve).await?;
     let ip = actor.ip.to_string();
@@ -345,8 +354,34 @@ pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> A
             misfit.message
         )));
     }
+    // The re-check passed, so the VM has a policy; the number it asks for now counts.
+    let required = match tx.policy(&w.vm_id).await? {
+        Some(policy) => policy.approvals_required(&waiting_ports(&w)?),
+        None => return Err(decided_elsewhere()),
+    };
+    let Some(given) = tx
+        .record_approval(id, &actor.user_id, &actor.username, comment.trim())
+        .await?
+    else {
+        return Err(AppError::Conflict(
+            "You approved this request already.".into(),
+        ));
+    };
+    tx.set_approvals_required(id, i64::from(required.get()))
+        .await?;
     let mut log = log_for(actor, "approve", &r);
-    log.detail = format!("request of {}; {}", r.requester, comment.trim());
+    let progress = if required > Approvers::ONE {
+        format!("{given} of {required} approvals; ")
+    } else {
+        String::new()
+    };
+    log.detail = format!("{progress}request of {}; {}", r.requester, comment.trim());
+    if !required.reached_by(given) {
+        // Recorded; the request waits for the next approver.
+        tx.log(log).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
     if !tx
         .activate_request(&w, &actor.username, &ip, comment.trim(), log)
         .await?
@@ -562,7 +597,8 @@ pub async fn my_requests(
 }
 
 /// Pending requests this actor may decide: on VMs where they approve (their scope, in
-/// the database), not their own; a page at a time.
+/// the database), not their own, not those they approved already (which wait for other
+/// approvers); a page at a time.
 pub async fn approval_queue(
     store: &Store,
     actor: &Actor,
@@ -580,6 +616,8 @@ pub async fn approval_queue(
         RequestFilter {
             status: Some(RequestStatus::PendingApproval),
             not_requester: Some(actor.user_id.clone()),
+            // A request this approver approved already waits for others, not for them.
+            not_approved_by: Some(actor.user_id.clone()),
             scope: Some(scope),
             ..Default::default()
         },

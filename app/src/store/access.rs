@@ -77,6 +77,10 @@ pub struct WaitingRequest {
     pub approval_expires_at: Option<i64>,
     /// (port, protocol) of each requested port.
     pub ports: Vec<(i64, String)>,
+    /// Distinct approvals given so far, and how many it needed at the last decision or
+    /// policy edit.
+    pub approvals: i64,
+    pub approvals_required: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +159,8 @@ fn grant_from_row(row: &AnyRow) -> Result<OpenGrant> {
 
 const WAITING_COLUMNS: &str = "r.id, r.vm_id, v.name AS vm_name, v.resource_group AS vm_group, \
      r.requester_id, u.username AS requester, r.source_prefix, r.duration_secs, r.justification, \
-     r.created_at, r.approval_expires_at";
+     r.created_at, r.approval_expires_at, r.approvals_required, \
+     (SELECT COUNT(*) FROM request_approvals a WHERE a.request_id = r.id) AS approvals";
 
 fn request_status_for(status: PortStatus) -> Result<RequestStatus> {
     match status {
@@ -466,6 +471,8 @@ impl WriteTx {
                 created_at: row.try_get("created_at")?,
                 approval_expires_at: row.try_get("approval_expires_at")?,
                 ports,
+                approvals: row.try_get("approvals")?,
+                approvals_required: row.try_get("approvals_required")?,
             });
         }
         Ok(out)

@@ -4,7 +4,8 @@ use super::audit::{Bind, NewLogEntry, bind_all};
 use super::{Result, Store, StoreError, WriteTx, new_id};
 use crate::domain::Visibility;
 use crate::domain::jit::{
-    AllowedSources, ApprovalTimeout, JitPolicy, MaxDuration, Port, PortRule, Protocol, WidestPrefix,
+    AllowedSources, ApprovalTimeout, Approvers, JitPolicy, MaxDuration, Port, PortRule, Protocol,
+    WidestPrefix,
 };
 use sqlx::AnyConnection;
 use sqlx::Row;
@@ -397,7 +398,7 @@ impl Store {
 }
 
 const RULE_COLUMNS: &str = "port, protocol, allowed_sources, max_duration_secs, justification_required, \
-     approval_required, approval_timeout_secs, widest_prefix_v4, widest_prefix_v6";
+     approval_required, approval_timeout_secs, widest_prefix_v4, widest_prefix_v6, approvals_required";
 
 /// `$first, $first+1, ...`: `n` placeholders for an IN list.
 fn placeholders(first: usize, n: usize) -> String {
@@ -437,6 +438,8 @@ fn rule_from_row(r: &AnyRow) -> Result<PortRule> {
             v4: widest("widest_prefix_v4", 32)?,
             v6: widest("widest_prefix_v6", 128)?,
         },
+        approvals_required: Approvers::from_count(r.try_get("approvals_required")?)
+            .map_err(|_| corrupt("approvers"))?,
     })
 }
 
@@ -502,8 +505,8 @@ impl WriteTx {
             sqlx::query(
                 "INSERT INTO port_rules (id, vm_id, position, port, protocol, allowed_sources, \
                  max_duration_secs, justification_required, approval_required, approval_timeout_secs, \
-                 widest_prefix_v4, widest_prefix_v6) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 widest_prefix_v4, widest_prefix_v6, approvals_required) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(new_id())
             .bind(vm_id)
@@ -517,6 +520,7 @@ impl WriteTx {
             .bind(rule.approval_timeout.secs())
             .bind(i64::from(rule.widest_source.v4))
             .bind(i64::from(rule.widest_source.v6))
+            .bind(i64::from(rule.approvals_required.get()))
             .execute(&mut *self.tx)
             .await?;
         }

@@ -41,6 +41,10 @@ pub struct StoredRequest {
     pub vm_has_agent: bool,
     pub vm_generation: i64,
     pub vm_applied_generation: i64,
+    /// Distinct approvals given so far, and how many the request needs (as of the last
+    /// decision or policy edit; decided again at each approval).
+    pub approvals: i64,
+    pub approvals_required: i64,
 }
 
 /// One grant in force: the unit the agent enforces.
@@ -57,6 +61,8 @@ pub struct RequestFilter {
     pub requester_id: Option<String>,
     /// Everyone's requests but this user's (nobody decides their own).
     pub not_requester: Option<String>,
+    /// Only requests this user has not approved yet (nobody approves twice).
+    pub not_approved_by: Option<String>,
     pub vm_id: Option<String>,
     pub status: Option<RequestStatus>,
     pub since_ms: Option<i64>,
@@ -70,7 +76,8 @@ const REQUEST_COLUMNS: &str = "r.id, r.batch_id, r.vm_id, v.name AS vm_name, v.r
      r.requester_id, u.username AS requester, r.source_prefix, r.duration_secs, r.justification, r.status, \
      r.created_at, r.start_at, r.end_at, r.decided_by, r.decision_comment, \
      CASE WHEN v.agent_id IS NULL THEN 0 ELSE 1 END AS vm_has_agent, v.generation AS vm_generation, \
-     v.agent_applied_generation AS vm_applied_generation";
+     v.agent_applied_generation AS vm_applied_generation, r.approvals_required, \
+     (SELECT COUNT(*) FROM request_approvals a WHERE a.request_id = r.id) AS approvals";
 
 fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
     let status: String = row.try_get("status")?;
@@ -96,6 +103,8 @@ fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
         vm_has_agent: row.try_get::<i64, _>("vm_has_agent")? == 1,
         vm_generation: row.try_get("vm_generation")?,
         vm_applied_generation: row.try_get("vm_applied_generation")?,
+        approvals: row.try_get("approvals")?,
+        approvals_required: row.try_get("approvals_required")?,
     })
 }
 
@@ -227,6 +236,53 @@ impl WriteTx {
         Ok(true)
     }
 
+    /// Records `approver`'s approval of a waiting request (the caller has read it waiting
+    /// in this transaction). Returns how many distinct approvals it has now, or `None` when
+    /// this approver had approved it already (then nothing is written). Whether that is
+    /// enough is the caller's decision.
+    pub async fn record_approval(
+        &mut self,
+        request_id: &str,
+        approver_id: &str,
+        approver_name: &str,
+        comment: &str,
+    ) -> Result<Option<i64>> {
+        let done = sqlx::query(
+            "INSERT INTO request_approvals (request_id, approver_id, approver_name, comment, approved_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, approver_id) DO NOTHING",
+        )
+        .bind(request_id)
+        .bind(approver_id)
+        .bind(approver_name)
+        .bind(comment)
+        .bind(self.now)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let given =
+            sqlx::query("SELECT COUNT(*) AS n FROM request_approvals WHERE request_id = $1")
+                .bind(request_id)
+                .fetch_one(&mut *self.tx)
+                .await?
+                .try_get::<i64, _>("n")?;
+        Ok(Some(given))
+    }
+
+    /// Sets how many approvals a waiting request needs, as the policy in force decides.
+    pub async fn set_approvals_required(&mut self, request_id: &str, n: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE access_requests SET approvals_required = $1 \
+             WHERE id = $2 AND status = 'pending_approval'",
+        )
+        .bind(n)
+        .bind(request_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     /// Records a request for one VM. Without approval it is active at once; with approval
     /// it waits at most `spec.approval_timeout_secs`.
     pub async fn create_request(
@@ -261,8 +317,9 @@ impl WriteTx {
         };
         sqlx::query(
             "INSERT INTO access_requests (id, batch_id, vm_id, requester_id, source_prefix, duration_secs, \
-             justification, status, created_at, start_at, window_start_at, end_at, decision_comment, approval_expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, '', $12)",
+             justification, status, created_at, start_at, window_start_at, end_at, decision_comment, approval_expires_at, \
+             approvals_required) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, '', $12, $13)",
         )
         .bind(&id)
         .bind(batch_id)
@@ -276,6 +333,7 @@ impl WriteTx {
         .bind(start)
         .bind(end)
         .bind(deadline)
+        .bind(i64::from(spec.approvals_required.get()))
         .execute(&mut *tx.tx)
         .await?;
         for (port, protocol) in &spec.ports {
@@ -414,6 +472,14 @@ impl Store {
         if let Some(id) = &f.not_requester {
             binds.push(Bind::Text(id.clone()));
             sql.push_str(&format!(" AND r.requester_id <> ${}", binds.len()));
+        }
+        if let Some(id) = &f.not_approved_by {
+            binds.push(Bind::Text(id.clone()));
+            sql.push_str(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM request_approvals a \
+                 WHERE a.request_id = r.id AND a.approver_id = ${})",
+                binds.len()
+            ));
         }
         if let Some(id) = &f.vm_id {
             binds.push(Bind::Text(id.clone()));

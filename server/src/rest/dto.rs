@@ -233,6 +233,10 @@ pub struct PolicyPortInput {
     /// Portcullis extension: ISO 8601, whole minutes, 5 minutes to 24 hours; a request
     /// not approved within it is closed. Default `PT1H`.
     pub approval_timeout: Option<String>,
+    /// Portcullis extension: how many distinct approvers must approve (1–5, default 1;
+    /// more than one needs `approvalRequired`). Any one denial ends the request.
+    #[schema(minimum = 1, maximum = 5)]
+    pub approvals_required: Option<i64>,
     /// Portcullis extension: for `allowedSourceAddressPrefix` `*`, the widest IPv4 source a
     /// request may name (prefix length 1–32, default 24).
     #[schema(minimum = 1, maximum = 32)]
@@ -274,6 +278,8 @@ pub struct PolicyPortDto {
     pub approval_required: bool,
     /// How long a request may wait for approval (ISO 8601).
     pub approval_timeout: String,
+    /// How many distinct approvers must approve (1–5).
+    pub approvals_required: i64,
     pub widest_source_prefix_ipv4: i64,
     pub widest_source_prefix_ipv6: i64,
 }
@@ -395,6 +401,12 @@ pub struct RequestDto {
     pub decided_by: Option<String>,
     pub decision_comment: String,
     pub virtual_machines: Vec<RequestVmDto>,
+    /// Portcullis extension: distinct approvals given so far, and how many the request
+    /// needs (it stays `PendingApproval` until they are reached).
+    #[serde(default)]
+    pub approvals: i64,
+    #[serde(default)]
+    pub approvals_required: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

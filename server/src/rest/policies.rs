@@ -38,6 +38,7 @@ pub fn policy_dto(vm: &StoredVm, policy: &JitPolicy) -> PolicyDto {
                 justification_required: r.justification_required,
                 approval_required: r.approval_required,
                 approval_timeout: format_iso_duration(r.approval_timeout.secs()),
+                approvals_required: i64::from(r.approvals_required.get()),
                 widest_source_prefix_ipv4: i64::from(r.widest_source.v4),
                 widest_source_prefix_ipv6: i64::from(r.widest_source.v6),
             }
@@ -165,6 +166,10 @@ pub fn policy_rows(input: &PolicyInput) -> ApiResult<Vec<PortRuleInput>> {
             justification_required: p.justification_required.then(|| "on".into()),
             approval_required: p.approval_required.then(|| "on".into()),
             approval_minutes,
+            approvals_required: p
+                .approvals_required
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
             widest_v4: prefix(p.widest_source_prefix_ipv4),
             widest_v6: prefix(p.widest_source_prefix_ipv6),
         });
@@ -191,6 +196,7 @@ fn rename_policy_field(input: &PolicyInput, field: &str) -> String {
         "protocol" => "protocol",
         "max_minutes" => "maxRequestAccessDuration",
         "approval_minutes" => "approvalTimeout",
+        "approvals_required" => "approvalsRequired",
         "widest_v4" => "widestSourcePrefixIpv4",
         "widest_v6" => "widestSourcePrefixIpv6",
         "allowed_sources" => {
@@ -374,7 +380,7 @@ mod tests {
         let rows = policy_rows(&input(serde_json::json!({"virtualMachines":[{"ports":[
             {"number":22,"protocol":"TCP","allowedSourceAddressPrefix":"*","maxRequestAccessDuration":"PT3H"},
             {"number":3389,"protocol":"*","allowedSourceAddressPrefixes":["198.51.100.0/24","2001:db8::/32"],
-             "approvalRequired":true}
+             "approvalRequired":true, "approvalsRequired":3}
         ]}]})))
         .unwrap();
         assert_eq!(rows[0].port, "22");
@@ -383,7 +389,10 @@ mod tests {
         assert_eq!(rows[1].allowed_sources, "198.51.100.0/24,2001:db8::/32");
         assert_eq!(rows[1].max_minutes, "");
         assert!(rows[1].approval_required.is_some());
-        JitPolicy::parse(&rows).unwrap();
+        assert_eq!(rows[1].approvals_required, "3");
+        assert_eq!(rows[0].approvals_required, "");
+        let policy = JitPolicy::parse(&rows).unwrap();
+        assert_eq!(policy.rules[1].approvals_required.get(), 3);
     }
 
     #[test]
@@ -408,6 +417,10 @@ mod tests {
         assert_eq!(
             rename_policy_field(&i, "rules[0].port"),
             "virtualMachines[0].ports[0].number"
+        );
+        assert_eq!(
+            rename_policy_field(&i, "rules[1].approvals_required"),
+            "virtualMachines[0].ports[1].approvalsRequired"
         );
     }
 }

@@ -95,6 +95,8 @@ pub fn request_dto(r: StoredRequest) -> RequestDto {
             name: r.vm_name.clone(),
             ports,
         }],
+        approvals: r.approvals,
+        approvals_required: r.approvals_required,
         id: r.id,
     }
 }
