@@ -73,10 +73,13 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=HomePage ssr=SsrMode::Async />
                 <Route path=path!("/account/password") view=PasswordPage ssr=SsrMode::Async />
                 <Route path=path!("/admin/users") view=AdminUsersPage ssr=SsrMode::Async />
+                <Route path=path!("/admin/notifications") view=NotificationsPage ssr=SsrMode::Async />
+                <Route path=path!("/account/notifications") view=AccountNotificationsPage ssr=SsrMode::Async />
                 <Route path=path!("/jit") view=JitPage ssr=SsrMode::Async />
                 <Route path=path!("/jit/configure") view=ConfigurePage ssr=SsrMode::Async />
                 <Route path=path!("/jit/request") view=RequestAccessPage ssr=SsrMode::Async />
                 <Route path=path!("/requests") view=RequestsPage ssr=SsrMode::Async />
+                <Route path=path!("/requests/:id") view=RequestDetailPage ssr=SsrMode::Async />
                 <Route path=path!("/vms/new") view=NewVmPage ssr=SsrMode::Async />
                 <Route path=path!("/vms/:id") view=VmPage ssr=SsrMode::Async />
                 <Route path=path!("/activity") view=ActivityPage ssr=SsrMode::Async />

@@ -14,22 +14,37 @@ pub type UserResource = Resource<Result<Option<crate::model::UserView>, crate::e
 pub fn Shell(children: Children) -> impl IntoView {
     let user = expect_context::<UserResource>();
     let logout = ServerAction::<Logout>::new();
+    let waiting = Resource::new(|| (), |_| crate::api::notify::approvals_waiting());
     let user_view = move || {
         Suspend::new(async move {
             match user.await {
                 Ok(Some(u)) => {
                     let admin = u.can_manage_users;
+                    // A failed count only loses the badge, never the page.
+                    let waiting = waiting.await.unwrap_or_default();
+                    let badge = (waiting.count > 0).then(|| {
+                        let n = format!("{}{}", waiting.count, if waiting.more { "+" } else { "" });
+                        view! {
+                            " "
+                            <span class="badge" data-testid="waiting-badge">
+                                <span aria-hidden="true">{n.clone()}</span>
+                                <span class="sr-only">{format!("({n} waiting for you)")}</span>
+                            </span>
+                        }
+                    });
                     view! {
                         <nav class="nav" aria-label="Main">
                             <a href="/">"Overview"</a>
                             <a href="/jit">"Just-in-time"</a>
-                            <a href="/requests">"Requests"</a>
+                            <a href="/requests">"Requests"{badge}</a>
                             <a href="/activity">"Activity log"</a>
                             {admin.then(|| view! { <a href="/admin/users">"Users & roles"</a> })}
+                            {admin.then(|| view! { <a href="/admin/notifications">"Notifications"</a> })}
                         </nav>
                         <div class="user-box">
                             <span class="user-name" data-testid="signed-in-user">{u.display_name.clone()}" ("{u.username.clone()}")"</span>
                             <a href="/tokens" class="link">"API tokens"</a>
+                            <a href="/account/notifications" class="link">"My notifications"</a>
                             {(!u.federated).then(|| view! { <a href="/account/password" class="link">"Change password"</a> })}
                             <ActionForm action=logout attr:class="inline-form">
                                 <button type="submit" class="btn small">"Sign out"</button>

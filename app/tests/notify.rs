@@ -102,7 +102,7 @@ impl Smtp {
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new("/usr/bin/python3")
+        let mut child = std::process::Command::new("/usr/bin/python3")
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
@@ -123,6 +123,8 @@ impl Smtp {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("aiosmtpd did not listen on 127.0.0.1:{port} within 10 s");
     }
 
@@ -655,6 +657,16 @@ async fn channels_are_for_administrators_and_never_show_their_secrets() {
     let stored = w.store.get_channel(&id).await.unwrap().unwrap();
     assert_eq!(stored.secret, key);
     assert!(!stored.enabled);
+    let name = notify::set_channel_enabled(&w.store, &admin, &id, true)
+        .await
+        .unwrap();
+    assert_eq!(name, "ops-renamed");
+    let stored = w.store.get_channel(&id).await.unwrap().unwrap();
+    assert!(stored.enabled && stored.secret == key);
+    assert!(matches!(
+        notify::set_channel_enabled(&w.store, &approver, &id, false).await,
+        Err(portcullis_app::error::AppError::Forbidden)
+    ));
     for action in ["notify.channel.create", "notify.channel.update"] {
         let entries = w.logged(action).await;
         assert_eq!(entries.len(), 1, "{action}");

@@ -1,6 +1,7 @@
 // Every page of the portal, as `make run` serves it (the release build): it loads, hydrates
 // (with JavaScript on), and throws or logs no error; a live countdown ticks, which only a
 // hydrated page can do. A bundle that does not hydrate cannot pass this.
+import AxeBuilder from '@axe-core/playwright';
 import { test, expect, ready } from './fixtures.js';
 import { bootstrapAdmin } from './helpers.js';
 
@@ -27,7 +28,7 @@ test('every page loads and hydrates without an error, and a countdown ticks', as
     'vm_ids[0]': vm, 'rules[0][enabled]': 'on', 'rules[0][port]': '22', 'rules[0][protocol]': 'tcp',
     'rules[0][max_minutes]': '60',
   });
-  await call(page, portal, 'request_access', {
+  const requested = await call(page, portal, 'request_access', {
     'vm_ids[0]': vm, 'ports[0]': `${vm}:22/tcp`, source_mode: 'my_ip', duration: '30', justification: 'smoke',
   });
 
@@ -46,12 +47,23 @@ test('every page loads and hydrates without an error, and a countdown ticks', as
     ['/tokens', /API tokens/],
     ['/admin/users', /Users & roles/],
     ['/account/password', /password/i],
+    ['/admin/notifications', /Notifications/],
+    ['/account/notifications', /My notifications/],
+    [`/requests/${[].concat(requested)[0]}`, /Access to web-1/],
   ];
+  // The notification pages and the request page came last: axe finds nothing serious on
+  // them (axe runs inside the page, so only hydrated).
+  const checked = new Set(['/admin/notifications', '/account/notifications']);
   for (const [path, heading] of pages) {
     const res = await page.goto(path);
     expect(res.status(), path).toBe(200);
     await ready(page, testInfo);
     await expect(page.getByRole('heading', { level: 1 }), path).toHaveText(heading);
+    if (hydrated && (checked.has(path) || path.startsWith('/requests/'))) {
+      const results = await new AxeBuilder({ page }).analyze();
+      const serious = results.violations.filter((v) => ['serious', 'critical'].includes(v.impact));
+      expect(serious.map((v) => `${path} ${v.id}: ${v.help}`)).toEqual([]);
+    }
   }
 
   await page.goto('/requests');

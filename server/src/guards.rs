@@ -127,13 +127,36 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
     };
     match (user, path.as_str()) {
         (None, "/login") => next.run(req).await,
-        (None, _) => Redirect::to("/login").into_response(),
+        (None, "/") => Redirect::to("/login").into_response(),
+        // A link from a message (`/requests/…`) leads back to its page after sign-in; the
+        // login server function accepts only a path on this site.
+        (None, _) => {
+            let wanted = req
+                .uri()
+                .path_and_query()
+                .map_or(path.as_str(), |p| p.as_str());
+            Redirect::to(&format!("/login?next={}", encode_query_value(wanted))).into_response()
+        }
         (Some(_), "/login") => Redirect::to("/").into_response(),
         (Some(u), p) if u.must_change_password && p != "/account/password" => {
             Redirect::to("/account/password").into_response()
         }
         (Some(_), _) => next.run(req).await,
     }
+}
+
+/// Percent-encodes everything but unreserved characters and `/`, so that the value is one
+/// query parameter whatever it holds.
+fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Headers every answer carries. Pages set their own Content-Security-Policy (with the

@@ -24,10 +24,19 @@ async fn health_endpoints_answer() {
 async fn signed_out_visitors_are_sent_to_the_sign_in_page() {
     let app = spawn_app().await;
     let c = browser();
-    for path in ["/", "/admin/users", "/account/password", "/no/such/page"] {
+    for (path, to) in [
+        ("/", "/login"),
+        ("/admin/users", "/login?next=/admin/users"),
+        ("/account/password", "/login?next=/account/password"),
+        ("/no/such/page", "/login?next=/no/such/page"),
+        (
+            "/requests/r1?x=1&y=2",
+            "/login?next=/requests/r1%3Fx%3D1%26y%3D2",
+        ),
+    ] {
         let r = app.get(&c, path).await;
         assert!(r.status().is_redirection(), "{path}: {}", r.status());
-        assert_eq!(r.headers()[LOCATION], "/login", "{path}");
+        assert_eq!(r.headers()[LOCATION], to, "{path}");
     }
     let r = app.get(&c, "/login").await;
     assert_eq!(r.status(), StatusCode::OK);

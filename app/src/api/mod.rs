@@ -6,6 +6,7 @@ use crate::model::{UserRow, UserView};
 use leptos::prelude::*;
 
 pub mod jit;
+pub mod notify;
 pub mod sso;
 pub mod tokens;
 
@@ -197,8 +198,28 @@ pub async fn whoami() -> Result<Option<UserView>, AppError> {
     ctx::finish(run.await)
 }
 
+/// `next`, if it is a path on this site to go back to after sign-in: one leading `/`
+/// (`//host` and `/\host` lead elsewhere), nothing a browser strips or rewrites
+/// (whitespace, control characters, backslashes), and not the sign-in itself.
+pub fn return_path(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.len() <= 2048
+        && !next
+            .chars()
+            .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+        && !next.starts_with("/login")
+        && !next.starts_with("/api/");
+    ok.then_some(next)
+}
+
 #[server(endpoint = "login")]
-pub async fn login(username: String, password: String) -> Result<(), AppError> {
+pub async fn login(
+    username: String,
+    password: String,
+    // The page a signed-out visitor was sent here from.
+    #[server(default)] next: String,
+) -> Result<(), AppError> {
     use crate::services::users::sign_in;
     let run = async {
         let c = ctx::ctx().await?;
@@ -221,7 +242,7 @@ pub async fn login(username: String, password: String) -> Result<(), AppError> {
         leptos_axum::redirect(if user.must_change_password {
             "/account/password"
         } else {
-            "/"
+            return_path(&next).unwrap_or("/")
         });
         Ok(())
     };
@@ -383,4 +404,29 @@ pub async fn reset_password(user_id: String, password: String) -> Result<(), App
         crate::services::users::reset_password(&c.state.store, &actor, &user_id, &password).await
     };
     ctx::finish(run.await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::return_path;
+
+    #[test]
+    fn only_paths_of_this_site_are_gone_back_to() {
+        for ok in ["/requests/abc", "/jit?tab=all", "/admin/notifications"] {
+            assert_eq!(return_path(ok), Some(ok));
+        }
+        for bad in [
+            "",
+            "requests",
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/ok\r\nSet-Cookie: x=1",
+            "/login?next=/x",
+            "/api/logout",
+        ] {
+            assert_eq!(return_path(bad), None, "{bad:?}");
+        }
+    }
 }

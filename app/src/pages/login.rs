@@ -9,6 +9,9 @@ pub fn LoginPage() -> impl IntoView {
     let action = ServerAction::<Login>::new();
     let err = action_error(action);
     let options = Resource::new(|| (), |_| load_sign_in_options());
+    // Where the visitor was going when they were sent here; the server checks it.
+    let query = leptos_router::hooks::use_query_map();
+    let next = move || query.read().get("next").unwrap_or_default();
     let body = move || {
         Suspend::new(async move {
             // Without the options (a failed call) the password form is still the safe offer:
@@ -40,6 +43,7 @@ pub fn LoginPage() -> impl IntoView {
                 view! {
                     <FormAlert err />
                     <ActionForm action attr:class="form">
+                        <input type="hidden" name="next" value=next />
                         <Field label="User name" name="username" autocomplete="username" err />
                         <Field label="Password" name="password" kind="password" autocomplete="current-password" err />
                         <button type="submit" class=submit_class>"Sign in"</button>

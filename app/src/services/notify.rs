@@ -585,6 +585,34 @@ pub async fn update_channel(
     Ok(())
 }
 
+/// Turns a channel on or off, keeping everything else; returns its name.
+pub async fn set_channel_enabled(
+    store: &Store,
+    actor: &Actor,
+    id: &str,
+    enabled: bool,
+) -> AppResult<String> {
+    require_admin(actor)?;
+    let mut tx = store.begin_write().await?;
+    let Some(mut channel) = tx.channel(id).await? else {
+        return Err(AppError::NotFound("The channel".into()));
+    };
+    channel.enabled = enabled;
+    tx.update_channel(&channel).await?;
+    let mut log = actor.entry(
+        if enabled {
+            "notify.channel.enable"
+        } else {
+            "notify.channel.disable"
+        },
+        "",
+    );
+    log.detail = format!("{} ({})", channel.name, channel.kind);
+    tx.log(log).await?;
+    tx.commit().await?;
+    Ok(channel.name)
+}
+
 pub async fn delete_channel(store: &Store, actor: &Actor, id: &str) -> AppResult<()> {
     require_admin(actor)?;
     let mut tx = store.begin_write().await?;
