@@ -78,8 +78,9 @@ test('admin bootstraps, creates a requester, who then signs in', async ({ page, 
   await ready(page, testInfo);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await expect(page).toHaveURL(`${base}/login`);
+  // A signed-out visit to a page goes to sign-in, which will lead back there.
   await page.goto(`${base}/admin/users`);
-  await expect(page).toHaveURL(`${base}/login`);
+  await expect(page).toHaveURL(`${base}/login?next=/admin/users`);
 
   // Rita signs in, replaces her initial password and sees her role, but no admin pages.
   await signIn(page, testInfo, 'rita', 'first sign-in secret 42');
