@@ -23,6 +23,10 @@ async fn revalidate(mut res: Response) -> Response {
     if res.status().is_success() || res.status() == axum::http::StatusCode::NOT_MODIFIED {
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        // The body depends on Accept-Encoding: a shared cache must not hand brotli to a
+        // browser that did not ask for it.
+        res.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     res
 }

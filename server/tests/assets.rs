@@ -39,6 +39,7 @@ async fn the_bundle_is_served_precompressed_and_revalidated() {
             "{accept}"
         );
         assert_eq!(res.headers()[CACHE_CONTROL], "no-cache");
+        assert_eq!(res.headers()["vary"], "accept-encoding");
         assert_eq!(res.headers()["content-type"], "application/wasm");
         assert_eq!(res.text().await.unwrap(), body);
     }

@@ -250,7 +250,14 @@ async fn deliver(store: &Store, sender: &Sender, message: OutboxRow) -> AppResul
                 }
                 None => Err(Failure::temporary("no e-mail channel is enabled")),
                 Some(c) if !c.enabled => Err(Failure::temporary("the channel is disabled")),
-                Some(c) => sender.send(&c, &message, &notice).await,
+                // lettre's own time-out covers only the connect: a server that accepts and
+                // never answers must not hold this job (and every other message) for good.
+                Some(c) => tokio::time::timeout(
+                    SEND_TIMEOUT + Duration::from_secs(5),
+                    sender.send(&c, &message, &notice),
+                )
+                .await
+                .unwrap_or_else(|_| Err(Failure::temporary("timed out"))),
             }
         }
     };
