@@ -151,6 +151,7 @@ async fn main() {
                     needs_approval: false,
                     approval_timeout_secs: None,
                     approvals_required: Default::default(),
+                    start_at: None,
                 };
                 let log = NewLogEntry {
                     actor: "bench".into(),

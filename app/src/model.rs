@@ -262,6 +262,9 @@ pub struct RuleView {
     /// How many distinct approvers must approve (1–5).
     #[serde(default)]
     pub approvals_required: String,
+    /// Days ahead a request may start.
+    #[serde(default)]
+    pub lead_days: String,
     /// The widest IPv4 / IPv6 prefix a "per request" source may be.
     #[serde(default)]
     pub widest_v4: String,
@@ -282,6 +285,7 @@ impl RuleView {
             approval_required: false,
             approval_minutes: "60".into(),
             approvals_required: "1".into(),
+            lead_days: crate::domain::jit::DEFAULT_LEAD_DAYS.to_string(),
             widest_v4: "24".into(),
             widest_v6: "64".into(),
             enabled: false,
@@ -327,6 +331,9 @@ pub struct RequestView {
     pub created_at: i64,
     pub start_at: Option<i64>,
     pub end_at: Option<i64>,
+    /// The later start it asked for; shown while it waits for it.
+    #[serde(default)]
+    pub planned_start_at: Option<i64>,
     pub decided_by: Option<String>,
     pub comment: String,
     pub ports: Vec<PortView>,
@@ -336,6 +343,13 @@ pub struct RequestView {
     pub approvals: i64,
     #[serde(default)]
     pub approvals_required: i64,
+}
+
+impl RequestView {
+    /// Whether nothing more happens to it (the browser has the status only as text).
+    pub fn status_is_final(&self) -> bool {
+        crate::domain::request::RequestStatus::parse(&self.status).is_none_or(|s| s.is_final())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

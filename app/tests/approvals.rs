@@ -429,3 +429,100 @@ async fn a_bad_number_of_approvers_is_refused_and_changes_nothing() {
     }
     assert!(w.store.get_policy(&vm.id).await.unwrap().is_none());
 }
+
+/// An approval counts only while its approver may still approve the request: one given
+/// by somebody whose role was since taken away, whose account was disabled, or on a VM
+/// that has since moved out of their scope, does not help open it.
+#[tokio::test]
+async fn approvals_from_approvers_who_since_lost_the_right_do_not_count() {
+    let w = world().await;
+    let t = team(&w, "2").await;
+    let id = w
+        .request(&t.rita, &t.vm, "3389", "198.51.100.10", "30")
+        .await
+        .unwrap();
+    requests::approve(&w.store, &t.alice, &id, "one")
+        .await
+        .unwrap();
+    let role = w
+        .store
+        .assignments_of(&t.alice.user_id)
+        .await
+        .unwrap()
+        .remove(0);
+    portcullis_app::services::users::remove_role(&w.store, &t.admin, &role.id)
+        .await
+        .unwrap();
+    // Bob's is now the only approval that counts: the request keeps waiting.
+    requests::approve(&w.store, &t.bob, &id, "two")
+        .await
+        .unwrap();
+    let r = w.request_row(&id).await;
+    assert_eq!(r.status, RequestStatus::PendingApproval);
+    assert_eq!((r.approvals, r.approvals_required), (1, 2));
+    assert!(
+        w.grants(&t.vm).await.is_empty(),
+        "opened on a stale approval"
+    );
+    let logged = w.logged("approve").await;
+    assert!(
+        logged[0].content.detail.starts_with("1 of 2 approvals"),
+        "{}",
+        logged[0].content.detail
+    );
+
+    // Disabled, Bob's approval stops counting too; Carol's alone is not enough.
+    portcullis_app::services::users::set_disabled(&w.store, &t.admin, &t.bob.user_id, true)
+        .await
+        .unwrap();
+    requests::approve(&w.store, &t.carol, &id, "three")
+        .await
+        .unwrap();
+    let r = w.request_row(&id).await;
+    assert_eq!((r.status, r.approvals), (RequestStatus::PendingApproval, 1));
+    assert!(
+        w.grants(&t.vm).await.is_empty(),
+        "opened on a disabled approver"
+    );
+
+    // A new approver's approval and Carol's make two that count.
+    let dave = w.user("dave", &[(Role::Approver, Scope::All)]).await;
+    requests::approve(&w.store, &dave, &id, "four")
+        .await
+        .unwrap();
+    assert_eq!(w.request_row(&id).await.status, RequestStatus::Active);
+    assert_eq!(w.grants(&t.vm).await.len(), 1);
+}
+
+/// An approver scoped to one group: the VM moving out of that group takes their earlier
+/// approval with it.
+#[tokio::test]
+async fn an_approval_stops_counting_when_the_vm_leaves_the_approvers_scope() {
+    let w = world().await;
+    let t = team(&w, "2").await;
+    let gina = w
+        .user("gina", &[(Role::Approver, Scope::Group("prod".into()))])
+        .await;
+    let id = w
+        .request(&t.rita, &t.vm, "3389", "198.51.100.10", "30")
+        .await
+        .unwrap();
+    requests::approve(&w.store, &gina, &id, "one")
+        .await
+        .unwrap();
+    let spec =
+        portcullis_app::domain::vm::VmSpec::parse("win-1", "staging", "198.51.100.5", "linux", "")
+            .unwrap();
+    portcullis_app::services::jit::update_vm(&w.store, &t.admin, &t.vm.id, spec)
+        .await
+        .unwrap();
+    requests::approve(&w.store, &t.alice, &id, "two")
+        .await
+        .unwrap();
+    let r = w.request_row(&id).await;
+    assert_eq!((r.status, r.approvals), (RequestStatus::PendingApproval, 1));
+    assert!(
+        w.grants(&t.vm).await.is_empty(),
+        "opened on an out-of-scope approval"
+    );
+}

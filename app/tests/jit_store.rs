@@ -62,6 +62,7 @@ fn spec(port: &str, source: &str, secs: i64, approval: bool) -> RequestSpec {
         needs_approval: approval,
         approval_timeout_secs: approval.then_some(3600),
         approvals_required: Default::default(),
+        start_at: None,
     }
 }
 

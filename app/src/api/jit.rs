@@ -27,6 +27,7 @@ pub mod views {
             approval_required: r.approval_required,
             approval_minutes: (r.approval_timeout.secs() / 60).to_string(),
             approvals_required: r.approvals_required.to_string(),
+            lead_days: r.max_lead.days().to_string(),
             widest_v4: r.widest_source.v4.to_string(),
             widest_v6: r.widest_source.v6.to_string(),
             enabled: true,
@@ -118,10 +119,14 @@ pub mod views {
             source: r.source,
             justification: r.justification,
             status: r.status.as_str().to_owned(),
-            status_label: r.status.label().to_owned(),
+            status_label: match (r.status, r.planned_start_at) {
+                (crate::domain::request::RequestStatus::Approved, Some(_)) => "scheduled".into(),
+                (status, _) => status.label().to_owned(),
+            },
             duration_minutes: r.duration_secs / 60,
             created_at: r.created_at,
             start_at: r.start_at,
+            planned_start_at: r.planned_start_at,
             end_at: r.end_at,
             decided_by: r.decided_by,
             comment: r.decision_comment,
@@ -391,6 +396,7 @@ pub async fn request_access(
     #[server(default)] custom_source: String,
     #[server(default)] duration: String,
     #[server(default)] justification: String,
+    #[server(default)] start: String,
 ) -> Result<Vec<String>, AppError> {
     use crate::services::requests::{AccessForm, request_access};
     let run = async {
@@ -406,6 +412,7 @@ pub async fn request_access(
                 custom_source: &custom_source,
                 duration_minutes: &duration,
                 justification: &justification,
+                start: &start,
             },
         )
         .await?;

@@ -201,6 +201,52 @@ impl Approvers {
     }
 }
 
+pub const MAX_LEAD_DAYS: i64 = 30;
+pub const DEFAULT_LEAD_DAYS: i64 = 7;
+
+/// How far ahead a request on a rule may start: 0 days (only now) to 30; 7 unless set. A
+/// window booked further ahead would rest on roles and a policy that may well have changed
+/// by then (it is re-checked at its start anyway), and keeps a slot in the queue longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LeadTime(i64);
+
+impl LeadTime {
+    const MESSAGE: &'static str = "Scheduling ahead is a whole number of days from 0 to 30.";
+
+    /// Parses the form's days; empty means the default.
+    pub fn parse_days(raw: &str) -> Result<Self, &'static str> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Ok(Self::default());
+        }
+        let days: i64 = raw.parse().map_err(|_| Self::MESSAGE)?;
+        Self::from_secs(days.saturating_mul(86_400))
+    }
+
+    /// Whole days only, as the form and the API give it.
+    pub fn from_secs(secs: i64) -> Result<Self, &'static str> {
+        if secs % 86_400 == 0 && (0..=MAX_LEAD_DAYS * 86_400).contains(&secs) {
+            Ok(LeadTime(secs))
+        } else {
+            Err(Self::MESSAGE)
+        }
+    }
+
+    pub fn secs(self) -> i64 {
+        self.0
+    }
+
+    pub fn days(self) -> i64 {
+        self.0 / 86_400
+    }
+}
+
+impl Default for LeadTime {
+    fn default() -> Self {
+        LeadTime(DEFAULT_LEAD_DAYS * 86_400)
+    }
+}
+
 impl Default for Approvers {
     fn default() -> Self {
         Self::ONE
@@ -342,6 +388,9 @@ pub struct PortRule {
     /// How many distinct approvers its requests need (1 unless approval is required).
     #[serde(default)]
     pub approvals_required: Approvers,
+    /// How far ahead its requests may start.
+    #[serde(default)]
+    pub max_lead: LeadTime,
 }
 
 impl PortRule {
@@ -428,6 +477,9 @@ pub struct PortRuleInput {
     /// How many distinct approvers must approve (1–5); empty means one.
     #[serde(default)]
     pub approvals_required: String,
+    /// Days ahead a request may start (0–30); empty means 7.
+    #[serde(default)]
+    pub lead_days: String,
     /// The widest IPv4 / IPv6 prefix a "per request" source may be; empty means /24, /64.
     #[serde(default)]
     pub widest_v4: String,
@@ -496,6 +548,7 @@ impl JitPolicy {
                     None
                 }
             };
+            let max_lead = errors.check(&key("lead_days"), LeadTime::parse_days(&row.lead_days));
             if let (
                 Some(port),
                 Some(protocol),
@@ -504,6 +557,7 @@ impl JitPolicy {
                 Some(approval_timeout),
                 Some(widest_source),
                 Some(approvals_required),
+                Some(max_lead),
             ) = (
                 port,
                 protocol,
@@ -512,6 +566,7 @@ impl JitPolicy {
                 approval_timeout,
                 widest,
                 approvers,
+                max_lead,
             ) {
                 if rules
                     .iter()
@@ -530,6 +585,7 @@ impl JitPolicy {
                     approval_timeout,
                     widest_source,
                     approvals_required,
+                    max_lead,
                 });
             }
         }
@@ -554,6 +610,17 @@ impl JitPolicy {
                 .iter()
                 .find(|r| r.port == port && r.protocol == Protocol::Any)
         })
+    }
+
+    /// How far ahead a request for `ports` may start under this policy: the shortest lead
+    /// time among the rules covering them.
+    pub fn max_lead(&self, ports: &[(Port, Protocol)]) -> LeadTime {
+        ports
+            .iter()
+            .filter_map(|(port, protocol)| self.rule_covering(*port, *protocol))
+            .map(|r| r.max_lead)
+            .min()
+            .unwrap_or_default()
     }
 
     /// How many distinct approvals a request for `ports` needs under this policy: the
@@ -623,6 +690,13 @@ impl JitPolicy {
                     "approval within {} → {} min",
                     old.approval_timeout.secs() / 60,
                     n.approval_timeout.secs() / 60
+                ));
+            }
+            if n.max_lead != old.max_lead {
+                what.push(format!(
+                    "scheduling ahead {} → {} days",
+                    old.max_lead.days(),
+                    n.max_lead.days()
                 ));
             }
             if n.widest_source != old.widest_source {
@@ -871,6 +945,33 @@ mod tests {
         );
         let plain = JitPolicy::parse(&[row("22")]).unwrap().rules[0].clone();
         assert_eq!(plain.approvals_required, Approvers::ONE);
+    }
+
+    #[test]
+    fn lead_time_is_whole_days_up_to_thirty_and_the_shortest_rule_wins() {
+        assert_eq!(LeadTime::parse_days("").unwrap().days(), 7);
+        assert_eq!(LeadTime::parse_days(" 0 ").unwrap().secs(), 0);
+        assert_eq!(LeadTime::parse_days("30").unwrap().days(), 30);
+        for bad in ["31", "-1", "two", "1.5", "99999999999999999"] {
+            assert!(LeadTime::parse_days(bad).is_err(), "{bad}");
+        }
+        assert!(LeadTime::from_secs(3600).is_err(), "part of a day");
+        let mut short = row("22");
+        short.lead_days = "1".into();
+        let mut bad = row("80");
+        bad.lead_days = "45".into();
+        let e = JitPolicy::parse(&[short.clone(), bad]).unwrap_err();
+        assert!(e.get("rules[1].lead_days").is_some());
+        let policy = JitPolicy::parse(&[short, row("3389")]).unwrap();
+        let p = |n| (Port::new(n).unwrap(), Protocol::Tcp);
+        assert_eq!(policy.max_lead(&[p(3389)]).days(), 7);
+        assert_eq!(policy.max_lead(&[p(22), p(3389)]).days(), 1);
+        let mut changed = policy.clone();
+        changed.rules[1].max_lead = LeadTime::parse_days("2").unwrap();
+        assert_eq!(
+            policy.changes_to(&changed),
+            vec!["3389/tcp: scheduling ahead 7 → 2 days".to_string()]
+        );
     }
 
     #[test]

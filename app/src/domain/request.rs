@@ -2,7 +2,7 @@
 //! cycle of a request and of each of its ports.
 
 use super::FieldErrors;
-use super::jit::{Approvers, JitPolicy, Port, Protocol};
+use super::jit::{Approvers, JitPolicy, LeadTime, Port, Protocol};
 use super::net::Cidr;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -30,6 +30,9 @@ pub struct RequestInput<'a> {
     pub custom_source: &'a str,
     pub duration_minutes: &'a str,
     pub justification: &'a str,
+    /// When the window should start: empty for now, else RFC 3339 (`2026-11-28T09:00:00Z`)
+    /// or a date and time without a zone, read as UTC (the portal's field says so).
+    pub start: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +49,10 @@ pub struct RequestSpec {
     /// decided again against the policy in force at each approval.
     #[serde(default)]
     pub approvals_required: Approvers,
+    /// A later start (ms, whole seconds) when one was asked for; `None` opens it now (or at
+    /// its approval).
+    #[serde(default)]
+    pub start_at: Option<i64>,
 }
 
 /// The reasons recorded when access ends or a request is closed by something other than
@@ -64,6 +71,7 @@ pub mod reason {
     pub const TOO_LONG: &str = "longer than the policy's maximum";
     pub const SHORTENED: &str = "shortened to the policy's new maximum";
     pub const SUPERSEDED: &str = "superseded by a newer request";
+    pub const WINDOW_PASSED: &str = "scheduled window passed";
 }
 
 /// Where a time window that starts at `start_ms` and lasts `secs` ends, on a whole second:
@@ -74,12 +82,71 @@ pub fn window_end(start_ms: i64, secs: i64) -> i64 {
     end - end.rem_euclid(1000)
 }
 
-/// Checks a request for one VM against its policy. `client_ip` is what "My IP" means.
+/// How far in the past a start may lie and still mean "now": a form filled in at 10:00:40
+/// with the current minute, 10:00, asks for now, not for an error.
+pub const START_SLACK_MS: i64 = 5 * 60 * 1000;
+
+/// Reads a requested start: `None` for now (empty, or a time that has just passed),
+/// else the time in ms on a whole second, no later than `max_lead` after `now_ms`.
+pub fn parse_start(
+    vm_name: &str,
+    raw: &str,
+    now_ms: i64,
+    max_lead: LeadTime,
+) -> Result<Option<i64>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.timestamp_millis())
+        .or_else(|_| {
+            [
+                "%Y-%m-%dT%H:%M:%S",
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M:%S",
+                "%Y-%m-%d %H:%M",
+            ]
+            .iter()
+            .find_map(|f| chrono::NaiveDateTime::parse_from_str(raw, f).ok())
+            .map(|t| t.and_utc().timestamp_millis())
+            .ok_or(())
+        })
+        .map_err(|_| {
+            "Enter the start as a date and time, e.g. 2026-12-01T09:00 (UTC) or \
+             2026-12-01T10:00:00+01:00."
+                .to_owned()
+        })?;
+    let at = at - at.rem_euclid(1000);
+    if at <= now_ms {
+        return if now_ms - at <= START_SLACK_MS {
+            Ok(None)
+        } else {
+            Err("The start has passed; leave it empty to start now.".into())
+        };
+    }
+    if max_lead.secs() == 0 {
+        return Err(format!(
+            "Requests on {vm_name} cannot start later; leave the start empty."
+        ));
+    }
+    if at - now_ms > max_lead.secs() * 1000 {
+        return Err(format!(
+            "Requests on {vm_name} may start at most {} days ahead.",
+            max_lead.days()
+        ));
+    }
+    Ok(Some(at))
+}
+
+/// Checks a request for one VM against its policy. `client_ip` is what "My IP" means;
+/// `now_ms` is when it is made (a later start is measured from it).
 pub fn parse_request(
     vm_name: &str,
     policy: &JitPolicy,
     input: &RequestInput<'_>,
     client_ip: IpAddr,
+    now_ms: i64,
 ) -> Result<RequestSpec, FieldErrors> {
     let mut errors = FieldErrors::new();
     let mut rules = Vec::new();
@@ -164,6 +231,15 @@ pub fn parse_request(
         );
     }
 
+    let start_at = if rules.is_empty() {
+        None
+    } else {
+        let lead = policy.max_lead(&input.ports);
+        errors
+            .check("start", parse_start(vm_name, input.start, now_ms, lead))
+            .flatten()
+    };
+
     errors.into_result()?;
     let (Some(source), Some(duration_secs)) = (source, duration_secs) else {
         return Err(FieldErrors::single("ports", "The request is incomplete."));
@@ -180,6 +256,7 @@ pub fn parse_request(
             .map(|r| r.approval_timeout.secs())
             .min(),
         approvals_required: policy.approvals_required(&input.ports),
+        start_at,
     })
 }
 
@@ -502,6 +579,7 @@ mod tests {
                     approval_timeout: ApprovalTimeout::default(),
                     widest_source: WidestPrefix::default(),
                     approvals_required: Default::default(),
+                    max_lead: Default::default(),
                 },
                 PortRule {
                     port: Port::parse("3389").unwrap(),
@@ -514,6 +592,7 @@ mod tests {
                     approval_timeout: ApprovalTimeout::default(),
                     widest_source: WidestPrefix::default(),
                     approvals_required: Default::default(),
+                    max_lead: Default::default(),
                 },
             ],
         }
@@ -527,6 +606,87 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// 2027-01-15 08:00:00 UTC.
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn at(ms: i64, format: &str) -> String {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .format(format)
+            .to_string()
+    }
+
+    #[test]
+    fn a_later_start_is_read_in_utc_or_with_its_offset_within_the_lead_time() {
+        let week = LeadTime::default();
+        assert_eq!(parse_start("vm", "", NOW, week), Ok(None));
+        let in_an_hour = NOW + 3_600_000;
+        assert_eq!(
+            parse_start("vm", &at(in_an_hour, "%Y-%m-%dT%H:%M"), NOW, week),
+            Ok(Some(in_an_hour))
+        );
+        assert_eq!(
+            parse_start("vm", &at(in_an_hour, "%Y-%m-%d %H:%M:%S"), NOW, week),
+            Ok(Some(in_an_hour))
+        );
+        assert_eq!(
+            parse_start("vm", "2027-01-15T10:30:00+01:00", NOW, week),
+            Ok(Some(NOW + 1_800_000)),
+            "an offset counts"
+        );
+        assert_eq!(
+            parse_start("vm", "2027-01-15T08:00:00.750Z", NOW, week),
+            Ok(None),
+            "now, to the second, is now"
+        );
+        assert_eq!(
+            parse_start("vm", "2027-01-15T07:58:00Z", NOW, week),
+            Ok(None),
+            "the current minute of a form filled in a moment ago"
+        );
+        let past = parse_start("vm", "2027-01-15T07:00:00Z", NOW, week).unwrap_err();
+        assert!(past.contains("has passed"), "{past}");
+        let eight_days = at(NOW + 8 * 86_400_000, "%Y-%m-%dT%H:%M");
+        let far = parse_start("win-1", &eight_days, NOW, week).unwrap_err();
+        assert_eq!(far, "Requests on win-1 may start at most 7 days ahead.");
+        let none = parse_start(
+            "win-1",
+            &at(in_an_hour, "%Y-%m-%dT%H:%M"),
+            NOW,
+            LeadTime::parse_days("0").unwrap(),
+        )
+        .unwrap_err();
+        assert!(none.contains("cannot start later"), "{none}");
+        for bad in [
+            "tomorrow",
+            "2027-13-01T00:00",
+            "15/01/2027 09:00",
+            "2027-01-15",
+        ] {
+            assert!(parse_start("vm", bad, NOW, week).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_request_carries_its_start_and_a_bad_one_is_an_error_on_the_start_field() {
+        let start = at(NOW + 2 * 86_400_000, "%Y-%m-%dT%H:%M");
+        let input = RequestInput {
+            ports: vec![p("22")],
+            duration_minutes: "10",
+            start: &start,
+            ..Default::default()
+        };
+        let spec = parse_request("web-1", &policy(), &input, ip("203.0.113.7"), NOW).unwrap();
+        assert_eq!(spec.start_at, Some(NOW + 2 * 86_400_000));
+        let late = at(NOW + 9 * 86_400_000, "%Y-%m-%dT%H:%M");
+        let input = RequestInput {
+            start: &late,
+            ..input
+        };
+        let e = parse_request("web-1", &policy(), &input, ip("203.0.113.7"), NOW).unwrap_err();
+        assert!(e.get("start").unwrap().contains("7 days ahead"));
+    }
+
     #[test]
     fn my_ip_becomes_a_host_prefix() {
         let input = RequestInput {
@@ -535,11 +695,11 @@ mod tests {
             duration_minutes: "10",
             ..Default::default()
         };
-        let spec = parse_request("web-1", &policy(), &input, ip("203.0.113.7")).unwrap();
+        let spec = parse_request("web-1", &policy(), &input, ip("203.0.113.7"), NOW).unwrap();
         assert_eq!(spec.source.to_string(), "203.0.113.7/32");
         assert_eq!(spec.duration_secs, 600);
         assert!(!spec.needs_approval);
-        let spec = parse_request("web-1", &policy(), &input, ip("2001:db8::5")).unwrap();
+        let spec = parse_request("web-1", &policy(), &input, ip("2001:db8::5"), NOW).unwrap();
         assert_eq!(spec.source.to_string(), "2001:db8::5/128");
     }
 
@@ -551,17 +711,18 @@ mod tests {
             custom_source: "198.51.100.10",
             duration_minutes: "30",
             justification: "patching",
+            start: "",
         };
-        let spec = parse_request("win-1", &policy(), &input, ip("127.0.0.1")).unwrap();
+        let spec = parse_request("win-1", &policy(), &input, ip("127.0.0.1"), NOW).unwrap();
         assert!(spec.needs_approval);
         input.custom_source = "203.0.113.7";
-        let e = parse_request("win-1", &policy(), &input, ip("127.0.0.1")).unwrap_err();
+        let e = parse_request("win-1", &policy(), &input, ip("127.0.0.1"), NOW).unwrap_err();
         assert!(e.get("source").unwrap().contains("outside"));
         input.custom_source = "198.51.0.0/16";
-        assert!(parse_request("win-1", &policy(), &input, ip("127.0.0.1")).is_err());
+        assert!(parse_request("win-1", &policy(), &input, ip("127.0.0.1"), NOW).is_err());
         input.custom_source = "198.51.100.300";
         assert!(
-            parse_request("win-1", &policy(), &input, ip("127.0.0.1"))
+            parse_request("win-1", &policy(), &input, ip("127.0.0.1"), NOW)
                 .unwrap_err()
                 .get("source")
                 .is_some()
@@ -576,8 +737,9 @@ mod tests {
             custom_source: "198.51.100.0/24",
             duration_minutes: "90",
             justification: "",
+            start: "",
         };
-        let e = parse_request("vm", &policy(), &input, ip("127.0.0.1")).unwrap_err();
+        let e = parse_request("vm", &policy(), &input, ip("127.0.0.1"), NOW).unwrap_err();
         assert_eq!(
             e.get("duration"),
             Some("Requests on vm are limited to 60 minutes.")
@@ -590,7 +752,7 @@ mod tests {
             justification: &long,
             ..Default::default()
         };
-        let e = parse_request("vm", &policy(), &input, ip("127.0.0.1")).unwrap_err();
+        let e = parse_request("vm", &policy(), &input, ip("127.0.0.1"), NOW).unwrap_err();
         assert!(e.get("duration").is_some());
         assert!(e.get("justification").is_some());
         let input = RequestInput {
@@ -599,7 +761,7 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            parse_request("vm", &policy(), &input, ip("127.0.0.1"))
+            parse_request("vm", &policy(), &input, ip("127.0.0.1"), NOW)
                 .unwrap_err()
                 .get("ports")
                 .is_some()
@@ -610,7 +772,7 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            parse_request("vm", &policy(), &input, ip("127.0.0.1"))
+            parse_request("vm", &policy(), &input, ip("127.0.0.1"), NOW)
                 .unwrap_err()
                 .get("ports")
                 .is_some()
@@ -697,7 +859,7 @@ mod tests {
             duration_minutes: "10",
             ..Default::default()
         };
-        let e = parse_request("web-1", &policy(), &input, ip("203.0.113.7")).unwrap_err();
+        let e = parse_request("web-1", &policy(), &input, ip("203.0.113.7"), NOW).unwrap_err();
         assert_eq!(
             e.get("ports"),
             Some("Port 22/TCP of web-1 is chosen twice.")
@@ -709,7 +871,7 @@ mod tests {
             duration_minutes: "10",
             ..Default::default()
         };
-        let e = parse_request("web-1", &policy(), &wide, ip("203.0.113.7")).unwrap_err();
+        let e = parse_request("web-1", &policy(), &wide, ip("203.0.113.7"), NOW).unwrap_err();
         assert!(e.get("source").unwrap().contains("wider than the /24"));
         let mapped = RequestInput {
             ports: vec![p("3389")],
@@ -717,14 +879,15 @@ mod tests {
             custom_source: "::ffff:198.51.100.0/103",
             duration_minutes: "10",
             justification: "x",
+            start: "",
         };
-        let e = parse_request("win-1", &policy(), &mapped, ip("203.0.113.7")).unwrap_err();
+        let e = parse_request("win-1", &policy(), &mapped, ip("203.0.113.7"), NOW).unwrap_err();
         assert!(e.get("source").unwrap().contains("198.0.0.0/7"), "{e:?}");
         let mapped_host = RequestInput {
             custom_source: "::ffff:198.51.100.9",
             ..mapped
         };
-        let spec = parse_request("win-1", &policy(), &mapped_host, ip("203.0.113.7")).unwrap();
+        let spec = parse_request("win-1", &policy(), &mapped_host, ip("203.0.113.7"), NOW).unwrap();
         assert_eq!(spec.source.to_string(), "198.51.100.9/32");
         assert_eq!(spec.approval_timeout_secs, Some(3600));
         assert_eq!(spec.approvals_required, Approvers::ONE);

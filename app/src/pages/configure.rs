@@ -71,6 +71,7 @@ pub fn ConfigurePage() -> impl IntoView {
                                 <th scope="col">"Approval required"</th>
                                 <th scope="col">"Approvers"</th>
                                 <th scope="col">"Approval within (minutes)"</th>
+                                <th scope="col">"Schedule ahead (days)"</th>
                                 <th scope="col">"Widest per-request source (IPv4 / IPv6 prefix)"</th>
                             </tr>
                         </thead>
@@ -159,6 +160,11 @@ fn RuleRow(i: usize, r: RuleView, err: Signal<Option<crate::error::AppError>>) -
                 <label for=id("approval_minutes") class="sr-only">{format!("Approval within, minutes, row {}", i + 1)}</label>
                 <input id=id("approval_minutes") name=n("approval_minutes") type="text" inputmode="numeric" size="5" value=r.approval_minutes.clone() />
                 <FieldMsg err field=key("approval_minutes") />
+            </td>
+            <td>
+                <label for=id("lead_days") class="sr-only">{format!("Schedule ahead at most, days, row {}", i + 1)}</label>
+                <input id=id("lead_days") name=n("lead_days") type="text" inputmode="numeric" size="2" value=r.lead_days.clone() />
+                <FieldMsg err field=key("lead_days") />
             </td>
             <td>
                 <label for=id("widest_v4") class="sr-only">{format!("Widest IPv4 source prefix, row {}", i + 1)}</label>

@@ -68,6 +68,13 @@ pub fn RequestAccessPage() -> impl IntoView {
                 })
                 .collect_view();
             let default_minutes = b.max_minutes.min(180).to_string();
+            let lead_days = b
+                .vms
+                .iter()
+                .flat_map(|vm| vm.rules.iter())
+                .filter_map(|r| r.lead_days.parse::<i64>().ok())
+                .max()
+                .unwrap_or(0);
             view! {
                 <FormAlert err />
                 <ActionForm action attr:class="form">
@@ -93,6 +100,16 @@ pub fn RequestAccessPage() -> impl IntoView {
                         <input id="f-duration" type="text" inputmode="numeric" name="duration" value=default_minutes />
                         <FieldMsg err field="duration".to_owned() />
                     </div>
+                    {(lead_days > 0).then(|| view! {
+                        <div class="field">
+                            <label for="f-start">"Start, in UTC (leave empty to start now)"</label>
+                            <input id="f-start" type="datetime-local" name="start" step="60" aria-describedby="f-start-hint" />
+                            <p class="hint muted" id="f-start-hint">{format!(
+                                "A later start is decided ahead and opens at that time; up to {lead_days} days ahead, as the ports' policy allows."
+                            )}</p>
+                            <FieldMsg err field="start".to_owned() />
+                        </div>
+                    })}
                     <div class="field">
                         <label for="f-justification">{if b.justification_required { "Justification (required)" } else { "Justification" }}</label>
                         <textarea id="f-justification" name="justification" rows="3" maxlength="500"></textarea>

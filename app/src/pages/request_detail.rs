@@ -68,12 +68,16 @@ pub fn RequestDetailPage() -> impl IntoView {
                 (_, Some(end)) => view! { <LocalTime ms=end /> }.into_any(),
                 _ => view! { <span class="muted">"—"</span> }.into_any(),
             };
-            let starts = match r.start_at {
-                Some(ms) => view! { <LocalTime ms /> }.into_any(),
-                None if r.status == "pending_approval" => {
+            let starts = match (r.start_at, r.planned_start_at) {
+                (Some(ms), _) => view! { <LocalTime ms /> }.into_any(),
+                (None, Some(ms)) if !r.status_is_final() => {
+                    view! { <span data-testid="opens">"scheduled for "<LocalTime ms /></span> }
+                        .into_any()
+                }
+                (None, _) if r.status == "pending_approval" => {
                     view! { <span class="muted">"when approved"</span> }.into_any()
                 }
-                None => view! { <span class="muted">"—"</span> }.into_any(),
+                (None, _) => view! { <span class="muted">"—"</span> }.into_any(),
             };
             let decided = r.decided_by.clone().map(|by| {
                 view! {

@@ -114,6 +114,14 @@ pub(crate) fn ports_cell(r: &RequestView) -> impl IntoView + use<> {
     view! { <ul class="grants">{items}</ul> }
 }
 
+/// "Opens …" under a request that waits for the later start it asked for.
+fn opens_note(r: &RequestView) -> Option<impl IntoView + use<>> {
+    let start = r
+        .planned_start_at
+        .filter(|_| r.start_at.is_none() && !r.status_is_final())?;
+    Some(view! { <span class="muted" data-testid="opens">"Opens "<LocalTime ms=start /></span> })
+}
+
 /// "1 of 2 approvals" under a request still waiting for more than one approver.
 fn approvals_note(r: &RequestView) -> Option<impl IntoView + use<>> {
     (r.status == "pending_approval" && r.approvals_required > 1).then(|| {
@@ -145,6 +153,7 @@ fn MineRow(
             <td><LocalTime ms=r.created_at /></td>
             <td><span class=format!("status {}", r.status) data-testid="request-status">{r.status_label.clone()}</span>
                 {approvals_note(&r).map(|note| view! { <br />{note} })}
+                {opens_note(&r).map(|note| view! { <br />{note} })}
                 {(!r.comment.is_empty()).then(|| view! { <br /><span class="muted">{format!("“{}”", r.comment)}</span> })}
             </td>
             <td>{ends}</td>
@@ -183,6 +192,7 @@ fn QueueRow(r: RequestView, decide: ServerAction<DecideRequest>) -> impl IntoVie
             <td>{r.justification.clone()}</td>
             <td>
                 {approvals_note(&r).map(|note| view! { {note}<br /> })}
+                {opens_note(&r).map(|note| view! { {note}<br /> })}
                 <ActionForm action=decide attr:class="inline-form">
                     <input type="hidden" name="id" value=id_a />
                     <input type="hidden" name="decision" value="approve" />

@@ -26,6 +26,8 @@ pub struct AccessForm<'a> {
     pub custom_source: &'a str,
     pub duration_minutes: &'a str,
     pub justification: &'a str,
+    /// Empty for now, or a later start (see [`crate::domain::request::parse_start`]).
+    pub start: &'a str,
 }
 
 /// Creates one request per VM, all of them or none, in one transaction. Every VM's part is
@@ -72,8 +74,9 @@ pub async fn request_access(
             custom_source: form.custom_source,
             duration_minutes: form.duration_minutes,
             justification: form.justification,
+            start: form.start,
         };
-        match parse_request(&vm.name, &policy, &input, actor.ip) {
+        match parse_request(&vm.name, &policy, &input, actor.ip, store.now_ms()) {
             Ok(spec) => parsed.push((vm, input, spec)),
             Err(e) => {
                 for fe in e.0 {
@@ -105,7 +108,7 @@ pub async fn request_access(
         };
         // The policy may have changed since the first check: what is stored is what the
         // policy in force allows (sources, maximum, approval).
-        let spec = parse_request(&vm.name, &policy, input, actor.ip)?;
+        let spec = parse_request(&vm.name, &policy, input, actor.ip, tx.now)?;
         let mut log = actor.entry("request", &vm.name);
         log.ports = spec
             .ports
@@ -115,13 +118,17 @@ pub async fn request_access(
             .join(", ");
         log.source = spec.source.to_string();
         log.justification = spec.justification.clone();
+        let when = match spec.start_at {
+            Some(start) => format!(" from {}", crate::model::format_utc(start)),
+            None => String::new(),
+        };
         log.detail = format!(
-            "{} minutes; {}",
+            "{} minutes{when}; {}",
             spec.duration_secs / 60,
-            if spec.needs_approval {
-                "waiting for approval"
-            } else {
-                "opened"
+            match (spec.needs_approval, spec.start_at) {
+                (true, _) => "waiting for approval",
+                (false, Some(_)) => "scheduled",
+                (false, None) => "opened",
             }
         );
         let id = tx
@@ -246,6 +253,28 @@ async fn approver_still_may(tx: &mut WriteTx, actor: &Actor, w: &WaitingRequest)
     }
 }
 
+/// How many of a waiting request's approvals still stand: an approval counts only while
+/// its approver may approve the request now (their roles as this transaction sees them,
+/// the VM's group now). Approvals that no longer stand (a role taken away, an account
+/// disabled or removed, the VM moved out of their scope) are withdrawn, so they neither
+/// open the request nor show in its "k of N".
+async fn count_standing_approvals(tx: &mut WriteTx, w: &WaitingRequest) -> AppResult<i64> {
+    let vm = Resource::Vm {
+        id: w.vm_id.clone(),
+        group: w.vm_group.clone(),
+    };
+    let mut standing = 0;
+    for approver in tx.approvers_of(&w.id).await? {
+        let roles = roles_from(&tx.role_inputs(&approver).await?);
+        if permits_approval(&roles, &vm, &approver, &w.requester_id) {
+            standing += 1;
+        } else {
+            tx.withdraw_approval(&w.id, &approver).await?;
+        }
+    }
+    Ok(standing)
+}
+
 /// The ports a waiting request asks for, as the domain names them.
 fn waiting_ports(w: &WaitingRequest) -> crate::store::Result<Vec<(Port, Protocol)>> {
     w.ports
@@ -330,7 +359,12 @@ pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> A
     let r = load_for_decision(store, actor, id, comment, Event::Approve).await?;
     let ip = actor.ip.to_string();
     let mut tx = store.begin_write().await?;
-    let Some(w) = tx.waiting_requests(WaitingFilter::Request(id)).await?.pop() else {
+    let Some(w) = tx
+        .waiting_requests(WaitingFilter::Request(id))
+        .await?
+        .into_iter()
+        .find(WaitingRequest::is_pending)
+    else {
         return Err(decided_elsewhere());
     };
     approver_still_may(&mut tx, actor, &w).await?;
@@ -359,14 +393,15 @@ pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> A
         Some(policy) => policy.approvals_required(&waiting_ports(&w)?),
         None => return Err(decided_elsewhere()),
     };
-    let Some(given) = tx
+    if !tx
         .record_approval(id, &actor.user_id, &actor.username, comment.trim())
         .await?
-    else {
+    {
         return Err(AppError::Conflict(
             "You approved this request already.".into(),
         ));
-    };
+    }
+    let given = count_standing_approvals(&mut tx, &w).await?;
     tx.set_approvals_required(id, i64::from(required.get()))
         .await?;
     let mut log = log_for(actor, "approve", &r);
@@ -382,10 +417,19 @@ pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> A
         tx.commit().await?;
         return Ok(());
     }
-    if !tx
-        .activate_request(&w, &actor.username, &ip, comment.trim(), log)
-        .await?
-    {
+    let opened = match w.planned_start_at {
+        Some(start) if start > tx.now => {
+            log.detail
+                .push_str(&format!("; opens at {}", crate::model::format_utc(start)));
+            tx.schedule_request(id, &actor.username, comment.trim(), log)
+                .await?
+        }
+        _ => {
+            tx.activate_request(&w, &actor.username, &ip, comment.trim(), log)
+                .await?
+        }
+    };
+    if !opened {
         return Err(decided_elsewhere());
     }
     let about = notify::About::of_request(&r);
@@ -405,7 +449,12 @@ pub async fn deny(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppR
     let r = load_for_decision(store, actor, id, comment, Event::Deny).await?;
     let ip = actor.ip.to_string();
     let mut tx = store.begin_write().await?;
-    let waiting = tx.waiting_requests(WaitingFilter::Request(id)).await?;
+    let waiting: Vec<_> = tx
+        .waiting_requests(WaitingFilter::Request(id))
+        .await?
+        .into_iter()
+        .filter(WaitingRequest::is_pending)
+        .collect();
     for w in &waiting {
         approver_still_may(&mut tx, actor, w).await?;
     }
@@ -662,6 +711,88 @@ pub async fn vm_requests_page(
 
 /// The expiry job: ends grants at their end time, to the second, and closes requests
 /// whose approval timed out. Runs in the server; reads the time from the store's clock.
+/// How many scheduled windows one transaction opens at most, so that other writes
+/// interleave when many start together.
+const OPEN_BATCH: i64 = 200;
+
+/// Opens the approved windows whose start has come, each after a last re-check as the
+/// transaction sees the world (the requester enabled and still allowed, every port still
+/// fitting the policy): what fails is closed with the reason and opens nothing, and a
+/// window that passed entirely while the server was down is closed as passed. Returns how
+/// many opened and how many were closed.
+pub async fn open_due(store: &Store) -> AppResult<(usize, usize)> {
+    let mut opened = 0;
+    let mut closed = 0;
+    loop {
+        let mut tx = store.begin_write().await?;
+        let now = tx.now;
+        let due = tx
+            .waiting_requests(WaitingFilter::StartDue {
+                now,
+                limit: OPEN_BATCH,
+            })
+            .await?;
+        for w in &due {
+            let misfit = if w.window_end(now) <= now {
+                Err(Misfit {
+                    reason: reason::WINDOW_PASSED,
+                    message: "its window passed before it could open".into(),
+                })
+            } else {
+                recheck_waiting(&mut tx, w).await?
+            };
+            let ports = w
+                .ports
+                .iter()
+                .map(|(p, pr)| format!("{p}/{pr}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            match misfit {
+                Err(misfit) => {
+                    closed += tx
+                        .close_requests(
+                            std::slice::from_ref(w),
+                            &Ending {
+                                result: "cancelled",
+                                ..Ending::system(
+                                    PortStatus::Cancelled,
+                                    misfit.reason,
+                                    "request.cancel",
+                                )
+                            },
+                            None,
+                        )
+                        .await?;
+                }
+                Ok(()) => {
+                    let log = crate::store::NewLogEntry {
+                        actor: "system".into(),
+                        client_ip: String::new(),
+                        action: "open".into(),
+                        vm: w.vm_name.clone(),
+                        ports,
+                        source: w.source.clone(),
+                        justification: w.justification.clone(),
+                        result: "success".into(),
+                        detail: format!(
+                            "scheduled window of {} opened until {}",
+                            w.requester,
+                            crate::model::format_utc(w.window_end(now))
+                        ),
+                    };
+                    if tx.open_scheduled(w, log).await? {
+                        opened += 1;
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        if (due.len() as i64) < OPEN_BATCH {
+            return Ok((opened, closed));
+        }
+    }
+}
+
 pub async fn run_expiry(store: Store, wake: std::sync::Arc<tokio::sync::Notify>) {
     loop {
         match store.expire_due(store.now_ms()).await {
@@ -670,6 +801,17 @@ pub async fn run_expiry(store: Store, wake: std::sync::Arc<tokio::sync::Notify>)
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "expiry failed"),
+        }
+        match open_due(&store).await {
+            Ok((opened, closed)) if opened + closed > 0 => {
+                tracing::info!(
+                    opened,
+                    closed,
+                    "scheduled windows opened / closed at their start"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "opening scheduled windows failed"),
         }
         let next = store.next_expiry().await.ok().flatten();
         let wait_ms = next

@@ -60,10 +60,15 @@ pub enum GrantFilter<'a> {
     },
 }
 
-/// A request waiting for approval.
+/// A request not decided yet, or decided and waiting for the start it asked for: what an
+/// approval, a denial, a withdrawal or a change that undoes it works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitingRequest {
     pub id: String,
+    /// Pending approval, or approved and waiting for its start.
+    pub status: RequestStatus,
+    /// The later start it asked for, if any.
+    pub planned_start_at: Option<i64>,
     pub vm_id: String,
     pub vm_name: String,
     pub vm_group: String,
@@ -83,6 +88,18 @@ pub struct WaitingRequest {
     pub approvals_required: i64,
 }
 
+impl WaitingRequest {
+    /// Where its grants end when it opens at `now`: the end of the window it asked for,
+    /// or its duration from now.
+    pub fn window_end(&self, now: i64) -> i64 {
+        crate::domain::request::window_end(self.planned_start_at.unwrap_or(now), self.duration_secs)
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.status == RequestStatus::PendingApproval
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum WaitingFilter<'a> {
     Request(&'a str),
@@ -90,6 +107,11 @@ pub enum WaitingFilter<'a> {
     Requester(&'a str),
     /// Requests whose approval time-out has passed, the oldest first, at most `limit`.
     TimedOut {
+        now: i64,
+        limit: i64,
+    },
+    /// Approved requests whose start has come, the earliest first, at most `limit`.
+    StartDue {
         now: i64,
         limit: i64,
     },
@@ -159,7 +181,7 @@ fn grant_from_row(row: &AnyRow) -> Result<OpenGrant> {
 
 const WAITING_COLUMNS: &str = "r.id, r.vm_id, v.name AS vm_name, v.resource_group AS vm_group, \
      r.requester_id, u.username AS requester, r.source_prefix, r.duration_secs, r.justification, \
-     r.created_at, r.approval_expires_at, r.approvals_required, \
+     r.created_at, r.approval_expires_at, r.approvals_required, r.status, r.planned_start_at, \
      (SELECT COUNT(*) FROM request_approvals a WHERE a.request_id = r.id) AS approvals";
 
 fn request_status_for(status: PortStatus) -> Result<RequestStatus> {
@@ -417,7 +439,7 @@ impl WriteTx {
     ) -> Result<Vec<WaitingRequest>> {
         let base = format!(
             "SELECT {WAITING_COLUMNS} FROM access_requests r JOIN vms v ON v.id = r.vm_id \
-             JOIN users u ON u.id = r.requester_id WHERE r.status = 'pending_approval'"
+             JOIN users u ON u.id = r.requester_id WHERE r.status IN ('pending_approval', 'approved')"
         );
         let rows = match filter {
             WaitingFilter::Request(id) => {
@@ -427,24 +449,41 @@ impl WriteTx {
                     .await?
             }
             WaitingFilter::Vm(id) => {
-                sqlx::query(&format!("{base} AND r.vm_id = $1 ORDER BY r.created_at, r.id"))
-                    .bind(id)
-                    .fetch_all(&mut *self.tx)
-                    .await?
+                sqlx::query(&format!(
+                    "{base} AND r.vm_id = $1 ORDER BY r.created_at, r.id"
+                ))
+                .bind(id)
+                .fetch_all(&mut *self.tx)
+                .await?
             }
-            WaitingFilter::Requester(id) => sqlx::query(&format!(
-                "{base} AND r.requester_id = $1 ORDER BY r.created_at, r.id"
-            ))
-            .bind(id)
-            .fetch_all(&mut *self.tx)
-            .await?,
-            WaitingFilter::TimedOut { now, limit } => sqlx::query(&format!(
-                "{base} AND r.approval_expires_at <= $1 ORDER BY r.approval_expires_at, r.id LIMIT {}",
-                limit.clamp(1, 10_000)
-            ))
-            .bind(now)
-            .fetch_all(&mut *self.tx)
-            .await?,
+            WaitingFilter::Requester(id) => {
+                sqlx::query(&format!(
+                    "{base} AND r.requester_id = $1 ORDER BY r.created_at, r.id"
+                ))
+                .bind(id)
+                .fetch_all(&mut *self.tx)
+                .await?
+            }
+            WaitingFilter::TimedOut { now, limit } => {
+                sqlx::query(&format!(
+                    "{base} AND r.status = 'pending_approval' AND r.approval_expires_at <= $1 \
+                 ORDER BY r.approval_expires_at, r.id LIMIT {}",
+                    limit.clamp(1, 10_000)
+                ))
+                .bind(now)
+                .fetch_all(&mut *self.tx)
+                .await?
+            }
+            WaitingFilter::StartDue { now, limit } => {
+                sqlx::query(&format!(
+                    "{base} AND r.status = 'approved' AND r.planned_start_at <= $1 \
+                 ORDER BY r.planned_start_at, r.id LIMIT {}",
+                    limit.clamp(1, 10_000)
+                ))
+                .bind(now)
+                .fetch_all(&mut *self.tx)
+                .await?
+            }
         };
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -458,8 +497,12 @@ impl WriteTx {
             .iter()
             .map(|p| Ok((p.try_get("port")?, p.try_get("protocol")?)))
             .collect::<Result<Vec<_>>>()?;
+            let status: String = row.try_get("status")?;
             out.push(WaitingRequest {
                 id,
+                status: RequestStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+                planned_start_at: row.try_get("planned_start_at")?,
                 vm_id: row.try_get("vm_id")?,
                 vm_name: row.try_get("vm_name")?,
                 vm_group: row.try_get("vm_group")?,
@@ -478,8 +521,8 @@ impl WriteTx {
         Ok(out)
     }
 
-    /// Closes requests waiting for approval (cancelled, withdrawn or denied), each with a
-    /// log entry. `decision`: who decided and their comment, for a denial; otherwise the
+    /// Closes requests waiting for approval or for their start (cancelled, withdrawn or
+    /// denied), each with a log entry. `decision`: who decided and their comment, for a denial; otherwise the
     /// reason becomes the request's comment. Returns how many were still waiting.
     pub async fn close_requests(
         &mut self,
@@ -496,7 +539,7 @@ impl WriteTx {
             };
             let done = sqlx::query(
                 "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, \
-                 decision_comment = $4 WHERE id = $5 AND status = 'pending_approval'",
+                 decision_comment = $4 WHERE id = $5 AND status IN ('pending_approval', 'approved')",
             )
             .bind(status.as_str())
             .bind(decided_by)

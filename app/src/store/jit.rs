@@ -4,8 +4,8 @@ use super::audit::{Bind, NewLogEntry, bind_all};
 use super::{Result, Store, StoreError, WriteTx, new_id};
 use crate::domain::Visibility;
 use crate::domain::jit::{
-    AllowedSources, ApprovalTimeout, Approvers, JitPolicy, MaxDuration, Port, PortRule, Protocol,
-    WidestPrefix,
+    AllowedSources, ApprovalTimeout, Approvers, JitPolicy, LeadTime, MaxDuration, Port, PortRule,
+    Protocol, WidestPrefix,
 };
 use sqlx::AnyConnection;
 use sqlx::Row;
@@ -398,7 +398,7 @@ impl Store {
 }
 
 const RULE_COLUMNS: &str = "port, protocol, allowed_sources, max_duration_secs, justification_required, \
-     approval_required, approval_timeout_secs, widest_prefix_v4, widest_prefix_v6, approvals_required";
+     approval_required, approval_timeout_secs, widest_prefix_v4, widest_prefix_v6, approvals_required, max_lead_secs";
 
 /// `$first, $first+1, ...`: `n` placeholders for an IN list.
 fn placeholders(first: usize, n: usize) -> String {
@@ -440,6 +440,8 @@ fn rule_from_row(r: &AnyRow) -> Result<PortRule> {
         },
         approvals_required: Approvers::from_count(r.try_get("approvals_required")?)
             .map_err(|_| corrupt("approvers"))?,
+        max_lead: LeadTime::from_secs(r.try_get("max_lead_secs")?)
+            .map_err(|_| corrupt("lead time"))?,
     })
 }
 
@@ -505,8 +507,8 @@ impl WriteTx {
             sqlx::query(
                 "INSERT INTO port_rules (id, vm_id, position, port, protocol, allowed_sources, \
                  max_duration_secs, justification_required, approval_required, approval_timeout_secs, \
-                 widest_prefix_v4, widest_prefix_v6, approvals_required) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 widest_prefix_v4, widest_prefix_v6, approvals_required, max_lead_secs) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(new_id())
             .bind(vm_id)
@@ -521,6 +523,7 @@ impl WriteTx {
             .bind(i64::from(rule.widest_source.v4))
             .bind(i64::from(rule.widest_source.v6))
             .bind(i64::from(rule.approvals_required.get()))
+            .bind(rule.max_lead.secs())
             .execute(&mut *self.tx)
             .await?;
         }

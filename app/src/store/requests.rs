@@ -33,6 +33,8 @@ pub struct StoredRequest {
     pub created_at: i64,
     pub start_at: Option<i64>,
     pub end_at: Option<i64>,
+    /// The later start it asked for, if any (its window until it opens).
+    pub planned_start_at: Option<i64>,
     pub decided_by: Option<String>,
     pub decision_comment: String,
     pub ports: Vec<StoredRequestPort>,
@@ -74,7 +76,7 @@ pub struct RequestFilter {
 
 const REQUEST_COLUMNS: &str = "r.id, r.batch_id, r.vm_id, v.name AS vm_name, v.resource_group AS vm_group, \
      r.requester_id, u.username AS requester, r.source_prefix, r.duration_secs, r.justification, r.status, \
-     r.created_at, r.start_at, r.end_at, r.decided_by, r.decision_comment, \
+     r.created_at, r.start_at, r.end_at, r.planned_start_at, r.decided_by, r.decision_comment, \
      CASE WHEN v.agent_id IS NULL THEN 0 ELSE 1 END AS vm_has_agent, v.generation AS vm_generation, \
      v.agent_applied_generation AS vm_applied_generation, r.approvals_required, \
      (SELECT COUNT(*) FROM request_approvals a WHERE a.request_id = r.id) AS approvals";
@@ -97,6 +99,7 @@ fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
         created_at: row.try_get("created_at")?,
         start_at: row.try_get("start_at")?,
         end_at: row.try_get("end_at")?,
+        planned_start_at: row.try_get("planned_start_at")?,
         decided_by: row.try_get("decided_by")?,
         decision_comment: row.try_get("decision_comment")?,
         ports: Vec::new(),
@@ -194,8 +197,9 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Approves a waiting request: it is active from now for its duration, its ports
-    /// become grants, and the approval is logged. The caller has re-checked it.
+    /// Approves a waiting request: it is active from now for its duration (or, when it
+    /// asked for a start that has come, until the end of the window it asked for), its
+    /// ports become grants, and the approval is logged. The caller has re-checked it.
     pub async fn activate_request(
         &mut self,
         request: &WaitingRequest,
@@ -205,7 +209,7 @@ impl WriteTx {
         log: NewLogEntry,
     ) -> Result<bool> {
         let now = self.now;
-        let end = window_end(now, request.duration_secs);
+        let end = request.window_end(now);
         // Approved, then active at once: requests start when they are approved.
         let done = sqlx::query(
             "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, decision_comment = $4, \
@@ -236,17 +240,81 @@ impl WriteTx {
         Ok(true)
     }
 
+    /// Approves a waiting request whose window starts later: it waits, approved, for its
+    /// start (no grant yet, no approval time-out any more), when the job opens it after a
+    /// last re-check. The caller has re-checked it.
+    pub async fn schedule_request(
+        &mut self,
+        request_id: &str,
+        approver: &str,
+        comment: &str,
+        log: NewLogEntry,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, decision_comment = $4, \
+             approval_expires_at = NULL WHERE id = $5 AND status = 'pending_approval' AND planned_start_at > $3",
+        )
+        .bind(RequestStatus::Approved.as_str())
+        .bind(approver)
+        .bind(self.now)
+        .bind(comment)
+        .bind(request_id)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.log(log).await?;
+        Ok(true)
+    }
+
+    /// Opens an approved request whose start has come: active until the end of the window
+    /// it asked for, its ports grants. The caller has re-checked it at this moment.
+    pub async fn open_scheduled(
+        &mut self,
+        request: &WaitingRequest,
+        log: NewLogEntry,
+    ) -> Result<bool> {
+        let now = self.now;
+        let end = request.window_end(now);
+        let done = sqlx::query(
+            "UPDATE access_requests SET status = $1, start_at = $2, window_start_at = $2, end_at = $3 \
+             WHERE id = $4 AND status = 'approved'",
+        )
+        .bind(RequestStatus::Active.as_str())
+        .bind(now)
+        .bind(end)
+        .bind(&request.id)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.activate_ports(
+            &request.id,
+            &request.vm_id,
+            &request.requester_id,
+            &request.source,
+            end,
+            ("system", ""),
+        )
+        .await?;
+        self.bump_generation(&request.vm_id).await?;
+        self.log(log).await?;
+        Ok(true)
+    }
+
     /// Records `approver`'s approval of a waiting request (the caller has read it waiting
-    /// in this transaction). Returns how many distinct approvals it has now, or `None` when
-    /// this approver had approved it already (then nothing is written). Whether that is
-    /// enough is the caller's decision.
+    /// in this transaction). Returns `false` when this approver had approved it already
+    /// (then nothing is written). Whether the approvals are enough is the caller's
+    /// decision: only those whose approvers still may approve count.
     pub async fn record_approval(
         &mut self,
         request_id: &str,
         approver_id: &str,
         approver_name: &str,
         comment: &str,
-    ) -> Result<Option<i64>> {
+    ) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO request_approvals (request_id, approver_id, approver_name, comment, approved_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, approver_id) DO NOTHING",
@@ -258,16 +326,31 @@ impl WriteTx {
         .bind(self.now)
         .execute(&mut *self.tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let given =
-            sqlx::query("SELECT COUNT(*) AS n FROM request_approvals WHERE request_id = $1")
-                .bind(request_id)
-                .fetch_one(&mut *self.tx)
-                .await?
-                .try_get::<i64, _>("n")?;
-        Ok(Some(given))
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The users who have approved a request, earliest first.
+    pub async fn approvers_of(&mut self, request_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT approver_id FROM request_approvals WHERE request_id = $1 ORDER BY approved_at, approver_id",
+        )
+        .bind(request_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("approver_id").map_err(Into::into))
+            .collect()
+    }
+
+    /// Takes back the approval `approver_id` gave a request (they may no longer approve
+    /// it), so that it neither counts nor shows.
+    pub async fn withdraw_approval(&mut self, request_id: &str, approver_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM request_approvals WHERE request_id = $1 AND approver_id = $2")
+            .bind(request_id)
+            .bind(approver_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     /// Sets how many approvals a waiting request needs, as the policy in force decides.
@@ -301,12 +384,18 @@ impl WriteTx {
             let timeout = spec
                 .approval_timeout_secs
                 .unwrap_or(crate::domain::jit::DEFAULT_APPROVAL_TIMEOUT_SECS);
-            (
-                RequestStatus::PendingApproval,
-                None,
-                None,
-                Some(now + timeout * 1000),
-            )
+            let mut deadline = now + timeout * 1000;
+            if let Some(planned) = spec.start_at {
+                // Approvers have until the window starts, however short the time-out; an
+                // approval after that opens what is left of the window, never more.
+                deadline = deadline
+                    .max(planned)
+                    .min(window_end(planned, spec.duration_secs));
+            }
+            (RequestStatus::PendingApproval, None, None, Some(deadline))
+        } else if spec.start_at.is_some() {
+            // Needs nobody's approval: approved now, opened at its start by the job.
+            (RequestStatus::Approved, None, None, None)
         } else {
             (
                 RequestStatus::Active,
@@ -318,8 +407,8 @@ impl WriteTx {
         sqlx::query(
             "INSERT INTO access_requests (id, batch_id, vm_id, requester_id, source_prefix, duration_secs, \
              justification, status, created_at, start_at, window_start_at, end_at, decision_comment, approval_expires_at, \
-             approvals_required) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, '', $12, $13)",
+             approvals_required, planned_start_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, '', $12, $13, $14)",
         )
         .bind(&id)
         .bind(batch_id)
@@ -334,6 +423,7 @@ impl WriteTx {
         .bind(end)
         .bind(deadline)
         .bind(i64::from(spec.approvals_required.get()))
+        .bind(spec.start_at)
         .execute(&mut *tx.tx)
         .await?;
         for (port, protocol) in &spec.ports {
@@ -603,8 +693,8 @@ impl Store {
         }
     }
 
-    /// The earliest end of any grant in force or approval time-out of a waiting request,
-    /// so the expiry job can sleep until then.
+    /// The earliest end of any grant in force, approval time-out of a waiting request or
+    /// start of an approved window, so the expiry job can sleep until then.
     pub async fn next_expiry(&self) -> Result<Option<i64>> {
         let grants =
             sqlx::query("SELECT MIN(end_at) AS m FROM request_ports WHERE status = 'active'")
@@ -617,10 +707,13 @@ impl Store {
         .fetch_one(&self.pool)
         .await?
         .try_get::<Option<i64>, _>("m")?;
-        Ok(match (grants, waiting) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        let starts = sqlx::query(
+            "SELECT MIN(planned_start_at) AS m FROM access_requests WHERE status = 'approved'",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get::<Option<i64>, _>("m")?;
+        Ok([grants, waiting, starts].into_iter().flatten().min())
     }
 
     /// A VM's desired state: its generation and the grants in force at `now`.
@@ -654,7 +747,8 @@ impl Store {
         Ok(Some((gen_row.try_get("generation")?, grants)))
     }
 
-    /// Access windows of a VM that overlap `[from, to)`, for the timeline.
+    /// Access windows of a VM that overlap `[from, to)`, for the timeline: those that
+    /// opened, and those booked for later (waiting for approval or for their start).
     pub async fn access_windows(
         &self,
         vm_id: &str,
@@ -662,8 +756,14 @@ impl Store {
         to: i64,
     ) -> Result<Vec<(i64, i64, String, String)>> {
         let rows = sqlx::query(
-            "SELECT r.start_at, r.end_at, u.username, r.status FROM access_requests r JOIN users u ON u.id = r.requester_id \
-             WHERE r.vm_id = $1 AND r.start_at IS NOT NULL AND r.start_at < $2 AND r.end_at > $3 ORDER BY r.start_at",
+            "SELECT w.start_at, w.end_at, w.username, w.status FROM (\
+             SELECT r.start_at, r.end_at, u.username, r.status FROM access_requests r JOIN users u ON u.id = r.requester_id \
+             WHERE r.vm_id = $1 AND r.start_at IS NOT NULL AND r.start_at < $2 AND r.end_at > $3 \
+             UNION ALL \
+             SELECT r.planned_start_at AS start_at, r.planned_start_at + r.duration_secs * 1000 AS end_at, u.username, r.status \
+             FROM access_requests r JOIN users u ON u.id = r.requester_id \
+             WHERE r.vm_id = $1 AND r.status IN ('pending_approval', 'approved') AND r.planned_start_at IS NOT NULL \
+             AND r.planned_start_at < $2 AND r.planned_start_at + r.duration_secs * 1000 > $3) w ORDER BY w.start_at",
         )
         .bind(vm_id)
         .bind(to)

@@ -170,6 +170,20 @@ impl World {
         source: &str,
         minutes: &str,
     ) -> Result<String, portcullis_app::error::AppError> {
+        self.request_from(who, vm, port, source, minutes, "").await
+    }
+
+    /// A request for a window that starts at `start` (as the form or the API gives it;
+    /// empty for now).
+    pub async fn request_from(
+        &self,
+        who: &Actor,
+        vm: &StoredVm,
+        port: &str,
+        source: &str,
+        minutes: &str,
+        start: &str,
+    ) -> Result<String, portcullis_app::error::AppError> {
         let key = format!("{}:{port}/tcp", vm.id);
         requests::request_access(
             &self.store,
@@ -181,6 +195,7 @@ impl World {
                 custom_source: source,
                 duration_minutes: minutes,
                 justification: "maintenance",
+                start,
             },
         )
         .await

@@ -237,6 +237,9 @@ pub struct PolicyPortInput {
     /// more than one needs `approvalRequired`). Any one denial ends the request.
     #[schema(minimum = 1, maximum = 5)]
     pub approvals_required: Option<i64>,
+    /// Portcullis extension: how far ahead a request may start, ISO 8601 in whole days
+    /// from `P0D` (only now) to `P30D`; default `P7D`.
+    pub max_schedule_ahead: Option<String>,
     /// Portcullis extension: for `allowedSourceAddressPrefix` `*`, the widest IPv4 source a
     /// request may name (prefix length 1–32, default 24).
     #[schema(minimum = 1, maximum = 32)]
@@ -280,6 +283,8 @@ pub struct PolicyPortDto {
     pub approval_timeout: String,
     /// How many distinct approvers must approve (1–5).
     pub approvals_required: i64,
+    /// How far ahead a request may start (ISO 8601, whole days).
+    pub max_schedule_ahead: String,
     pub widest_source_prefix_ipv4: i64,
     pub widest_source_prefix_ipv6: i64,
 }
@@ -363,6 +368,10 @@ pub struct InitiateInput {
     #[serde(default)]
     #[schema(max_length = 500)]
     pub justification: String,
+    /// Portcullis extension: a later start (RFC 3339), within the ports' rules' lead time
+    /// (7 days unless the policy says otherwise). The request is decided ahead and opens
+    /// at this time; `endTimeUtc` and `duration` then count from it. Default: now.
+    pub start_time_utc: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -396,7 +405,9 @@ pub struct RequestDto {
     /// ISO 8601.
     pub duration: String,
     pub created_utc: String,
+    /// When it opened, or the later start it asked for while it waits for it.
     pub start_time_utc: Option<String>,
+    /// When it ends or ended, or the end of the window it asked for while it waits.
     pub end_time_utc: Option<String>,
     pub decided_by: Option<String>,
     pub decision_comment: String,

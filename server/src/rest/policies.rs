@@ -39,6 +39,7 @@ pub fn policy_dto(vm: &StoredVm, policy: &JitPolicy) -> PolicyDto {
                 approval_required: r.approval_required,
                 approval_timeout: format_iso_duration(r.approval_timeout.secs()),
                 approvals_required: i64::from(r.approvals_required.get()),
+                max_schedule_ahead: format_iso_duration(r.max_lead.secs()),
                 widest_source_prefix_ipv4: i64::from(r.widest_source.v4),
                 widest_source_prefix_ipv6: i64::from(r.widest_source.v6),
             }
@@ -142,6 +143,20 @@ pub fn policy_rows(input: &PolicyInput) -> ApiResult<Vec<PortRuleInput>> {
                 }
             },
         };
+        let lead_days = match &p.max_schedule_ahead {
+            None => String::new(),
+            Some(raw) => match parse_iso_duration(raw) {
+                Ok(secs) if secs % 86_400 != 0 => {
+                    errors.add(at("maxScheduleAhead"), "Give whole days, e.g. P7D.");
+                    String::new()
+                }
+                Ok(secs) => (secs / 86_400).to_string(),
+                Err(e) => {
+                    errors.add(at("maxScheduleAhead"), e.to_string());
+                    String::new()
+                }
+            },
+        };
         let approval_minutes = match &p.approval_timeout {
             None => String::new(),
             Some(raw) => match parse_iso_duration(raw) {
@@ -170,6 +185,7 @@ pub fn policy_rows(input: &PolicyInput) -> ApiResult<Vec<PortRuleInput>> {
                 .approvals_required
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
+            lead_days,
             widest_v4: prefix(p.widest_source_prefix_ipv4),
             widest_v6: prefix(p.widest_source_prefix_ipv6),
         });
@@ -197,6 +213,7 @@ fn rename_policy_field(input: &PolicyInput, field: &str) -> String {
         "max_minutes" => "maxRequestAccessDuration",
         "approval_minutes" => "approvalTimeout",
         "approvals_required" => "approvalsRequired",
+        "lead_days" => "maxScheduleAhead",
         "widest_v4" => "widestSourcePrefixIpv4",
         "widest_v6" => "widestSourcePrefixIpv6",
         "allowed_sources" => {

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_app::domain::iso_duration::{format_iso_duration, parse_iso_duration};
 use portcullis_app::domain::jit::{Port, Protocol};
-use portcullis_app::domain::request::{PortStatus, RequestStatus};
+use portcullis_app::domain::request::{PortStatus, RequestStatus, window_end};
 use portcullis_app::services::{Actor, jit, requests};
 use portcullis_app::state::AppState;
 use portcullis_app::store::{StoredRequest, StoredVm};
@@ -86,8 +86,11 @@ pub fn request_dto(r: StoredRequest) -> RequestDto {
         justification: r.justification.clone(),
         duration: format_iso_duration(r.duration_secs),
         created_utc: utc(r.created_at),
-        start_time_utc: r.start_at.map(utc),
-        end_time_utc: r.end_at.map(utc),
+        start_time_utc: r.start_at.or(r.planned_start_at).map(utc),
+        end_time_utc: r
+            .end_at
+            .or(r.planned_start_at.map(|s| window_end(s, r.duration_secs)))
+            .map(utc),
         decided_by: r.decided_by.clone(),
         decision_comment: r.decision_comment.clone(),
         virtual_machines: vec![RequestVmDto {
@@ -208,7 +211,15 @@ pub async fn initiate_requests(
     input: &InitiateInput,
     vms: &[StoredVm],
 ) -> ApiResult<Vec<StoredRequest>> {
-    let now = state.store.now_ms();
+    // An end time counts from the start asked for (a wrong start is the service's to
+    // report, on startTimeUtc).
+    let now = input
+        .start_time_utc
+        .as_deref()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(0)
+        .max(state.store.now_ms());
     let mut errors = ApiErrors::default();
     let mut keys = Vec::new();
     let mut source: Option<(Option<String>, String)> = None;
@@ -298,6 +309,7 @@ pub async fn initiate_requests(
             custom_source: source.as_deref().unwrap_or(""),
             duration_minutes: &minutes_text,
             justification: &input.justification,
+            start: input.start_time_utc.as_deref().unwrap_or(""),
         },
     )
     .await
@@ -306,6 +318,7 @@ pub async fn initiate_requests(
             "ports" => "virtualMachines".into(),
             "source" => source_field.clone(),
             "duration" => minutes_field.clone(),
+            "start" => "startTimeUtc".into(),
             other => other.into(),
         })
     })?;
