@@ -1,5 +1,5 @@
-//! The VM page's timeline: access windows over the last 7 days as an SVG drawn on the
-//! server, so it shows without JavaScript.
+//! The VM page's timeline: access windows over the last 7 days, and the windows booked
+//! ahead, as an SVG drawn on the server, so it shows without JavaScript.
 
 const WIDTH: f64 = 700.0;
 const LEFT: f64 = 0.0;
@@ -14,13 +14,23 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// `windows`: (start, end, user, status) in UTC ms; `[from, to)` is the range shown.
-pub fn timeline_svg(windows: &[(i64, i64, String, String)], from: i64, to: i64) -> String {
+/// How far ahead the timeline reaches at most for booked windows (the longest lead time).
+pub const AHEAD_MS: i64 = crate::domain::jit::MAX_LEAD_DAYS * 24 * 3600 * 1000;
+
+/// `windows`: (start, end, user, status) in UTC ms; `[from, to)` is the range shown and
+/// `now` is marked in it (`to` is later than `now` when windows are booked ahead).
+pub fn timeline_svg(
+    windows: &[(i64, i64, String, String)],
+    from: i64,
+    now: i64,
+    to: i64,
+) -> String {
     let span = (to - from).max(1) as f64;
     let x = |t: i64| LEFT + ((t.clamp(from, to) - from) as f64 / span) * WIDTH;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-         role=\"img\" aria-labelledby=\"timeline-title\"><title id=\"timeline-title\">Access windows, last 7 days: {} window(s)</title>",
+         role=\"img\" aria-labelledby=\"timeline-title\"><title id=\"timeline-title\">Access windows, last 7 days{}: {} window(s)</title>",
+        if to > now { " and booked ahead" } else { "" },
         windows.len()
     );
     svg.push_str(&format!(
@@ -45,19 +55,41 @@ pub fn timeline_svg(windows: &[(i64, i64, String, String)], from: i64, to: i64) 
     for (start, end, user, status) in windows {
         let (x1, x2) = (x(*start), x(*end));
         let w = (x2 - x1).max(2.0);
-        let colour = if status == "active" {
+        // Booked windows (not open yet) are drawn hollow: they are a promise, not access.
+        let booked = *start > now && matches!(status.as_str(), "approved" | "pending_approval");
+        let colour = if booked {
+            "#ffffff\" stroke=\"#1f4e79\" stroke-dasharray=\"3 2"
+        } else if status == "active" {
             "#1a7f37"
         } else {
             "#1f4e79"
         };
+        let class = if booked { "window booked" } else { "window" };
         svg.push_str(&format!(
-            "<rect class=\"window\" x=\"{x1:.1}\" y=\"{BAR_Y}\" width=\"{w:.1}\" height=\"{BAR_H}\" fill=\"{colour}\">\
+            "<rect class=\"{class}\" x=\"{x1:.1}\" y=\"{BAR_Y}\" width=\"{w:.1}\" height=\"{BAR_H}\" fill=\"{colour}\">\
              <title>{} – {}: {} ({})</title></rect>",
             crate::model::format_utc(*start),
             crate::model::format_utc(*end),
             esc(user),
             esc(status)
         ));
+    }
+    if to > now {
+        let xn = x(now);
+        svg.push_str(&format!(
+            "<line class=\"now\" x1=\"{xn:.1}\" y1=\"{}\" x2=\"{xn:.1}\" y2=\"{}\" stroke=\"#cf222e\" stroke-width=\"2\"/>\
+             <text x=\"0\" y=\"{}\" font-size=\"10\" fill=\"#57606a\">{}</text>\
+             <text x=\"{xn:.1}\" y=\"{}\" font-size=\"10\" fill=\"#57606a\" text-anchor=\"middle\">now</text>\
+             <text x=\"{WIDTH}\" y=\"{}\" font-size=\"10\" fill=\"#57606a\" text-anchor=\"end\">{}</text></svg>",
+            BAR_Y - 6.0,
+            BAR_Y + BAR_H + 6.0,
+            HEIGHT - 4.0,
+            crate::model::format_utc(from),
+            HEIGHT - 4.0,
+            HEIGHT - 4.0,
+            crate::model::format_utc(to)
+        ));
+        return svg;
     }
     svg.push_str(&format!(
         "<text x=\"0\" y=\"{}\" font-size=\"10\" fill=\"#57606a\">{}</text><text x=\"{WIDTH}\" y=\"{}\" font-size=\"10\" \
@@ -84,6 +116,7 @@ mod tests {
             )],
             from,
             from + 7 * day,
+            from + 7 * day,
         );
         assert!(svg.starts_with("<svg"));
         assert_eq!(svg.matches("class=\"window\"").count(), 1);
@@ -91,6 +124,29 @@ mod tests {
         assert!(
             svg.contains("x=\"100.0\""),
             "one day of seven is 100 of 700 units: {svg}"
+        );
+    }
+
+    #[test]
+    fn windows_booked_ahead_widen_the_range_and_are_drawn_hollow_after_now() {
+        let day = 24 * 3600 * 1000;
+        let now = 20 * day;
+        let svg = super::timeline_svg(
+            &[(
+                now + day,
+                now + day + 3_600_000,
+                "rita".into(),
+                "approved".into(),
+            )],
+            now - 7 * day,
+            now,
+            now + 7 * day,
+        );
+        assert!(svg.contains("and booked ahead"));
+        assert_eq!(svg.matches("class=\"window booked\"").count(), 1);
+        assert!(
+            svg.contains("class=\"now\" x1=\"350.0\""),
+            "now in the middle: {svg}"
         );
     }
 }

@@ -8,10 +8,11 @@
 mod common;
 
 use common::*;
+use portcullis_app::domain::notify::ChannelInput;
 use portcullis_app::domain::request::{PortStatus, RequestStatus};
 use portcullis_app::domain::{Role, Scope};
 use portcullis_app::error::AppError;
-use portcullis_app::services::{Actor, requests};
+use portcullis_app::services::{Actor, notify, requests};
 use portcullis_app::store::StoredVm;
 
 const HOUR: i64 = 3_600_000;
@@ -45,6 +46,21 @@ async fn team(w: &World) -> Team {
         alice,
         vm,
     }
+}
+
+/// The outbox payloads of one event, oldest first, read behind the store's back.
+async fn payloads(w: &World, event: &str) -> Vec<String> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&w.url).await.unwrap();
+    sqlx::query("SELECT payload FROM notification_outbox WHERE event = $1 ORDER BY created_at, id")
+        .bind(event)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("payload").unwrap())
+        .collect()
 }
 
 fn field(e: AppError, name: &str) -> String {
@@ -141,6 +157,25 @@ async fn a_window_that_needs_no_approval_opens_at_its_start_and_closes_at_its_en
 async fn a_window_approved_ahead_opens_at_its_start_and_a_late_approval_opens_only_what_is_left() {
     let w = world().await;
     let t = team(&w).await;
+    // The approvers and the requester hear when it opens, through a routed channel.
+    let (hook, _) = notify::create_channel(
+        &w.store,
+        &t.admin,
+        &ChannelInput {
+            name: "ops",
+            kind: "webhook",
+            target: "http://127.0.0.1:9/hook",
+            secret: "a-signing-key-for-the-test",
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for event in ["approval.waiting", "request.approved"] {
+        notify::add_route(&w.store, &t.admin, &hook, event, "")
+            .await
+            .unwrap();
+    }
     let start = w.clock.now() + 3 * HOUR;
     let id = w
         .request_from(
@@ -153,6 +188,11 @@ async fn a_window_approved_ahead_opens_at_its_start_and_a_late_approval_opens_on
         )
         .await
         .unwrap();
+    let waiting = payloads(&w, "approval.waiting").await;
+    assert!(
+        waiting[0].contains("2027-01-15 11:00:00 UTC"),
+        "{waiting:?}"
+    );
     let r = w.request_row(&id).await;
     assert_eq!(r.status, RequestStatus::PendingApproval);
     // Approvers have until the start, though the rule's time-out is an hour.
@@ -172,6 +212,11 @@ async fn a_window_approved_ahead_opens_at_its_start_and_a_late_approval_opens_on
             .content
             .detail
             .contains("opens at 2027-01-15 11:00:00 UTC")
+    );
+    let told = payloads(&w, "request.approved").await;
+    assert!(
+        told[0].contains("was approved and opens at 2027-01-15 11:00:00 UTC by alice"),
+        "{told:?}"
     );
     let again = requests::approve(&w.store, &t.alice, &id, "ok").await;
     assert!(matches!(again, Err(AppError::Conflict(_))), "{again:?}");

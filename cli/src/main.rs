@@ -193,6 +193,10 @@ struct RequestArgs {
     source: Option<String>,
     #[arg(long, default_value = "")]
     justification: String,
+    /// A later start: UTC as YYYY-MM-DDTHH:MM, or RFC 3339 with an offset. The request is
+    /// decided ahead and opens then; default: now.
+    #[arg(long)]
+    start: Option<String>,
 }
 
 #[derive(Args)]
@@ -607,10 +611,13 @@ async fn request(api: &Client, a: &RequestArgs, json: bool) -> Result<String, St
             p
         })
         .collect();
-    let body = json!({
+    let mut body = json!({
         "virtualMachines": [{ "ports": ports }],
         "justification": a.justification,
     });
+    if let Some(start) = &a.start {
+        body["startTimeUtc"] = json!(start);
+    }
     let r = api
         .post(
             &format!("/api/v1/jitPolicies/{}/initiate", enc(&a.vm)),
@@ -648,6 +655,7 @@ fn requests_table(list: &[Value]) -> String {
                 ports.join(", "),
                 source,
                 s(&r["status"]),
+                s(&r["startTimeUtc"]),
                 s(&r["endTimeUtc"]),
                 s(&r["requestor"]),
             ]
@@ -660,6 +668,7 @@ fn requests_table(list: &[Value]) -> String {
             "PORTS",
             "SOURCE",
             "STATUS",
+            "STARTS (UTC)",
             "ENDS (UTC)",
             "REQUESTOR",
         ],

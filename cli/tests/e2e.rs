@@ -228,6 +228,46 @@ async fn the_cli_opens_and_revokes_a_grant_end_to_end() {
     assert_eq!(req["status"], "Active");
     let id = req["id"].as_str().unwrap().to_owned();
 
+    // A window booked for tomorrow, 09:00 UTC: it waits, approved, for its start.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%dT09:00")
+        .to_string();
+    let (ok, out, err) = run(
+        h,
+        &[
+            "request",
+            "--vm",
+            "web-1",
+            "--port",
+            "22",
+            "--for",
+            "30m",
+            "--source",
+            "203.0.113.8",
+            "--start",
+            &tomorrow,
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("203.0.113.8"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("Approved") && line.contains(&format!("{tomorrow}:00Z")),
+        "{out}"
+    );
+    let (ok, _, err) = run(
+        h,
+        &[
+            "request", "--vm", "web-1", "--port", "22", "--for", "30m", "--start", "soon",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("Enter the start as a date and time"), "{err}");
+
     let (ok, out, err) = run(h, &["requests"]).await;
     assert!(ok, "{err}");
     let line = out.lines().find(|l| l.contains(&id)).unwrap_or_default();
@@ -247,9 +287,15 @@ async fn the_cli_opens_and_revokes_a_grant_end_to_end() {
     assert!(out.contains("Revoked"), "{out}");
     let (_, out, _) = run(h, &["requests", "--json"]).await;
     let list: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(list["value"][0]["status"], "Revoked");
+    let revoked = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(revoked["status"], "Revoked");
     assert_eq!(
-        list["value"][0]["virtualMachines"][0]["ports"][0]["status"],
+        revoked["virtualMachines"][0]["ports"][0]["status"],
         "Revoked"
     );
     let (_, out, _) = run(h, &["vm", "list", "--json"]).await;

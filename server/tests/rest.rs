@@ -1220,3 +1220,78 @@ async fn two_approvers_over_the_api() {
         "1 of 2 approvals; request of req; ok"
     );
 }
+
+/// A window booked ahead over the API: the policy's lead time (`maxScheduleAhead`, whole
+/// days), a request with `startTimeUtc` that waits, approved, for its start (its end
+/// counted from the start), one too far ahead refused on `startTimeUtc`, and a booked
+/// window withdrawn before it opens.
+#[tokio::test]
+async fn a_window_booked_ahead_over_the_api() {
+    let (_app, _admin, api) = admin_api().await;
+    add_vm(&api, "web-1", "prod").await;
+    let body = json!({"virtualMachines": [{"ports": [
+        {"number": 22, "protocol": "TCP", "allowedSourceAddressPrefix": "*", "maxScheduleAhead": "P2D"},
+        {"number": 80, "protocol": "TCP", "allowedSourceAddressPrefix": "*"},
+    ]}]});
+    let (s, p) = api.put("/api/v1/jitPolicies/web-1", &body).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let ports = &p["virtualMachines"][0]["ports"];
+    assert_eq!(ports[0]["maxScheduleAhead"], "P2D");
+    assert_eq!(ports[1]["maxScheduleAhead"], "P7D", "the default");
+    for (lead, expected) in [
+        ("PT5H", "Give whole days, e.g. P7D."),
+        (
+            "P31D",
+            "Scheduling ahead is a whole number of days from 0 to 30.",
+        ),
+    ] {
+        let mut bad = body.clone();
+        bad["virtualMachines"][0]["ports"][0]["maxScheduleAhead"] = json!(lead);
+        let (s, e) = api.put("/api/v1/jitPolicies/web-1", &bad).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert_eq!(
+            field(&e, "virtualMachines[0].ports[0].maxScheduleAhead"),
+            Some(expected),
+            "{e}"
+        );
+    }
+
+    let start = chrono::Utc::now().timestamp() / 60 * 60 + 3600;
+    let at = |secs: i64| {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let mut ask = initiate(22, "PT30M");
+    ask["startTimeUtc"] = json!(at(start));
+    let r = open(&api, "web-1", &ask).await;
+    assert_eq!(r["status"], "Approved", "{r}");
+    assert_eq!(r["startTimeUtc"], at(start));
+    assert_eq!(r["endTimeUtc"], at(start + 1800));
+    let port = &r["virtualMachines"][0]["ports"][0];
+    assert_eq!(port["status"], "Pending", "{r}");
+    // An end time counts from the start.
+    let mut until = initiate(80, "PT1M");
+    until["virtualMachines"][0]["ports"][0] = json!({"number": 80, "endTimeUtc": at(start + 3600)});
+    until["startTimeUtc"] = json!(at(start));
+    let u = open(&api, "web-1", &until).await;
+    assert_eq!(u["endTimeUtc"], at(start + 3600), "{u}");
+
+    let mut far = initiate(22, "PT30M");
+    far["startTimeUtc"] = json!(at(start + 3 * 86_400));
+    let (s, e) = api.post("/api/v1/jitPolicies/web-1/initiate", &far).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(
+        field(&e, "startTimeUtc"),
+        Some("Requests on web-1 may start at most 2 days ahead."),
+        "{e}"
+    );
+
+    let id = r["id"].as_str().unwrap();
+    let (s, w) = api
+        .post(&format!("/api/v1/requests/{id}/revoke"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{w}");
+    assert_eq!(w["status"], "Revoked");
+}

@@ -207,7 +207,11 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
         let policy = store.get_policy(&vm_id).await?;
         let now = store.now_ms();
         let from = now - 7 * 24 * 3600 * 1000;
-        let windows = store.access_windows(&vm_id, from, now).await?;
+        let windows = store
+            .access_windows(&vm_id, from, now + crate::timeline::AHEAD_MS)
+            .await?;
+        // The range reaches as far ahead as the latest booked window.
+        let to = windows.iter().map(|w| w.1).max().unwrap_or(now).max(now);
         let reqs = requests::vm_requests(store, &actor, &vm_id).await?;
         Ok(VmDetail {
             vm: views::vm_row(row),
@@ -216,7 +220,7 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
                 .into_iter()
                 .map(|r| views::request_view(&actor, r))
                 .collect(),
-            timeline_svg: crate::timeline::timeline_svg(&windows, from, now),
+            timeline_svg: crate::timeline::timeline_svg(&windows, from, now, to),
             can_manage: may.manage,
             can_configure: may.configure,
             can_request: policy.is_some() && may.request,

@@ -86,6 +86,26 @@ pub fn window_end(start_ms: i64, secs: i64) -> i64 {
 /// with the current minute, 10:00, asks for now, not for an error.
 pub const START_SLACK_MS: i64 = 5 * 60 * 1000;
 
+/// A point in time as people and scripts write it: RFC 3339 with its offset, or a date
+/// and time without one, read as UTC (`2026-12-01T09:00`, `2026-12-01 09:00:30`). In ms.
+pub fn parse_instant(raw: &str) -> Option<i64> {
+    let raw = raw.trim();
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.timestamp_millis())
+        .ok()
+        .or_else(|| {
+            [
+                "%Y-%m-%dT%H:%M:%S",
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M:%S",
+                "%Y-%m-%d %H:%M",
+            ]
+            .iter()
+            .find_map(|f| chrono::NaiveDateTime::parse_from_str(raw, f).ok())
+            .map(|t| t.and_utc().timestamp_millis())
+        })
+}
+
 /// Reads a requested start: `None` for now (empty, or a time that has just passed),
 /// else the time in ms on a whole second, no later than `max_lead` after `now_ms`.
 pub fn parse_start(
@@ -98,25 +118,11 @@ pub fn parse_start(
     if raw.is_empty() {
         return Ok(None);
     }
-    let at = chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.timestamp_millis())
-        .or_else(|_| {
-            [
-                "%Y-%m-%dT%H:%M:%S",
-                "%Y-%m-%dT%H:%M",
-                "%Y-%m-%d %H:%M:%S",
-                "%Y-%m-%d %H:%M",
-            ]
-            .iter()
-            .find_map(|f| chrono::NaiveDateTime::parse_from_str(raw, f).ok())
-            .map(|t| t.and_utc().timestamp_millis())
-            .ok_or(())
-        })
-        .map_err(|_| {
-            "Enter the start as a date and time, e.g. 2026-12-01T09:00 (UTC) or \
-             2026-12-01T10:00:00+01:00."
-                .to_owned()
-        })?;
+    let at = parse_instant(raw).ok_or_else(|| {
+        "Enter the start as a date and time, e.g. 2026-12-01T09:00 (UTC) or \
+         2026-12-01T10:00:00+01:00."
+            .to_owned()
+    })?;
     let at = at - at.rem_euclid(1000);
     if at <= now_ms {
         return if now_ms - at <= START_SLACK_MS {
@@ -631,7 +637,7 @@ mod tests {
         );
         assert_eq!(
             parse_start("vm", "2027-01-15T10:30:00+01:00", NOW, week),
-            Ok(Some(NOW + 1_800_000)),
+            Ok(Some(NOW + 5_400_000)),
             "an offset counts"
         );
         assert_eq!(

@@ -38,6 +38,8 @@ pub struct About {
     pub ports: String,
     pub source: String,
     pub justification: String,
+    /// The later start it asked for, if any.
+    pub starts: Option<i64>,
 }
 
 impl About {
@@ -57,6 +59,7 @@ impl About {
                 .join(", "),
             source: r.source.clone(),
             justification: r.justification.clone(),
+            starts: r.planned_start_at.filter(|_| r.start_at.is_none()),
         }
     }
 
@@ -75,6 +78,9 @@ impl About {
             ("Ports".to_owned(), self.ports.clone()),
             ("Source".to_owned(), self.source.clone()),
         ];
+        if let Some(start) = self.starts {
+            facts.push(("Starts".to_owned(), crate::model::format_utc(start)));
+        }
         if !self.justification.is_empty() {
             facts.push(("Justification".to_owned(), self.justification.clone()));
         }
@@ -175,8 +181,15 @@ pub async fn tell_requester(
     by: &str,
     detail: &str,
 ) -> crate::store::Result<()> {
+    let opens = match about.starts {
+        Some(start) => format!(
+            "was approved and opens at {}",
+            crate::model::format_utc(start)
+        ),
+        None => "was approved and opens now".to_owned(),
+    };
     let (subject, what) = match event {
-        NotifyEvent::Approved => ("approved", "was approved and opens now"),
+        NotifyEvent::Approved => ("approved", opens.as_str()),
         NotifyEvent::Denied => ("denied", "was denied"),
         NotifyEvent::Revoked => ("revoked", "was revoked"),
         NotifyEvent::Extended => ("extended", "was extended"),
@@ -228,6 +241,7 @@ pub async fn grants_ended(
                 .join(", "),
             source: g.source.clone(),
             justification: String::new(),
+            starts: None,
         };
         tell_requester(
             tx,

@@ -150,6 +150,7 @@ pub async fn request_access(
                     .join(", "),
                 source: spec.source.to_string(),
                 justification: spec.justification.clone(),
+                starts: spec.start_at,
             };
             notify::approval_waiting(&mut tx, &about).await?;
         }
@@ -432,7 +433,8 @@ pub async fn approve(store: &Store, actor: &Actor, id: &str, comment: &str) -> A
     if !opened {
         return Err(decided_elsewhere());
     }
-    let about = notify::About::of_request(&r);
+    let mut about = notify::About::of_request(&r);
+    about.starts = w.planned_start_at.filter(|start| *start > tx.now);
     notify::tell_requester(
         &mut tx,
         NotifyEvent::Approved,

@@ -368,7 +368,7 @@ pub struct InitiateInput {
     #[serde(default)]
     #[schema(max_length = 500)]
     pub justification: String,
-    /// Portcullis extension: a later start (RFC 3339), within the ports' rules' lead time
+    /// Portcullis extension: a later start (RFC 3339, or `2026-12-01T09:00` read as UTC), within the ports' rules' lead time
     /// (7 days unless the policy says otherwise). The request is decided ahead and opens
     /// at this time; `endTimeUtc` and `duration` then count from it. Default: now.
     pub start_time_utc: Option<String>,

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_app::domain::iso_duration::{format_iso_duration, parse_iso_duration};
 use portcullis_app::domain::jit::{Port, Protocol};
-use portcullis_app::domain::request::{PortStatus, RequestStatus, window_end};
+use portcullis_app::domain::request::{PortStatus, RequestStatus, parse_instant, window_end};
 use portcullis_app::services::{Actor, jit, requests};
 use portcullis_app::state::AppState;
 use portcullis_app::store::{StoredRequest, StoredVm};
@@ -216,8 +216,7 @@ pub async fn initiate_requests(
     let now = input
         .start_time_utc
         .as_deref()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
-        .map(|t| t.timestamp_millis())
+        .and_then(parse_instant)
         .unwrap_or(0)
         .max(state.store.now_ms());
     let mut errors = ApiErrors::default();
