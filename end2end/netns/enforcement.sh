@@ -126,10 +126,11 @@ policy() { # policy ALLOWED_SOURCES: port 22/tcp, 60 minutes at most
   call enable_jit "vm_ids[0]=$vm_id" "rules[0][enabled]=on" "rules[0][port]=22" "rules[0][protocol]=tcp" \
     "rules[0][allowed_sources]=$1" "rules[0][max_minutes]=60" >/dev/null
 }
-# Seconds the kernel still gives the grant of 198.51.100.10 on port 22 (0 when none).
-kernel_left() {
-  in_vm nft -j list set inet portcullis hosts4 2>/dev/null | jq '[.nftables[] | .set? | select(.) | .elem[]?
-    | select(.elem.val.concat[0] == "198.51.100.10") | .elem.expires] | max // 0'
+# Seconds the kernel still gives the grant of 198.51.100.10 (or of SOURCE in SET) on port 22
+# (0 when none).
+kernel_left() { # kernel_left [SET SOURCE]
+  in_vm nft -j list set inet portcullis "${1:-hosts4}" 2>/dev/null | jq --arg src "${2:-198.51.100.10}" \
+    '[.nftables[] | .set? | select(.) | .elem[]? | select(.elem.val.concat[0] == $src) | .elem.expires] | max // 0'
 }
 
 if [ "$mode" = bench ]; then
@@ -266,13 +267,44 @@ for source in 198.51.100.21 198.51.100.22 198.51.100.23; do request "$source" 10
 if ms=$(wait_until 10 applied); then ok "after three quick grants the agent reported the last one in ${ms} ms"
 else bad "after three quick grants the portal still waits for the agent: $(call get_vm "id=$vm_id" | jq -r .vm.agent_status)"; fi
 
+# A window booked ahead (for the IPv6 source) stays closed until its start, opens then and
+# closes at its end: the kernel's timeout covers the window only. Its minute runs alongside
+# the fail-closed minute below, so it also closes with the server down.
+start_s=$(( $(date +%s) + 5 ))
+start_txt=$(date -u -d "@$start_s" +%Y-%m-%dT%H:%M:%S)
+out=$(call request_access "vm_ids[0]=$vm_id" "ports[0]=$vm_id:22/tcp" source_mode=custom \
+  custom_source=2001:db8:1::10 duration=1 justification=enforcement-test "start=$start_txt")
+jq -er '.[0]' <<<"$out" >/dev/null || bad "booking a window for $start_txt was refused: $out"
+early=0
+while (( $(date +%s%3N) < start_s * 1000 - 700 )); do can "$c1" 2001:db8:1::1 && early=1; sleep 0.3; done
+if [ $early = 0 ]; then ok "a window booked for ${start_txt}Z stayed closed before its start"
+else bad "the booked window opened before its start"; fi
+if wait_until 5 can "$c1" 2001:db8:1::1 >/dev/null; then
+  late=$(( $(date +%s%3N) - start_s * 1000 ))
+  if (( late <= 1500 )); then ok "the booked window opened ${late} ms after its start"
+  else bad "the booked window opened ${late} ms after its start"; fi
+else bad "the booked window did not open at its start"; fi
+sched_end=$(( start_s * 1000 + 60000 ))
+sched_left=$(kernel_left hosts6 2001:db8:1::10)
+if (( sched_left > 0 && sched_left <= 60 )); then ok "the kernel holds it for the window only (${sched_left} s left)"
+else bad "the kernel holds the booked window for ${sched_left} s, not its minute"; fi
+
 # Fail closed: a one-minute grant, then the server is killed; the kernel still closes it.
+# Three seconds after the booked window opened, so that the two ends (each on a whole
+# second) are checked one after the other.
+sleep 3
 r3=$(request 198.51.100.10 1)
 end=$(( $(date +%s%3N) + 60000 ))
 wait_until 5 can "$c1" 198.51.100.1 >/dev/null && ok "one-minute grant open" || bad "one-minute grant did not open"
 kill -9 "$server_pid"; wait "$server_pid" 2>/dev/null || true
 sleep 1
 if can "$c1" 198.51.100.1; then ok "server killed: the grant stays until its end"; else bad "grant closed early when the server died"; fi
+while (( $(date +%s%3N) < sched_end - 1500 )); do sleep 0.5; done
+if can "$c1" 2001:db8:1::1; then ok "the booked window is still open 1.5 s before its end"; else bad "the booked window closed before its end"; fi
+if wait_until 6 closed "$c1" 2001:db8:1::1 >/dev/null; then
+  late=$(( $(date +%s%3N) - sched_end ))
+  if (( late <= 1000 )); then ok "the booked window closed ${late} ms after its end"; else bad "the booked window closed ${late} ms after its end"; fi
+else bad "the booked window is open after its end"; fi
 while (( $(date +%s%3N) < end - 1500 )); do sleep 0.5; done
 if can "$c1" 198.51.100.1; then ok "still open 1.5 s before the end"; else bad "closed before the end"; fi
 if ms=$(wait_until 6 closed "$c1" 198.51.100.1); then
