@@ -133,6 +133,10 @@ async fn two_of_three_approvers_open_the_request_at_the_second_distinct_one() {
     assert_eq!(r.status, RequestStatus::PendingApproval);
     assert_eq!(r.ports[0].status, PortStatus::Pending);
     assert_eq!((r.approvals, r.approvals_required), (1, 2));
+    // Her request page no longer offers her a decision; Bob's does.
+    assert!(!requests::may_decide(&w.store, &t.alice, &r).await.unwrap());
+    assert!(requests::may_decide(&w.store, &t.bob, &r).await.unwrap());
+    assert!(!requests::may_decide(&w.store, &t.rita, &r).await.unwrap());
     assert!(w.grants(&t.vm).await.is_empty());
     assert_eq!(w.generation(&t.vm).await, before);
     let logged = w.logged("approve").await;

@@ -396,19 +396,12 @@ pub async fn save_my_notification_settings(
 /// One request, for its requester or whoever may see its VM (the service decides).
 #[server(endpoint = "get_request_detail")]
 pub async fn get_request_detail(id: String) -> Result<RequestDetail, AppError> {
-    use crate::domain::request::RequestStatus;
-    use crate::domain::{Resource, permits_approval};
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
         let r = crate::services::requests::get(&c.state.store, &actor, &id).await?;
         // Only whether to offer the buttons: approve and deny decide again.
-        let vm = Resource::Vm {
-            id: r.vm_id.clone(),
-            group: r.vm_group.clone(),
-        };
-        let can_decide = r.status == RequestStatus::PendingApproval
-            && permits_approval(&actor.roles, &vm, &actor.user_id, &r.requester_id);
+        let can_decide = crate::services::requests::may_decide(&c.state.store, &actor, &r).await?;
         let vm_group = r.vm_group.clone();
         Ok(RequestDetail {
             request: super::jit::views::request_view(&actor, r),

@@ -490,6 +490,19 @@ pub async fn deny(store: &Store, actor: &Actor, id: &str, comment: &str) -> AppR
     Ok(())
 }
 
+/// Whether `actor` may decide request `r` now: it waits for approval, they may approve on
+/// its VM, it is not their own, and they have not approved it already. The portal asks
+/// this to offer Approve and Deny; the decisions check everything again.
+pub async fn may_decide(store: &Store, actor: &Actor, r: &StoredRequest) -> AppResult<bool> {
+    let vm = Resource::Vm {
+        id: r.vm_id.clone(),
+        group: r.vm_group.clone(),
+    };
+    Ok(r.status == RequestStatus::PendingApproval
+        && permits_approval(&actor.roles, &vm, &actor.user_id, &r.requester_id)
+        && !store.has_approved(&r.id, &actor.user_id).await?)
+}
+
 /// Whether `actor` may end (revoke or extend) request `r`: its requester while they may
 /// still request on the VM, or an administrator of the VM. The portal asks this too, to
 /// show the buttons.

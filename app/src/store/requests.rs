@@ -507,6 +507,18 @@ impl Store {
         Ok(id)
     }
 
+    /// Whether `user_id` has approved the request (and the approval stands).
+    pub async fn has_approved(&self, request_id: &str, user_id: &str) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT approver_id FROM request_approvals WHERE request_id = $1 AND approver_id = $2",
+        )
+        .bind(request_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     pub async fn get_request(&self, id: &str) -> Result<Option<StoredRequest>> {
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM access_requests r JOIN vms v ON v.id = r.vm_id \
