@@ -68,7 +68,7 @@ pub fn Shell(children: Children) -> impl IntoView {
             </a>
             <Transition fallback=|| ()>{user_view}</Transition>
         </header>
-        <main id="main" class="content">{children()}</main>
+        <main id="main" class="content"><crate::api::flash::Flash />{children()}</main>
     }
 }
 

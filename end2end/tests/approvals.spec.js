@@ -58,7 +58,7 @@ test('a port that needs two approvers opens at the second approval', async ({ pa
   await page.getByLabel(/^3389 \(TCP\)/).check();
   await page.getByLabel(/Duration in minutes/).fill('30');
   await page.getByRole('button', { name: 'Open ports' }).click();
-  await expect(page).toHaveURL(/\/requests$/);
+  await expect(page).toHaveURL(/\/requests(\?flash=\w+)?$/);
   const mine = page.locator('[data-testid="my-requests"] tr[data-vm="win-1"]');
   await expect(mine.getByTestId('request-status')).toHaveText('pending approval');
   await expect(mine.getByTestId('approvals')).toHaveText('0 of 2 approvals');
@@ -73,6 +73,11 @@ test('a port that needs two approvers opens at the second approval', async ({ pa
   await queuedForAlex.getByLabel('Approval comment').fill('first look is fine');
   await queuedForAlex.getByRole('button', { name: 'Approve' }).click();
   await expect(alex.page.getByTestId('approval-queue')).toHaveCount(0);
+  // The request's own page no longer offers him a decision.
+  const requestId = await mine.getAttribute('data-request');
+  await alex.page.goto(`/requests/${requestId}`);
+  await expect(alex.page.getByTestId('approvals')).toHaveText('1 of 2 approvals');
+  await expect(alex.page.getByTestId('decide')).toHaveCount(0);
   await alex.context.close();
 
   await page.reload();

@@ -51,6 +51,7 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
   await page.getByLabel('Port of row 2').fill('2222');
   await page.getByRole('button', { name: 'Save JIT policy' }).click();
   await expect(page).toHaveURL(/\/jit\?tab=configured/);
+  await expect(page.getByTestId('flash')).toHaveText('JIT policy saved on 2 VMs; access that no longer fits it has ended.');
   await expect(page.locator('tr[data-vm]')).toHaveCount(2);
 
   await createUser(page, testInfo, { username: 'rita', displayName: 'Rita Requester', password: 'requester secret 2026', role: 'requester' });
@@ -89,7 +90,12 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
   await page.getByLabel(/Duration in minutes/).fill('10');
   await page.getByLabel(/^Justification/).fill('rotate TLS certificates');
   await page.getByRole('button', { name: 'Open ports' }).click();
-  await expect(page).toHaveURL(/\/requests$/);
+  await expect(page).toHaveURL(/\/requests\?flash=\w+$/);
+  // Feedback on the next page, once: a reload does not show it again.
+  await expect(page.getByTestId('flash')).toHaveText('Access to web-1 is open.');
+  await page.reload();
+  await expect(page.getByTestId('my-requests')).toBeVisible();
+  await expect(page.getByTestId('flash')).toHaveCount(0);
   const row = page.locator('[data-testid="my-requests"] tr[data-vm="web-1"]');
   await expect(row).toHaveCount(1);
   await expect(row.getByTestId('request-status')).toHaveText('active');
@@ -112,6 +118,7 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
   await page.goto('/requests');
   await ready(page, testInfo);
   await row.getByRole('button', { name: 'Revoke' }).click();
+  await expect(page.getByTestId('flash')).toHaveText('Access revoked; its ports close now.');
   await expect(row.getByTestId('request-status')).toHaveText('revoked');
   await expect(row).toContainText('22/tcp revoked (revoked by user)');
 
@@ -161,7 +168,7 @@ test('a request that needs approval waits for a second user, who approves it', a
   await page.getByLabel(/^3389 \(TCP\)/).check();
   await page.getByLabel(/Duration in minutes/).fill('30');
   await page.getByRole('button', { name: 'Open ports' }).click();
-  await expect(page).toHaveURL(/\/requests$/);
+  await expect(page).toHaveURL(/\/requests(\?flash=\w+)?$/);
   const mine = page.locator('[data-testid="my-requests"] tr[data-vm="win-1"]');
   await expect(mine.getByTestId('request-status')).toHaveText('pending approval');
 

@@ -136,7 +136,7 @@ test('an administrator sets up a webhook and approves a request from its link', 
     await page.getByLabel(/^3389 \(TCP\)/).check();
     await page.getByLabel(/Duration in minutes/).fill('30');
     await page.getByRole('button', { name: 'Open ports' }).click();
-    await expect(page).toHaveURL(/\/requests$/);
+    await expect(page).toHaveURL(/\/requests(\?flash=\w+)?$/);
     const mine = page.locator('[data-testid="my-requests"] tr[data-vm="win-1"]');
     await expect(mine.getByTestId('request-status')).toHaveText('pending approval');
     const requestId = await mine.getAttribute('data-request');

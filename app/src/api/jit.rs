@@ -246,10 +246,12 @@ pub async fn save_vm(
         let spec = VmSpec::parse(&name, &group, &addresses, &os, &exposed_ports)?;
         if id.is_empty() {
             let id = jit::create_vm(&c.state.store, &actor, spec).await?;
-            leptos_axum::redirect(&format!("/vms/{id}"));
+            let to = format!("/vms/{id}");
+            super::flash::done(&c, format!("VM {} added.", name.trim()), Some(&to)).await?;
             Ok(id)
         } else {
             jit::update_vm(&c.state.store, &actor, &id, spec).await?;
+            super::flash::done(&c, format!("VM {} saved.", name.trim()), None).await?;
             Ok(id)
         }
     };
@@ -262,7 +264,12 @@ pub async fn delete_vm(id: String) -> Result<(), AppError> {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
         crate::services::jit::delete_vm(&c.state.store, &actor, &id).await?;
-        leptos_axum::redirect("/jit?tab=all");
+        super::flash::done(
+            &c,
+            "VM removed; its access ended and its requests were closed.",
+            Some("/jit?tab=all"),
+        )
+        .await?;
         Ok(())
     };
     super::ctx::finish(run.await)
@@ -320,7 +327,12 @@ pub async fn enable_jit(
         )
         .await?;
         c.state.expiry_wake.notify_one();
-        leptos_axum::redirect("/jit?tab=configured");
+        let n = vm_ids.len();
+        let message = format!(
+            "JIT policy saved on {n} VM{}; access that no longer fits it has ended.",
+            if n == 1 { "" } else { "s" }
+        );
+        super::flash::done(&c, message, Some("/jit?tab=configured")).await?;
         Ok(())
     };
     super::ctx::finish(run.await)
@@ -332,7 +344,13 @@ pub async fn remove_policy(vm_id: String) -> Result<(), AppError> {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
         crate::services::jit::remove_policy(&c.state.store, &actor, &vm_id).await?;
-        leptos_axum::redirect(&format!("/vms/{vm_id}"));
+        let to = format!("/vms/{vm_id}");
+        super::flash::done(
+            &c,
+            "JIT policy removed: its ports are no longer closed by Portcullis, and its access ended.",
+            Some(&to),
+        )
+        .await?;
         Ok(())
     };
     super::ctx::finish(run.await)
@@ -392,6 +410,34 @@ pub async fn load_request_blade(
     super::ctx::finish(run.await)
 }
 
+/// What became of new requests, one sentence per VM: open, waiting or scheduled.
+#[cfg(feature = "ssr")]
+async fn requested_message(
+    store: &crate::store::Store,
+    ids: &[String],
+) -> crate::error::AppResult<String> {
+    use crate::domain::request::RequestStatus;
+    let mut parts = Vec::new();
+    for id in ids {
+        let Some(r) = store.get_request(id).await? else {
+            continue;
+        };
+        parts.push(match (r.status, r.planned_start_at) {
+            (RequestStatus::Active, _) => format!("Access to {} is open.", r.vm_name),
+            (RequestStatus::Approved, Some(start)) => format!(
+                "Access to {} is scheduled for {}.",
+                r.vm_name,
+                crate::model::format_utc(start)
+            ),
+            (RequestStatus::PendingApproval, _) => {
+                format!("Your request for {} waits for approval.", r.vm_name)
+            }
+            (status, _) => format!("Your request for {} is {}.", r.vm_name, status.label()),
+        });
+    }
+    Ok(parts.join(" "))
+}
+
 #[server(endpoint = "request_access")]
 pub async fn request_access(
     #[server(default)] vm_ids: Vec<String>,
@@ -421,7 +467,8 @@ pub async fn request_access(
         )
         .await?;
         c.state.expiry_wake.notify_one();
-        leptos_axum::redirect("/requests");
+        let message = requested_message(&c.state.store, &ids).await?;
+        super::flash::done(&c, message, Some("/requests")).await?;
         Ok(ids)
     };
     super::ctx::finish(run.await)
@@ -467,12 +514,32 @@ pub async fn decide_request(
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        match decision.as_str() {
-            "approve" => requests::approve(&c.state.store, &actor, &id, &comment).await?,
-            "deny" => requests::deny(&c.state.store, &actor, &id, &comment).await?,
+        let message = match decision.as_str() {
+            "approve" => {
+                requests::approve(&c.state.store, &actor, &id, &comment).await?;
+                let r = requests::get(&c.state.store, &actor, &id).await?;
+                match r.status {
+                    crate::domain::request::RequestStatus::PendingApproval => format!(
+                        "Approval recorded ({} of {}); the request waits for the others.",
+                        r.approvals, r.approvals_required
+                    ),
+                    crate::domain::request::RequestStatus::Approved => {
+                        format!("Approved: {}'s window opens at its start.", r.requester)
+                    }
+                    _ => format!(
+                        "Approved: {}'s access to {} is open.",
+                        r.requester, r.vm_name
+                    ),
+                }
+            }
+            "deny" => {
+                requests::deny(&c.state.store, &actor, &id, &comment).await?;
+                "Request denied; the requester is told.".to_owned()
+            }
             _ => return Err(AppError::field("decision", "Choose approve or deny.")),
-        }
+        };
         c.state.expiry_wake.notify_one();
+        super::flash::done(&c, message, None).await?;
         Ok(())
     };
     super::ctx::finish(run.await)
@@ -483,7 +550,8 @@ pub async fn revoke_request(id: String) -> Result<(), AppError> {
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        crate::services::requests::revoke(&c.state.store, &actor, &id).await
+        crate::services::requests::revoke(&c.state.store, &actor, &id).await?;
+        super::flash::done(&c, "Access revoked; its ports close now.", None).await
     };
     super::ctx::finish(run.await)
 }
@@ -493,7 +561,10 @@ pub async fn extend_request(id: String, duration: String) -> Result<(), AppError
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        crate::services::requests::extend(&c.state.store, &actor, &id, &duration).await
+        crate::services::requests::extend(&c.state.store, &actor, &id, &duration).await?;
+        let r = crate::services::requests::get(&c.state.store, &actor, &id).await?;
+        let until = r.end_at.map(crate::model::format_utc).unwrap_or_default();
+        super::flash::done(&c, format!("Access extended until {until}."), None).await
     };
     super::ctx::finish(run.await)
 }

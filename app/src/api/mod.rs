@@ -5,6 +5,7 @@ use crate::error::AppError;
 use crate::model::{UserRow, UserView};
 use leptos::prelude::*;
 
+pub mod flash;
 pub mod jit;
 pub mod notify;
 pub mod sso;
@@ -298,7 +299,12 @@ pub async fn change_password(
             .await?
             .ok_or(AppError::Unauthenticated)?;
         c.start_session(&user).await?;
-        leptos_axum::redirect("/");
+        flash::done(
+            &c,
+            "Password changed; your other sessions have ended.",
+            Some("/"),
+        )
+        .await?;
         Ok(())
     };
     ctx::finish(run.await)
@@ -374,7 +380,8 @@ pub async fn remove_role(assignment_id: String) -> Result<(), AppError> {
     let run = async {
         let c = ctx::ctx().await?;
         let actor = c.actor().await?;
-        crate::services::users::remove_role(&c.state.store, &actor, &assignment_id).await
+        crate::services::users::remove_role(&c.state.store, &actor, &assignment_id).await?;
+        flash::done(&c, "Role removed; access it alone allowed has ended.", None).await
     };
     ctx::finish(run.await)
 }
@@ -389,7 +396,13 @@ pub async fn set_user_disabled(user_id: String, disabled: String) -> Result<(), 
             "false" => false,
             _ => return Err(AppError::field("disabled", "Choose true or false.")),
         };
-        crate::services::users::set_disabled(&c.state.store, &actor, &user_id, disabled).await
+        crate::services::users::set_disabled(&c.state.store, &actor, &user_id, disabled).await?;
+        let message = if disabled {
+            "Account disabled; its sessions, access and waiting requests have ended."
+        } else {
+            "Account enabled."
+        };
+        flash::done(&c, message, None).await
     };
     ctx::finish(run.await)
 }

@@ -15,7 +15,8 @@ use leptos_router::hooks::use_params_map;
 pub fn RequestDetailPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.get().get("id").unwrap_or_default();
-    // One action each, so that the page can say which decision it recorded.
+    // One action each, so that each form shows its own error (success is said by the
+    // message the decision carries to the reloaded page).
     let approve = ServerAction::<DecideRequest>::new();
     let deny = ServerAction::<DecideRequest>::new();
     let revoke = ServerAction::<RevokeRequest>::new();
@@ -33,20 +34,6 @@ pub fn RequestDetailPage() -> impl IntoView {
     let approve_err = action_error(approve);
     let deny_err = action_error(deny);
     let revoke_err = action_error(revoke);
-    let said = move || {
-        let ok = |v: Option<Result<(), _>>| matches!(v, Some(Ok(())));
-        let message = if ok(approve.value().get()) {
-            Some("Approved.")
-        } else if ok(deny.value().get()) {
-            Some("Denied.")
-        } else if ok(revoke.value().get()) {
-            Some("Revoked.")
-        } else {
-            None
-        };
-        message.map(|m| view! { <div class="alert success" role="status" data-testid="request-done">{m}</div> })
-    };
-
     let body = move || {
         Suspend::new(async move {
             let d = match data.await {
@@ -170,7 +157,6 @@ pub fn RequestDetailPage() -> impl IntoView {
     view! {
         <Title text="Access request" />
         <Shell>
-            {said}
             <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
         </Shell>
     }

@@ -215,7 +215,6 @@ pub fn VmPage() -> impl IntoView {
                         <section class="card narrow">
                             <h2>"Edit VM"</h2>
                             <FormAlert err=save_err />
-                            {move || matches!(save.value().get(), Some(Ok(_))).then(|| view! { <div class="alert success" role="status">"Saved."</div> })}
                             <ActionForm action=save attr:class="form">
                                 <input type="hidden" name="id" value=vm.id.clone() />
                                 <Field label="Name" name="name" value=vm.name.clone() err=save_err id_prefix="e" />
