@@ -13,7 +13,7 @@ use super::Actor;
 use super::access::roles_from;
 use crate::domain::notify::{
     ChannelInput, ChannelKind, EmailAddress, EmailSettings, Notice, NotifyEvent, parse_channel,
-    parse_warn_minutes, redact_target,
+    parse_warn_minutes, redact_target, secret_needed_again,
 };
 use crate::domain::{Action, FieldErrors, Resource, permits, permits_approval};
 use crate::error::{AppError, AppResult};
@@ -545,7 +545,8 @@ pub async fn create_channel(
     Ok((channel.id, made_key))
 }
 
-/// Changes a channel; an empty secret keeps the stored one.
+/// Changes a channel. An empty secret keeps the stored one only if the channel still sends
+/// to where it did; a new destination needs the secret again (a field error on `secret`).
 pub async fn update_channel(
     store: &Store,
     actor: &Actor,
@@ -564,6 +565,12 @@ pub async fn update_channel(
             "kind",
             "A channel keeps its kind; add a new channel instead.",
         ));
+    }
+    if !channel.secret.is_empty() {
+        let stored: EmailSettings = serde_json::from_str(&channel.settings).unwrap_or_default();
+        if let Some(message) = secret_needed_again(&spec, &channel.target, &stored) {
+            return Err(AppError::field("secret", message));
+        }
     }
     channel.name = spec.name.clone();
     channel.target = spec.target.clone();
