@@ -996,3 +996,85 @@ async fn a_stored_secret_is_not_sent_to_a_changed_destination() {
         );
     }
 }
+
+/// An attempt that outlived its claim (the lease passed and another replica took the
+/// message) records nothing: the newer claim's result stands, whichever finishes first.
+#[tokio::test]
+async fn a_late_attempt_that_lost_its_claim_is_not_recorded() {
+    use portcullis_app::store::Attempt;
+    let w = world().await;
+    let admin = w.admin().await;
+    let ch = webhook(&w, &admin, "ops", "https://hooks.example.com/ops", "").await;
+    let id = notify::queue_test(&w.store, &admin, &ch).await.unwrap();
+    let first = w.store.claim_due_messages(10, 60_000).await.unwrap();
+    assert_eq!(first.len(), 1);
+    w.clock.advance_secs(61);
+    let second = w.store.claim_due_messages(10, 60_000).await.unwrap();
+    assert_eq!(
+        second.len(),
+        1,
+        "the lease ended: the message is taken again"
+    );
+
+    // The first claimant finishes while the second still holds the message.
+    let recorded = w
+        .store
+        .record_attempt(&first[0].id, first[0].claimed_until, &Attempt::Delivered)
+        .await
+        .unwrap();
+    assert!(!recorded);
+    let m = w.store.outbox_message(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (m.status.as_str(), m.attempts),
+        ("pending", 0),
+        "a lost claim does not count"
+    );
+    assert!(
+        w.store
+            .claim_due_messages(10, 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the second claim still holds the message"
+    );
+
+    // The second claimant's outcome counts; a late result after it changes nothing.
+    let retry = Attempt::Retry {
+        at: w.clock.now() + 30_000,
+        error: "the receiver answered HTTP 503".into(),
+    };
+    let second_claim = second[0].claimed_until;
+    assert!(
+        w.store
+            .record_attempt(&second[0].id, second_claim, &retry)
+            .await
+            .unwrap()
+    );
+    let late = Attempt::GiveUp {
+        error: "late".into(),
+    };
+    assert!(
+        !w.store
+            .record_attempt(&first[0].id, first[0].claimed_until, &late)
+            .await
+            .unwrap()
+    );
+    let m = w.store.outbox_message(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (m.status.as_str(), m.attempts, m.last_error.as_str()),
+        ("pending", 1, "the receiver answered HTTP 503")
+    );
+
+    // A lease that ended while nobody took the message again: the result still counts.
+    w.clock.advance_secs(30);
+    let third = w.store.claim_due_messages(10, 60_000).await.unwrap();
+    w.clock.advance_secs(61);
+    assert!(
+        w.store
+            .record_attempt(&third[0].id, third[0].claimed_until, &Attempt::Delivered)
+            .await
+            .unwrap()
+    );
+    let m = w.store.outbox_message(&id).await.unwrap().unwrap();
+    assert_eq!((m.status.as_str(), m.attempts), ("delivered", 2));
+}
