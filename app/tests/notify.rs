@@ -452,6 +452,16 @@ async fn a_failing_receiver_is_retried_with_backoff_and_a_refusing_one_is_given_
         (m.status.as_str(), m.last_error.as_str()),
         ("pending", "could not connect")
     );
+    // The list shows each channel's latest message, as the channel's own view does.
+    let listed = notify::list_channels(&w.store, &admin).await.unwrap();
+    for c in &listed {
+        assert_eq!(
+            *c,
+            notify::get_channel(&w.store, &admin, &c.id).await.unwrap()
+        );
+    }
+    let statuses: Vec<_> = listed.iter().map(|c| c.last_status.as_str()).collect();
+    assert_eq!(statuses, ["pending", "failed"]);
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@
 //! meanwhile) must not overwrite the newer claim's result or count twice.
 
 use super::{Result, Store, WriteTx, new_id};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredChannel {
@@ -130,6 +130,14 @@ fn channel_from_row(row: &AnyRow) -> Result<StoredChannel> {
     })
 }
 
+/// One channel, read on `conn`: a pooled connection for [`Store::get_channel`], the write
+/// transaction for [`WriteTx::channel`].
+async fn channel(conn: &mut AnyConnection, id: &str) -> Result<Option<StoredChannel>> {
+    let sql = format!("SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(channel_from_row).transpose()
+}
+
 fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
     Ok(OutboxRow {
         id: row.try_get("id")?,
@@ -157,12 +165,8 @@ impl Store {
     }
 
     pub async fn get_channel(&self, id: &str) -> Result<Option<StoredChannel>> {
-        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(channel_from_row).transpose()
+        let mut conn = self.pool.acquire().await?;
+        channel(&mut conn, id).await
     }
 
     /// The channel users' own e-mails go through: the oldest enabled e-mail channel.
@@ -217,6 +221,34 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(outbox_from_row).collect()
+    }
+
+    /// Each channel's latest message (the first of [`Store::channel_messages`]), in one
+    /// query however many channels there are.
+    pub async fn latest_channel_messages(&self) -> Result<Vec<OutboxRow>> {
+        // Each channel's newest creation time, then its rows of that time; of several made
+        // in the same millisecond the smallest id, as `channel_messages` orders them.
+        let columns = OUTBOX_COLUMNS
+            .split(", ")
+            .map(|c| format!("o.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM notification_outbox o \
+             JOIN (SELECT channel_id, MAX(created_at) AS latest FROM notification_outbox \
+             WHERE channel_id IS NOT NULL GROUP BY channel_id) m \
+             ON m.channel_id = o.channel_id AND o.created_at = m.latest \
+             ORDER BY o.channel_id, o.id"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let mut latest: Vec<OutboxRow> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let row = outbox_from_row(row)?;
+            if latest.last().map(|l| &l.channel_id) != Some(&row.channel_id) {
+                latest.push(row);
+            }
+        }
+        Ok(latest)
     }
 
     pub async fn outbox_message(&self, id: &str) -> Result<Option<OutboxRow>> {
@@ -379,12 +411,7 @@ impl WriteTx {
     }
 
     pub async fn channel(&mut self, id: &str) -> Result<Option<StoredChannel>> {
-        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        row.as_ref().map(channel_from_row).transpose()
+        channel(&mut self.tx, id).await
     }
 
     /// Removes a channel with its routes and its messages still waiting.
