@@ -452,6 +452,16 @@ async fn a_failing_receiver_is_retried_with_backoff_and_a_refusing_one_is_given_
         (m.status.as_str(), m.last_error.as_str()),
         ("pending", "could not connect")
     );
+    // The list shows each channel's latest message, as the channel's own view does.
+    let listed = notify::list_channels(&w.store, &admin).await.unwrap();
+    for c in &listed {
+        assert_eq!(
+            *c,
+            notify::get_channel(&w.store, &admin, &c.id).await.unwrap()
+        );
+    }
+    let statuses: Vec<_> = listed.iter().map(|c| c.last_status.as_str()).collect();
+    assert_eq!(statuses, ["pending", "failed"]);
 }
 
 #[tokio::test]
@@ -844,4 +854,237 @@ async fn federated_approvers_are_reached_at_their_providers_address() {
     deliver_due(&w.store, &Sender::new(PORTAL)).await.unwrap();
     let to: Vec<String> = smtp.messages().iter().map(|m| header(m, "To")).collect();
     assert_eq!(to, ["erin@corp.example.com"]);
+}
+
+/// An empty secret keeps the stored one only while the channel still sends to where it
+/// did: otherwise whoever holds an administrator's session could point a webhook or an
+/// e-mail channel at their own server and have the signing key or the SMTP password sent
+/// there. A changed destination needs the secret again, and nothing is stored until then.
+#[tokio::test]
+async fn a_stored_secret_is_not_sent_to_a_changed_destination() {
+    let w = world().await;
+    let admin = w.admin().await;
+    let hooks = Receiver::start().await;
+    let key = "the signing key of ops";
+    let url = format!("{}/ops", hooks.url);
+    let id = webhook(&w, &admin, "ops", &url, key).await;
+    let before = w.store.get_channel(&id).await.unwrap().unwrap();
+
+    let elsewhere = format!("{}/elsewhere", hooks.url);
+    let moved = ChannelInput {
+        name: "ops",
+        kind: "webhook",
+        target: &elsewhere,
+        ..Default::default()
+    };
+    let e = notify::update_channel(&w.store, &admin, &id, &moved, true)
+        .await
+        .unwrap_err();
+    let said = e.field_message("secret").unwrap_or_default();
+    assert!(said.contains("signing key again"), "{e:?}");
+    assert_eq!(w.store.get_channel(&id).await.unwrap().unwrap(), before);
+    // The key was not sent there either.
+    let message = notify::queue_test(&w.store, &admin, &id).await.unwrap();
+    deliver_due(&w.store, &Sender::new(PORTAL)).await.unwrap();
+    assert!(hooks.posts("/elsewhere").is_empty());
+    assert_eq!(hooks.posts("/ops").len(), 1, "{message}");
+
+    // The same URL keeps the key; a new URL with a key given takes both.
+    let renamed = ChannelInput {
+        name: "ops-2",
+        target: &url,
+        ..moved.clone()
+    };
+    notify::update_channel(&w.store, &admin, &id, &renamed, true)
+        .await
+        .unwrap();
+    let stored = w.store.get_channel(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.name.as_str(), stored.secret.as_str()),
+        ("ops-2", key)
+    );
+    let with_key = ChannelInput {
+        secret: "a new key for the new place",
+        ..moved.clone()
+    };
+    notify::update_channel(&w.store, &admin, &id, &with_key, true)
+        .await
+        .unwrap();
+    let stored = w.store.get_channel(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.target.as_str(), stored.secret.as_str()),
+        (elsewhere.as_str(), "a new key for the new place")
+    );
+
+    // E-mail: the password stays only with the same server, security and user name.
+    let mail = ChannelInput {
+        name: "mail",
+        kind: "email",
+        target: "127.0.0.1:2525",
+        secret: "the smtp password",
+        smtp_security: "starttls",
+        smtp_username: "portcullis",
+        email_from: "portcullis@example.com",
+        email_to: "ops@example.com",
+    };
+    let (mail_id, _) = notify::create_channel(&w.store, &admin, &mail)
+        .await
+        .unwrap();
+    let before = w.store.get_channel(&mail_id).await.unwrap().unwrap();
+    let keep = ChannelInput {
+        secret: "",
+        ..mail.clone()
+    };
+    for changed in [
+        ChannelInput {
+            target: "mail.evil.example:2525",
+            ..keep.clone()
+        },
+        ChannelInput {
+            target: "127.0.0.1:2526",
+            ..keep.clone()
+        },
+        ChannelInput {
+            smtp_security: "none",
+            ..keep.clone()
+        },
+        ChannelInput {
+            smtp_username: "someone-else",
+            ..keep.clone()
+        },
+    ] {
+        let e = notify::update_channel(&w.store, &admin, &mail_id, &changed, true)
+            .await
+            .unwrap_err();
+        let said = e.field_message("secret").unwrap_or_default();
+        assert!(said.contains("password again"), "{changed:?}: {e:?}");
+        assert_eq!(
+            w.store.get_channel(&mail_id).await.unwrap().unwrap(),
+            before
+        );
+    }
+    let more = ChannelInput {
+        email_to: "ops@example.com, oncall@example.com",
+        ..keep.clone()
+    };
+    notify::update_channel(&w.store, &admin, &mail_id, &more, true)
+        .await
+        .unwrap();
+    let stored = w.store.get_channel(&mail_id).await.unwrap().unwrap();
+    assert_eq!(stored.secret, "the smtp password");
+    assert!(stored.settings.contains("oncall@example.com"));
+
+    // Slack and Teams: the URL is the secret, given whole with every change; nothing
+    // stored goes anywhere new, so a new URL needs nothing more.
+    for kind in ["slack", "teams"] {
+        let first = format!("{}/{kind}/services/OLD", hooks.url);
+        let (id, _) = notify::create_channel(
+            &w.store,
+            &admin,
+            &ChannelInput {
+                name: kind,
+                kind,
+                target: &first,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let second = format!("{}/{kind}/services/NEW", hooks.url);
+        let input = ChannelInput {
+            name: kind,
+            kind,
+            target: &second,
+            ..Default::default()
+        };
+        notify::update_channel(&w.store, &admin, &id, &input, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            w.store.get_channel(&id).await.unwrap().unwrap().target,
+            second
+        );
+    }
+}
+
+/// An attempt that outlived its claim (the lease passed and another replica took the
+/// message) records nothing: the newer claim's result stands, whichever finishes first.
+#[tokio::test]
+async fn a_late_attempt_that_lost_its_claim_is_not_recorded() {
+    use portcullis_app::store::Attempt;
+    let w = world().await;
+    let admin = w.admin().await;
+    let ch = webhook(&w, &admin, "ops", "https://hooks.example.com/ops", "").await;
+    let id = notify::queue_test(&w.store, &admin, &ch).await.unwrap();
+    let first = w.store.claim_due_messages(10, 60_000).await.unwrap();
+    assert_eq!(first.len(), 1);
+    w.clock.advance_secs(61);
+    let second = w.store.claim_due_messages(10, 60_000).await.unwrap();
+    assert_eq!(
+        second.len(),
+        1,
+        "the lease ended: the message is taken again"
+    );
+
+    // The first claimant finishes while the second still holds the message.
+    let recorded = w
+        .store
+        .record_attempt(&first[0].id, first[0].claimed_until, &Attempt::Delivered)
+        .await
+        .unwrap();
+    assert!(!recorded);
+    let m = w.store.outbox_message(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (m.status.as_str(), m.attempts),
+        ("pending", 0),
+        "a lost claim does not count"
+    );
+    assert!(
+        w.store
+            .claim_due_messages(10, 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the second claim still holds the message"
+    );
+
+    // The second claimant's outcome counts; a late result after it changes nothing.
+    let retry = Attempt::Retry {
+        at: w.clock.now() + 30_000,
+        error: "the receiver answered HTTP 503".into(),
+    };
+    let second_claim = second[0].claimed_until;
+    assert!(
+        w.store
+            .record_attempt(&second[0].id, second_claim, &retry)
+            .await
+            .unwrap()
+    );
+    let late = Attempt::GiveUp {
+        error: "late".into(),
+    };
+    assert!(
+        !w.store
+            .record_attempt(&first[0].id, first[0].claimed_until, &late)
+            .await
+            .unwrap()
+    );
+    let m = w.store.outbox_message(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (m.status.as_str(), m.attempts, m.last_error.as_str()),
+        ("pending", 1, "the receiver answered HTTP 503")
+    );
+
+    // A lease that ended while nobody took the message again: the result still counts.
+    w.clock.advance_secs(30);
+    let third = w.store.claim_due_messages(10, 60_000).await.unwrap();
+    w.clock.advance_secs(61);
+    assert!(
+        w.store
+            .record_attempt(&third[0].id, third[0].claimed_until, &Attempt::Delivered)
+            .await
+            .unwrap()
+    );
+    let m = w.store.outbox_message(&id).await.unwrap().unwrap();
+    assert_eq!((m.status.as_str(), m.attempts), ("delivered", 2));
 }

@@ -6,6 +6,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use portcullis_app::api::encode_query_value;
 use portcullis_app::domain::client_ip as resolve_client_ip;
 use portcullis_app::state::{AppState, ClientIp};
 use std::net::SocketAddr;
@@ -143,20 +144,6 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
         }
         (Some(_), _) => next.run(req).await,
     }
-}
-
-/// Percent-encodes everything but unreserved characters and `/`, so that the value is one
-/// query parameter whatever it holds.
-fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Headers every answer carries. Pages set their own Content-Security-Policy (with the

@@ -1,13 +1,15 @@
 //! OpenID Connect sign-in (authorization code flow with PKCE), as plain axum routes:
 //! redirects are simpler here than in server functions.
 //!
-//! `GET /auth/oidc/{provider}/start` discovers the provider (cached), keeps state, nonce
-//! and PKCE verifier in the session and sends the browser to the provider.
+//! `GET /auth/oidc/{provider}/start` discovers the provider (cached), keeps state, nonce,
+//! PKCE verifier and the page to return to (`next`, checked like the password sign-in's)
+//! in the session and sends the browser to the provider.
 //! `GET /auth/oidc/{provider}/callback` takes those back out of the session *before*
 //! anything else (so a replayed callback finds nothing), checks the state, exchanges the
-//! code, verifies the ID token (issuer, audience, expiry, signature, nonce) and signs the
-//! user in under a fresh session id. Every refusal answers a page that says what happened
-//! in plain words, is written to the activity log, and leaves no session behind.
+//! code, verifies the ID token (issuer, audience, expiry, signature, nonce), signs the
+//! user in under a fresh session id and sends the browser to that page (else home). Every
+//! refusal answers a page that says what happened in plain words, is written to the
+//! activity log, and leaves no session behind.
 
 use crate::config::OidcProviderConfig;
 use axum::Extension;
@@ -25,6 +27,7 @@ use openidconnect::{
     PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope,
     SignatureVerificationError, SubjectIdentifier, TokenResponse, UserInfoClaims,
 };
+use portcullis_app::api::return_path;
 use portcullis_app::auth::{SESSION_END_SESSION_URL, SESSION_USER_ID};
 use portcullis_app::domain::sso::{ClaimNames, identity_from_claims};
 use portcullis_app::model::{ProviderButton, SignInOptions};
@@ -75,6 +78,16 @@ struct Pending {
     nonce: String,
     pkce_verifier: String,
     started_ms: i64,
+    /// Where to go after signing in: a path on this site ([`return_path`]), or none.
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// What the sign-in page adds to the provider's button.
+#[derive(Deserialize)]
+pub struct StartQuery {
+    /// The page a signed-out visitor was sent to sign in from.
+    next: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -468,6 +481,7 @@ pub async fn start(
     Extension(oidc): Extension<Arc<Oidc>>,
     Extension(ip): Extension<ClientIp>,
     Path(id): Path<String>,
+    Query(start): Query<StartQuery>,
     session: Session,
 ) -> Response {
     let Some(provider) = oidc.provider(&id) else {
@@ -502,6 +516,11 @@ pub async fn start(
         nonce: nonce.secret().clone(),
         pkce_verifier: verifier.secret().clone(),
         started_ms: now_ms(),
+        next: start
+            .next
+            .as_deref()
+            .and_then(return_path)
+            .map(str::to_owned),
     };
     if let Err(e) = session.insert(SESSION_PENDING, pending).await {
         tracing::error!(error = %e, "storing the pending sign-in failed");
@@ -541,7 +560,9 @@ pub async fn callback(
     };
     let name = provider.config.name.clone();
     match complete(&state, &oidc, provider, &session, ip, query).await {
-        Ok(()) => Redirect::to("/").into_response(),
+        Ok(next) => {
+            Redirect::to(next.as_deref().and_then(return_path).unwrap_or("/")).into_response()
+        }
         Err(refusal) => refuse(&state, &session, ip, &id, &name, refusal).await,
     }
 }
@@ -553,7 +574,7 @@ async fn complete(
     session: &Session,
     ip: ClientIp,
     query: CallbackQuery,
-) -> Result<(), Refusal> {
+) -> Result<Option<String>, Refusal> {
     // One-shot: the pending sign-in leaves the session before anything is checked, so the
     // same callback presented twice finds nothing the second time.
     let pending: Option<Pending> = session.remove(SESSION_PENDING).await.map_err(|e| {
@@ -681,7 +702,7 @@ async fn complete(
             .await
             .map_err(session_error)?;
     }
-    Ok(())
+    Ok(pending.next)
 }
 
 /// Verifies the ID token and returns its subject and all its claims. The claims are read

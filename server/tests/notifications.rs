@@ -191,3 +191,77 @@ async fn administrators_manage_channels_and_routes_and_secrets_stay_secret() {
     assert_eq!(s, StatusCode::OK, "{me}");
     assert_eq!(me["email"], "bob@example.com");
 }
+
+/// Replacing a channel's URL without its signing key is refused with a field error, as
+/// any bad field is: the stored key is sent only where it was sent before.
+#[tokio::test]
+async fn a_new_url_needs_the_signing_key_again() {
+    let app = spawn_app().await;
+    let admin = browser();
+    app.admin_ready(&admin).await;
+    let api = Api::new(&app, &api_token(&app, &admin, "script").await);
+    let (url, posts) = receiver().await;
+    let (s, created) = api
+        .post(
+            "/api/v1/notificationChannels",
+            &json!({"name": "ops", "kind": "webhook", "target": url}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let key = created["signingKey"].as_str().unwrap().to_owned();
+    let (evil, evil_posts) = receiver().await;
+
+    let path = format!("/api/v1/notificationChannels/{id}");
+    let (s, b) = api
+        .put(
+            &path,
+            &json!({"name": "ops", "kind": "webhook", "target": evil}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["error"]["fields"]["secret"]
+            .as_str()
+            .is_some_and(|m| m.contains("signing key again")),
+        "{b}"
+    );
+    let (s, shown) = api.get(&path).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(shown["target"], created["target"], "nothing changed");
+    let (s, m) = api.post(&format!("{path}/test"), &json!({})).await;
+    assert_eq!(
+        (s, m["status"].as_str()),
+        (StatusCode::OK, Some("delivered")),
+        "{m}"
+    );
+    assert!(evil_posts.lock().unwrap().is_empty());
+    let (headers, raw) = posts.lock().unwrap()[0].clone();
+    let sig = headers["portcullis-signature"].to_str().unwrap();
+    let t: i64 = sig[2..sig.find(',').unwrap()].parse().unwrap();
+    assert_eq!(
+        sig,
+        portcullis_app::domain::notify::signature(&key, t, &raw)
+    );
+
+    // The same URL without the key keeps it; a new URL with a key is taken.
+    let (s, b) = api
+        .put(
+            &path,
+            &json!({"name": "ops-renamed", "kind": "webhook", "target": url}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["name"].as_str()),
+        (StatusCode::OK, Some("ops-renamed")),
+        "{b}"
+    );
+    assert_eq!(b["hasSecret"], true);
+    let (s, b) = api
+        .put(
+            &path,
+            &json!({"name": "ops", "kind": "webhook", "target": evil, "secret": "a key made for the new receiver"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}

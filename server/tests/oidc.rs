@@ -944,3 +944,120 @@ async fn signs_in_through_a_real_openid_provider() {
     assert_eq!(me["roles"][0]["role"], "approver");
     assert_eq!(me["roles"][0]["via_group"], "portcullis-approvers");
 }
+
+/// Runs one sign-in through the real provider from `start` (a portal URL) in a fresh
+/// browser, and returns where the portal's callback sent the browser.
+async fn real_sign_in_from(app: &SsoApp, start: &str) -> String {
+    let c = browser();
+    let mut url = start.to_owned();
+    let callback = format!("{}/auth/oidc/test/callback", app.base);
+    // A signed-out visitor's sign-in page: the provider's button, as the page offers it.
+    if url.starts_with(&format!("{}/login", app.base)) {
+        let html = c.get(&url).send().await.unwrap().text().await.unwrap();
+        let at = html
+            .find("href=\"/auth/oidc/test/start")
+            .unwrap_or_else(|| panic!("no provider button: {html}"))
+            + "href=\"".len();
+        let href = &html[at..at + html[at..].find('"').unwrap()];
+        url = format!("{}{}", app.base, href.replace("&amp;", "&"));
+    }
+    let mut form_posted = false;
+    for _ in 0..20 {
+        let res = c.get(&url).send().await.unwrap();
+        if res.status().is_redirection() {
+            let location = res.headers()[LOCATION].to_str().unwrap().to_owned();
+            if url.starts_with(&callback) {
+                assert_eq!(app.whoami(&c).await["username"], "alice");
+                return location;
+            }
+            url = reqwest::Url::parse(&url)
+                .unwrap()
+                .join(&location)
+                .unwrap()
+                .to_string();
+            continue;
+        }
+        let status = res.status();
+        let html = res.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{url}: {html}");
+        assert!(!form_posted, "login form shown twice");
+        assert!(html.contains("Sign in to continue"), "{html}");
+        let res = c
+            .post(format!("{url}/login"))
+            .form(&[
+                ("login", "alice"),
+                ("password", "correct horse battery staple"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_redirection(), "{}", res.status());
+        let location = res.headers()[LOCATION].to_str().unwrap().to_owned();
+        url = reqwest::Url::parse(&url)
+            .unwrap()
+            .join(&location)
+            .unwrap()
+            .to_string();
+        form_posted = true;
+    }
+    panic!("the sign-in never came back to the portal (last at {url})");
+}
+
+/// A signed-out visitor sent to the sign-in page from a page (a message's link to a
+/// request) comes back to that page after signing in with the provider, as after a
+/// password sign-in; a `next` that leads off the site lands on the home page.
+#[tokio::test]
+async fn single_sign_on_returns_to_the_page_the_visitor_came_from() {
+    let _serial = SERIAL.lock().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let base = format!("http://127.0.0.1:{port}");
+    let provider = start_real_provider(
+        &format!("{base}/auth/oidc/test/callback"),
+        &format!("{base}/login"),
+    );
+    let app = spawn_sso_app_on(
+        port,
+        &format!(
+            "[[oidc]]\nid = \"test\"\nname = \"Test IdP\"\nissuer = \"{}\"\n\
+             client_id = \"portcullis-test\"\nclient_secret = \"a client secret only the tests know\"\n\
+             scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n",
+            provider.issuer
+        ),
+    )
+    .await;
+
+    // The page a message links to sends a signed-out visitor to sign in, and back.
+    let res = browser()
+        .get(format!("{}/requests/x", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()[LOCATION], "/login?next=/requests/x");
+    let landed = real_sign_in_from(&app, &format!("{}/login?next=/requests/x", app.base)).await;
+    assert_eq!(landed, "/requests/x");
+
+    for hostile in [
+        "//evil.example",
+        "/\\evil",
+        "https://evil",
+        "/login?next=//evil",
+    ] {
+        let mut login = reqwest::Url::parse(&format!("{}/login", app.base)).unwrap();
+        login.query_pairs_mut().append_pair("next", hostile);
+        assert_eq!(
+            real_sign_in_from(&app, login.as_str()).await,
+            "/",
+            "{hostile}"
+        );
+        // A link made to skip the sign-in page is checked just the same.
+        let mut start = reqwest::Url::parse(&format!("{}/auth/oidc/test/start", app.base)).unwrap();
+        start.query_pairs_mut().append_pair("next", hostile);
+        assert_eq!(
+            real_sign_in_from(&app, start.as_str()).await,
+            "/",
+            "{hostile}"
+        );
+    }
+}

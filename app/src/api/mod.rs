@@ -214,6 +214,21 @@ pub fn return_path(next: &str) -> Option<&str> {
     ok.then_some(next)
 }
 
+/// Percent-encodes everything but unreserved characters and `/`, so that the value is one
+/// query parameter whatever it holds (the sign-in page's `next`, here and on the way to
+/// an identity provider).
+pub fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[server(endpoint = "login")]
 pub async fn login(
     username: String,

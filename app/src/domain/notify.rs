@@ -200,8 +200,9 @@ pub struct ChannelInput<'a> {
     pub kind: &'a str,
     /// Webhook, Slack or Teams: the URL. E-mail: the SMTP server as `host:port`.
     pub target: &'a str,
-    /// The webhook signing key or the SMTP password; empty keeps the stored one (or, for a
-    /// new webhook, makes one).
+    /// The webhook signing key or the SMTP password; empty keeps the stored one while the
+    /// destination stays the same (see [`secret_needed_again`]), or, for a new webhook,
+    /// makes one.
     pub secret: &'a str,
     pub smtp_security: &'a str,
     pub smtp_username: &'a str,
@@ -301,6 +302,34 @@ pub fn parse_channel(input: &ChannelInput<'_>) -> Result<ChannelSpec, FieldError
         secret: (!secret.is_empty()).then(|| secret.to_owned()),
         email,
     })
+}
+
+/// Why a channel changed to `spec` without a secret may not keep its stored one, if it may
+/// not. A secret is sent only where it was sent when it was given: a webhook's signing key
+/// to its URL, an SMTP password to its server (host and port), over the same security,
+/// with the same user name. Otherwise a stolen administrator's session could point the
+/// channel at its own server and receive the secret with the next message.
+pub fn secret_needed_again(
+    spec: &ChannelSpec,
+    stored_target: &str,
+    stored_email: &EmailSettings,
+) -> Option<&'static str> {
+    if spec.secret.is_some() {
+        return None;
+    }
+    match spec.kind {
+        ChannelKind::Email => (spec.target != stored_target
+            || spec.email.security != stored_email.security
+            || spec.email.username != stored_email.username)
+            .then_some("Enter the password again: the mail server or user name changed."),
+        ChannelKind::Webhook => (spec.target != stored_target)
+            .then_some("Enter the signing key again: the URL changed."),
+        // The URL is the secret and comes whole with every change; a secret stored beside
+        // it is still never sent anywhere new.
+        ChannelKind::Slack | ChannelKind::Teams => {
+            (spec.target != stored_target).then_some("Enter the secret again: the URL changed.")
+        }
+    }
 }
 
 fn parse_url(url: &str, kind: ChannelKind) -> Result<(), String> {

@@ -4,10 +4,12 @@
 use sha2::{Digest, Sha256};
 
 pub fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    to_hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Lower-case hex, two digits a byte.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Compares two hashes in time independent of where they differ.

@@ -1,5 +1,5 @@
-use crate::api::Login;
 use crate::api::sso::load_sign_in_options;
+use crate::api::{Login, encode_query_value, return_path};
 use crate::components::{Field, FormAlert, action_error};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -12,6 +12,15 @@ pub fn LoginPage() -> impl IntoView {
     // Where the visitor was going when they were sent here; the server checks it.
     let query = leptos_router::hooks::use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
+    // A provider's button carries `next` too (the server checks it again), so single
+    // sign-on comes back to the same page as a password sign-in.
+    let start_url = move |provider: &str| match return_path(&next()) {
+        Some(path) => format!(
+            "/auth/oidc/{provider}/start?next={}",
+            encode_query_value(path)
+        ),
+        None => format!("/auth/oidc/{provider}/start"),
+    };
     let body = move || {
         Suspend::new(async move {
             // Without the options (a failed call) the password form is still the safe offer:
@@ -28,10 +37,11 @@ pub fn LoginPage() -> impl IntoView {
                     <div class="sso-buttons">
                         {options.providers.into_iter().map(|p| {
                             let label = format!("Sign in with {}", p.name);
+                            let id = p.id;
                             view! {
                             // rel=external: a full page load, so the browser follows the
                             // server's redirect to the provider instead of the client router.
-                            <a class="btn primary sso" rel="external" href=format!("/auth/oidc/{}/start", p.id)>
+                            <a class="btn primary sso" rel="external" href=move || start_url(&id)>
                                 {label}
                             </a>
                         }}).collect_view()}

@@ -266,7 +266,14 @@ async fn deliver(store: &Store, sender: &Sender, message: OutboxRow) -> AppResul
         tracing::warn!(message = %message.id, event = %message.event, error = %f.message, "notification not delivered");
     }
     let outcome = attempt_outcome(store.now_ms(), message.attempts, result);
-    store.record_attempt(&message.id, &outcome).await?;
+    if !store
+        .record_attempt(&message.id, message.claimed_until, &outcome)
+        .await?
+    {
+        // The lease ended before the attempt did and another claim took the message: its
+        // result is the one recorded.
+        tracing::warn!(message = %message.id, "notification attempt outlived its claim; not recorded");
+    }
     Ok(delivered)
 }
 

@@ -81,12 +81,7 @@ pub async fn create(
             (Some(vm.id), vm.group, vm.name)
         }
     };
-    let token = {
-        use rand::RngCore;
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
+    let token = super::random_hex(32);
     let log = actor.entry("agent.token", &label);
     let expires_at = store
         .create_enrollment_token(

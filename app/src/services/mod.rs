@@ -25,6 +25,15 @@ pub struct Actor {
     pub ip: IpAddr,
 }
 
+/// `bytes` random bytes from the operating system, as lower-case hex: enrollment tokens,
+/// webhook signing keys, API token ids.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    crate::domain::secret::to_hex(&buf)
+}
+
 /// The name host-side commands act under in the activity log. It holds a space, which no
 /// user name may (`Username::parse`), so no portal account can pass for the host console.
 pub const HOST_CONSOLE_ACTOR: &str = "host console";

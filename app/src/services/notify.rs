@@ -9,11 +9,11 @@
 //! Administrators (of the whole portal) manage channels and routes here too, and each
 //! user their own e-mail settings.
 
-use super::Actor;
 use super::access::roles_from;
+use super::{Actor, random_hex};
 use crate::domain::notify::{
     ChannelInput, ChannelKind, EmailAddress, EmailSettings, Notice, NotifyEvent, parse_channel,
-    parse_warn_minutes, redact_target,
+    parse_warn_minutes, redact_target, secret_needed_again,
 };
 use crate::domain::{Action, FieldErrors, Resource, permits, permits_approval};
 use crate::error::{AppError, AppResult};
@@ -454,12 +454,18 @@ fn require_admin(actor: &Actor) -> AppResult<()> {
 
 pub async fn list_channels(store: &Store, actor: &Actor) -> AppResult<Vec<ChannelView>> {
     require_admin(actor)?;
-    let mut out = Vec::new();
-    for c in store.list_channels().await? {
-        let latest = store.channel_messages(Some(&c.id), 1).await?;
-        out.push(view(&c, latest.first()));
-    }
-    Ok(out)
+    let latest: std::collections::HashMap<String, OutboxRow> = store
+        .latest_channel_messages()
+        .await?
+        .into_iter()
+        .filter_map(|m| Some((m.channel_id.clone()?, m)))
+        .collect();
+    Ok(store
+        .list_channels()
+        .await?
+        .iter()
+        .map(|c| view(c, latest.get(&c.id)))
+        .collect())
 }
 
 pub async fn get_channel(store: &Store, actor: &Actor, id: &str) -> AppResult<ChannelView> {
@@ -501,13 +507,6 @@ pub async fn personal_messages(store: &Store, actor: &Actor) -> AppResult<Vec<Me
         .collect())
 }
 
-fn new_signing_key() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn duplicate_name(e: crate::store::StoreError) -> AppError {
     match e {
         crate::store::StoreError::Duplicate => {
@@ -527,7 +526,7 @@ pub async fn create_channel(
     require_admin(actor)?;
     let spec = parse_channel(input)?;
     let made_key =
-        (spec.kind == ChannelKind::Webhook && spec.secret.is_none()).then(new_signing_key);
+        (spec.kind == ChannelKind::Webhook && spec.secret.is_none()).then(|| random_hex(32));
     let channel = StoredChannel {
         id: crate::store::new_id(),
         name: spec.name.clone(),
@@ -559,7 +558,8 @@ pub async fn create_channel(
     Ok((channel.id, made_key))
 }
 
-/// Changes a channel; an empty secret keeps the stored one.
+/// Changes a channel. An empty secret keeps the stored one only if the channel still sends
+/// to where it did; a new destination needs the secret again (a field error on `secret`).
 pub async fn update_channel(
     store: &Store,
     actor: &Actor,
@@ -578,6 +578,12 @@ pub async fn update_channel(
             "kind",
             "A channel keeps its kind; add a new channel instead.",
         ));
+    }
+    if !channel.secret.is_empty() {
+        let stored: EmailSettings = serde_json::from_str(&channel.settings).unwrap_or_default();
+        if let Some(message) = secret_needed_again(&spec, &channel.target, &stored) {
+            return Err(AppError::field("secret", message));
+        }
     }
     channel.name = spec.name.clone();
     channel.target = spec.target.clone();
@@ -750,7 +756,7 @@ pub async fn delete_route(store: &Store, actor: &Actor, id: &str) -> AppResult<(
 }
 
 /// Puts a test message for the channel in the outbox and returns its id: the delivery
-/// job sends it at once, and [`crate::services::delivery::send_now`] lets the portal wait
+/// job sends it at once, and [`crate::services::delivery::wait_for_attempt`] lets the portal wait
 /// for the outcome.
 pub async fn queue_test(store: &Store, actor: &Actor, id: &str) -> AppResult<String> {
     require_admin(actor)?;

@@ -1,7 +1,7 @@
 //! Personal API tokens: created and revoked by their owner in the portal, and turned back
 //! into the owner (with their roles as they are now) on every API call.
 
-use super::Actor;
+use super::{Actor, random_hex};
 use crate::domain::api_token::{
     display_prefix, format_token, parse_token, parse_token_days, parse_token_name,
 };
@@ -30,13 +30,6 @@ impl From<StoredApiToken> for TokenInfo {
             revoked_at: t.revoked_at,
         }
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn random_secret() -> String {

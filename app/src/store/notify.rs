@@ -2,11 +2,13 @@
 //! outbox. An outbox row is written by the write transaction of the change it tells about
 //! ([`WriteTx::enqueue`]), so a message exists exactly when its change committed. The
 //! delivery job claims due rows for a while under the write lock (so of several replicas
-//! one sends each row), sends them without holding anything, and records the outcome.
+//! one sends each row), sends them without holding anything, and records the outcome only
+//! if its claim still holds: an attempt that outlived its lease (the row was claimed again
+//! meanwhile) must not overwrite the newer claim's result or count twice.
 
 use super::{Result, Store, WriteTx, new_id};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredChannel {
@@ -45,6 +47,10 @@ pub struct OutboxRow {
     pub next_attempt_at: i64,
     pub last_attempt_at: Option<i64>,
     pub last_error: String,
+    /// Until when a delivery job holds the row (0: nobody). A claim sets it later than any
+    /// earlier claim's (it claims only rows whose lease ended), so the value names the
+    /// claim: [`Store::record_attempt`] writes only while it is still the same.
+    pub claimed_until: i64,
 }
 
 /// How an attempt to send a message went.
@@ -108,7 +114,7 @@ const MAIL_ADDRESS: &str = "CASE WHEN u.email <> '' THEN u.email ELSE COALESCE(i
 const CHANNEL_COLUMNS: &str =
     "id, name, kind, target, secret, settings, enabled, created_at, updated_at";
 const OUTBOX_COLUMNS: &str = "id, event, channel_id, recipient, payload, created_at, status, \
-     attempts, next_attempt_at, last_attempt_at, last_error";
+     attempts, next_attempt_at, last_attempt_at, last_error, claimed_until";
 
 fn channel_from_row(row: &AnyRow) -> Result<StoredChannel> {
     Ok(StoredChannel {
@@ -124,6 +130,14 @@ fn channel_from_row(row: &AnyRow) -> Result<StoredChannel> {
     })
 }
 
+/// One channel, read on `conn`: a pooled connection for [`Store::get_channel`], the write
+/// transaction for [`WriteTx::channel`].
+async fn channel(conn: &mut AnyConnection, id: &str) -> Result<Option<StoredChannel>> {
+    let sql = format!("SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(channel_from_row).transpose()
+}
+
 fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
     Ok(OutboxRow {
         id: row.try_get("id")?,
@@ -137,6 +151,7 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
         next_attempt_at: row.try_get("next_attempt_at")?,
         last_attempt_at: row.try_get("last_attempt_at")?,
         last_error: row.try_get("last_error")?,
+        claimed_until: row.try_get("claimed_until")?,
     })
 }
 
@@ -150,12 +165,8 @@ impl Store {
     }
 
     pub async fn get_channel(&self, id: &str) -> Result<Option<StoredChannel>> {
-        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(channel_from_row).transpose()
+        let mut conn = self.pool.acquire().await?;
+        channel(&mut conn, id).await
     }
 
     /// The channel users' own e-mails go through: the oldest enabled e-mail channel.
@@ -212,6 +223,34 @@ impl Store {
         rows.iter().map(outbox_from_row).collect()
     }
 
+    /// Each channel's latest message (the first of [`Store::channel_messages`]), in one
+    /// query however many channels there are.
+    pub async fn latest_channel_messages(&self) -> Result<Vec<OutboxRow>> {
+        // Each channel's newest creation time, then its rows of that time; of several made
+        // in the same millisecond the smallest id, as `channel_messages` orders them.
+        let columns = OUTBOX_COLUMNS
+            .split(", ")
+            .map(|c| format!("o.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM notification_outbox o \
+             JOIN (SELECT channel_id, MAX(created_at) AS latest FROM notification_outbox \
+             WHERE channel_id IS NOT NULL GROUP BY channel_id) m \
+             ON m.channel_id = o.channel_id AND o.created_at = m.latest \
+             ORDER BY o.channel_id, o.id"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let mut latest: Vec<OutboxRow> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let row = outbox_from_row(row)?;
+            if latest.last().map(|l| &l.channel_id) != Some(&row.channel_id) {
+                latest.push(row);
+            }
+        }
+        Ok(latest)
+    }
+
     pub async fn outbox_message(&self, id: &str) -> Result<Option<OutboxRow>> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM notification_outbox WHERE id = $1");
         let row = sqlx::query(&sql)
@@ -236,10 +275,12 @@ impl Store {
             .bind(limit)
             .fetch_all(&mut *tx.tx)
             .await?;
-        let claimed: Vec<OutboxRow> = rows.iter().map(outbox_from_row).collect::<Result<_>>()?;
-        for row in &claimed {
+        let mut claimed: Vec<OutboxRow> =
+            rows.iter().map(outbox_from_row).collect::<Result<_>>()?;
+        for row in &mut claimed {
+            row.claimed_until = now + lease_ms;
             sqlx::query("UPDATE notification_outbox SET claimed_until = $1 WHERE id = $2")
-                .bind(now + lease_ms)
+                .bind(row.claimed_until)
                 .bind(&row.id)
                 .execute(&mut *tx.tx)
                 .await?;
@@ -259,8 +300,16 @@ impl Store {
         Ok(row.try_get("due")?)
     }
 
-    /// Records how an attempt went.
-    pub async fn record_attempt(&self, id: &str, attempt: &Attempt) -> Result<()> {
+    /// Records how an attempt under the claim `claimed_until` went, if that claim still
+    /// holds the row; `false` (nothing written) if the lease ended and the row was claimed
+    /// again or already recorded by the newer claim. Only a newer claim decides, not the
+    /// clock: a late result whose row nobody took meanwhile is still the latest news.
+    pub async fn record_attempt(
+        &self,
+        id: &str,
+        claimed_until: i64,
+        attempt: &Attempt,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let now = tx.now;
         let (status, next, error) = match attempt {
@@ -268,19 +317,22 @@ impl Store {
             Attempt::Retry { at, error } => ("pending", *at, error.as_str()),
             Attempt::GiveUp { error } => ("failed", now, error.as_str()),
         };
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE notification_outbox SET status = $1, next_attempt_at = $2, last_error = $3, \
-             attempts = attempts + 1, last_attempt_at = $4, claimed_until = 0 WHERE id = $5",
+             attempts = attempts + 1, last_attempt_at = $4, claimed_until = 0 \
+             WHERE id = $5 AND status = 'pending' AND claimed_until = $6",
         )
         .bind(status)
         .bind(next)
         .bind(error)
         .bind(now)
         .bind(id)
+        .bind(claimed_until)
         .execute(&mut *tx.tx)
-        .await?;
+        .await?
+        .rows_affected();
         tx.commit().await?;
-        Ok(())
+        Ok(done == 1)
     }
 
     /// Forgets sent and given-up messages older than `before`.
@@ -359,12 +411,7 @@ impl WriteTx {
     }
 
     pub async fn channel(&mut self, id: &str) -> Result<Option<StoredChannel>> {
-        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM notification_channels WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        row.as_ref().map(channel_from_row).transpose()
+        channel(&mut self.tx, id).await
     }
 
     /// Removes a channel with its routes and its messages still waiting.

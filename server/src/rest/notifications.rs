@@ -71,7 +71,8 @@ pub struct ChannelInputDto {
     /// The URL to post to (https:// or http://), or for e-mail the SMTP server as host:port.
     pub target: String,
     /// Webhook signing key (16+ characters; omitted: one is made and returned once), or
-    /// the SMTP password. Omitted on replace: the stored one is kept.
+    /// the SMTP password. Omitted on replace: the stored one is kept if the URL (e-mail:
+    /// the server, security and user name) is unchanged; otherwise it must be given again.
     pub secret: Option<String>,
     /// E-mail: starttls (default), tls or none.
     pub smtp_security: Option<String>,
@@ -288,7 +289,8 @@ pub async fn get_channel(
     )))
 }
 
-/// Replaces a channel's settings (its kind stays); an omitted secret keeps the stored one.
+/// Replaces a channel's settings (its kind stays). An omitted secret keeps the stored one
+/// only while the destination is unchanged; a new one answers 422 naming `secret`.
 #[utoipa::path(put, path = "/api/v1/notificationChannels/{id}", tag = "notifications",
     params(("id" = String, Path, description = "The channel's id")),
     request_body = ChannelInputDto,
