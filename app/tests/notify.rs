@@ -1088,3 +1088,89 @@ async fn a_late_attempt_that_lost_its_claim_is_not_recorded() {
     let m = w.store.outbox_message(&id).await.unwrap().unwrap();
     assert_eq!((m.status.as_str(), m.attempts), ("delivered", 2));
 }
+
+/// The approvers of a request are found however many users could approve elsewhere: five
+/// hundred single sign-on users of a provider with an approver rule, and approvers of
+/// other groups, sort before the two who may approve this VM (one through their IdP group,
+/// one by a role of their own); both are told.
+#[tokio::test]
+async fn approvers_are_found_among_many_users_who_may_approve_elsewhere() {
+    use portcullis_app::domain::RoleAssignment;
+    use portcullis_app::domain::sso::GroupRule;
+    use portcullis_app::store::{FederatedProfile, NewLogEntry};
+    use sqlx::Row;
+    let w = world().await;
+    let admin = w.admin().await;
+    let vm = w.vm(&admin, "web-1", "web").await;
+    w.policy(&admin, &vm, &[with_approval(rule("22"))]).await;
+    let alice = w.user("alice", &[(Role::Requester, Scope::All)]).await;
+    mail_channel(&w, &admin, 9, "").await;
+    w.store
+        .add_group_rule(
+            &GroupRule {
+                provider: "corp".into(),
+                group: "jit-approvers".into(),
+                assignment: RoleAssignment {
+                    role: Role::Approver,
+                    scope: Scope::Group("web".into()),
+                },
+            },
+            NewLogEntry::default(),
+        )
+        .await
+        .unwrap();
+    let approvers = vec!["jit-approvers".to_owned()];
+    let staff = vec!["staff".to_owned()];
+    for i in 0..=510 {
+        let (name, groups) = if i == 510 {
+            ("zed".to_owned(), &approvers)
+        } else {
+            (format!("a{i:03}"), &staff)
+        };
+        let email = format!("{name}@corp.example.com");
+        w.store
+            .create_federated_user(
+                &name,
+                &FederatedProfile {
+                    provider: "corp",
+                    subject: &format!("s-{i}"),
+                    email: &email,
+                    display_name: &name,
+                    groups,
+                },
+                NewLogEntry::default(),
+            )
+            .await
+            .unwrap();
+    }
+    for i in 0..20 {
+        let other = w
+            .user(
+                &format!("b{i:02}"),
+                &[(Role::Approver, Scope::Group("db".into()))],
+            )
+            .await;
+        set_email(&w, &other, &format!("b{i:02}@example.com"), "10").await;
+    }
+    let zoe = w
+        .user("zoe", &[(Role::Approver, Scope::Group("web".into()))])
+        .await;
+    set_email(&w, &zoe, "zoe@example.com", "10").await;
+
+    w.request(&alice, &vm, "22", "203.0.113.7", "30")
+        .await
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&w.url).await.unwrap();
+    let mut told: Vec<String> = sqlx::query(
+        "SELECT recipient FROM notification_outbox WHERE event = 'approval.waiting' AND channel_id IS NULL",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.try_get("recipient").unwrap())
+    .collect();
+    told.sort();
+    assert_eq!(told, ["zed@corp.example.com", "zoe@example.com"]);
+}

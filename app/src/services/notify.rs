@@ -21,6 +21,8 @@ use crate::store::{MailSettings, OutboxRow, Store, StoredChannel, StoredRoute, W
 
 /// How many users a waiting request's e-mail may go to at most.
 const MAX_MAIL_RECIPIENTS: i64 = 500;
+/// Candidates read at a time while looking for a VM's approvers or administrators.
+const MAIL_CANDIDATE_PAGE: i64 = 500;
 /// An agent not heard from for this long is reported to its VM's administrators (longer
 /// than the portal's "silent" flag, so that a restart of the server does not page anyone).
 pub const AGENT_SILENT_NOTIFY_MS: i64 = 180_000;
@@ -136,20 +138,43 @@ async fn to_people(
 }
 
 /// The addresses of users who, by their roles as this transaction sees them, may do
-/// `may` (approve the request, or administer the VM).
+/// `may` (approve the request, or administer the VM) on the VM `vm`. The store narrows
+/// the candidates to roles and group rules whose scope covers the VM, a page at a time,
+/// and `permits` decides each; at most [`MAX_MAIL_RECIPIENTS`] are told (more is logged).
 async fn addresses_of(
     tx: &mut WriteTx,
     roles: &[&str],
+    vm: &Resource,
     may: impl Fn(&[crate::domain::RoleAssignment], &str) -> bool,
 ) -> crate::store::Result<Vec<String>> {
+    let Resource::Vm { id, group } = vm else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
-    for candidate in tx.mail_candidates(roles, MAX_MAIL_RECIPIENTS).await? {
-        let roles = roles_from(&tx.role_inputs(&candidate.user_id).await?);
-        if may(&roles, &candidate.user_id) {
-            out.push(candidate.email);
+    let mut after = String::new();
+    loop {
+        let page = tx
+            .mail_candidates(roles, id, group, &after, MAIL_CANDIDATE_PAGE)
+            .await?;
+        for candidate in &page {
+            let roles = roles_from(&tx.role_inputs(&candidate.user_id).await?);
+            if may(&roles, &candidate.user_id) {
+                if out.len() as i64 == MAX_MAIL_RECIPIENTS {
+                    tracing::warn!(
+                        vm = %id,
+                        limit = MAX_MAIL_RECIPIENTS,
+                        "more users may act on this VM than are e-mailed at once; route the event to a channel"
+                    );
+                    return Ok(out);
+                }
+                out.push(candidate.email.clone());
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() as i64 == MAIL_CANDIDATE_PAGE => after = last.username.clone(),
+            _ => return Ok(out),
         }
     }
-    Ok(out)
 }
 
 /// A request waits for approval: whoever may approve it, and the routed channels.
@@ -164,7 +189,7 @@ pub async fn approval_waiting(tx: &mut WriteTx, about: &About) -> crate::store::
     );
     let vm = about.vm();
     let requester = about.requester_id.clone();
-    let emails = addresses_of(tx, &["approver", "admin"], |roles, user| {
+    let emails = addresses_of(tx, &["approver", "admin"], &vm, |roles, user| {
         permits_approval(roles, &vm, user, &requester)
     })
     .await?;
@@ -359,7 +384,7 @@ async fn tell_admins(
         id: vm.vm_id.clone(),
         group: vm.vm_group.clone(),
     };
-    let emails = addresses_of(tx, &["admin"], |roles, _| {
+    let emails = addresses_of(tx, &["admin"], &resource, |roles, _| {
         permits(roles, Action::ManageVm, &resource)
     })
     .await?;

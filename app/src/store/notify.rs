@@ -83,6 +83,7 @@ pub struct MailSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailRecipient {
     pub user_id: String,
+    pub username: String,
     pub email: String,
 }
 
@@ -498,27 +499,50 @@ impl WriteTx {
         .is_some())
     }
 
-    /// Users who may be e-mailed and may hold one of `roles` (assigned, or through a group
-    /// rule of their identity provider): the caller decides with `permits` who qualifies.
-    /// A user's address is their own setting, else their identity provider's.
+    /// Users who may be e-mailed and may hold one of `roles` over the VM `vm_id` in group
+    /// `vm_group`: assigned in a scope that covers it, or through a group rule that covers
+    /// it and names an IdP group their last sign-in listed. A page of at most `limit`, by
+    /// user name after `after`: the caller pages through all of them and decides with
+    /// `permits` who qualifies, so that nobody is missed however many users may act
+    /// elsewhere. A user's address is their own setting, else their identity provider's.
     pub async fn mail_candidates(
         &mut self,
         roles: &[&str],
+        vm_id: &str,
+        vm_group: &str,
+        after: &str,
         limit: i64,
     ) -> Result<Vec<MailRecipient>> {
-        let list = (2..2 + roles.len())
+        let list = (5..5 + roles.len())
             .map(|i| format!("${i}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let covers = |t: &str| {
+            format!(
+                "({t}.scope_kind = 'all' OR ({t}.scope_kind = 'group' AND {t}.scope_target = $3) \
+                 OR ({t}.scope_kind = 'vm' AND {t}.scope_target = $4))"
+            )
+        };
+        // The IdP group is looked for in the stored JSON list as "name"; a name JSON would
+        // escape (a quote or a backslash) is not narrowed here, and `permits` decides.
         let sql = format!(
-            "SELECT u.id, {MAIL_ADDRESS} AS email FROM users u \
+            "SELECT u.id, u.username, {MAIL_ADDRESS} AS email FROM users u \
              LEFT JOIN user_identities i ON i.user_id = u.id \
-             WHERE u.disabled = 0 AND u.notify_email = 1 AND {MAIL_ADDRESS} <> '' \
-             AND (EXISTS (SELECT 1 FROM role_assignments ra WHERE ra.user_id = u.id AND ra.role IN ({list})) \
-             OR EXISTS (SELECT 1 FROM group_role_rules g WHERE g.provider = i.provider AND g.role IN ({list}))) \
-             ORDER BY u.username LIMIT $1"
+             WHERE u.disabled = 0 AND u.notify_email = 1 AND {MAIL_ADDRESS} <> '' AND u.username > $1 \
+             AND (EXISTS (SELECT 1 FROM role_assignments ra WHERE ra.user_id = u.id AND ra.role IN ({list}) \
+             AND {ra}) \
+             OR EXISTS (SELECT 1 FROM group_role_rules g WHERE g.provider = i.provider AND g.role IN ({list}) \
+             AND {g} AND (i.idp_groups LIKE '%\"' || g.idp_group || '\"%' \
+             OR REPLACE(REPLACE(g.idp_group, '\"', ''), '\\', '') <> g.idp_group))) \
+             ORDER BY u.username LIMIT $2",
+            ra = covers("ra"),
+            g = covers("g"),
         );
-        let mut query = sqlx::query(&sql).bind(limit);
+        let mut query = sqlx::query(&sql)
+            .bind(after)
+            .bind(limit)
+            .bind(vm_group)
+            .bind(vm_id);
         for role in roles {
             query = query.bind(*role);
         }
@@ -527,6 +551,7 @@ impl WriteTx {
             .map(|r| {
                 Ok(MailRecipient {
                     user_id: r.try_get("id")?,
+                    username: r.try_get("username")?,
                     email: r.try_get("email")?,
                 })
             })
