@@ -97,35 +97,49 @@ impl Smtp {
         let dir = tempfile::tempdir().unwrap();
         // The handler makes the maildir itself (and fails on an empty folder).
         let maildir = dir.path().join("mail");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = std::process::Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .spawn()
-            .expect("Debian's python3 with python3-aiosmtpd (scripts/setup.sh test installs it)");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Smtp {
-                    port,
-                    maildir,
-                    child,
-                    _dir: dir,
-                };
+        // A free port is only free until someone takes it: another test may bind it between
+        // our look and aiosmtpd's bind, and then aiosmtpd exits. Such a start is tried again
+        // on another port; a server is ours only while our process is still running.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = std::process::Command::new("/usr/bin/python3")
+                .args(["-m", "aiosmtpd", "-n", "-l"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(&maildir)
+                .spawn()
+                .expect(
+                    "Debian's python3 with python3-aiosmtpd (scripts/setup.sh test installs it)",
+                );
+            for _ in 0..100 {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if child.try_wait().unwrap().is_none() {
+                        return Smtp {
+                            port,
+                            maildir,
+                            child,
+                            _dir: dir,
+                        };
+                    }
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("aiosmtpd did not listen on 127.0.0.1:{port} within 10 s");
+        panic!("aiosmtpd did not start on 127.0.0.1 (five ports tried)");
     }
 
     /// Every message received, as its raw text.
