@@ -7,6 +7,7 @@ use leptos::prelude::*;
 
 pub mod jit;
 pub mod notify;
+pub mod overview;
 pub mod sso;
 pub mod tokens;
 
