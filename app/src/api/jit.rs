@@ -49,8 +49,7 @@ pub mod views {
         p.rules.iter().map(rule_view).collect()
     }
 
-    /// An agent that has not polled for this long is flagged as silent.
-    pub const SILENT_AFTER_MS: i64 = 90_000;
+    pub use crate::services::jit::SILENT_AFTER_MS;
 
     fn agent_status(vm: &StoredVm) -> String {
         let now = chrono::Utc::now().timestamp_millis();

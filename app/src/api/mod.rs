@@ -8,6 +8,7 @@ use leptos::prelude::*;
 pub mod flash;
 pub mod jit;
 pub mod notify;
+pub mod overview;
 pub mod sso;
 pub mod tokens;
 

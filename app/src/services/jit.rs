@@ -12,6 +12,10 @@ use crate::store::{
     VmTab, WaitingFilter, WaitingRequest,
 };
 
+/// An agent that has not polled for this long is flagged as silent (the VM pages, the
+/// Overview, the metrics).
+pub const SILENT_AFTER_MS: i64 = 90_000;
+
 pub fn vm_resource(vm: &StoredVm) -> Resource {
     Resource::Vm {
         id: vm.id.clone(),

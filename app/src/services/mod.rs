@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod enrollment;
 pub mod jit;
 pub mod notify;
+pub mod overview;
 pub mod requests;
 pub mod sso;
 pub mod tokens;

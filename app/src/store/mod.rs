@@ -19,6 +19,7 @@ mod identities;
 mod jit;
 mod metrics;
 mod notify;
+mod overview;
 mod requests;
 mod sessions;
 #[doc(hidden)]
@@ -39,6 +40,7 @@ pub use notify::{
     AgentNews, Attempt, EndingSoon, MailRecipient, MailSettings, OutboxRow, StoredChannel,
     StoredRoute,
 };
+pub use overview::{Denial, SetupProgress};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
 pub use sessions::SessionStoreAdapter;
 pub use tokens::{NewApiToken, StoredApiToken};

@@ -74,14 +74,14 @@ pub struct RequestFilter {
     pub limit: i64,
 }
 
-const REQUEST_COLUMNS: &str = "r.id, r.batch_id, r.vm_id, v.name AS vm_name, v.resource_group AS vm_group, \
+pub(super) const REQUEST_COLUMNS: &str = "r.id, r.batch_id, r.vm_id, v.name AS vm_name, v.resource_group AS vm_group, \
      r.requester_id, u.username AS requester, r.source_prefix, r.duration_secs, r.justification, r.status, \
      r.created_at, r.start_at, r.end_at, r.planned_start_at, r.decided_by, r.decision_comment, \
      CASE WHEN v.agent_id IS NULL THEN 0 ELSE 1 END AS vm_has_agent, v.generation AS vm_generation, \
      v.agent_applied_generation AS vm_applied_generation, r.approvals_required, \
      (SELECT COUNT(*) FROM request_approvals a WHERE a.request_id = r.id) AS approvals";
 
-fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
+pub(super) fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
     let status: String = row.try_get("status")?;
     Ok(StoredRequest {
         id: row.try_get("id")?,
@@ -622,8 +622,14 @@ impl Store {
             .iter()
             .map(request_from_row)
             .collect::<Result<Vec<_>>>()?;
+        self.attach_ports(&mut out).await?;
+        Ok(out)
+    }
+
+    /// Fills in the ports of the requests in `out`, all in one query.
+    pub(super) async fn attach_ports(&self, out: &mut [StoredRequest]) -> Result<()> {
         if out.is_empty() {
-            return Ok(out);
+            return Ok(());
         }
         let placeholders = (1..=out.len())
             .map(|i| format!("${i}"))
@@ -634,7 +640,7 @@ impl Store {
              WHERE request_id IN ({placeholders}) ORDER BY port"
         );
         let mut query = sqlx::query(&sql);
-        for r in &out {
+        for r in out.iter() {
             query = query.bind(r.id.as_str());
         }
         let ports = query.fetch_all(&self.pool).await?;
@@ -652,7 +658,7 @@ impl Store {
                 });
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Ends every grant whose time has come and closes every request whose approval
