@@ -39,6 +39,20 @@ impl AppError {
         AppError::Validation(FieldErrors::single(field, message))
     }
 
+    /// The error in words for a page that has no form fields to highlight (a page that
+    /// failed to load): a field error says what is wrong instead of pointing at a field.
+    pub fn summary(&self) -> String {
+        match self {
+            AppError::Validation(errors) if !errors.0.is_empty() => errors
+                .0
+                .iter()
+                .map(|e| e.message.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => other.to_string(),
+        }
+    }
+
     /// The message for one form field, if this error carries one.
     pub fn field_message(&self, field: &str) -> Option<String> {
         match self {
@@ -87,3 +101,20 @@ impl From<crate::store::StoreError> for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_says_what_is_wrong_where_no_field_is_shown() {
+        assert_eq!(
+            AppError::field("vms", "Select at least one VM.").summary(),
+            "Select at least one VM."
+        );
+        assert_eq!(
+            AppError::Forbidden.summary(),
+            AppError::Forbidden.to_string()
+        );
+    }
+}

@@ -246,6 +246,12 @@ pub struct VmPage {
     pub page: i64,
     pub page_size: i64,
     pub can_add_vm: bool,
+    /// Whether the viewer may configure JIT on, or request access to, some VM: the bulk
+    /// buttons show only then.
+    #[serde(default)]
+    pub can_configure: bool,
+    #[serde(default)]
+    pub can_request: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,6 +21,10 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
   await page.goto('/jit?tab=not_configured');
   await expect(page.locator('tr[data-vm="web-2"]')).toContainText('No agent enrolled; no management port recorded');
 
+  // The policy form with no VM chosen says so, instead of pointing at fields it lacks.
+  await page.goto('/jit/configure');
+  await expect(page.getByRole('alert')).toHaveText('Select at least one VM.');
+
   // Bulk enable: both VMs, port 22 limited to 60 minutes plus a custom port 2222/TCP.
   await page.goto('/jit?tab=all');
   await ready(page, testInfo);
@@ -62,6 +66,8 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Rita Requester');
   await page.goto('/jit');
   await ready(page, testInfo);
+  // A requester is offered what she may do, not the policy editor.
+  await expect(page.getByRole('button', { name: 'Edit JIT policy' })).toHaveCount(0);
   await page.getByLabel('Select web-1').check();
   await page.getByRole('button', { name: 'Request access' }).click();
   await expect(page).toHaveURL(/\/jit\/request\?vm=/);

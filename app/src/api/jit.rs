@@ -188,6 +188,8 @@ pub async fn list_vms(
             page,
             page_size: PAGE_SIZE,
             can_add_vm: jit::may_add_vms(&actor),
+            can_configure: jit::may_somewhere(&actor, crate::domain::Action::ConfigurePolicy),
+            can_request: jit::may_somewhere(&actor, crate::domain::Action::RequestAccess),
         })
     };
     super::ctx::finish(run.await)

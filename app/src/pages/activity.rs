@@ -48,7 +48,7 @@ pub fn ActivityPage() -> impl IntoView {
             let p = match data.await {
                 Ok(p) => p,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };

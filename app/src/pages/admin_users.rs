@@ -65,7 +65,7 @@ pub fn AdminUsersPage() -> impl IntoView {
                     </table>
                 }
                 .into_any(),
-                Err(e) => view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+                Err(e) => view! { <div class="alert error" role="alert">{e.summary()}</div> }.into_any(),
             }
         })
     };
@@ -247,7 +247,7 @@ fn GroupRules(
                     </table>
                 }
                 .into_any(),
-                Err(e) => view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+                Err(e) => view! { <div class="alert error" role="alert">{e.summary()}</div> }.into_any(),
             };
             let choices: Vec<(String, String)> =
                 providers.into_iter().map(|p| (p.id, p.name)).collect();
@@ -337,7 +337,7 @@ fn AllTokens() -> impl IntoView {
                 .into_any(),
                 // The users list above already says so once.
                 Err(AppError::Forbidden) => ().into_any(),
-                Err(e) => view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any(),
+                Err(e) => view! { <div class="alert error" role="alert">{e.summary()}</div> }.into_any(),
             }
         })
     };

@@ -24,7 +24,7 @@ pub fn ConfigurePage() -> impl IntoView {
             let f = match form.await {
                 Ok(f) => f,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };

@@ -24,7 +24,7 @@ pub fn HomePage() -> impl IntoView {
                     let sections = match data.await {
                         Ok(d) => sections(d).into_any(),
                         Err(e) => {
-                            view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                            view! { <div class="alert error" role="alert">{e.summary()}</div> }
                                 .into_any()
                         }
                     };
@@ -38,7 +38,7 @@ pub fn HomePage() -> impl IntoView {
                 Ok(None) => view! { <p>"You are signed out. " <a href="/login">"Sign in"</a></p> }
                     .into_any(),
                 Err(e) => {
-                    view! { <div class="alert error" role="alert">{e.to_string()}</div> }.into_any()
+                    view! { <div class="alert error" role="alert">{e.summary()}</div> }.into_any()
                 }
             }
         })

@@ -43,7 +43,7 @@ pub fn JitPage() -> impl IntoView {
             let page = match data.await {
                 Ok(p) => p,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };
@@ -71,11 +71,17 @@ pub fn JitPage() -> impl IntoView {
                     <div class="toolbar">
                         {if configured {
                             view! {
-                                <button type="submit" class="btn primary" formaction="/jit/request">"Request access"</button>
-                                <button type="submit" class="btn">"Edit JIT policy"</button>
+                                {page.can_request.then(|| view! {
+                                    <button type="submit" class="btn primary" formaction="/jit/request">"Request access"</button>
+                                })}
+                                {page.can_configure.then(|| view! {
+                                    <button type="submit" class="btn">"Edit JIT policy"</button>
+                                })}
                             }.into_any()
                         } else {
-                            view! { <button type="submit" class="btn primary">"Enable JIT on selected VMs"</button> }.into_any()
+                            page.can_configure.then(|| view! {
+                                <button type="submit" class="btn primary">"Enable JIT on selected VMs"</button>
+                            }).into_any()
                         }}
                         {page.can_add_vm.then(|| view! { <a class="btn" href="/vms/new">"Add VM"</a> })}
                     </div>

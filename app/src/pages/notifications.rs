@@ -103,7 +103,7 @@ pub fn NotificationsPage() -> impl IntoView {
             let d = match data.await {
                 Ok(d) => d,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };
@@ -132,7 +132,7 @@ pub fn NotificationsPage() -> impl IntoView {
             let d = match data.await {
                 Ok(d) => d,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };
@@ -175,7 +175,7 @@ pub fn NotificationsPage() -> impl IntoView {
             let d = match data.await {
                 Ok(d) => d,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };
@@ -485,7 +485,7 @@ pub fn AccountNotificationsPage() -> impl IntoView {
             let s = match data.await {
                 Ok(s) => s,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };

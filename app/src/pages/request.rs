@@ -19,7 +19,7 @@ pub fn RequestAccessPage() -> impl IntoView {
             let b = match blade.await {
                 Ok(b) => b,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };

@@ -41,7 +41,7 @@ pub fn RequestDetailPage() -> impl IntoView {
                 Err(e) => {
                     return view! {
                         <h1>"Access request"</h1>
-                        <div class="alert error" role="alert">{e.to_string()}</div>
+                        <div class="alert error" role="alert">{e.summary()}</div>
                         <p><a href="/requests">"All requests"</a></p>
                     }
                     .into_any();

@@ -39,7 +39,7 @@ pub fn RequestsPage() -> impl IntoView {
             let (mine, queue, more_mine, more_queue) = match data.await {
                 Ok(d) => d,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };

@@ -27,7 +27,7 @@ pub fn TokensPage() -> impl IntoView {
             let page = match data.await {
                 Ok(p) => p,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };

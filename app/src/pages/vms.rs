@@ -107,7 +107,7 @@ pub fn VmPage() -> impl IntoView {
             let d = match detail.await {
                 Ok(d) => d,
                 Err(e) => {
-                    return view! { <div class="alert error" role="alert">{e.to_string()}</div> }
+                    return view! { <div class="alert error" role="alert">{e.summary()}</div> }
                         .into_any();
                 }
             };

@@ -54,6 +54,13 @@ pub fn may_add_vms(actor: &Actor) -> bool {
     permits(&actor.roles, Action::ManageVm, &Resource::Global)
 }
 
+/// Whether the actor may do `action` on some VM (in any scope): the JIT tabs offer the
+/// bulk buttons only to those who could use them.
+pub fn may_somewhere(actor: &Actor, action: Action) -> bool {
+    let v = crate::domain::visibility(&actor.roles, action);
+    v.everything || !v.groups.is_empty() || !v.vm_ids.is_empty()
+}
+
 /// Loads a VM the actor may see; an invisible VM is reported as missing, not forbidden,
 /// so that names outside one's scope do not leak.
 pub async fn visible_vm(store: &Store, actor: &Actor, vm_id: &str) -> AppResult<StoredVm> {
