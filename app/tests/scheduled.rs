@@ -390,3 +390,86 @@ async fn a_start_beyond_the_lead_time_or_in_the_past_is_refused_and_stores_nothi
         .await
         .unwrap();
 }
+
+/// A booked window opens only on an approval that still stands at its start: the approver
+/// disabled since, or approval made a requirement after it was booked, and nothing opens.
+#[tokio::test]
+async fn a_booked_window_opens_only_on_an_approval_that_still_stands_at_its_start() {
+    let w = world().await;
+    let t = team(&w).await;
+    let start = w.clock.now() + HOUR;
+    let at = form_time(start);
+    // Approved ahead by Alice, who is disabled before the start.
+    let approved = w
+        .request_from(&t.rita, &t.vm, "3389", "198.51.100.10", "30", &at)
+        .await
+        .unwrap();
+    requests::approve(&w.store, &t.alice, &approved, "ok")
+        .await
+        .unwrap();
+    assert_eq!(
+        w.request_row(&approved).await.status,
+        RequestStatus::Approved
+    );
+    portcullis_app::services::users::set_disabled(&w.store, &t.admin, &t.alice.user_id, true)
+        .await
+        .unwrap();
+    // Booked without approval on port 22, which needs approval by the start.
+    let open = w
+        .request_from(&t.rita, &t.vm, "22", "198.51.100.11", "30", &at)
+        .await
+        .unwrap();
+    assert_eq!(w.request_row(&open).await.status, RequestStatus::Approved);
+    w.policy(
+        &t.admin,
+        &t.vm,
+        &[with_approval(rule("22")), with_approval(rule("3389"))],
+    )
+    .await;
+    assert_eq!(w.request_row(&open).await.status, RequestStatus::Approved);
+
+    w.clock.advance_ms(HOUR);
+    assert_eq!(requests::open_due(&w.store).await.unwrap(), (0, 2));
+    for id in [&approved, &open] {
+        let r = w.request_row(id).await;
+        assert_eq!(r.status, RequestStatus::Cancelled);
+        assert_eq!(r.ports[0].status_reason, "its approval no longer stands");
+    }
+    assert!(
+        w.grants(&t.vm).await.is_empty(),
+        "nothing opened unapproved"
+    );
+}
+
+/// Saving the policy again keeps a booked request's approval deadline at its start, as
+/// when it was made, instead of cutting it to the time-out from when it was made.
+#[tokio::test]
+async fn a_policy_save_keeps_a_booked_requests_time_for_approval() {
+    let w = world().await;
+    let t = team(&w).await;
+    let start = w.clock.now() + 3 * 24 * HOUR;
+    let id = w
+        .request_from(
+            &t.rita,
+            &t.vm,
+            "3389",
+            "198.51.100.10",
+            "30",
+            &form_time(start),
+        )
+        .await
+        .unwrap();
+    w.clock.advance_ms(2 * HOUR);
+    w.policy(&t.admin, &t.vm, &[rule("22"), with_approval(rule("3389"))])
+        .await;
+    w.store.expire_due(w.clock.now()).await.unwrap();
+    assert_eq!(
+        w.request_row(&id).await.status,
+        RequestStatus::PendingApproval,
+        "still waiting for its approver"
+    );
+    requests::approve(&w.store, &t.alice, &id, "ok")
+        .await
+        .unwrap();
+    assert_eq!(w.request_row(&id).await.status, RequestStatus::Approved);
+}

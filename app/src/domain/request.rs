@@ -72,6 +72,7 @@ pub mod reason {
     pub const SHORTENED: &str = "shortened to the policy's new maximum";
     pub const SUPERSEDED: &str = "superseded by a newer request";
     pub const WINDOW_PASSED: &str = "scheduled window passed";
+    pub const APPROVAL_LAPSED: &str = "its approval no longer stands";
 }
 
 /// Where a time window that starts at `start_ms` and lasts `secs` ends, on a whole second:
@@ -80,6 +81,22 @@ pub mod reason {
 pub fn window_end(start_ms: i64, secs: i64) -> i64 {
     let end = start_ms.saturating_add(secs.saturating_mul(1000));
     end - end.rem_euclid(1000)
+}
+
+/// When a request that needs approval is closed if nobody decided it: `timeout_secs` after
+/// it was made; for a window booked for later, not before its start (approvers have until
+/// then, however short the time-out) and never after its end (nothing would be left).
+pub fn approval_deadline(
+    created_ms: i64,
+    timeout_secs: i64,
+    planned_start: Option<i64>,
+    duration_secs: i64,
+) -> i64 {
+    let deadline = created_ms + timeout_secs * 1000;
+    match planned_start {
+        Some(start) => deadline.max(start).min(window_end(start, duration_secs)),
+        None => deadline,
+    }
 }
 
 /// How far in the past a start may lie and still mean "now": a form filled in at 10:00:40

@@ -480,9 +480,15 @@ pub async fn enable_jit(
                     })
                     .min()
                 {
-                    // A changed time-out applies to the requests already waiting.
-                    tx.set_approval_deadline(&w.id, w.created_at + timeout * 1000)
-                        .await?;
+                    // A changed time-out applies to the requests already waiting (a booked
+                    // window keeps until its start, as when it was made).
+                    let deadline = crate::domain::request::approval_deadline(
+                        w.created_at,
+                        timeout,
+                        w.planned_start_at,
+                        w.duration_secs,
+                    );
+                    tx.set_approval_deadline(&w.id, deadline).await?;
                 }
                 // So does a changed number of approvers (the requests list shows it; each
                 // approval decides it again from the policy in force).

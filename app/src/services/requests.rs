@@ -726,6 +726,40 @@ pub async fn vm_requests_page(
 
 /// The expiry job: ends grants at their end time, to the second, and closes requests
 /// whose approval timed out. Runs in the server; reads the time from the store's clock.
+/// Whether a booked window still has the approval the policy in force asks for: approval
+/// may have become required since it was booked, or more approvers, and an approver may
+/// have lost the right (their approval is then withdrawn and does not count).
+async fn approval_still_stands(
+    tx: &mut WriteTx,
+    w: &WaitingRequest,
+) -> AppResult<Result<(), Misfit>> {
+    let ports = waiting_ports(w)?;
+    let Some(policy) = tx.policy(&w.vm_id).await? else {
+        return Ok(Err(Misfit {
+            reason: reason::POLICY_REMOVED,
+            message: "the VM has no JIT policy any more".into(),
+        }));
+    };
+    let gated = ports.iter().any(|(port, protocol)| {
+        policy
+            .rule_covering(*port, *protocol)
+            .is_some_and(|r| r.approval_required)
+    });
+    if !gated {
+        return Ok(Ok(()));
+    }
+    let required = policy.approvals_required(&ports);
+    let standing = count_standing_approvals(tx, w).await?;
+    if required.reached_by(standing) {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(Misfit {
+            reason: reason::APPROVAL_LAPSED,
+            message: format!("{standing} of {required} approvals stand now"),
+        }))
+    }
+}
+
 /// How many scheduled windows one transaction opens at most, so that other writes
 /// interleave when many start together.
 const OPEN_BATCH: i64 = 200;
@@ -754,7 +788,10 @@ pub async fn open_due(store: &Store) -> AppResult<(usize, usize)> {
                     message: "its window passed before it could open".into(),
                 })
             } else {
-                recheck_waiting(&mut tx, w).await?
+                match recheck_waiting(&mut tx, w).await? {
+                    Ok(()) => approval_still_stands(&mut tx, w).await?,
+                    misfit => misfit,
+                }
             };
             let ports = w
                 .ports

@@ -608,7 +608,7 @@ impl WriteTx {
             Some(vm) => {
                 sqlx::query(
                     "SELECT DISTINCT requester_id FROM access_requests \
-                     WHERE status IN ('pending_approval', 'active') AND vm_id = $1",
+                     WHERE status IN ('pending_approval', 'approved', 'active') AND vm_id = $1",
                 )
                 .bind(vm)
                 .fetch_all(&mut *self.tx)
@@ -617,7 +617,7 @@ impl WriteTx {
             None => {
                 sqlx::query(
                     "SELECT DISTINCT requester_id FROM access_requests \
-                     WHERE status IN ('pending_approval', 'active')",
+                     WHERE status IN ('pending_approval', 'approved', 'active')",
                 )
                 .fetch_all(&mut *self.tx)
                 .await?

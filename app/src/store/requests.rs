@@ -4,7 +4,9 @@
 use super::access::{Ending, GrantFilter, WaitingFilter, WaitingRequest};
 use super::audit::{Bind, NewLogEntry, bind_all};
 use super::{Result, Store, StoreError, WriteTx, new_id};
-use crate::domain::request::{PortStatus, RequestSpec, RequestStatus, reason, window_end};
+use crate::domain::request::{
+    PortStatus, RequestSpec, RequestStatus, approval_deadline, reason, window_end,
+};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -384,14 +386,8 @@ impl WriteTx {
             let timeout = spec
                 .approval_timeout_secs
                 .unwrap_or(crate::domain::jit::DEFAULT_APPROVAL_TIMEOUT_SECS);
-            let mut deadline = now + timeout * 1000;
-            if let Some(planned) = spec.start_at {
-                // Approvers have until the window starts, however short the time-out; an
-                // approval after that opens what is left of the window, never more.
-                deadline = deadline
-                    .max(planned)
-                    .min(window_end(planned, spec.duration_secs));
-            }
+            // An approval after a booked window's start opens what is left of it, never more.
+            let deadline = approval_deadline(now, timeout, spec.start_at, spec.duration_secs);
             (RequestStatus::PendingApproval, None, None, Some(deadline))
         } else if spec.start_at.is_some() {
             // Needs nobody's approval: approved now, opened at its start by the job.
