@@ -26,7 +26,11 @@ mod server {
     pub fn referer_path(referer: &str) -> Option<String> {
         let rest = referer.split_once("://").map(|(_, r)| r)?;
         let path = &rest[rest.find('/')?..];
-        if path.starts_with("//") || path.contains('\\') {
+        // What a browser would read as another site, once it drops what it ignores.
+        if path.starts_with("//")
+            || path.contains('\\')
+            || path.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
             return None;
         }
         Some(without_param(path))
@@ -141,6 +145,7 @@ mod server {
             );
             assert_eq!(referer_path("https://portal.example//evil.example/"), None);
             assert_eq!(referer_path("https://portal.example/\\evil"), None);
+            assert_eq!(referer_path("https://portal.example/\t/evil.example"), None);
             assert_eq!(referer_path("https://portal.example"), None);
             assert_eq!(with_param("/requests", "ab"), "/requests?flash=ab");
             assert_eq!(
