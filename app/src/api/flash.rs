@@ -14,7 +14,8 @@ pub const PARAM: &str = "flash";
 #[cfg(feature = "ssr")]
 mod server {
     use super::PARAM;
-    use crate::error::{AppError, AppResult};
+    use crate::api::ctx::session_error;
+    use crate::error::AppResult;
     use std::collections::BTreeMap;
 
     const KEY: &str = "flash";
@@ -57,11 +58,6 @@ mod server {
         let path = without_param(path);
         let sep = if path.contains('?') { '&' } else { '?' };
         format!("{path}{sep}{PARAM}={id}")
-    }
-
-    fn session_error(e: tower_sessions::session::Error) -> AppError {
-        tracing::error!(error = %e, "session store error");
-        AppError::Internal
     }
 
     /// Keeps `message` for the next page and sends the browser there: to `to`, or back to

@@ -59,7 +59,7 @@ pub mod ctx {
         })
     }
 
-    fn session_error(e: tower_sessions::session::Error) -> AppError {
+    pub(crate) fn session_error(e: tower_sessions::session::Error) -> AppError {
         tracing::error!(error = %e, "session store error");
         AppError::Internal
     }
