@@ -20,6 +20,62 @@ fn session_error(e: tower_sessions::session::Error) -> AppError {
     AppError::Internal
 }
 
+/// What one HTTP request learned of its signed-in user and that user's roles, so that a
+/// page, which runs several server functions while it renders (the shell, the flash
+/// message, its data), reads them from the database once rather than once per function.
+/// The page gate puts a fresh one in each request's extensions; it never outlives the
+/// request, and every change of the session in the request forgets it.
+#[derive(Clone, Default)]
+pub struct RequestUser(std::sync::Arc<Mutex<Known>>);
+
+#[derive(Default)]
+struct Known {
+    user: Option<Option<crate::store::StoredUser>>,
+    roles: Option<(String, Vec<crate::domain::RoleAssignment>)>,
+}
+
+impl RequestUser {
+    /// The session's user: read once, then as read.
+    pub async fn session_user(
+        &self,
+        store: &crate::store::Store,
+        session: &tower_sessions::Session,
+    ) -> AppResult<Option<crate::store::StoredUser>> {
+        if let Some(known) = self.lock().user.clone() {
+            return Ok(known);
+        }
+        let user = session_user(store, session).await?;
+        self.lock().user = Some(user.clone());
+        Ok(user)
+    }
+
+    /// The effective roles of `user_id`: read once, then as read.
+    pub async fn roles(
+        &self,
+        store: &crate::store::Store,
+        user_id: &str,
+    ) -> AppResult<Vec<crate::domain::RoleAssignment>> {
+        if let Some((id, roles)) = &self.lock().roles {
+            if id == user_id {
+                return Ok(roles.clone());
+            }
+        }
+        let roles = crate::services::sso::effective_roles(store, user_id).await?;
+        self.lock().roles = Some((user_id.to_owned(), roles.clone()));
+        Ok(roles)
+    }
+
+    /// After the session changed (signed in, out, or ended): read again when asked.
+    pub fn forget(&self) {
+        *self.lock() = Known::default();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        // Nothing panics while holding it; a poisoned lock still holds a consistent value.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The user a session belongs to while the session is still valid: the user exists, is
 /// enabled, and has not changed (or had reset) their password since the session began.
 /// Every path that reads the session user goes through here.

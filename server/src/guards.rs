@@ -101,7 +101,15 @@ pub async fn origin_check(
 /// Page requests from signed-out visitors go to the sign-in page; a user who must change a
 /// one-time password goes to the password page first. Server functions check for
 /// themselves and are not redirected.
-pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+pub async fn page_gate(
+    State(state): State<AppState>,
+    mut req: Request<Body>,
+    next: Next,
+) -> Response {
+    // Whatever this request learns of its user is kept for the rest of it: a page's
+    // server functions then read the user and roles once between them.
+    let known = portcullis_app::auth::RequestUser::default();
+    req.extensions_mut().insert(known.clone());
     let path = req.uri().path().to_owned();
     let is_page = matches!(*req.method(), Method::GET | Method::HEAD)
         && !path.starts_with("/api/")
@@ -120,7 +128,7 @@ pub async fn page_gate(State(state): State<AppState>, req: Request<Body>, next: 
     let Some(session) = req.extensions().get::<Session>().cloned() else {
         return next.run(req).await;
     };
-    let user = match portcullis_app::auth::session_user(&state.store, &session).await {
+    let user = match known.session_user(&state.store, &session).await {
         Ok(user) => user,
         Err(_) => {
             return (StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable.").into_response();

@@ -29,6 +29,8 @@ pub mod ctx {
         pub state: AppState,
         pub session: Session,
         pub client_ip: IpAddr,
+        /// The request's user and roles, once read (see [`crate::auth::RequestUser`]).
+        known: crate::auth::RequestUser,
     }
 
     pub struct Caller {
@@ -45,17 +47,25 @@ pub mod ctx {
             tracing::error!(error = %e, "session layer missing");
             AppError::Internal
         })?;
-        let client_ip = use_context::<http::request::Parts>()
+        let parts = use_context::<http::request::Parts>();
+        let client_ip = parts
+            .as_ref()
             .and_then(|p| p.extensions.get::<ClientIp>().copied())
             .map(|c| c.0)
             .ok_or_else(|| {
                 tracing::error!("client address missing from request");
                 AppError::Internal
             })?;
+        // Shared by every server function of one request; a request that came without
+        // one (none should) still works, reading for itself.
+        let known = parts
+            .and_then(|p| p.extensions.get::<crate::auth::RequestUser>().cloned())
+            .unwrap_or_default();
         Ok(Ctx {
             state,
             session,
             client_ip,
+            known,
         })
     }
 
@@ -74,10 +84,15 @@ pub mod ctx {
                 .await
                 .map_err(session_error)?
                 .is_some();
-            match crate::auth::session_user(&self.state.store, &self.session).await? {
+            match self
+                .known
+                .session_user(&self.state.store, &self.session)
+                .await?
+            {
                 Some(user) => Ok(Some(user)),
                 None if signed_in => {
                     self.session.flush().await.map_err(session_error)?;
+                    self.known.forget();
                     Ok(None)
                 }
                 None => Ok(None),
@@ -90,7 +105,7 @@ pub mod ctx {
             if user.must_change_password {
                 return Err(AppError::PasswordChangeRequired);
             }
-            let roles = crate::services::sso::effective_roles(&self.state.store, &user.id).await?;
+            let roles = self.known.roles(&self.state.store, &user.id).await?;
             Ok(Caller { user, roles })
         }
 
@@ -111,12 +126,14 @@ pub mod ctx {
         /// end-session link (a password sign-in must not sign out there), not an install
         /// line with its token waiting to be shown to the user who made it.
         pub async fn start_session(&self, user: &StoredUser) -> AppResult<()> {
+            self.known.forget();
             self.session.clear().await;
             self.session.cycle_id().await.map_err(session_error)?;
             crate::auth::mark_signed_in(&self.session, user).await
         }
 
         pub async fn end_session(&self) -> AppResult<()> {
+            self.known.forget();
             self.session.flush().await.map_err(session_error)
         }
 
