@@ -249,3 +249,44 @@ pub fn FieldMsg(#[prop(into)] err: Signal<Option<AppError>>, field: String) -> i
     let msg = move || err.get().and_then(|e| e.field_message(&field));
     view! { <p class="field-error" id=id aria-live="polite">{msg}</p> }
 }
+
+/// An enforcement status as a badge: an icon and the text, coloured by its level
+/// (`ok`, `info`, `warning`, `error`, `neutral`), so that a silent agent or an error
+/// stands out in a long list, and does so without colour too (the icon and the word).
+#[component]
+pub fn StatusBadge(level: String, text: String) -> impl IntoView {
+    let (icon, word) = match level.as_str() {
+        "ok" => ("✓", "OK"),
+        "info" => ("…", "In progress"),
+        "warning" => ("!", "Warning"),
+        "error" => ("✕", "Error"),
+        _ => ("–", "Note"),
+    };
+    let class = format!("state state-{level}");
+    view! {
+        <span class=class data-level=level>
+            <span class="state-icon" aria-hidden="true">{icon}</span>
+            <span class="sr-only">{format!("{word}: ")}</span>
+            {text}
+        </span>
+    }
+}
+
+/// Where a page sits, as links back up: "Just-in-time › web-1".
+#[component]
+pub fn Breadcrumbs(
+    /// The pages above this one, outermost first: (link, label).
+    trail: Vec<(String, String)>,
+    /// This page.
+    #[prop(into)]
+    here: String,
+) -> impl IntoView {
+    view! {
+        <nav class="breadcrumbs" aria-label="Breadcrumb">
+            <ol>
+                {trail.into_iter().map(|(href, label)| view! { <li><a href=href>{label}</a></li> }).collect_view()}
+                <li aria-current="page">{here}</li>
+            </ol>
+        </nav>
+    }
+}

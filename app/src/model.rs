@@ -237,6 +237,25 @@ pub struct VmRow {
     pub grants: Vec<GrantView>,
     /// Enforcement status or, on the Not configured tab, why the VM is there.
     pub agent_status: String,
+    /// `ok`, `info`, `warning`, `error` or `neutral`: how the status is shown.
+    #[serde(default)]
+    pub status_level: String,
+    #[serde(default)]
+    pub agent_enrolled: bool,
+    #[serde(default)]
+    pub agent_last_seen: Option<i64>,
+    /// What the viewer may do with this VM (the services' `permits`): the row menu offers
+    /// only that.
+    #[serde(default)]
+    pub may: RowPermissions,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowPermissions {
+    pub manage: bool,
+    pub configure: bool,
+    pub request: bool,
+    pub view_log: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +271,30 @@ pub struct VmPage {
     pub can_configure: bool,
     #[serde(default)]
     pub can_request: bool,
+    /// How many VMs each tab holds under the same search, for the tab titles.
+    #[serde(default)]
+    pub counts: TabCountsView,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TabCountsView {
+    pub configured: i64,
+    pub recommended: i64,
+    pub not_configured: i64,
+    pub unsupported: i64,
+}
+
+impl TabCountsView {
+    /// The count of the tab with this id (`configured`, `recommended`, …).
+    pub fn of(&self, tab: &str) -> Option<i64> {
+        match tab {
+            "configured" => Some(self.configured),
+            "recommended" => Some(self.recommended),
+            "not_configured" => Some(self.not_configured),
+            "unsupported" => Some(self.unsupported),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +364,9 @@ pub struct PortView {
     /// For a port in force: `Initiated` until the VM's agent has applied the latest
     /// change, `Active` after; `Not enforced` without an agent. Empty otherwise.
     pub enforcement: String,
+    /// How [`Self::enforcement`] is shown (see `StatusBadge`).
+    #[serde(default)]
+    pub enforcement_level: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,6 +421,7 @@ pub struct RequestBlade {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmDetail {
+    /// `vm.may` says what the viewer may do with it.
     pub vm: VmRow,
     pub policy: Vec<RuleView>,
     pub requests: Vec<RequestView>,

@@ -119,24 +119,29 @@ async fn tabs_split_vms_by_policy_and_exposure_with_search_and_paging() {
     w.policy(&admin, &configured, &[rule("22")]).await;
 
     let (rows, total) = store.list_vms(&tab(VmTab::Configured, "")).await.unwrap();
-    assert_eq!((rows.len(), total), (1, 1));
+    assert_eq!((rows.len(), total.of(VmTab::Configured)), (1, 1));
     let (_, total) = store.list_vms(&tab(VmTab::Recommended, "")).await.unwrap();
-    assert_eq!(total, 10);
+    assert_eq!(total.of(VmTab::Recommended), 10);
+    // Every tab's count comes with any tab's page, under the same search.
+    assert_eq!(
+        (total.configured, total.not_configured, total.unsupported),
+        (1, 19, 0)
+    );
     let (rows, total) = store
         .list_vms(&tab(VmTab::NotConfigured, ""))
         .await
         .unwrap();
-    assert_eq!(total, 19);
+    assert_eq!(total.of(VmTab::NotConfigured), 19);
     assert_eq!(rows.len(), 19);
     let mut q = tab(VmTab::All, "APP-2");
     q.desc = true;
     let (rows, total) = store.list_vms(&q).await.unwrap();
-    assert_eq!(total, 10);
+    assert_eq!(total.of(VmTab::All), 10);
     assert_eq!(rows[0].vm.name, "app-29");
     let mut q = tab(VmTab::All, "");
     q.offset = 25;
     let (rows, total) = store.list_vms(&q).await.unwrap();
-    assert_eq!((rows.len(), total), (5, 30));
+    assert_eq!((rows.len(), total.of(VmTab::All)), (5, 30));
     let mut q = tab(VmTab::All, "");
     q.scope = Visibility {
         everything: false,
@@ -146,7 +151,11 @@ async fn tabs_split_vms_by_policy_and_exposure_with_search_and_paging() {
     let (rows, _) = store.list_vms(&q).await.unwrap();
     assert_eq!(rows.len(), 1, "scoped users see only their VMs");
     q.scope = Visibility::default();
-    assert_eq!(store.list_vms(&q).await.unwrap().1, 0, "no scope, no VMs");
+    assert_eq!(
+        store.list_vms(&q).await.unwrap().1.of(VmTab::All),
+        0,
+        "no scope, no VMs"
+    );
 }
 
 #[tokio::test]
@@ -384,4 +393,83 @@ async fn the_log_chain_verifies_under_concurrency_and_detects_tampering() {
         store.verify_log_full(None).await.unwrap(),
         Verification::Broken(b) if b.at_seq == 5
     ));
+}
+
+/// The tab a VM is on follows its policy from the moment the policy is saved or removed
+/// (the store keeps `vms.jit_configured` in the policy's own transaction), and a VM whose
+/// agent cannot enforce anything is on Unsupported, not Recommended, until it can.
+#[tokio::test]
+async fn a_vm_moves_between_tabs_with_its_policy_and_its_agents_errors() {
+    use portcullis_app::domain::secret::hash_secret;
+    use portcullis_app::services::enrollment::{EnrollTarget, create};
+    let (w, admin, _) = fresh().await;
+    let store = &w.store;
+    store
+        .create_vm(&vm("web-1", "22"), log("vm.create"))
+        .await
+        .unwrap();
+    let v = store.get_vm_by_name("web-1").await.unwrap().unwrap();
+    let on = |tab: VmTab| {
+        let store = store.clone();
+        async move {
+            let (rows, counts) = store.list_vms(&self::tab(tab, "")).await.unwrap();
+            let names: Vec<String> = rows.into_iter().map(|r| r.vm.name).collect();
+            (names, counts.of(tab))
+        }
+    };
+    assert_eq!(on(VmTab::Recommended).await, (vec!["web-1".to_owned()], 1));
+
+    w.policy(&admin, &v, &[rule("22")]).await;
+    assert_eq!(on(VmTab::Configured).await, (vec!["web-1".to_owned()], 1));
+    assert_eq!(on(VmTab::Recommended).await.1, 0);
+    jit::remove_policy(store, &admin, &v.id).await.unwrap();
+    assert_eq!(on(VmTab::Configured).await.1, 0);
+    assert_eq!(on(VmTab::Recommended).await, (vec!["web-1".to_owned()], 1));
+
+    // An agent on a host without nftables.
+    let e = create(
+        store,
+        &admin,
+        EnrollTarget::Vm(&v.id),
+        "https://jit.example.com",
+    )
+    .await
+    .unwrap();
+    let (agent_id, _, _) = store
+        .enroll_agent(
+            &hash_secret(&e.token),
+            &hash_secret("agent-secret"),
+            &portcullis_app::store::AgentHost {
+                hostname: "web-1",
+                os: "linux",
+                address: "198.51.100.5",
+            },
+        )
+        .await
+        .unwrap()
+        .expect("the token enrolls");
+    let report = |error: &'static str, exposed: &'static str| {
+        let (store, w, v, agent_id) = (store.clone(), &w, v.clone(), agent_id.clone());
+        async move {
+            let generation = w.generation(&v).await;
+            let agent = store.agent(&agent_id).await.unwrap().unwrap();
+            store
+                .record_agent_report(&agent, generation, error, exposed, "198.51.100.5")
+                .await
+                .unwrap();
+        }
+    };
+    report("nft: No such file or directory (os error 2)", "22").await;
+    assert_eq!(on(VmTab::Unsupported).await, (vec!["web-1".to_owned()], 1));
+    assert_eq!(on(VmTab::Recommended).await.1, 0);
+    assert_eq!(on(VmTab::NotConfigured).await.1, 0);
+    assert_eq!(on(VmTab::All).await.1, 1, "the tabs split the VMs");
+
+    // Fixed, and nothing listening on a management port: Not configured.
+    report("", "").await;
+    assert_eq!(on(VmTab::Unsupported).await.1, 0);
+    assert_eq!(
+        on(VmTab::NotConfigured).await,
+        (vec!["web-1".to_owned()], 1)
+    );
 }

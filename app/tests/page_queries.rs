@@ -234,8 +234,8 @@ async fn figures_of_a_mixed_page_are_those_of_each_vm() {
         ("d-dropped", (false, 0, None, None, vec![])),
         ("e-bare", (false, 0, None, None, vec![])),
     ];
-    let (rows, total) = w.store.list_vms(&page(VmTab::All, "", 25)).await.unwrap();
-    assert_eq!(total, 5);
+    let (rows, counts) = w.store.list_vms(&page(VmTab::All, "", 25)).await.unwrap();
+    assert_eq!(counts.of(VmTab::All), 5);
     for ((name, want), row) in expected.iter().zip(&rows) {
         assert_eq!(&row.vm.name, name);
         assert_eq!(&figures(row), want, "{name}");

@@ -92,7 +92,7 @@ async fn a_vm_is_found_by_id_or_name_among_many_like_it() {
     )
     .await
     .unwrap();
-    assert_eq!(total, 1);
+    assert_eq!(total.of(VmTab::All), 1);
     assert_eq!(rows[0].vm.name, "db_primary");
 
     // Outside one's scope a VM is simply not there, by name or by id.

@@ -123,7 +123,7 @@ enum GroupCommand {
 enum VmCommand {
     /// The VMs you may see.
     List {
-        /// all, configured, recommended or notConfigured.
+        /// all, configured, recommended, notConfigured or unsupported.
         #[arg(long, default_value = "all")]
         tab: String,
         #[arg(long)]

@@ -114,7 +114,7 @@ token=$(call create_enrollment_token "vm_id=$vm_id" | jq -r '.token')
 PORTCULLIS_ENROLL_TOKEN=$token in_vm "$agent_bin" enroll --server "$base" --hostname ns-vm --state "$work/agent.json" >/dev/null
 start_agent() { ip netns exec "$vm" "$agent_bin" run --state "$work/agent.json" >>"$work/agent.log" 2>&1 & agent_pid=$!; pids+=($agent_pid); }
 start_agent
-applied() { call get_vm "id=$vm_id" | jq -e '.vm.agent_status == "Active: applied by the agent"' >/dev/null; }
+applied() { call get_vm "id=$vm_id" | jq -e '.vm.agent_status | startswith("Enforced")' >/dev/null; }
 wait_until 10 applied >/dev/null || { bad "agent never applied the policy"; cat "$work/agent.log"; exit 1; }
 request() { # request SOURCE MINUTES [JAR] [VM ID] -> request id
   local out target=${4:-$vm_id}
@@ -347,7 +347,7 @@ state2=$root2/var/lib/portcullis-agent/agent.json
 # recorded it).
 ip netns exec "$vm2" setpriv --bounding-set -all,+net_admin --inh-caps=-all --no-new-privs \
   "$root2/usr/bin/portcullis-agent" run --state "$state2" >>"$work/agent2.log" 2>&1 & agent2_pid=$!; pids+=($agent2_pid)
-applied2() { call get_vm "id=$vm2_id" | jq -e '.vm.agent_status == "Active: applied by the agent"' >/dev/null; }
+applied2() { call get_vm "id=$vm2_id" | jq -e '.vm.agent_status | startswith("Enforced")' >/dev/null; }
 if ms=$(wait_until 10 applied2); then ok "the installed agent, with CAP_NET_ADMIN only, applied its VM's policy in ${ms} ms"
 else bad "the installed agent never applied the policy"; cat "$work/agent2.log"; fi
 if ! tr '\0' ' ' <"/proc/$agent2_pid/cmdline" | grep -q "$token2" && ! tr '\0' '\n' <"/proc/$agent2_pid/environ" | grep -q "$token2"

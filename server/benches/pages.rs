@@ -18,7 +18,8 @@
 //!
 //! Data: `BENCH_VMS` VMs (default 100,000) in 100 groups, every other one with a JIT
 //! policy (22/tcp; Windows ones also 3389/tcp), four in five with an agent, a tenth of
-//! the rest recommended; `BENCH_VMS / 20` requests in the last 7 days and `BENCH_VMS / 10`
+//! the rest recommended, one VM in a hundred unconfigured and unsupported (its agent reports an
+//! error); `BENCH_VMS / 20` requests in the last 7 days and `BENCH_VMS / 10`
 //! older ones on configured VMs, `BENCH_VMS / 200` of them active grants now; and
 //! `BENCH_LOG_ENTRIES` activity log entries (default 1,000,000) written through the store
 //! (so the hash chain and HMACs are valid). VMs, policies and requests are inserted with
@@ -167,9 +168,16 @@ async fn seed_inventory(db: &AnyPool, vms: usize, requesters: &[String]) {
                 String::new()
             }),
             V::I(if agent { generation } else { -1 }),
-            t(""),
+            // One unconfigured VM in 100 has an agent that cannot enforce: Unsupported.
+            t(if agent && !configured(i) && i % 100 == 3 {
+                "nft: No such file or directory (os error 2)"
+            } else {
+                ""
+            }),
             V::I(now - 90 * 86_400_000),
             V::I(now - 86_400_000),
+            // Kept by the store beside jit_policies (below): the JIT tabs read it.
+            V::I(i64::from(configured(i))),
         ]);
     }
     insert_rows(
@@ -191,6 +199,7 @@ async fn seed_inventory(db: &AnyPool, vms: usize, requesters: &[String]) {
             "agent_error",
             "created_at",
             "updated_at",
+            "jit_configured",
         ],
         vm_rows,
     )
@@ -831,6 +840,12 @@ async fn main() {
         (
             "Not configured, page 200",
             jit("not_configured", &format!("&page={deep}")),
+            false,
+            "vm-table",
+        ),
+        (
+            "Unsupported, page 1",
+            jit("unsupported", ""),
             false,
             "vm-table",
         ),

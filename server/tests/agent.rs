@@ -104,7 +104,8 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let (_, detail) = app.call(&admin, "get_vm", &[("id", &vm)]).await;
-    assert_eq!(detail["vm"]["agent_status"], "Active: applied by the agent");
+    assert_eq!(detail["vm"]["agent_status"], "Enforced: 1 grant open");
+    assert_eq!(detail["vm"]["status_level"], "ok");
     let (_, mine) = app.call(&admin, "my_requests", &[]).await;
     assert_eq!(mine[0][0]["ports"][0]["enforcement"], "Active");
     assert_eq!(
@@ -132,6 +133,71 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
         detail["vm"]["agent_status"],
         "Enforcement error: nft: syntax error"
     );
+    assert_eq!(detail["vm"]["status_level"], "error");
+    // The port in force is no longer said to be waiting for an agent that cannot apply.
+    let (_, mine) = app.call(&admin, "my_requests", &[]).await;
+    assert_eq!(mine[0][0]["ports"][0]["enforcement"], "Active");
+
+    // A VM without a policy whose agent cannot enforce anything (no nftables) leaves
+    // Recommended for Unsupported, with the agent's words as the reason, and comes back
+    // once the agent reports success.
+    let tab = |name: &'static str| {
+        let app = &app;
+        let admin = &admin;
+        async move {
+            let (s, page) = app.call(admin, "list_vms", &[("tab", name)]).await;
+            assert_eq!(s, StatusCode::OK, "{page}");
+            page
+        }
+    };
+    let names = |page: &serde_json::Value| -> Vec<String> {
+        page["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let report2 = |error: &'static str| {
+        let base = app.base.clone();
+        let bearer = agent2.bearer.clone();
+        let generation = state2["generation"].clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/agent/v1/report"))
+                .bearer_auth(bearer)
+                .json(&json!({ "generation": generation, "error": error, "listening_ports": [22] }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        report2("nft: No such file or directory (os error 2)").await,
+        StatusCode::NO_CONTENT
+    );
+    let unsupported = tab("unsupported").await;
+    assert_eq!(names(&unsupported), ["web-2"]);
+    assert_eq!(
+        unsupported["rows"][0]["agent_status"],
+        "Cannot enforce: nft: No such file or directory (os error 2)"
+    );
+    assert_eq!(unsupported["counts"]["unsupported"], 1);
+    assert!(!names(&tab("recommended").await).contains(&"web-2".to_owned()));
+    tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+    assert_eq!(report2("").await, StatusCode::NO_CONTENT);
+    assert!(names(&tab("unsupported").await).is_empty());
+    let recommended = tab("recommended").await;
+    let row = recommended["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "web-2")
+        .expect("back on Recommended once the agent applies its state")
+        .clone();
+    assert_eq!(row["agent_status"], "Agent connected; JIT not enabled");
+    assert_eq!(row["status_level"], "neutral");
 }
 
 #[tokio::test]

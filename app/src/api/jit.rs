@@ -12,7 +12,7 @@ pub mod views {
     use crate::domain::jit::{JitPolicy, Os, PortRule};
     use crate::model::*;
     use crate::services::Actor;
-    use crate::store::{StoredRequest, StoredVm, VmSummary};
+    use crate::store::{StoredRequest, VmSummary};
 
     pub fn rule_view(r: &PortRule) -> RuleView {
         RuleView {
@@ -51,33 +51,30 @@ pub mod views {
 
     pub use crate::services::jit::SILENT_AFTER_MS;
 
-    fn agent_status(vm: &StoredVm) -> String {
-        let now = chrono::Utc::now().timestamp_millis();
-        match (&vm.agent_id, vm.agent_last_seen) {
-            (None, _) => {
-                if vm.exposed_ports.is_empty() {
-                    "No agent enrolled; no management port recorded".into()
-                } else {
-                    "No agent enrolled".into()
-                }
-            }
-            (Some(_), Some(seen)) if now - seen > SILENT_AFTER_MS => {
-                format!("Agent silent since {}", format_utc(seen))
-            }
-            (Some(_), Some(_)) if !vm.agent_error.is_empty() => {
-                format!("Enforcement error: {}", vm.agent_error)
-            }
-            (Some(_), Some(_)) if vm.agent_applied_generation < vm.generation => {
-                "Initiated: waiting for the agent".into()
-            }
-            (Some(_), Some(_)) => "Active: applied by the agent".into(),
-            (Some(_), None) => "Agent enrolled, never seen".into(),
-        }
+    fn enforcement(s: &VmSummary) -> crate::domain::enforcement::Status {
+        let vm = &s.vm;
+        let facts = crate::domain::enforcement::AgentFacts {
+            enrolled: vm.agent_id.is_some(),
+            last_seen: vm.agent_last_seen,
+            error: &vm.agent_error,
+            generation: vm.generation,
+            applied_generation: vm.agent_applied_generation,
+            configured: s.has_policy,
+            open_grants: s.active_grants.len(),
+            exposed_ports: &vm.exposed_ports,
+        };
+        crate::domain::enforcement::of(&facts, chrono::Utc::now().timestamp_millis(), format_utc)
     }
 
     pub fn vm_row(s: VmSummary) -> VmRow {
+        let status = enforcement(&s);
         VmRow {
-            agent_status: agent_status(&s.vm),
+            agent_status: status.text,
+            status_level: status.level.as_str().to_owned(),
+            agent_enrolled: s.vm.agent_id.is_some(),
+            agent_last_seen: s.vm.agent_last_seen,
+            // The caller that knows the viewer fills this in.
+            may: Default::default(),
             id: s.vm.id,
             name: s.vm.name,
             group: s.vm.group,
@@ -102,12 +99,14 @@ pub mod views {
     }
 
     pub fn request_view(actor: &Actor, r: StoredRequest) -> RequestView {
-        let enforcement = if !r.vm_has_agent {
-            "Not enforced: no agent"
-        } else if r.vm_applied_generation < r.vm_generation {
-            "Initiated"
+        let (enforcement, level) = if !r.vm_has_agent {
+            ("Not enforced: no agent", "warning")
+        } else if r.vm_applied_generation >= r.vm_generation {
+            ("Active", "ok")
+        } else if !r.vm_agent_error.is_empty() {
+            ("Not applied: enforcement error", "error")
         } else {
-            "Active"
+            ("Initiated", "info")
         };
         let can_end = !r.status.is_final() && crate::services::requests::may_end(actor, &r);
         RequestView {
@@ -143,6 +142,7 @@ pub mod views {
                     } else {
                         String::new()
                     },
+                    enforcement_level: level.to_owned(),
                 })
                 .collect(),
             can_end,
@@ -181,10 +181,32 @@ pub async fn list_vms(
             scope: Default::default(),
             only_id: None,
         };
-        let (rows, total) = jit::list_vms(&c.state.store, &actor, query).await?;
+        let tab = query.tab;
+        let (rows, counts) = jit::list_vms(&c.state.store, &actor, query).await?;
+        let rows = rows
+            .into_iter()
+            .map(|s| {
+                let may = jit::capabilities(&actor, &s.vm);
+                let configured = s.has_policy;
+                let mut row = views::vm_row(s);
+                row.may = crate::model::RowPermissions {
+                    manage: may.manage,
+                    configure: may.configure,
+                    request: may.request && configured,
+                    view_log: may.view_log,
+                };
+                row
+            })
+            .collect();
         Ok(VmPage {
-            rows: rows.into_iter().map(views::vm_row).collect(),
-            total,
+            rows,
+            total: counts.of(tab),
+            counts: crate::model::TabCountsView {
+                configured: counts.configured,
+                recommended: counts.recommended,
+                not_configured: counts.not_configured,
+                unsupported: counts.unsupported,
+            },
             page,
             page_size: PAGE_SIZE,
             can_add_vm: jit::may_add_vms(&actor),
@@ -214,8 +236,15 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
         // The range reaches as far ahead as the latest booked window.
         let to = windows.iter().map(|w| w.1).max().unwrap_or(now).max(now);
         let reqs = requests::vm_requests(store, &actor, &vm_id).await?;
+        let mut vm = views::vm_row(row);
+        vm.may = crate::model::RowPermissions {
+            manage: may.manage,
+            configure: may.configure,
+            request: may.request && policy.is_some(),
+            view_log: may.view_log,
+        };
         Ok(VmDetail {
-            vm: views::vm_row(row),
+            vm,
             policy: policy.as_ref().map(views::policy_rows).unwrap_or_default(),
             requests: reqs
                 .into_iter()

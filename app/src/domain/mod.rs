@@ -7,6 +7,7 @@
 
 pub mod api_token;
 pub mod audit;
+pub mod enforcement;
 pub mod enroll;
 pub mod field;
 pub mod iso_duration;

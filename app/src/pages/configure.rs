@@ -1,7 +1,7 @@
 //! The port configuration of a JIT policy, for one VM or many at once.
 
 use crate::api::jit::{EnableJit, RemovePolicy, load_policy_form};
-use crate::components::{FieldMsg, FormAlert, Shell, action_error};
+use crate::components::{Breadcrumbs, FieldMsg, FormAlert, Shell, action_error};
 use crate::model::RuleView;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -80,7 +80,10 @@ pub fn ConfigurePage() -> impl IntoView {
                         </tbody>
                     </table>
                     <p class="hint">"Allowed source IPs: leave empty for “per request” (the requester names one source, at most as wide as the widest prefix), or list IPv4/IPv6 CIDRs separated by commas. Maximum request time: 5 to 1440 minutes. Approvers: how many different people (1 to 5) must approve a request that needs approval; one denial ends it. A request that needs approval and gets none within its time is closed."</p>
-                    <div class="actions"><button type="submit" class="btn primary">"Save JIT policy"</button></div>
+                    <div class="actions">
+                        <button type="submit" class="btn primary">"Save JIT policy"</button>
+                        <a class="btn" href="/jit">"Cancel"</a>
+                    </div>
                 </ActionForm>
                 {single.map(|vm_id| view! {
                     <section class="card danger-zone">
@@ -101,6 +104,7 @@ pub fn ConfigurePage() -> impl IntoView {
     view! {
         <Title text="JIT policy" />
         <Shell>
+            <Breadcrumbs trail=vec![("/jit".to_owned(), "Just-in-time".to_owned())] here="JIT policy" />
             <h1>"JIT VM access configuration"</h1>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
         </Shell>

@@ -1,17 +1,19 @@
-//! The Just-in-time page: Configured / Recommended / Not configured, each searchable,
-//! sortable and paged on the server so it stays fast with many VMs.
+//! The Just-in-time page: Configured / Recommended / Not configured / Unsupported, each
+//! with its count, searchable, sortable and paged on the server so it stays fast with many
+//! VMs.
 
 use crate::api::jit::list_vms;
-use crate::components::{Countdown, LocalTime, Pager, Shell};
+use crate::components::{Countdown, LocalTime, Pager, Shell, StatusBadge};
 use crate::model::VmRow;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-const TABS: [(&str, &str); 3] = [
+const TABS: [(&str, &str); 4] = [
     ("configured", "Configured"),
     ("recommended", "Recommended"),
     ("not_configured", "Not configured"),
+    ("unsupported", "Unsupported"),
 ];
 
 #[component]
@@ -22,7 +24,14 @@ pub fn JitPage() -> impl IntoView {
         (
             q.get("tab")
                 .filter(|t| {
-                    ["configured", "recommended", "not_configured", "all"].contains(&t.as_str())
+                    [
+                        "configured",
+                        "recommended",
+                        "not_configured",
+                        "unsupported",
+                        "all",
+                    ]
+                    .contains(&t.as_str())
                 })
                 .unwrap_or_else(|| "configured".into()),
             q.get("q").unwrap_or_default(),
@@ -33,12 +42,15 @@ pub fn JitPage() -> impl IntoView {
                 .unwrap_or(1),
         )
     };
+    // "Select all on this page" is a link, so that it works without JavaScript too.
+    let select_all = move || query.get().get("select").is_some_and(|s| s == "all");
     let data = Resource::new(params, |(tab, q, sort, desc, page)| {
         list_vms(tab, q, sort, desc, page)
     });
 
     let body = move || {
-        let (tab, q, sort, desc, _) = params();
+        let (tab, q, sort, desc, page_no) = params();
+        let all = select_all();
         Suspend::new(async move {
             let page = match data.await {
                 Ok(p) => p,
@@ -64,9 +76,51 @@ pub fn JitPage() -> impl IntoView {
                 if desc { "&desc=1" } else { "" }
             );
             let configured = tab == "configured";
+            let unsupported = tab == "unsupported";
+            let here = format!("{base}&page={page_no}");
+            let (select_href, select_label, select_name) = if all {
+                (here.clone(), "Clear", "Clear the selection")
+            } else {
+                (
+                    format!("{here}&select=all"),
+                    "All",
+                    "Select all VMs on this page",
+                )
+            };
+            // Ticked boxes, counted as they change once hydrated; without JavaScript the
+            // button keeps its general label.
+            let selected = RwSignal::new(if all { page.rows.len() } else { 0 });
+            let enable_label = move || match selected.get() {
+                0 => "Enable JIT on selected VMs".to_owned(),
+                1 => "Enable JIT on 1 VM".to_owned(),
+                n => format!("Enable JIT on {n} VMs"),
+            };
             let rows = page.rows.clone();
             let empty = rows.is_empty();
+            let counts = page.counts;
+            let tabs = TABS.iter().map(|(id, label)| {
+                let href = format!("/jit?tab={id}&q={}", urlencode(&q));
+                let active = tab == *id;
+                let n = counts.of(id).unwrap_or_default();
+                view! {
+                    <a href=href class:active=active aria-current=active.then_some("page") data-tab=*id>
+                        {format!("{label} ({n})")}
+                    </a>
+                }
+            }).collect_view();
             view! {
+                <nav class="tabs" aria-label="VM lists">{tabs}</nav>
+                <form method="get" action="/jit" class="search" role="search">
+                    <input type="hidden" name="tab" value=tab.clone() />
+                    <label for="vm-search">"Search VMs"</label>
+                    <input id="vm-search" type="search" name="q" value=q.clone() placeholder="Name or group" />
+                    <button type="submit" class="btn">"Search"</button>
+                </form>
+                {unsupported.then(|| view! {
+                    <p class="muted" data-testid="unsupported-help">
+                        "These VMs cannot be protected as they are: their agent reports that it cannot enforce rules (nftables missing, or a rule set the host refused). Fix the host, and the VM moves back once its agent reports success."
+                    </p>
+                })}
                 <form method="get" action="/jit/configure" class="bulk">
                     <div class="toolbar">
                         {if configured {
@@ -78,9 +132,11 @@ pub fn JitPage() -> impl IntoView {
                                     <button type="submit" class="btn">"Edit JIT policy"</button>
                                 })}
                             }.into_any()
+                        } else if unsupported {
+                            ().into_any()
                         } else {
                             page.can_configure.then(|| view! {
-                                <button type="submit" class="btn primary">"Enable JIT on selected VMs"</button>
+                                <button type="submit" class="btn primary" data-testid="enable-selected">{enable_label}</button>
                             }).into_any()
                         }}
                         {page.can_add_vm.then(|| view! { <a class="btn" href="/vms/new">"Add VM"</a> })}
@@ -89,7 +145,7 @@ pub fn JitPage() -> impl IntoView {
                         <caption class="sr-only">{format!("{} VMs", page.total)}</caption>
                         <thead>
                             <tr>
-                                <th scope="col"><span class="sr-only">"Select"</span></th>
+                                <th scope="col"><a href=select_href aria-label=select_name data-testid="select-all">{select_label}</a></th>
                                 <th scope="col"><a href=sort_link("name")>"VM"</a></th>
                                 <th scope="col"><a href=sort_link("group")>"Group"</a></th>
                                 {if configured {
@@ -104,13 +160,14 @@ pub fn JitPage() -> impl IntoView {
                                     view! {
                                         <th scope="col"><a href=sort_link("os")>"OS"</a></th>
                                         <th scope="col">"Exposed management ports"</th>
-                                        <th scope="col">"Status"</th>
+                                        <th scope="col">{if unsupported { "Reason" } else { "Status" }}</th>
                                     }.into_any()
                                 }}
+                                <th scope="col"><span class="sr-only">"Actions"</span></th>
                             </tr>
                         </thead>
                         <tbody>
-                            {rows.into_iter().map(|r| view! { <VmTableRow row=r configured /> }).collect_view()}
+                            {rows.into_iter().map(|r| view! { <VmTableRow row=r configured checked=all selected /> }).collect_view()}
                         </tbody>
                     </table>
                     {empty.then(|| view! { <p class="muted">"No VMs here."</p> })}
@@ -125,22 +182,6 @@ pub fn JitPage() -> impl IntoView {
         <Title text="Just-in-time VM access" />
         <Shell>
             <h1>"Just-in-time VM access"</h1>
-            <nav class="tabs" aria-label="VM lists">
-                {move || {
-                    let (current, q, ..) = params();
-                    TABS.iter().map(|(id, label)| {
-                        let href = format!("/jit?tab={id}&q={}", urlencode(&q));
-                        let active = current == *id;
-                        view! { <a href=href class:active=active aria-current=active.then_some("page")>{*label}</a> }
-                    }).collect_view()
-                }}
-            </nav>
-            <form method="get" action="/jit" class="search" role="search">
-                <input type="hidden" name="tab" value=move || params().0 />
-                <label for="vm-search">"Search VMs"</label>
-                <input id="vm-search" type="search" name="q" value=move || params().1 placeholder="Name or group" />
-                <button type="submit" class="btn">"Search"</button>
-            </form>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
         </Shell>
     }
@@ -158,14 +199,24 @@ pub(crate) fn urlencode(s: &str) -> String {
 }
 
 #[component]
-fn VmTableRow(row: VmRow, configured: bool) -> impl IntoView {
+fn VmTableRow(
+    row: VmRow,
+    configured: bool,
+    checked: bool,
+    selected: RwSignal<usize>,
+) -> impl IntoView {
     let href = format!("/vms/{}", row.id);
     let check_id = format!("sel-{}", row.id);
     let name = row.name.clone();
+    let menu = row_menu(&row);
+    let count = move |ev: leptos::ev::Event| {
+        let on = event_target_checked(&ev);
+        selected.update(|n| *n = if on { *n + 1 } else { n.saturating_sub(1) });
+    };
     view! {
         <tr data-vm=row.name.clone()>
             <td>
-                <input type="checkbox" name="vm" value=row.id.clone() id=check_id.clone() />
+                <input type="checkbox" name="vm" value=row.id.clone() id=check_id.clone() checked=checked on:change=count />
                 <label for=check_id class="sr-only">{format!("Select {name}")}</label>
             </td>
             <td><a href=href>{row.name.clone()}</a></td>
@@ -182,15 +233,72 @@ fn VmTableRow(row: VmRow, configured: bool) -> impl IntoView {
                             }).collect_view()}
                         </ul>
                     </td>
-                    <td>{row.agent_status.clone()}</td>
+                    <td><StatusBadge level=row.status_level.clone() text=row.agent_status.clone() /></td>
                 }.into_any()
             } else {
                 view! {
                     <td>{row.os.clone()}</td>
                     <td>{row.exposed_ports.clone()}</td>
-                    <td>{row.agent_status.clone()}</td>
+                    <td><StatusBadge level=row.status_level.clone() text=row.agent_status.clone() /></td>
                 }.into_any()
             }}
+            <td class="row-actions">{menu}</td>
         </tr>
+    }
+}
+
+/// The "…" menu of a row, as in the reference portal: what the viewer may do with this VM
+/// (decided by the services), its activity log and its page. A `<details>`, so that it
+/// opens with Enter or Space and works without JavaScript; Escape closes it when hydrated.
+fn row_menu(row: &VmRow) -> impl IntoView + use<> {
+    let id = &row.id;
+    let items = [
+        row.may
+            .request
+            .then(|| (format!("/jit/request?vm={id}"), "Request access")),
+        row.may.configure.then(|| {
+            let label = if row.has_policy {
+                "Edit JIT policy"
+            } else {
+                "Enable JIT"
+            };
+            (format!("/jit/configure?vm={id}"), label)
+        }),
+        row.may.view_log.then(|| {
+            (
+                format!("/activity?vm={}", urlencode(&row.name)),
+                "Activity log",
+            )
+        }),
+        Some((format!("/vms/{id}"), "Properties")),
+        row.may
+            .manage
+            .then(|| (format!("/vms/{id}#remove"), "Remove")),
+    ];
+    let close_on_escape = |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Escape" {
+            use wasm_bindgen::JsCast;
+            if let Some(details) = ev
+                .current_target()
+                .and_then(|t| t.dyn_into::<leptos::web_sys::Element>().ok())
+            {
+                let _ = details.remove_attribute("open");
+                if let Ok(Some(summary)) = details.query_selector("summary") {
+                    if let Ok(summary) = summary.dyn_into::<leptos::web_sys::HtmlElement>() {
+                        let _ = summary.focus();
+                    }
+                }
+            }
+        }
+    };
+    view! {
+        <details class="row-menu" on:keydown=close_on_escape>
+            <summary aria-label=format!("Actions for {}", row.name)><span aria-hidden="true">"…"</span></summary>
+            <ul class="menu">
+                {items.into_iter().flatten().map(|(href, label)| view! {
+                    <li><a href=href>{label}</a></li>
+                }).collect_view()}
+            </ul>
+        </details>
     }
 }

@@ -1,7 +1,7 @@
 //! The request-access blade: choose ports, source, duration and justification.
 
 use crate::api::jit::{RequestAccess, load_request_blade};
-use crate::components::{FieldMsg, FormAlert, Shell, action_error};
+use crate::components::{Breadcrumbs, FieldMsg, FormAlert, Shell, action_error};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -115,7 +115,10 @@ pub fn RequestAccessPage() -> impl IntoView {
                         <textarea id="f-justification" name="justification" rows="3" maxlength="500"></textarea>
                         <FieldMsg err field="justification".to_owned() />
                     </div>
-                    <div class="actions"><button type="submit" class="btn primary">"Open ports"</button></div>
+                    <div class="actions">
+                        <button type="submit" class="btn primary">"Open ports"</button>
+                        <a class="btn" href="/jit">"Cancel"</a>
+                    </div>
                 </ActionForm>
             }
             .into_any()
@@ -125,6 +128,7 @@ pub fn RequestAccessPage() -> impl IntoView {
     view! {
         <Title text="Request access" />
         <Shell>
+            <Breadcrumbs trail=vec![("/jit".to_owned(), "Just-in-time".to_owned())] here="Request access" />
             <h1>"Request access"</h1>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
         </Shell>

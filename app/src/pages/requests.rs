@@ -1,7 +1,9 @@
 //! My requests (with live countdown, revoke and extend) and the approval queue.
 
 use crate::api::jit::{DecideRequest, ExtendRequest, RevokeRequest, my_requests};
-use crate::components::{Countdown, FieldMsg, FormAlert, LocalTime, Shell, action_error};
+use crate::components::{
+    Countdown, FieldMsg, FormAlert, LocalTime, Shell, StatusBadge, action_error,
+};
 use crate::model::RequestView;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -107,8 +109,10 @@ pub(crate) fn ports_cell(r: &RequestView) -> impl IntoView + use<> {
         .iter()
         .map(|p| {
             let reason = if p.reason.is_empty() || p.reason == p.status { String::new() } else { format!(" ({})", p.reason) };
-            let enforcement = (!p.enforcement.is_empty()).then(|| format!(" · {}", p.enforcement));
-            view! { <li><span class=format!("status {}", p.status)>{format!("{}/{} {}", p.port, p.protocol, p.status)}</span>{reason}<span class="muted" data-testid="enforcement">{enforcement}</span></li> }
+            let enforcement = (!p.enforcement.is_empty()).then(|| view! {
+                " " <StatusBadge level=p.enforcement_level.clone() text=p.enforcement.clone() />
+            });
+            view! { <li><span class=format!("status {}", p.status)>{format!("{}/{} {}", p.port, p.protocol, p.status)}</span>{reason}<span data-testid="enforcement">{enforcement}</span></li> }
         })
         .collect_view();
     view! { <ul class="grants">{items}</ul> }

@@ -2,7 +2,10 @@
 //! add a VM.
 
 use crate::api::jit::{CreateEnrollmentToken, DeleteVm, SaveVm, get_vm, take_new_enrollment};
-use crate::components::{Countdown, Field, FormAlert, LocalTime, SelectField, Shell, action_error};
+use crate::components::{
+    Breadcrumbs, Countdown, Field, FormAlert, LocalTime, SelectField, Shell, StatusBadge,
+    action_error,
+};
 use crate::model::NewEnrollment;
 use crate::pages::requests::ports_cell;
 use leptos::prelude::*;
@@ -121,10 +124,12 @@ pub fn VmPage() -> impl IntoView {
             };
             view! {
                 <Title text=vm.name.clone() />
+                <Breadcrumbs trail=vec![("/jit?tab=all".to_owned(), "Just-in-time".to_owned())] here=vm.name.clone() />
                 <h1>{vm.name.clone()}</h1>
                 <div class="toolbar">
                     {d.can_request.then(|| view! { <a class="btn primary" href=format!("/jit/request?vm={}", vm.id)>"Request access"</a> })}
                     {d.can_configure.then(|| view! { <a class="btn" href=format!("/jit/configure?vm={}", vm.id)>{configure_label}</a> })}
+                    {vm.may.view_log.then(|| view! { <a class="btn" href=format!("/activity?vm={}", crate::pages::jit::urlencode(&vm.name)) data-testid="vm-activity">"Activity log"</a> })}
                 </div>
                 <section class="card">
                     <dl class="facts">
@@ -132,7 +137,7 @@ pub fn VmPage() -> impl IntoView {
                         <dt>"Operating system"</dt><dd>{vm.os.clone()}</dd>
                         <dt>"Addresses"</dt><dd>{vm.addresses.clone()}</dd>
                         <dt>"Exposed management ports"</dt><dd>{vm.exposed_ports.clone()}</dd>
-                        <dt>"Enforcement"</dt><dd>{vm.agent_status.clone()}</dd>
+                        <dt>"Enforcement"</dt><dd data-testid="vm-enforcement"><StatusBadge level=vm.status_level.clone() text=vm.agent_status.clone() /></dd>
                     </dl>
                 </section>
                 <section class="card">
@@ -200,17 +205,39 @@ pub fn VmPage() -> impl IntoView {
                     let os = vm.os.clone();
                     let delete_id = vm.id.clone();
                     let enroll_id = vm.id.clone();
+                    let enrolled = vm.agent_enrolled;
+                    let working = enrolled && matches!(vm.status_level.as_str(), "ok" | "info" | "neutral");
+                    let just_made = enroll.value().get_untracked().is_some() || waiting.is_some();
+                    let enroll_form = view! {
+                        <FormAlert err=enroll_err />
+                        <ActionForm action=enroll attr:class="inline-form">
+                            <input type="hidden" name="vm_id" value=enroll_id />
+                            <button type="submit" class="btn">{if enrolled { "Create a token to replace the agent" } else { "Create enrollment token" }}</button>
+                        </ActionForm>
+                        {move || enroll.value().get().and_then(Result::ok).or_else(|| waiting.clone())
+                            .map(|e| view! { <EnrollmentShown e testid="enroll-command" /> })}
+                    };
                     view! {
-                        <section class="card">
+                        <section class="card" data-testid="agent-card">
                             <h2>"Agent"</h2>
-                            <p>"Enforcement needs portcullis-agent on this VM. Create a one-time token (valid for an hour) and run the command it shows on the VM: it installs, enrolls and starts the agent."</p>
-                            <FormAlert err=enroll_err />
-                            <ActionForm action=enroll attr:class="inline-form">
-                                <input type="hidden" name="vm_id" value=enroll_id />
-                                <button type="submit" class="btn">"Create enrollment token"</button>
-                            </ActionForm>
-                            {move || enroll.value().get().and_then(Result::ok).or_else(|| waiting.clone())
-                                .map(|e| view! { <EnrollmentShown e testid="enroll-command" /> })}
+                            {if enrolled {
+                                view! {
+                                    <p data-testid="agent-summary">
+                                        {if working { "portcullis-agent is enrolled on this VM and reporting. " } else { "portcullis-agent is enrolled on this VM, but see its status above. " }}
+                                        {vm.agent_last_seen.map(|t| view! { "Last heard from " <LocalTime ms=t /> "." })}
+                                    </p>
+                                    <details open=just_made || !working>
+                                        <summary>"Reinstall or replace the agent"</summary>
+                                        <p>"A new one-time token (valid for an hour) enrolls a new agent for this VM; the current agent's identity stops working when the new one enrolls."</p>
+                                        {enroll_form}
+                                    </details>
+                                }.into_any()
+                            } else {
+                                view! {
+                                    <p>"Enforcement needs portcullis-agent on this VM. Create a one-time token (valid for an hour) and run the command it shows on the VM: it installs, enrolls and starts the agent."</p>
+                                    {enroll_form}
+                                }.into_any()
+                            }}
                         </section>
                         <section class="card narrow">
                             <h2>"Edit VM"</h2>
@@ -230,7 +257,7 @@ pub fn VmPage() -> impl IntoView {
                                 <button type="submit" class="btn primary">"Save"</button>
                             </ActionForm>
                         </section>
-                        <section class="card narrow danger-zone">
+                        <section class="card narrow danger-zone" id="remove">
                             <h2>"Remove VM"</h2>
                             <FormAlert err=delete_err />
                             <ActionForm action=delete attr:class="inline-form">

@@ -8,13 +8,11 @@ use crate::domain::vm::VmSpec;
 use crate::domain::{Action, Cidr, Resource, permits, visibility};
 use crate::error::{AppError, AppResult};
 use crate::store::{
-    Ending, GrantFilter, OpenGrant, Store, StoreError, StoredVm, VmFields, VmListQuery, VmSummary,
-    VmTab, WaitingFilter, WaitingRequest,
+    Ending, GrantFilter, OpenGrant, Store, StoreError, StoredVm, TabCounts, VmFields, VmListQuery,
+    VmSummary, VmTab, WaitingFilter, WaitingRequest,
 };
 
-/// An agent that has not polled for this long is flagged as silent (the VM pages, the
-/// Overview, the metrics).
-pub const SILENT_AFTER_MS: i64 = 90_000;
+pub use crate::domain::enforcement::SILENT_AFTER_MS;
 
 pub fn vm_resource(vm: &StoredVm) -> Resource {
     Resource::Vm {
@@ -38,6 +36,8 @@ pub struct VmCapabilities {
     pub manage: bool,
     pub configure: bool,
     pub request: bool,
+    /// The activity log is read whole or not at all (`Resource::Global`).
+    pub view_log: bool,
 }
 
 pub fn capabilities(actor: &Actor, vm: &StoredVm) -> VmCapabilities {
@@ -46,6 +46,7 @@ pub fn capabilities(actor: &Actor, vm: &StoredVm) -> VmCapabilities {
         manage: permits(&actor.roles, Action::ManageVm, &resource),
         configure: permits(&actor.roles, Action::ConfigurePolicy, &resource),
         request: permits(&actor.roles, Action::RequestAccess, &resource),
+        view_log: permits(&actor.roles, Action::ViewActivityLog, &Resource::Global),
     }
 }
 
@@ -239,7 +240,7 @@ pub async fn list_vms(
     store: &Store,
     actor: &Actor,
     mut query: VmListQuery,
-) -> AppResult<(Vec<VmSummary>, i64)> {
+) -> AppResult<(Vec<VmSummary>, TabCounts)> {
     query.scope = visibility(&actor.roles, Action::ViewVm);
     Ok(store.list_vms(&query).await?)
 }
@@ -248,6 +249,7 @@ pub fn parse_tab(raw: &str) -> VmTab {
     match raw {
         "recommended" => VmTab::Recommended,
         "not_configured" => VmTab::NotConfigured,
+        "unsupported" => VmTab::Unsupported,
         "all" => VmTab::All,
         _ => VmTab::Configured,
     }
@@ -619,7 +621,8 @@ pub async fn list_policies(
         scope: Default::default(),
         only_id: None,
     };
-    let (rows, total) = list_vms(store, actor, query).await?;
+    let (rows, counts) = list_vms(store, actor, query).await?;
+    let total = counts.configured;
     let ids: Vec<String> = rows.iter().map(|r| r.vm.id.clone()).collect();
     let mut policies = store.get_policies(&ids).await?;
     // A policy removed since the page was read is left out, as before.

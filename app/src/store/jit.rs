@@ -42,7 +42,51 @@ pub enum VmTab {
     Configured,
     Recommended,
     NotConfigured,
+    /// VMs without a policy whose agent reports that it cannot enforce one (no nftables,
+    /// a refused rule set): enabling JIT there would protect nothing.
+    Unsupported,
     All,
+}
+
+impl VmTab {
+    /// The condition that puts a VM on this tab, word for word the condition of the
+    /// tab's partial index (migration 0017), so that both backends read that index.
+    fn condition(self) -> &'static str {
+        match self {
+            VmTab::Configured => "v.jit_configured = 1",
+            VmTab::Recommended => {
+                "v.jit_configured = 0 AND v.agent_error = '' AND v.exposed_ports <> ''"
+            }
+            VmTab::NotConfigured => {
+                "v.jit_configured = 0 AND v.agent_error = '' AND v.exposed_ports = ''"
+            }
+            VmTab::Unsupported => "v.jit_configured = 0 AND v.agent_error <> ''",
+            VmTab::All => "1 = 1",
+        }
+    }
+}
+
+/// How many VMs each tab holds, for the tab titles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TabCounts {
+    pub configured: i64,
+    pub recommended: i64,
+    pub not_configured: i64,
+    pub unsupported: i64,
+}
+
+impl TabCounts {
+    pub fn of(&self, tab: VmTab) -> i64 {
+        match tab {
+            VmTab::Configured => self.configured,
+            VmTab::Recommended => self.recommended,
+            VmTab::NotConfigured => self.not_configured,
+            VmTab::Unsupported => self.unsupported,
+            VmTab::All => {
+                self.configured + self.recommended + self.not_configured + self.unsupported
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -170,21 +214,11 @@ impl Store {
         row.as_ref().map(vm_from_row).transpose()
     }
 
-    /// One page of a JIT tab and the number of VMs the tab holds.
-    pub async fn list_vms(&self, q: &VmListQuery) -> Result<(Vec<VmSummary>, i64)> {
-        let mut filter = String::from(" WHERE 1 = 1");
+    /// One page of a JIT tab, and how many VMs each tab holds under the same search and
+    /// scope.
+    pub async fn list_vms(&self, q: &VmListQuery) -> Result<(Vec<VmSummary>, TabCounts)> {
+        let mut filter = String::new();
         let mut binds: Vec<Bind> = Vec::new();
-        let has_policy = "EXISTS (SELECT 1 FROM jit_policies p WHERE p.vm_id = v.id)";
-        match q.tab {
-            VmTab::Configured => filter.push_str(&format!(" AND {has_policy}")),
-            VmTab::Recommended => {
-                filter.push_str(&format!(" AND NOT {has_policy} AND v.exposed_ports <> ''"))
-            }
-            VmTab::NotConfigured => {
-                filter.push_str(&format!(" AND NOT {has_policy} AND v.exposed_ports = ''"))
-            }
-            VmTab::All => {}
-        }
         let search = q.search.trim().to_lowercase();
         if !search.is_empty() {
             // Wildcards typed by the user match themselves ("db_1" is not "db-1").
@@ -214,20 +248,46 @@ impl Store {
             }
             filter.push_str(&format!(" AND ({})", parts.join(" OR ")));
         }
-        let count_sql = format!("SELECT COUNT(*) AS n FROM vms v{filter}");
-        let total: i64 = bind_all(sqlx::query(&count_sql), &binds)
+        // One statement for the four counts, each read from its tab's index.
+        let count = |tab: VmTab| {
+            format!(
+                "(SELECT COUNT(*) FROM vms v WHERE {}{filter})",
+                tab.condition()
+            )
+        };
+        let count_sql = format!(
+            "SELECT {} AS configured, {} AS recommended, {} AS not_configured, {} AS unsupported",
+            count(VmTab::Configured),
+            count(VmTab::Recommended),
+            count(VmTab::NotConfigured),
+            count(VmTab::Unsupported),
+        );
+        let row = bind_all(sqlx::query(&count_sql), &binds)
             .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
+            .await?;
+        let counts = TabCounts {
+            configured: row.try_get("configured")?,
+            recommended: row.try_get("recommended")?,
+            not_configured: row.try_get("not_configured")?,
+            unsupported: row.try_get("unsupported")?,
+        };
         let order = match q.sort.as_str() {
             "group" => "v.resource_group",
             "os" => "v.os",
             _ => "v.name",
         };
         let dir = if q.desc { "DESC" } else { "ASC" };
+        // Names are unique: they break ties, and need no second key of their own (which
+        // would cost SQLite a sort of its own).
+        let ties = if order == "v.name" {
+            ""
+        } else {
+            ", v.name ASC"
+        };
         let sql = format!(
-            "SELECT {VM_COLUMNS}, CASE WHEN {has_policy} THEN 1 ELSE 0 END AS has_policy FROM vms v{filter} \
-             ORDER BY {order} {dir}, v.name ASC LIMIT {} OFFSET {}",
+            "SELECT {VM_COLUMNS}, v.jit_configured FROM vms v WHERE {}{filter} \
+             ORDER BY {order} {dir}{ties} LIMIT {} OFFSET {}",
+            q.tab.condition(),
             q.limit.clamp(1, 500),
             q.offset.max(0)
         );
@@ -238,7 +298,7 @@ impl Store {
         for row in &rows {
             out.push(VmSummary {
                 vm: vm_from_row(row)?,
-                has_policy: row.try_get::<i64, _>("has_policy")? == 1,
+                has_policy: row.try_get::<i64, _>("jit_configured")? == 1,
                 approved_last_7d: 0,
                 last_access_at: None,
                 last_user: None,
@@ -246,7 +306,7 @@ impl Store {
             });
         }
         self.add_figures(&mut out).await?;
-        Ok((out, total))
+        Ok((out, counts))
     }
 
     /// Fills in the Configured tab's figures of the rows with a policy: one query per
@@ -502,6 +562,7 @@ impl WriteTx {
                 .bind(now)
                 .execute(&mut *self.tx)
                 .await?;
+            self.set_configured(vm_id, true).await?;
         }
         for (position, rule) in policy.rules.iter().enumerate() {
             sqlx::query(
@@ -540,8 +601,20 @@ impl WriteTx {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        self.set_configured(vm_id, false).await?;
         self.bump_generation(vm_id).await?;
         Ok(true)
+    }
+
+    /// Keeps `vms.jit_configured`, which puts the VM on its JIT tab, equal to whether a
+    /// policy exists: set with the policy's creation and removal, in their transaction.
+    async fn set_configured(&mut self, vm_id: &str, configured: bool) -> Result<()> {
+        sqlx::query("UPDATE vms SET jit_configured = $1 WHERE id = $2")
+            .bind(i64::from(configured))
+            .bind(vm_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     /// Removes a VM with its requests, and the roles scoped to it (which would otherwise

@@ -34,7 +34,7 @@ pub use audit::{
     AuditStatus, BATCH, LogEntry, LogQuery, NewLogEntry, Verification, audit_max_page,
 };
 pub use identities::{FederatedProfile, StoredGroupRule, StoredIdentity};
-pub use jit::{StoredVm, VmFields, VmListQuery, VmSummary, VmTab};
+pub use jit::{StoredVm, TabCounts, VmFields, VmListQuery, VmSummary, VmTab};
 pub use metrics::{PoolUse, ScrapeCounts};
 pub use notify::{
     AgentNews, Attempt, EndingSoon, MailRecipient, MailSettings, OutboxRow, StoredChannel,

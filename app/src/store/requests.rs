@@ -45,6 +45,9 @@ pub struct StoredRequest {
     pub vm_has_agent: bool,
     pub vm_generation: i64,
     pub vm_applied_generation: i64,
+    /// The error of the VM agent's last report: a change it has not applied never will be
+    /// until the host is fixed.
+    pub vm_agent_error: String,
     /// Distinct approvals given so far, and how many the request needs (as of the last
     /// decision or policy edit; decided again at each approval).
     pub approvals: i64,
@@ -80,7 +83,7 @@ pub(super) const REQUEST_COLUMNS: &str = "r.id, r.batch_id, r.vm_id, v.name AS v
      r.requester_id, u.username AS requester, r.source_prefix, r.duration_secs, r.justification, r.status, \
      r.created_at, r.start_at, r.end_at, r.planned_start_at, r.decided_by, r.decision_comment, \
      CASE WHEN v.agent_id IS NULL THEN 0 ELSE 1 END AS vm_has_agent, v.generation AS vm_generation, \
-     v.agent_applied_generation AS vm_applied_generation, r.approvals_required, \
+     v.agent_applied_generation AS vm_applied_generation, v.agent_error AS vm_agent_error, r.approvals_required, \
      (SELECT COUNT(*) FROM request_approvals a WHERE a.request_id = r.id) AS approvals";
 
 pub(super) fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
@@ -108,6 +111,7 @@ pub(super) fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
         vm_has_agent: row.try_get::<i64, _>("vm_has_agent")? == 1,
         vm_generation: row.try_get("vm_generation")?,
         vm_applied_generation: row.try_get("vm_applied_generation")?,
+        vm_agent_error: row.try_get("vm_agent_error")?,
         approvals: row.try_get("approvals")?,
         approvals_required: row.try_get("approvals_required")?,
     })

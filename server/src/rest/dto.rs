@@ -194,7 +194,8 @@ pub struct VmInput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct VmListQuery {
-    /// `all` (default), `configured`, `recommended` or `notConfigured`.
+    /// `all` (default), `configured`, `recommended`, `notConfigured` or `unsupported` (no
+    /// policy, and the agent reports that it cannot enforce one).
     pub tab: Option<String>,
     /// Part of a VM's name, group or address.
     pub search: Option<String>,

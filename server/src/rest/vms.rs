@@ -119,10 +119,11 @@ pub async fn list_vms(
         "configured" => VmTab::Configured,
         "recommended" => VmTab::Recommended,
         "notConfigured" | "not_configured" => VmTab::NotConfigured,
+        "unsupported" => VmTab::Unsupported,
         _ => {
             return Err(ApiError::field(
                 "tab",
-                "Choose all, configured, recommended or notConfigured.",
+                "Choose all, configured, recommended, notConfigured or unsupported.",
             ));
         }
     };
@@ -147,10 +148,10 @@ pub async fn list_vms(
         scope: Default::default(),
         only_id: None,
     };
-    let (rows, total) = jit::list_vms(&state.store, &actor, query).await?;
+    let (rows, counts) = jit::list_vms(&state.store, &actor, query).await?;
     Ok(Json(VmList {
         value: rows.into_iter().map(vm_dto).collect(),
-        total,
+        total: counts.of(tab),
         page,
         page_size,
     }))
