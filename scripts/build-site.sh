@@ -30,6 +30,8 @@ AGENT_TARGET=x86_64-unknown-linux-musl
 say "browser bundle (wasm, profile wasm-release)"
 cargo build -p portcullis-frontend --lib --target "$WASM_TARGET" --no-default-features \
   --profile wasm-release
+# Afresh: the hashed names of earlier builds would pile up.
+rm -rf "$PKG_DIR" "$SITE_ROOT/hash.txt"
 mkdir -p "$PKG_DIR"
 wasm-bindgen --target web --out-name "$OUTPUT_NAME" --out-dir "$PKG_DIR" --no-typescript \
   "target/$WASM_TARGET/wasm-release/portcullis_frontend.wasm"
@@ -43,12 +45,8 @@ wasm-opt -O1 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sig
 cp style/main.css "$PKG_DIR/$OUTPUT_NAME.css"
 cp -R public/. "$SITE_ROOT/"
 python3 scripts/check-bundle.py "$PKG_DIR/$OUTPUT_NAME.wasm"
-# Served precompressed (server/src/assets.rs): compressed once here at the highest
-# levels, never per request.
-for f in "$PKG_DIR/$OUTPUT_NAME.wasm" "$PKG_DIR/$OUTPUT_NAME.js" "$PKG_DIR/$OUTPUT_NAME.css"; do
-  gzip -9 -k -f -n "$f"
-  brotli -q 11 -k -f "$f"
-done
+# Content-hashed names (cached for a year by browsers) and brotli/gzip copies.
+scripts/hash-site.sh "$SITE_ROOT"
 
 say "release server"
 cargo build -p portcullis-server --bin portcullis-server --release

@@ -10,7 +10,7 @@ version=$(awk -F'"' '/^version = /{print $2; exit}' Cargo.toml)
 dist=target/dist
 agent_target=x86_64-unknown-linux-musl
 for f in target/release/portcullis-server "target/$agent_target/release/portcullis-agent" \
-  target/site/pkg/portcullis.wasm target/site/downloads/portcullis-agent-linux-x86_64; do
+  target/site/hash.txt target/site/downloads/portcullis-agent-linux-x86_64; do
   [ -e "$f" ] || { echo "dist: $f is missing: run scripts/build-site.sh (make release) first" >&2; exit 1; }
 done
 command -v cargo-deb >/dev/null || { echo "dist: cargo-deb is missing: scripts/setup.sh dist" >&2; exit 1; }

@@ -59,12 +59,17 @@ dpkg-deb --contents "$server_deb" | awk '{print $6}' > "$work/server.contents"
 dpkg-deb --info "$agent_deb" > "$work/agent.info"
 dpkg-deb --contents "$agent_deb" | awk '{print $6}' > "$work/agent.contents"
 has() { grep -qx "$2" "$1"; }
+# The bundle's content-hashed names, from the hash.txt the package ships.
+dpkg-deb --fsys-tarfile "$server_deb" | tar -xOf - ./usr/share/portcullis/site/hash.txt > "$work/hash.txt" \
+  || { bad "server package holds the bundle's hash.txt"; exit 1; }
+hashed() { echo "portcullis.$(awk -v ext="$1:" '$1 == ext {print $2}' "$work/hash.txt").$1"; }
+wasm=$(hashed wasm)
 check "server package depends on adduser" grep -q "Depends:.*adduser" "$work/server.info"
 check "agent package depends on nftables" grep -q "Depends:.*nftables" "$work/agent.info"
 for path in ./usr/bin/portcullis-server ./etc/portcullis/portcullis.toml \
-  ./usr/share/portcullis/site/pkg/portcullis.wasm ./usr/share/portcullis/site/pkg/portcullis.js \
-  ./usr/share/portcullis/site/pkg/portcullis.css ./usr/share/portcullis/site/pkg/portcullis.wasm.br \
-  ./usr/share/portcullis/site/pkg/portcullis.wasm.gz \
+  "./usr/share/portcullis/site/pkg/$wasm" "./usr/share/portcullis/site/pkg/$(hashed js)" \
+  "./usr/share/portcullis/site/pkg/$(hashed css)" "./usr/share/portcullis/site/pkg/$wasm.br" \
+  "./usr/share/portcullis/site/pkg/$wasm.gz" ./usr/share/portcullis/site/hash.txt \
   ./usr/share/portcullis/site/downloads/portcullis-agent-linux-x86_64 \
   ./usr/share/portcullis/site/downloads/portcullis-agent-linux-x86_64.sha256 \
   ./usr/share/doc/portcullis-server/Caddyfile; do
@@ -154,8 +159,12 @@ ok "Caddy serves the portal over TLS"
 tls() { curl -sS --cacert "$ca" "$@"; }
 check "the sign-in page comes through the proxy" \
   bash -c "curl -sS --cacert '$ca' '$public/login' | grep -q 'action=\"/api/login\"'"
+check "the page loads the packaged bundle by its hashed name" \
+  bash -c "curl -sS --cacert '$ca' '$public/login' | grep -qF '/pkg/$wasm'"
 check "the bundle the page loads is the packaged one" \
-  test "$(tls "$public/pkg/portcullis.wasm" | wc -c)" = "$(stat -c %s /usr/share/portcullis/site/pkg/portcullis.wasm)"
+  test "$(tls "$public/pkg/$wasm" | wc -c)" = "$(stat -c %s "/usr/share/portcullis/site/pkg/$wasm")"
+check "the hashed bundle is cached for good" \
+  bash -c "curl -sS -o /dev/null -D - --cacert '$ca' '$public/pkg/$wasm' | grep -iq '^cache-control: .*immutable'"
 tls -o "$work/agent-download" "$public/downloads/portcullis-agent-linux-x86_64"
 expected=$(tls "$public/downloads/portcullis-agent-linux-x86_64.sha256" | awk '{print $1}')
 check "the agent download matches its published SHA-256" \

@@ -288,5 +288,68 @@ pub fn Breadcrumbs(
                 <li aria-current="page">{here}</li>
             </ol>
         </nav>
+
+/// A button that copies `text` to the clipboard and then says "Copied". Hidden until the
+/// page is hydrated: without JavaScript it could do nothing, and the text stays there to
+/// select by hand.
+#[component]
+pub fn CopyButton(text: String, #[prop(into)] label: String) -> impl IntoView {
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    // None: not clicked yet; Some(ok): what the clipboard answered.
+    let copied = RwSignal::new(None::<bool>);
+    let on_click = move |_| {
+        #[cfg(feature = "hydrate")]
+        copy_to_clipboard(&text, copied);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = &text;
+    };
+    view! {
+        <button type="button" class="btn small copy" hidden=move || !hydrated.get() on:click=on_click>
+            {move || match copied.get() {
+                None => label.clone(),
+                Some(true) => "Copied".to_owned(),
+                Some(false) => "Copy failed: select it and copy by hand".to_owned(),
+            }}
+        </button>
+    }
+}
+
+/// `navigator.clipboard.writeText(text)`, reporting the outcome into `copied`. Called
+/// through `js_sys::Reflect` so that the app needs no further web-sys features.
+#[cfg(feature = "hydrate")]
+fn copy_to_clipboard(text: &str, copied: RwSignal<Option<bool>>) {
+    use js_sys::{Function, Reflect};
+    use wasm_bindgen::prelude::*;
+    fn get(target: &JsValue, key: &str) -> Option<JsValue> {
+        Reflect::get(target, &JsValue::from_str(key)).ok()
+    }
+    let promise = get(&js_sys::global().into(), "navigator")
+        .and_then(|n| get(&n, "clipboard"))
+        .filter(|c| !c.is_undefined() && !c.is_null())
+        .and_then(|clipboard| {
+            let write: Function = get(&clipboard, "writeText")?.dyn_into().ok()?;
+            write.call1(&clipboard, &JsValue::from_str(text)).ok()
+        });
+    // No clipboard (a page not served over HTTPS or localhost): say so at once.
+    let Some(then) = promise
+        .as_ref()
+        .and_then(|p| get(p, "then"))
+        .and_then(|t| t.dyn_into::<Function>().ok())
+    else {
+        copied.set(Some(false));
+        return;
+    };
+    let ok = Closure::once_into_js(move |_: JsValue| copied.set(Some(true)));
+    let failed = Closure::once_into_js(move |_: JsValue| copied.set(Some(false)));
+    if then
+        .call2(
+            promise.as_ref().unwrap_or(&JsValue::UNDEFINED),
+            &ok,
+            &failed,
+        )
+        .is_err()
+    {
+        copied.set(Some(false));
     }
 }

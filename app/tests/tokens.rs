@@ -398,3 +398,115 @@ async fn recovering_an_administrator_is_for_the_host_console_only() {
         "{details:?}"
     );
 }
+
+#[tokio::test]
+async fn a_user_names_each_token_in_force_differently() {
+    let (store, _dir) = fresh().await;
+    let bob = actor(&store, "bob", Role::Reader).await;
+    let first = tokens::create(&store, &bob, "deploy", "7").await.unwrap();
+    let refused = tokens::create(&store, &bob, " deploy ", "7")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.field_message("name").as_deref(),
+        Some(
+            "You already have a token named \"deploy\"; choose another name or revoke that one first."
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(tokens::list(&store, &bob).await.unwrap().len(), 1);
+    // Another user, or another name, is free; the database refuses a duplicate too.
+    let carol = actor(&store, "carol", Role::Reader).await;
+    tokens::create(&store, &carol, "deploy", "7").await.unwrap();
+    tokens::create(&store, &bob, "Deploy 2", "7").await.unwrap();
+    // A revoked token gives its name back.
+    tokens::revoke(&store, &bob, &first.info.id).await.unwrap();
+    let again = tokens::create(&store, &bob, "deploy", "7").await.unwrap();
+    assert_eq!(again.info.name, "deploy");
+    // An administrator creating one for bob hears whose name is taken.
+    let admin = actor(&store, "root", Role::Admin).await;
+    let admin = Actor {
+        roles: vec![RoleAssignment {
+            role: Role::Admin,
+            scope: Scope::All,
+        }],
+        ..admin
+    };
+    let refused = tokens::create_for(&store, &admin, Some("bob"), "deploy", "7", None)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .field_message("name")
+            .is_some_and(|m| m.starts_with("bob already has a token named \"deploy\"")),
+        "{refused:?}"
+    );
+}
+
+/// A database from before names were unique may hold several unrevoked tokens of one
+/// user under one name: the migration keeps the oldest's name, appends the prefix to the
+/// others, and leaves revoked tokens and other users alone.
+#[tokio::test]
+async fn the_migration_to_unique_names_renames_duplicates_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = portcullis_app::store::test_support::fresh_database_url(dir.path(), "tokens")
+        .await
+        .unwrap();
+    let store = Store::connect(&url).await.unwrap();
+    let bob = actor(&store, "bob", Role::Reader).await;
+    let carol = actor(&store, "carol", Role::Reader).await;
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&url).await.unwrap();
+    // Back to before migration 16, as an older version left it.
+    for sql in [
+        "DROP INDEX api_tokens_live_name",
+        "DELETE FROM _sqlx_migrations WHERE version = 16",
+    ] {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    let rows: [(&str, &Actor, i64, Option<i64>); 5] = [
+        ("aaaa0001", &bob, 1_000, None),
+        ("aaaa0002", &bob, 2_000, None),
+        ("aaaa0003", &bob, 3_000, None),
+        ("aaaa0004", &bob, 500, Some(900)),
+        ("aaaa0005", &carol, 100, None),
+    ];
+    for (id, owner, created_at, revoked_at) in rows {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, \
+             expires_at, revoked_at) VALUES ($1, $2, 'ci', $3, 'x', $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(&owner.user_id)
+        .bind(format!("pcu_{id}"))
+        .bind(created_at)
+        .bind(created_at + 86_400_000)
+        .bind(revoked_at)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    db.close().await;
+    drop(store);
+
+    let upgraded = Store::connect(&url).await.unwrap();
+    let mut names = Vec::new();
+    for id in ["aaaa0001", "aaaa0002", "aaaa0003", "aaaa0004", "aaaa0005"] {
+        names.push(upgraded.get_api_token(id).await.unwrap().unwrap().name);
+    }
+    assert_eq!(
+        names,
+        ["ci", "ci (pcu_aaaa0002)", "ci (pcu_aaaa0003)", "ci", "ci"]
+    );
+    // And from now on the database itself refuses a second "ci" in force for bob.
+    let db = sqlx::AnyPool::connect(&url).await.unwrap();
+    let duplicate = sqlx::query(
+        "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, expires_at) \
+         VALUES ('aaaa0006', $1, 'ci', 'pcu_aaaa0006', 'x', 1, 2)",
+    )
+    .bind(&bob.user_id)
+    .execute(&db)
+    .await;
+    assert!(duplicate.is_err(), "the unique index is in place");
+    db.close().await;
+}

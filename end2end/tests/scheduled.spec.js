@@ -62,6 +62,11 @@ test('a window booked for tomorrow waits, shows on the timeline and can be cance
   await page.locator('tr[data-vm="web-1"]').getByRole('link', { name: 'web-1' }).click();
   await expect(page.locator('svg.timeline title').first()).toContainText('and booked ahead');
   await expect(page.locator('svg.timeline rect.booked')).toHaveCount(1);
+  // Half an hour of a two-week range, drawn wide enough to see and hover, saying when.
+  const booked = page.locator('svg.timeline rect.booked');
+  await expect(booked.locator('title')).toHaveText(
+    new RegExp(`^admin \\(approved\\): start ${tomorrow.slice(0, 10)} 09:00:00 UTC, end ${tomorrow.slice(0, 10)} 09:30:00 UTC$`));
+  expect((await booked.boundingBox()).width).toBeGreaterThanOrEqual(5);
 
   // Cancelled before it opens: revoked, and gone from the timeline's future.
   await page.goto('/requests');

@@ -1,5 +1,6 @@
 // API tokens in the browser: create one (shown once), use it against the REST API,
 // revoke it on the page, and see the API refuse it.
+import AxeBuilder from '@axe-core/playwright';
 import { test, expect, ready } from './fixtures.js';
 import { ADMIN_PASSWORD, bootstrapAdmin, createUser, signIn, signOut } from './helpers.js';
 
@@ -79,4 +80,58 @@ test("an administrator revokes another user's token", async ({ page, portal, req
   expect((await refused.json()).error.message).toContain('revoked');
   await page.goto('/activity');
   await expect(page.locator('body')).toContainText('of user rita');
+});
+
+test('token names are unique among those in force, and the new token has a copy button', async ({ page, portal, request, context }, testInfo) => {
+  const hydrated = testInfo.project.use.javaScriptEnabled !== false;
+  if (hydrated) await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: portal.base });
+  await bootstrapAdmin(page, testInfo, portal);
+  await page.goto('/tokens');
+  await ready(page, testInfo);
+  await page.getByLabel('Name').fill('ci');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const shown = page.getByTestId('new-token').locator('code');
+  await expect(shown).toHaveText(/^pcu_/);
+  const token = await shown.textContent();
+  const copy = page.getByTestId('new-token').getByRole('button', { name: 'Copy token' });
+  if (hydrated) {
+    await copy.click();
+    await expect(page.getByTestId('new-token').getByRole('button', { name: 'Copied' })).toBeVisible();
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(token);
+    // axe on the success message with its button (it found 4.47:1 there once).
+    const results = await new AxeBuilder({ page }).analyze();
+    const serious = results.violations.filter((v) => ['serious', 'critical'].includes(v.impact));
+    expect(serious.map((v) => `${v.id}: ${v.help}`)).toEqual([]);
+  } else {
+    // Without JavaScript a copy button could do nothing: it is not shown.
+    await expect(copy).toBeHidden();
+  }
+
+  // The same name again: refused next to the field, nothing created.
+  await ready(page, testInfo);
+  await page.getByLabel('Name').fill('ci');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  await expect(page.locator('#f-name-error'))
+    .toHaveText('You already have a token named "ci"; choose another name or revoke that one first.');
+  await expect(page.locator('tr[data-token]')).toHaveCount(1);
+
+  // The REST API answers the same way: 422 with the message on the field.
+  const dup = await request.post('/api/v1/tokens', {
+    headers: { Authorization: `Bearer ${token}` }, data: { name: 'ci' },
+  });
+  expect(dup.status()).toBe(422);
+  const body = await dup.json();
+  expect(body.error.code).toBe('validation');
+  expect(body.error.fields.name).toContain('already have a token named "ci"');
+
+  // Revoked, the name is free again.
+  await page.goto('/tokens');
+  await ready(page, testInfo);
+  await page.locator('tr[data-token]').getByRole('button', { name: 'Revoke' }).click();
+  await expect(page.locator('tr[data-token]')).toContainText('revoked');
+  await ready(page, testInfo);
+  await page.getByLabel('Name').fill('ci');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  await expect(page.getByTestId('new-token').locator('code')).toHaveText(/^pcu_/);
+  await expect(page.locator('tr[data-token]')).toHaveCount(2);
 });

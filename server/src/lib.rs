@@ -32,6 +32,9 @@ use std::time::Duration;
 use tower_sessions::cookie::{Key, SameSite};
 use tower_sessions::{Expiry, SessionManagerLayer};
 
+/// The browser bundle's name (`pkg/portcullis.wasm`, …), as `LEPTOS_OUTPUT_NAME` and
+/// scripts/build-site.sh have it.
+const OUTPUT_NAME: &str = "portcullis";
 pub const SESSION_COOKIE: &str = "portcullis_session";
 /// Bodies larger than this are refused with 413 before anything reads them (the REST API
 /// allows 64 KiB of JSON; the largest form, a policy of many ports, is far below this).
@@ -120,12 +123,19 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .await
         .map_err(|_| StartError::Bootstrap)?;
 
-    let leptos_options = LeptosOptions::builder()
-        .output_name("portcullis")
+    let mut leptos_options = LeptosOptions::builder()
+        .output_name(OUTPUT_NAME)
         .site_root(config.site_root.as_str())
         .site_pkg_dir("pkg")
         .site_addr(config.listen)
         .build();
+    // A release site (scripts/build-site.sh) names its bundle after the content and lists
+    // the hashes in hash.txt; a site without one (a debug build copied by hand) keeps the
+    // plain names. Leptos panics on a missing hash file, so hashing is on only with one.
+    if let Some(hash_file) = assets::hash_file(&config.site_root) {
+        leptos_options.hash_files = true;
+        leptos_options.hash_file = hash_file.display().to_string().into();
+    }
 
     let oidc = Arc::new(oidc::Oidc::new(&config.oidc, config.public_url.as_deref())?);
     if config.audit_anchor_file.is_none() {
@@ -193,7 +203,7 @@ pub async fn build(config: &Config) -> Result<Built, StartError> {
         .route("/downloads/{*name}", get(downloads::download))
         .route("/agent/v1/enroll", axum::routing::post(agent_api::enroll))
         .route("/agent/v1/report", axum::routing::post(agent_api::report))
-        .merge(assets::router(&config.site_root))
+        .merge(assets::router(&config.site_root, OUTPUT_NAME))
         .merge(rest::router())
         .route("/api/v1/{*rest}", axum::routing::any(rest::not_found))
         .route("/auth/oidc/{provider}/start", get(oidc::start))

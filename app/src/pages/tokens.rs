@@ -1,7 +1,7 @@
 //! API tokens: create one (shown once), see when each was last used, revoke.
 
 use crate::api::tokens::{CreateApiToken, RevokeApiToken, list_api_tokens};
-use crate::components::{Field, FormAlert, LastUsed, LocalTime, Shell, action_error};
+use crate::components::{CopyButton, Field, FormAlert, LastUsed, LocalTime, Shell, action_error};
 use crate::model::TokenInfo;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -41,7 +41,10 @@ pub fn TokensPage() -> impl IntoView {
                 view! {
                     <div class="alert success" role="status" data-testid="new-token">
                         <p>"Your new API token. Copy it now: it is not shown again."</p>
-                        <p><code class="token">{t}</code></p>
+                        <p class="token-line">
+                            <code class="token">{t.clone()}</code>
+                            <CopyButton text=t label="Copy token" />
+                        </p>
                     </div>
                 }
             });
@@ -112,7 +115,8 @@ fn TokenRow(t: TokenInfo, revoke: ServerAction<RevokeApiToken>) -> impl IntoView
             <td><LastUsed ms=t.last_used_at /></td>
             <td><span class=format!("status {status}")>{status}</span></td>
             <td>
-                {(status == "active").then(|| view! {
+                // An expired token can be revoked too: it keeps its name taken until then.
+                {(status != "revoked").then(|| view! {
                     <ActionForm action=revoke attr:class="inline-form">
                         <input type="hidden" name="id" value=id />
                         <button type="submit" class="btn small">"Revoke"</button>

@@ -9,7 +9,7 @@ use crate::domain::secret::{hash_secret, hashes_match};
 use crate::domain::{Action, FieldErrors, Resource, permits};
 use crate::error::{AppError, AppResult};
 pub use crate::model::{CreatedToken, TokenInfo, UserTokenInfo};
-use crate::store::{NewApiToken, Store, StoredApiToken};
+use crate::store::{NewApiToken, Store, StoredApiToken, TokenCreation};
 use std::net::IpAddr;
 
 /// Last use is recorded at most this often per token, so that API reads stay reads.
@@ -127,15 +127,32 @@ pub async fn create_for(
             log,
         )
         .await?;
-    if !created {
-        return Err(AppError::Conflict(match &for_other {
-            Some(owner) => format!(
-                "{owner} already has {MAX_LIVE_TOKENS} API tokens in force; revoke one no longer used first."
-            ),
-            None => format!(
-                "You already have {MAX_LIVE_TOKENS} API tokens in force; revoke one you no longer use first."
-            ),
-        }));
+    match created {
+        TokenCreation::Created => {}
+        TokenCreation::TooMany => {
+            return Err(AppError::Conflict(match &for_other {
+                Some(owner) => format!(
+                    "{owner} already has {MAX_LIVE_TOKENS} API tokens in force; revoke one no longer used first."
+                ),
+                None => format!(
+                    "You already have {MAX_LIVE_TOKENS} API tokens in force; revoke one you no longer use first."
+                ),
+            }));
+        }
+        // A name tells the owner which token to revoke: two alike would not.
+        TokenCreation::NameTaken => {
+            return Err(AppError::field(
+                "name",
+                match &for_other {
+                    Some(owner) => format!(
+                        "{owner} already has a token named \"{name}\"; choose another name or revoke that one first."
+                    ),
+                    None => format!(
+                        "You already have a token named \"{name}\"; choose another name or revoke that one first."
+                    ),
+                },
+            ));
+        }
     }
     Ok(CreatedToken {
         token: format_token(&id, &secret),

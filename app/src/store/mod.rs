@@ -43,7 +43,7 @@ pub use notify::{
 pub use overview::{Denial, SetupProgress};
 pub use requests::{Grant, RequestFilter, StoredRequest, StoredRequestPort};
 pub use sessions::SessionStoreAdapter;
-pub use tokens::{NewApiToken, StoredApiToken};
+pub use tokens::{NewApiToken, StoredApiToken, TokenCreation};
 pub use users::{NewUser, RemoveOutcome, StoredAssignment, StoredUser};
 pub use watch::{DesiredState, VmWatch};
 

@@ -46,18 +46,38 @@ fn token_from_row(row: &AnyRow) -> Result<StoredApiToken> {
     })
 }
 
+/// What became of a new token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenCreation {
+    Created,
+    /// The owner already has the most tokens in force allowed.
+    TooMany,
+    /// The owner already has an unrevoked token of that name.
+    NameTaken,
+}
+
 impl Store {
-    /// Stores a new token and its activity log entry in one transaction.
-    /// Stores a new token unless its owner already has `max_live` unrevoked, unexpired
-    /// ones (counted under the write lock, so concurrent creations cannot pass it):
-    /// `false` then, and nothing is written.
+    /// Stores a new token and its activity log entry in one transaction, unless its owner
+    /// already has `max_live` unrevoked, unexpired ones, or an unrevoked one of the same
+    /// name (both checked under the write lock, so concurrent creations cannot pass; the
+    /// unique index `api_tokens_live_name` backs the second). Nothing is written then.
     pub async fn create_api_token(
         &self,
         t: &NewApiToken<'_>,
         max_live: i64,
         log: NewLogEntry,
-    ) -> Result<bool> {
+    ) -> Result<TokenCreation> {
         let mut tx = self.begin_write().await?;
+        let taken = sqlx::query(
+            "SELECT id FROM api_tokens WHERE user_id = $1 AND name = $2 AND revoked_at IS NULL",
+        )
+        .bind(t.user_id)
+        .bind(t.name)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        if taken.is_some() {
+            return Ok(TokenCreation::NameTaken);
+        }
         let live: i64 = sqlx::query(
             "SELECT COUNT(*) AS live FROM api_tokens \
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
@@ -68,7 +88,7 @@ impl Store {
         .await?
         .try_get("live")?;
         if live >= max_live {
-            return Ok(false);
+            return Ok(TokenCreation::TooMany);
         }
         sqlx::query(
             "INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at, expires_at) \
@@ -85,7 +105,7 @@ impl Store {
         .await?;
         tx.log(log).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(TokenCreation::Created)
     }
 
     pub async fn get_api_token(&self, id: &str) -> Result<Option<StoredApiToken>> {

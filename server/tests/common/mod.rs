@@ -28,9 +28,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .unwrap();
     let mut config = Config::for_database(&url);
+    // Before `adjust`, so that a test may bring a site of its own.
+    config.site_root = dir.path().join("site").display().to_string();
     adjust(&mut config);
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.site_root = dir.path().join("site").display().to_string();
     let built = portcullis_server::build(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
