@@ -2,8 +2,10 @@
 //! add a VM.
 
 use crate::api::jit::{CreateEnrollmentToken, DeleteVm, SaveVm, get_vm, take_new_enrollment};
-use crate::components::{Countdown, Field, FormAlert, LocalTime, SelectField, Shell, action_error};
-use crate::model::NewEnrollment;
+use crate::components::{
+    Confirm, Countdown, Field, FormAlert, LocalTime, SelectField, Shell, action_error,
+};
+use crate::model::{NewEnrollment, ask};
 use crate::pages::requests::ports_cell;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -199,6 +201,8 @@ pub fn VmPage() -> impl IntoView {
                 {d.can_manage.then(|| {
                     let os = vm.os.clone();
                     let delete_id = vm.id.clone();
+                    let ask_href = ask::href(ask::VM, &vm.id, "vm");
+                    let question = ask::remove_vm(&vm.name);
                     let enroll_id = vm.id.clone();
                     view! {
                         <section class="card">
@@ -233,10 +237,12 @@ pub fn VmPage() -> impl IntoView {
                         <section class="card narrow danger-zone">
                             <h2>"Remove VM"</h2>
                             <FormAlert err=delete_err />
-                            <ActionForm action=delete attr:class="inline-form">
-                                <input type="hidden" name="id" value=delete_id />
-                                <button type="submit" class="btn danger">"Remove this VM"</button>
-                            </ActionForm>
+                            <Confirm id="remove-vm" label="Remove this VM" href=ask_href question pending=delete.pending()>
+                                <ActionForm action=delete attr:class="inline-form">
+                                    <input type="hidden" name="id" value=delete_id />
+                                    <button type="submit" class="btn danger">"Remove VM"</button>
+                                </ActionForm>
+                            </Confirm>
                         </section>
                     }
                 })}
