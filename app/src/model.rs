@@ -471,6 +471,7 @@ pub mod ask {
     pub const DENY: &str = "deny";
     pub const ROLE: &str = "role";
     pub const TOKEN: &str = "token";
+    pub const CHANNEL: &str = "channel";
 
     /// An id as it may stand in a path or query (ids are plain, but they came from a URL).
     fn encode(s: &str) -> String {
@@ -500,6 +501,7 @@ pub mod ask {
             (REVOKE | DENY, _) => "/requests".to_owned(),
             (TOKEN, "admin") | (ROLE, _) => "/admin/users".to_owned(),
             (TOKEN, _) => "/tokens".to_owned(),
+            (CHANNEL, _) => "/admin/notifications".to_owned(),
             _ => "/".to_owned(),
         }
     }
@@ -570,6 +572,13 @@ pub mod ask {
         (
             format!("Revoke the API token {name} ({prefix}…){of}?"),
             "Whatever uses it is refused from now on.".to_owned(),
+        )
+    }
+
+    pub fn remove_channel(name: &str) -> (String, String) {
+        (
+            format!("Remove the notification channel {name}?"),
+            "Its routing rules and its messages go with it.".to_owned(),
         )
     }
 

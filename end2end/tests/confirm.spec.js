@@ -238,3 +238,19 @@ test('removing a role and revoking an API token ask first', async ({ page, porta
   await expect(page.getByTestId('flash')).toContainText('API token revoked');
   await expect(row).toContainText('revoked');
 });
+
+test('removing a notification channel asks first', async ({ page, portal }, testInfo) => {
+  await bootstrapAdmin(page, testInfo, portal);
+  await call(page, portal, 'create_notify_channel', { name: 'ops', kind: 'webhook', target: 'http://127.0.0.1:9/hook' });
+  await page.goto('/admin/notifications');
+  const row = page.locator('tr[data-channel="ops"]');
+  const remove = row.getByRole('link', { name: 'Remove channel ops' });
+  const question = 'Remove the notification channel ops?';
+  await askAndCancel(page, testInfo, remove, question, 'Its routing rules and its messages go with it.');
+  await page.goto('/admin/notifications');
+  await expect(row).toHaveCount(1);
+  await askAndConfirm(page, testInfo, remove, question, 'Remove channel');
+  await expect(page).toHaveURL(/\/admin\/notifications/);
+  await expect(page.getByTestId('notify-done')).toContainText('Channel ops removed.');
+  await expect(row).toHaveCount(0);
+});

@@ -104,6 +104,10 @@ pub async fn load_confirm(what: String, id: String) -> Result<ConfirmInfo, AppEr
                     None,
                 )
             }
+            ask::CHANNEL => {
+                let channel = crate::services::notify::get_channel(store, &actor, &id).await?;
+                (ask::remove_channel(&channel.name), None)
+            }
             _ => return Err(AppError::NotFound("What to confirm".to_owned())),
         };
         Ok(ConfirmInfo {

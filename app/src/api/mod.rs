@@ -136,6 +136,21 @@ pub mod ctx {
             self.session.insert(key, value).await.map_err(session_error)
         }
 
+        /// After a plain form post from the confirmation page, sends the browser back to
+        /// the page the question was asked from rather than to the question (whose object
+        /// is gone). [`crate::api::flash::done`] does this by itself.
+        pub fn back_from_confirmation(&self) {
+            if !plain_form_post() {
+                return;
+            }
+            let back = use_context::<http::request::Parts>()
+                .and_then(|p| p.headers.get(http::header::REFERER).cloned())
+                .and_then(|v| v.to_str().ok().and_then(super::flash::referer_path));
+            if let Some(back) = back {
+                leptos_axum::redirect(&back);
+            }
+        }
+
         /// What [`Ctx::keep_for_next_page`] kept under `key`, removed as it is read, if
         /// `for_this_page` accepts it; otherwise it stays for the page it was meant for.
         pub async fn take_kept<T: serde::Serialize + serde::de::DeserializeOwned>(

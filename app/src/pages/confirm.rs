@@ -5,6 +5,7 @@
 
 use crate::api::confirm::load_confirm;
 use crate::api::jit::{DecideRequest, DeleteVm, RemovePolicy, RevokeRequest};
+use crate::api::notify::DeleteNotifyChannel;
 use crate::api::tokens::RevokeApiToken;
 use crate::api::{RemoveRole, flash};
 use crate::components::{FormAlert, Shell, action_error};
@@ -29,6 +30,7 @@ pub fn ConfirmPage() -> impl IntoView {
     let deny = ServerAction::<DecideRequest>::new();
     let remove_role = ServerAction::<RemoveRole>::new();
     let revoke_token = ServerAction::<RevokeApiToken>::new();
+    let remove_channel = ServerAction::<DeleteNotifyChannel>::new();
     let errors = [
         action_error(delete_vm),
         action_error(remove_policy),
@@ -36,6 +38,7 @@ pub fn ConfirmPage() -> impl IntoView {
         action_error(deny),
         action_error(remove_role),
         action_error(revoke_token),
+        action_error(remove_channel),
     ];
     let err = Signal::derive(move || errors.iter().find_map(|e| e.get()));
 
@@ -108,6 +111,12 @@ pub fn ConfirmPage() -> impl IntoView {
                         <ActionForm action=remove_role attr:class="inline-form">
                             <input type="hidden" name="assignment_id" value=id />
                             <button type="submit" class="btn danger">"Remove role"</button>
+                        </ActionForm>
+                    }.into_any(),
+                    ask::CHANNEL => view! {
+                        <ActionForm action=remove_channel attr:class="inline-form">
+                            <input type="hidden" name="id" value=id />
+                            <button type="submit" class="btn danger">"Remove channel"</button>
                         </ActionForm>
                     }.into_any(),
                     _ => view! {
