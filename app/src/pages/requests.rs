@@ -1,5 +1,5 @@
 //! My requests (with live countdown, revoke and extend) and the approval queue. An
-//! action's error shows in the row it was taken in: a hydrated page knows the row from
+//! extension's error shows in the row of that request: a hydrated page knows the row from
 //! the action's input; after a plain form post the server function names it in the URL
 //! it sends the browser back to (`?extend=ID`).
 
