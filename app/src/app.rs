@@ -85,6 +85,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/vms/:id") view=VmPage ssr=SsrMode::Async />
                 <Route path=path!("/activity") view=ActivityPage ssr=SsrMode::Async />
                 <Route path=path!("/tokens") view=TokensPage ssr=SsrMode::Async />
+                <Route path=path!("/confirm") view=ConfirmPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

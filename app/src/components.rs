@@ -288,6 +288,8 @@ pub fn Breadcrumbs(
                 <li aria-current="page">{here}</li>
             </ol>
         </nav>
+    }
+}
 
 /// A button that copies `text` to the clipboard and then says "Copied". Hidden until the
 /// page is hydrated: without JavaScript it could do nothing, and the text stays there to
@@ -351,5 +353,76 @@ fn copy_to_clipboard(text: &str, copied: RwSignal<Option<bool>>) {
         .is_err()
     {
         copied.set(Some(false));
+    }
+}
+
+/// Asks before an action that cannot be undone, naming what it acts on. The trigger is a
+/// link to the confirmation page (`/confirm?…`), so without JavaScript the question is a
+/// page of its own; once hydrated the link opens a modal `<dialog>` with the same question,
+/// Cancel, and `children`: the action's form with its destructive button. The browser
+/// moves focus into the dialog (to Cancel, the first control), Escape cancels, and focus
+/// goes back to the trigger when it closes.
+#[component]
+pub fn Confirm(
+    /// Unique on the page: names the dialog's heading and text.
+    #[prop(into)]
+    id: String,
+    /// What the trigger says.
+    #[prop(into)]
+    label: String,
+    /// The trigger's accessible name when its text alone does not say what it acts on.
+    #[prop(optional, into)]
+    aria_label: Option<String>,
+    #[prop(default = "btn danger")] class: &'static str,
+    /// The confirmation page, from [`crate::model::ask::href`].
+    #[prop(into)]
+    href: String,
+    /// The question and what follows from it, from [`crate::model::ask`].
+    question: (String, String),
+    /// True while the action runs: the dialog closes as it starts.
+    #[prop(into)]
+    pending: Signal<bool>,
+    children: Children,
+) -> impl IntoView {
+    let dialog = NodeRef::<leptos::html::Dialog>::new();
+    let opener = NodeRef::<leptos::html::A>::new();
+    let open = move |ev: leptos::ev::MouseEvent| {
+        // Should the dialog not open, the link still leads to the page that asks.
+        if let Some(d) = dialog.get()
+            && d.show_modal().is_ok()
+        {
+            ev.prevent_default();
+        }
+    };
+    let cancel = move |_| {
+        if let Some(d) = dialog.get() {
+            d.close();
+        }
+    };
+    let closed = move |_| {
+        if let Some(a) = opener.get() {
+            let _ = a.focus();
+        }
+    };
+    Effect::new(move |_| {
+        if pending.get()
+            && let Some(d) = dialog.get_untracked()
+        {
+            d.close();
+        }
+    });
+    let (q_id, d_id) = (format!("{id}-q"), format!("{id}-d"));
+    let (labelled_by, described_by) = (q_id.clone(), d_id.clone());
+    let (question, detail) = question;
+    view! {
+        <a href=href class=class node_ref=opener aria-label=aria_label on:click=open>{label}</a>
+        <dialog node_ref=dialog class="confirm-dialog" aria-labelledby=labelled_by aria-describedby=described_by on:close=closed>
+            <h2 id=q_id>{question}</h2>
+            <p id=d_id>{detail}</p>
+            <div class="dialog-actions">
+                <button type="button" class="btn" on:click=cancel>"Cancel"</button>
+                {children()}
+            </div>
+        </dialog>
     }
 }

@@ -497,3 +497,159 @@ pub struct CreatedToken {
     pub token: String,
     pub info: TokenInfo,
 }
+
+/// What the confirmation page (the one that works without JavaScript) needs to ask before
+/// an action that cannot be undone, loaded on the server so that it names the real object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmInfo {
+    pub question: String,
+    pub detail: String,
+    /// Why the caller may not do it, if the services would refuse (they decide again).
+    pub refusal: Option<String>,
+}
+
+/// The words that ask before an action that cannot be undone, and the page each question
+/// returns to. The dialog of a hydrated page and the confirmation page without JavaScript
+/// take them from here, so both say the same.
+pub mod ask {
+    pub const VM: &str = "vm";
+    pub const POLICY: &str = "policy";
+    pub const REVOKE: &str = "revoke";
+    pub const DENY: &str = "deny";
+    pub const ROLE: &str = "role";
+    pub const TOKEN: &str = "token";
+    pub const CHANNEL: &str = "channel";
+
+    /// An id as it may stand in a path or query (ids are plain, but they came from a URL).
+    fn encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    /// The confirmation page of `what` on `id`, asked from the page `from` names.
+    pub fn href(what: &str, id: &str, from: &str) -> String {
+        format!("/confirm?what={what}&id={}&from={from}", encode(id))
+    }
+
+    /// Where a confirmation returns, on Cancel or after the action: a page of this site
+    /// chosen from a short list, never a path taken from the URL.
+    pub fn back(what: &str, id: &str, from: &str) -> String {
+        let id = encode(id);
+        match (what, from) {
+            (VM, _) => format!("/vms/{id}"),
+            (POLICY, _) => format!("/jit/configure?vm={id}"),
+            (REVOKE | DENY, "detail") => format!("/requests/{id}"),
+            (REVOKE | DENY, _) => "/requests".to_owned(),
+            (TOKEN, "admin") | (ROLE, _) => "/admin/users".to_owned(),
+            (TOKEN, _) => "/tokens".to_owned(),
+            (CHANNEL, _) => "/admin/notifications".to_owned(),
+            _ => "/".to_owned(),
+        }
+    }
+
+    /// [`back`] for the query of a confirmation page's address, as its `Referer` has it.
+    pub fn back_from_query(query: &str) -> String {
+        let get = |key: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or_default()
+        };
+        // Values are as sent (percent-encoded); an id is plain, so decoding is not needed.
+        back(&get("what"), &get("id").replace('%', ""), &get("from"))
+    }
+
+    /// "22/tcp, 3389/tcp".
+    pub fn ports<'a>(ports: impl IntoIterator<Item = (String, &'a str)>) -> String {
+        ports
+            .into_iter()
+            .map(|(port, protocol)| format!("{port}/{protocol}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn remove_vm(name: &str) -> (String, String) {
+        (
+            format!("Remove VM {name}?"),
+            "Its JIT policy goes with it, the access in force on it ends and its waiting requests are closed."
+                .to_owned(),
+        )
+    }
+
+    pub fn remove_policy(vm: &str, ports: &str) -> (String, String) {
+        (
+            format!("Remove the JIT policy of {vm}?"),
+            format!(
+                "Its ports {ports} become open to every source within seconds, and the access in force on it ends."
+            ),
+        )
+    }
+
+    pub fn revoke(requester: &str, ports: &str, vm: &str) -> (String, String) {
+        (
+            format!("Revoke {requester}'s access to {ports} on {vm}?"),
+            "Its ports close now; a request still waiting is withdrawn.".to_owned(),
+        )
+    }
+
+    pub fn deny(requester: &str, ports: &str, vm: &str) -> (String, String) {
+        (
+            format!("Deny {requester}'s request for {ports} on {vm}?"),
+            "The requester is told, and a denied request cannot be approved later.".to_owned(),
+        )
+    }
+
+    pub fn remove_role(username: &str, role: &str, scope: &str) -> (String, String) {
+        (
+            format!("Remove the role {role} on {scope} from {username}?"),
+            "Access that only this role allowed ends now.".to_owned(),
+        )
+    }
+
+    pub fn revoke_token(name: &str, prefix: &str, owner: Option<&str>) -> (String, String) {
+        let of = owner.map(|o| format!(" of {o}")).unwrap_or_default();
+        (
+            format!("Revoke the API token {name} ({prefix}…){of}?"),
+            "Whatever uses it is refused from now on.".to_owned(),
+        )
+    }
+
+    pub fn remove_channel(name: &str) -> (String, String) {
+        (
+            format!("Remove the notification channel {name}?"),
+            "Its routing rules and its messages go with it.".to_owned(),
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_confirmation_returns_to_a_page_of_this_site() {
+            assert_eq!(
+                back_from_query("what=revoke&id=r1&from=detail"),
+                "/requests/r1"
+            );
+            assert_eq!(back_from_query("what=revoke&id=r1&from=list"), "/requests");
+            assert_eq!(back_from_query("what=policy&id=v1"), "/jit/configure?vm=v1");
+            assert_eq!(
+                back_from_query("what=vm&id=%2F%2Fevil.example"),
+                "/vms/2F2Fevil.example"
+            );
+            assert_eq!(back("vm", "//evil", ""), "/vms/%2F%2Fevil");
+            assert_eq!(
+                href(TOKEN, "t1", "admin"),
+                "/confirm?what=token&id=t1&from=admin"
+            );
+        }
+    }
+}

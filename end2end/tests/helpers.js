@@ -60,3 +60,16 @@ export async function addVm(page, testInfo, { name, group, addresses, os, expose
   await page.getByRole('button', { name: 'Add VM' }).click();
   await expect(page.getByRole('heading', { level: 1 })).toHaveText(name);
 }
+
+/// Follows a trigger that asks before what cannot be undone and confirms with the button
+/// named `button`: in the dialog once hydrated, on the confirmation page without
+/// JavaScript. `fill` maps labels of the question's fields to values.
+export async function confirmWith(page, testInfo, trigger, button, fill = {}) {
+  await ready(page, testInfo);
+  await trigger.click();
+  const where = testInfo.project.use.javaScriptEnabled !== false ? page.getByRole('dialog') : page.locator('main');
+  if (testInfo.project.use.javaScriptEnabled === false) await expect(page).toHaveURL(/\/confirm\?/);
+  await expect(where.getByRole('button', { name: button, exact: true })).toBeVisible();
+  for (const [label, value] of Object.entries(fill)) await where.getByLabel(label).fill(value);
+  await where.getByRole('button', { name: button, exact: true }).click();
+}

@@ -1,7 +1,7 @@
 // The JIT workflow in the browser: enable JIT on two VMs with custom ports, request
 // port 22 for "My IP", watch it count down, revoke it, and find every step in the log.
 import { test, expect, ready, watch } from './fixtures.js';
-import { ADMIN_PASSWORD, addVm, bootstrapAdmin, createUser, signIn, signOut } from './helpers.js';
+import { ADMIN_PASSWORD, addVm, bootstrapAdmin, confirmWith, createUser, signIn, signOut } from './helpers.js';
 
 // SHOTS=DIR saves screenshots of the main pages, for looking at them.
 async function shot(page, testInfo, name) {
@@ -128,7 +128,7 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
   // Revoke early.
   await page.goto('/requests');
   await ready(page, testInfo);
-  await row.getByRole('button', { name: 'Revoke' }).click();
+  await confirmWith(page, testInfo, row.getByRole('link', { name: 'Revoke access to 22/tcp on web-1' }), 'Revoke');
   await expect(page.getByTestId('flash')).toHaveText('Access revoked; its ports close now.');
   await expect(row.getByTestId('request-status')).toHaveText('revoked');
   await expect(row).toContainText('22/tcp revoked (revoked by user)');

@@ -3,7 +3,7 @@
 // requests waiting for an approver (and none from another group), and the denials an
 // administrator sees. Runs hydrated and with JavaScript disabled.
 import { test, expect, ready } from './fixtures.js';
-import { bootstrapAdmin, signIn, signOut } from './helpers.js';
+import { bootstrapAdmin, confirmWith, signIn, signOut } from './helpers.js';
 
 /// Calls a server function in the page's session, as the hydrated page would (set-up only:
 /// what is tested here is the Overview).
@@ -113,8 +113,7 @@ test('the overview shows each role what needs them', async ({ page, portal }, te
   await row.getByRole('link', { name: 'win-1' }).click();
   await expect(page).toHaveURL(/\/requests\/[0-9a-f-]+$/);
   await ready(page, testInfo);
-  await page.getByLabel('Reason for denial').fill('not today');
-  await page.getByRole('button', { name: 'Deny' }).click();
+  await confirmWith(page, testInfo, page.getByRole('link', { name: 'Deny…' }), 'Deny', { 'Reason for denial': 'not today' });
   await expect(page.getByTestId('request-status')).toHaveText('denied');
   await overview(page, testInfo, 'Alex');
   await expect(page.getByTestId('waiting-count')).toHaveText('0');

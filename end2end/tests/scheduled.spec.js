@@ -3,7 +3,7 @@
 // waits as "scheduled" with the time it opens, shows on the VM's timeline, and can be
 // cancelled before it opens. Runs hydrated and with JavaScript disabled.
 import { test, expect, ready } from './fixtures.js';
-import { addVm, bootstrapAdmin } from './helpers.js';
+import { addVm, bootstrapAdmin, confirmWith } from './helpers.js';
 
 /// `days` from now at 09:00 UTC, as a datetime-local field takes it.
 function utcMorning(days) {
@@ -71,7 +71,7 @@ test('a window booked for tomorrow waits, shows on the timeline and can be cance
   // Cancelled before it opens: revoked, and gone from the timeline's future.
   await page.goto('/requests');
   await ready(page, testInfo);
-  await row.getByRole('button', { name: 'Revoke' }).click();
+  await confirmWith(page, testInfo, row.getByRole('link', { name: /^Revoke access to / }), 'Revoke');
   await expect(row.getByTestId('request-status')).toHaveText('revoked');
   await expect(row.getByTestId('opens')).toHaveCount(0);
 });

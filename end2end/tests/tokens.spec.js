@@ -2,7 +2,7 @@
 // revoke it on the page, and see the API refuse it.
 import AxeBuilder from '@axe-core/playwright';
 import { test, expect, ready } from './fixtures.js';
-import { ADMIN_PASSWORD, bootstrapAdmin, createUser, signIn, signOut } from './helpers.js';
+import { ADMIN_PASSWORD, bootstrapAdmin, confirmWith, createUser, signIn, signOut } from './helpers.js';
 
 test('a user creates an API token, uses it, and revokes it', async ({ page, portal, request }, testInfo) => {
   await bootstrapAdmin(page, testInfo, portal);
@@ -40,7 +40,7 @@ test('a user creates an API token, uses it, and revokes it', async ({ page, port
   await expect(row).not.toContainText('never');
   await expect(row).toContainText(token.slice(0, 12));
 
-  await row.getByRole('button', { name: 'Revoke' }).click();
+  await confirmWith(page, testInfo, row.getByRole('link', { name: 'Revoke API token deploy script' }), 'Revoke token');
   await expect(row).toContainText('revoked');
   const refused = await request.get('/api/v1/me', { headers: { Authorization: `Bearer ${token}` } });
   expect(refused.status()).toBe(401);
@@ -72,7 +72,7 @@ test("an administrator revokes another user's token", async ({ page, portal, req
   await expect(row).toContainText('rita');
   await expect(row).toContainText('rita laptop');
   await expect(row).toContainText(token.slice(0, 12));
-  await row.getByRole('button', { name: 'Revoke API token rita laptop of rita' }).click();
+  await confirmWith(page, testInfo, row.getByRole('link', { name: 'Revoke API token rita laptop of rita' }), 'Revoke token');
   await expect(page.getByText('No API token is in force.')).toBeVisible();
 
   const refused = await request.get('/api/v1/me', { headers: { Authorization: `Bearer ${token}` } });

@@ -11,6 +11,20 @@ use leptos::prelude::*;
 /// The query parameter that names a waiting message.
 pub const PARAM: &str = "flash";
 
+/// `path` if a browser reads it as a path of this site, for links and redirects built
+/// from what a visitor sent.
+pub fn local_path(path: &str) -> Option<String> {
+    // What a browser would read as another site, once it drops what it ignores.
+    if !path.starts_with('/')
+        || path.starts_with("//")
+        || path.contains('\\')
+        || path.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return None;
+    }
+    Some(path.to_owned())
+}
+
 #[cfg(feature = "ssr")]
 mod server {
     use super::PARAM;
@@ -26,15 +40,12 @@ mod server {
     /// parameter; `None` for anything else.
     pub fn referer_path(referer: &str) -> Option<String> {
         let rest = referer.split_once("://").map(|(_, r)| r)?;
-        let path = &rest[rest.find('/')?..];
-        // What a browser would read as another site, once it drops what it ignores.
-        if path.starts_with("//")
-            || path.contains('\\')
-            || path.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            return None;
+        let path = super::local_path(&rest[rest.find('/')?..])?;
+        // A confirmation page asked on the way: the message belongs to the page it came from.
+        if let Some(query) = path.strip_prefix("/confirm?") {
+            return Some(crate::model::ask::back_from_query(query));
         }
-        Some(without_param(path))
+        Some(without_param(&path))
     }
 
     fn without_param(path: &str) -> String {
@@ -145,6 +156,11 @@ mod server {
             assert_eq!(referer_path("https://portal.example"), None);
             assert_eq!(with_param("/requests", "ab"), "/requests?flash=ab");
             assert_eq!(
+                referer_path("https://portal.example/confirm?what=revoke&id=r1&from=detail")
+                    .as_deref(),
+                Some("/requests/r1")
+            );
+            assert_eq!(
                 with_param("/jit?tab=configured&flash=old", "ab"),
                 "/jit?tab=configured&flash=ab"
             );
@@ -154,6 +170,8 @@ mod server {
 
 #[cfg(feature = "ssr")]
 pub use server::done;
+#[cfg(feature = "ssr")]
+pub(crate) use server::referer_path;
 
 /// The message named `id`, once: the page's header shows it.
 #[server(endpoint = "take_flash")]

@@ -586,6 +586,10 @@ pub async fn revoke_request(id: String) -> Result<(), AppError> {
     super::ctx::finish(run.await)
 }
 
+/// The query parameter that names the request whose extension failed, after a plain
+/// form post (the requests page shows the error in its row).
+pub const EXTENDED_PARAM: &str = "extend";
+
 #[server(endpoint = "extend_request")]
 pub async fn extend_request(id: String, duration: String) -> Result<(), AppError> {
     let run = async {
@@ -596,7 +600,13 @@ pub async fn extend_request(id: String, duration: String) -> Result<(), AppError
         let until = r.end_at.map(crate::model::format_utc).unwrap_or_default();
         super::flash::done(&c, format!("Access extended until {until}."), None).await
     };
-    super::ctx::finish(run.await)
+    let result = super::ctx::error_in_row(
+        run.await,
+        <ExtendRequest as leptos::server_fn::ServerFn>::PATH,
+        EXTENDED_PARAM,
+        &id,
+    );
+    super::ctx::finish(result)
 }
 
 #[server(endpoint = "activity")]

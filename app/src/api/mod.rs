@@ -5,6 +5,7 @@ use crate::error::AppError;
 use crate::model::{UserRow, UserView};
 use leptos::prelude::*;
 
+pub mod confirm;
 pub mod flash;
 pub mod jit;
 pub mod notify;
@@ -152,6 +153,21 @@ pub mod ctx {
             self.session.insert(key, value).await.map_err(session_error)
         }
 
+        /// After a plain form post from the confirmation page, sends the browser back to
+        /// the page the question was asked from rather than to the question (whose object
+        /// is gone). [`crate::api::flash::done`] does this by itself.
+        pub fn back_from_confirmation(&self) {
+            if !plain_form_post() {
+                return;
+            }
+            let back = use_context::<http::request::Parts>()
+                .and_then(|p| p.headers.get(http::header::REFERER).cloned())
+                .and_then(|v| v.to_str().ok().and_then(super::flash::referer_path));
+            if let Some(back) = back {
+                leptos_axum::redirect(&back);
+            }
+        }
+
         /// What [`Ctx::keep_for_next_page`] kept under `key`, removed as it is read, if
         /// `for_this_page` accepts it; otherwise it stays for the page it was meant for.
         pub async fn take_kept<T: serde::Serialize + serde::de::DeserializeOwned>(
@@ -179,6 +195,45 @@ pub mod ctx {
             .and_then(|p| p.headers.get(http::header::ACCEPT).cloned())
             .and_then(|v| v.to_str().ok().map(|s| s.contains("text/html")))
             .unwrap_or(false)
+    }
+
+    /// For a plain form post that failed on one row of a list: back to the page it came
+    /// from with the error as the framework carries it (`__path`, `__err`) and `key=row`,
+    /// so that the page shows the error in that row rather than above the list.
+    pub fn error_in_row<T>(result: AppResult<T>, path: &str, key: &str, row: &str) -> AppResult<T> {
+        use leptos::server_fn::error::ServerFnUrlError;
+        if let Err(error) = &result
+            && plain_form_post()
+            && let Some(page) = use_context::<http::request::Parts>()
+                .and_then(|p| p.headers.get(http::header::REFERER).cloned())
+                .and_then(|v| v.to_str().ok().and_then(super::flash::referer_path))
+        {
+            let (base, query) = page.split_once('?').unwrap_or((&page, ""));
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|kv| {
+                    let k = kv.split('=').next().unwrap_or_default();
+                    !kv.is_empty() && k != key && k != "__path" && k != "__err"
+                })
+                .collect();
+            let page = if kept.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            };
+            // Any origin will do: only the path and query are sent back.
+            if let Ok(mut url) =
+                ServerFnUrlError::new(path, error.clone()).to_url(&format!("http://portal{page}"))
+            {
+                url.query_pairs_mut().append_pair(key, row);
+                let to = match url.query() {
+                    Some(q) => format!("{}?{q}", url.path()),
+                    None => url.path().to_owned(),
+                };
+                leptos_axum::redirect(&to);
+            }
+        }
+        result
     }
 
     /// Gives API clients (fetch from the hydrated page, scripts) a status code that matches

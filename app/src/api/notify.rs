@@ -315,6 +315,8 @@ pub async fn delete_notify_channel(id: String) -> Result<Done, AppError> {
         crate::services::notify::delete_channel(store, &actor, &id).await?;
         let done = Done::said(format!("Channel {name} removed."));
         c.keep_for_next_page(ADMIN_DONE_KEY, &done).await?;
+        // Asked on the confirmation page: the message waits on the notifications page.
+        c.back_from_confirmation();
         Ok(done)
     };
     super::ctx::finish(run.await)

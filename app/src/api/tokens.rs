@@ -55,7 +55,13 @@ pub async fn revoke_api_token(id: String) -> Result<(), AppError> {
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        crate::services::tokens::revoke(&c.state.store, &actor, &id).await
+        crate::services::tokens::revoke(&c.state.store, &actor, &id).await?;
+        super::flash::done(
+            &c,
+            "API token revoked; whatever uses it is refused from now on.",
+            None,
+        )
+        .await
     };
     super::ctx::finish(run.await)
 }

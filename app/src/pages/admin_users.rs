@@ -1,9 +1,11 @@
 use crate::api::sso::{AddGroupRule, RemoveGroupRule, list_group_rules, load_sign_in_options};
 use crate::api::tokens::{RevokeApiToken, list_all_api_tokens};
 use crate::api::{AddRole, CreateUser, RemoveRole, ResetPassword, SetUserDisabled, list_users};
-use crate::components::{Field, FormAlert, LastUsed, LocalTime, SelectField, Shell, action_error};
+use crate::components::{
+    Confirm, Field, FormAlert, LastUsed, LocalTime, SelectField, Shell, action_error,
+};
 use crate::error::AppError;
-use crate::model::UserRow;
+use crate::model::{UserRow, ask};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -124,6 +126,7 @@ fn UserRowView(
     let uid_for_toggle = uid.clone();
     let toggle_to = if user.disabled { "false" } else { "true" };
     let toggle_label = if user.disabled { "Enable" } else { "Disable" };
+    let username = user.username.clone();
     view! {
         <tr data-username=user.username.clone()>
             <td>
@@ -146,10 +149,17 @@ fn UserRowView(
                         None => view! {
                             <li>
                                 <span class="badge">{r.role.clone()}</span>" on "{r.scope.clone()}
-                                <ActionForm action=remove_role attr:class="inline-form">
-                                    <input type="hidden" name="assignment_id" value=r.id.clone() />
-                                    <button type="submit" class="btn link small" aria-label=format!("Remove role {} on {}", r.role, r.scope)>"Remove"</button>
-                                </ActionForm>
+                                " "
+                                <Confirm id=format!("role-{}", r.id) label="Remove" class="btn link small"
+                                    aria_label=format!("Remove role {} on {}", r.role, r.scope)
+                                    href=ask::href(ask::ROLE, &r.id, "admin")
+                                    question=ask::remove_role(&username, &r.role, &r.scope)
+                                    pending=remove_role.pending()>
+                                    <ActionForm action=remove_role attr:class="inline-form">
+                                        <input type="hidden" name="assignment_id" value=r.id.clone() />
+                                        <button type="submit" class="btn danger">"Remove role"</button>
+                                    </ActionForm>
+                                </Confirm>
                             </li>
                         }.into_any(),
                     }).collect_view()}
@@ -294,10 +304,6 @@ fn AllTokens() -> impl IntoView {
     let revoke = ServerAction::<RevokeApiToken>::new();
     let revoke_err = action_error(revoke);
     let tokens = Resource::new(move || revoke.version().get(), |_| list_all_api_tokens());
-    let revoked = move || {
-        matches!(revoke.value().get(), Some(Ok(_)))
-            .then(|| view! { <div class="alert success" role="status">"API token revoked."</div> })
-    };
     let body = move || {
         Suspend::new(async move {
             match tokens.await {
@@ -315,6 +321,9 @@ fn AllTokens() -> impl IntoView {
                                 let t = r.token;
                                 let label = format!("Revoke API token {} of {}", t.name, r.username);
                                 let id = t.id.clone();
+                                let question = ask::revoke_token(&t.name, &t.prefix, Some(&r.username));
+                                let href = ask::href(ask::TOKEN, &t.id, "admin");
+                                let confirm_id = format!("token-{}", t.id);
                                 view! {
                                     <tr data-token=t.id>
                                         <td>{r.username.clone()}</td>
@@ -323,10 +332,12 @@ fn AllTokens() -> impl IntoView {
                                         <td><LocalTime ms=t.expires_at /></td>
                                         <td><LastUsed ms=t.last_used_at /></td>
                                         <td>
-                                            <ActionForm action=revoke attr:class="inline-form">
-                                                <input type="hidden" name="id" value=id />
-                                                <button type="submit" class="btn small" aria-label=label>"Revoke"</button>
-                                            </ActionForm>
+                                            <Confirm id=confirm_id label="Revoke" class="btn small" aria_label=label href question pending=revoke.pending()>
+                                                <ActionForm action=revoke attr:class="inline-form">
+                                                    <input type="hidden" name="id" value=id />
+                                                    <button type="submit" class="btn danger">"Revoke token"</button>
+                                                </ActionForm>
+                                            </Confirm>
                                         </td>
                                     </tr>
                                 }
@@ -345,7 +356,6 @@ fn AllTokens() -> impl IntoView {
         <section class="card">
             <h2>"API tokens in force"</h2>
             <p class="muted">"Every user's unexpired, unrevoked tokens. Revoking one stops it at once; the owner can create another unless their account is disabled."</p>
-            {revoked}
             <FormAlert err=revoke_err />
             <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
         </section>

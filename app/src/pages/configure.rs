@@ -1,8 +1,8 @@
 //! The port configuration of a JIT policy, for one VM or many at once.
 
 use crate::api::jit::{EnableJit, RemovePolicy, load_policy_form};
-use crate::components::{Breadcrumbs, FieldMsg, FormAlert, Shell, action_error};
-use crate::model::RuleView;
+use crate::components::{Breadcrumbs, Confirm, FieldMsg, FormAlert, Shell, action_error};
+use crate::model::{RuleView, ask};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -39,7 +39,15 @@ pub fn ConfigurePage() -> impl IntoView {
                 rows.push(RuleView::blank());
             }
             let differing = f.differing.clone();
-            let single = (f.vms.len() == 1 && f.existing).then(|| f.vms[0].0.clone());
+            let single = (f.vms.len() == 1 && f.existing).then(|| {
+                let ports = ask::ports(
+                    f.rows
+                        .iter()
+                        .filter(|r| r.enabled)
+                        .map(|r| (r.port.clone(), r.protocol.as_str())),
+                );
+                (f.vms[0].0.clone(), ask::remove_policy(&f.vms[0].1, &ports))
+            });
             view! {
                 <p>"Applies to: " <strong data-testid="policy-vms">{names}</strong></p>
                 <FormAlert err />
@@ -85,15 +93,17 @@ pub fn ConfigurePage() -> impl IntoView {
                         <a class="btn" href="/jit">"Cancel"</a>
                     </div>
                 </ActionForm>
-                {single.map(|vm_id| view! {
+                {single.map(|(vm_id, question)| view! {
                     <section class="card danger-zone">
                         <h2>"Remove the policy"</h2>
                         <p>"Removes JIT control from this VM and ends every access in force on it."</p>
                         <FormAlert err=remove_err />
-                        <ActionForm action=remove attr:class="inline-form">
-                            <input type="hidden" name="vm_id" value=vm_id />
-                            <button type="submit" class="btn danger">"Remove JIT policy"</button>
-                        </ActionForm>
+                        <Confirm id="remove-policy" label="Remove JIT policy" href=ask::href(ask::POLICY, &vm_id, "policy") question pending=remove.pending()>
+                            <ActionForm action=remove attr:class="inline-form">
+                                <input type="hidden" name="vm_id" value=vm_id />
+                                <button type="submit" class="btn danger">"Remove JIT policy"</button>
+                            </ActionForm>
+                        </Confirm>
                     </section>
                 })}
             }

@@ -4,7 +4,7 @@
 
 use crate::api::jit::list_vms;
 use crate::components::{Countdown, LocalTime, Pager, Shell, StatusBadge};
-use crate::model::VmRow;
+use crate::model::{VmRow, ask};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -273,7 +273,7 @@ fn row_menu(row: &VmRow) -> impl IntoView + use<> {
         Some((format!("/vms/{id}"), "Properties")),
         row.may
             .manage
-            .then(|| (format!("/vms/{id}#remove"), "Remove")),
+            .then(|| (ask::href(ask::VM, id, "jit"), "Remove")),
     ];
     let close_on_escape = |ev: leptos::ev::KeyboardEvent| {
         if ev.key() == "Escape" {

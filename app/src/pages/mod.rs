@@ -3,6 +3,7 @@
 mod activity;
 mod admin_users;
 mod configure;
+mod confirm;
 mod home;
 mod jit;
 mod login;
@@ -17,6 +18,7 @@ mod vms;
 pub use activity::ActivityPage;
 pub use admin_users::AdminUsersPage;
 pub use configure::ConfigurePage;
+pub use confirm::ConfirmPage;
 pub use home::HomePage;
 pub use jit::JitPage;
 pub use login::LoginPage;

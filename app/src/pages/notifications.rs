@@ -8,9 +8,10 @@ use crate::api::notify::{
     MessageRow, RouteRow, SaveMyNotificationSettings, SetNotifyChannelEnabled, TestNotifyChannel,
     my_notification_settings, notifications_page,
 };
-use crate::components::{Field, FieldMsg, FormAlert, LocalTime, Shell, action_error};
+use crate::components::{Confirm, Field, FieldMsg, FormAlert, LocalTime, Shell, action_error};
 use crate::domain::notify::{ChannelKind, NotifyEvent};
 use crate::error::AppError;
+use crate::model::ask;
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -293,14 +294,13 @@ fn ChannelRowView(
                     <input type="hidden" name="enabled" value=if c.enabled { "false" } else { "true" } />
                     <button type="submit" class="btn small">{if c.enabled { "Disable" } else { "Enable" }}</button>
                 </ActionForm>
-                <details class="confirm">
-                    <summary>"Remove…"</summary>
-                    <p>{format!("Remove {}, its routing rules and its messages?", c.name)}</p>
+                <Confirm id=format!("channel-{id}") label="Remove…" class="btn small" aria_label=remove_label
+                    href=ask::href(ask::CHANNEL, &id, "admin") question=ask::remove_channel(&c.name) pending=remove.pending()>
                     <ActionForm action=remove attr:class="inline-form">
                         <input type="hidden" name="id" value=id_remove />
-                        <button type="submit" class="btn small danger">{remove_label}</button>
+                        <button type="submit" class="btn danger">"Remove channel"</button>
                     </ActionForm>
-                </details>
+                </Confirm>
                 <div role="status" class="test-result" data-testid="test-result">
                     {move || sending().then(|| view! { <span class="muted">"Sending…"</span> })}
                     {move || result().map(|d| view! {

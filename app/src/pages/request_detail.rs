@@ -5,7 +5,8 @@
 
 use crate::api::jit::{DecideRequest, RevokeRequest};
 use crate::api::notify::get_request_detail;
-use crate::components::{Countdown, FormAlert, LocalTime, Shell, action_error};
+use crate::components::{Confirm, Countdown, FormAlert, LocalTime, Shell, action_error};
+use crate::model::ask;
 use crate::pages::requests::ports_cell;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -79,8 +80,16 @@ pub fn RequestDetailPage() -> impl IntoView {
             } else {
                 view! { <span>{r.justification.clone()}</span> }.into_any()
             };
+            let ports = ask::ports(
+                r.ports
+                    .iter()
+                    .map(|p| (p.port.to_string(), p.protocol.as_str())),
+            );
+            let deny_question = ask::deny(&r.requester, &ports, &r.vm_name);
+            let revoke_question = ask::revoke(&r.requester, &ports, &r.vm_name);
             let decide = d.can_decide.then(|| {
                 let (id_a, id_d) = (r.id.clone(), r.id.clone());
+                let deny_href = ask::href(ask::DENY, &r.id, "detail");
                 view! {
                     <section class="card narrow" data-testid="decide">
                         <h2>"Your decision"</h2>
@@ -95,29 +104,34 @@ pub fn RequestDetailPage() -> impl IntoView {
                             </div>
                             <button type="submit" class="btn primary">"Approve"</button>
                         </ActionForm>
-                        <ActionForm action=deny attr:class="form compact">
-                            <input type="hidden" name="id" value=id_d />
-                            <input type="hidden" name="decision" value="deny" />
-                            <div class="field">
-                                <label for="rd-deny-comment">"Reason for denial"</label>
-                                <input id="rd-deny-comment" type="text" name="comment" autocomplete="off" />
-                            </div>
-                            <button type="submit" class="btn">"Deny"</button>
-                        </ActionForm>
+                        <Confirm id="deny" label="Deny…" class="btn" href=deny_href question=deny_question pending=deny.pending()>
+                            <ActionForm action=deny attr:class="form compact">
+                                <input type="hidden" name="id" value=id_d />
+                                <input type="hidden" name="decision" value="deny" />
+                                <div class="field">
+                                    <label for="rd-deny-comment">"Reason for denial"</label>
+                                    <input id="rd-deny-comment" type="text" name="comment" autocomplete="off" />
+                                </div>
+                                <button type="submit" class="btn danger">"Deny"</button>
+                            </ActionForm>
+                        </Confirm>
                     </section>
                 }
             });
             let end = r.can_end.then(|| {
                 let id = r.id.clone();
+                let revoke_href = ask::href(ask::REVOKE, &r.id, "detail");
                 view! {
                     <section class="card narrow" data-testid="end">
                         <h2>"End it"</h2>
                         <FormAlert err=revoke_err />
                         <p class="muted">"Revoking closes its ports now (or withdraws it while it waits)."</p>
-                        <ActionForm action=revoke attr:class="inline-form">
-                            <input type="hidden" name="id" value=id />
-                            <button type="submit" class="btn danger">"Revoke"</button>
-                        </ActionForm>
+                        <Confirm id="revoke" label="Revoke" href=revoke_href question=revoke_question pending=revoke.pending()>
+                            <ActionForm action=revoke attr:class="inline-form">
+                                <input type="hidden" name="id" value=id />
+                                <button type="submit" class="btn danger">"Revoke"</button>
+                            </ActionForm>
+                        </Confirm>
                     </section>
                 }
             });

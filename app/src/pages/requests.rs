@@ -1,10 +1,14 @@
-//! My requests (with live countdown, revoke and extend) and the approval queue.
+//! My requests (with live countdown, revoke and extend) and the approval queue. An
+//! extension's error shows in the row of that request: a hydrated page knows the row from
+//! the action's input; after a plain form post the server function names it in the URL
+//! it sends the browser back to (`?extend=ID`).
 
 use crate::api::jit::{DecideRequest, ExtendRequest, RevokeRequest, my_requests};
 use crate::components::{
-    Countdown, FieldMsg, FormAlert, LocalTime, Shell, StatusBadge, action_error,
+    Confirm, Countdown, FormAlert, LocalTime, Shell, StatusBadge, action_error,
 };
-use crate::model::RequestView;
+use crate::error::AppError;
+use crate::model::{RequestView, ask};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -33,6 +37,14 @@ pub fn RequestsPage() -> impl IntoView {
     );
     let revoke_err = action_error(revoke);
     let extend_err = action_error(extend);
+    // The request whose extension failed last: from the URL after a plain form post, from
+    // the action's input once hydrated.
+    let extended = RwSignal::new(query.with_untracked(|q| q.get(crate::api::jit::EXTENDED_PARAM)));
+    Effect::new(move |_| {
+        if let Some(input) = extend.input().get() {
+            extended.set(Some(input.id));
+        }
+    });
     let decide_err = action_error(decide);
 
     let body = move || {
@@ -69,8 +81,6 @@ pub fn RequestsPage() -> impl IntoView {
                 <section class="card">
                     <h2>"My requests"</h2>
                     <FormAlert err=revoke_err />
-                    <FormAlert err=extend_err />
-                    <FieldMsg err=extend_err field="duration".to_owned() />
                     {if mine.is_empty() {
                         view! { <p class="muted">"You have made no requests yet. Pick a VM on the " <a href="/jit">"Just-in-time"</a>" page."</p> }.into_any()
                     } else {
@@ -82,7 +92,13 @@ pub fn RequestsPage() -> impl IntoView {
                                     <th scope="col">"Actions"</th>
                                 </tr></thead>
                                 <tbody>
-                                    {mine.into_iter().map(|r| view! { <MineRow r revoke extend /> }).collect_view()}
+                                    {mine.into_iter().map(|r| {
+                                        let id = r.id.clone();
+                                        let err = Signal::derive(move || {
+                                            extended.with(|e| e.as_deref() == Some(id.as_str())).then(|| extend_err.get()).flatten()
+                                        });
+                                        view! { <MineRow r revoke extend err /> }
+                                    }).collect_view()}
                                 </tbody>
                             </table>
                             <Older more=more_mine prev=page - 1 next=page + 1 key="page" other=("approvals_page", approvals_page) />
@@ -139,6 +155,8 @@ fn MineRow(
     r: RequestView,
     revoke: ServerAction<RevokeRequest>,
     extend: ServerAction<ExtendRequest>,
+    /// The last extension's error, if it was this request's.
+    err: Signal<Option<AppError>>,
 ) -> impl IntoView {
     let active = r.status == "active";
     let ends = match (r.status.as_str(), r.end_at) {
@@ -149,6 +167,17 @@ fn MineRow(
     let id = r.id.clone();
     let id2 = r.id.clone();
     let ext_id = format!("ext-{}", r.id);
+    let ext_err_id = format!("ext-{}-error", r.id);
+    let ext_described_by = ext_err_id.clone();
+    let ports = ask::ports(
+        r.ports
+            .iter()
+            .map(|p| (p.port.to_string(), p.protocol.as_str())),
+    );
+    let question = ask::revoke(&r.requester, &ports, &r.vm_name);
+    let revoke_href = ask::href(ask::REVOKE, &r.id, "list");
+    let revoke_label = format!("Revoke access to {} on {}", ports, r.vm_name);
+    let confirm_id = format!("revoke-{}", r.id);
     view! {
         <tr data-request=r.id.clone() data-vm=r.vm_name.clone()>
             <td><a href=format!("/vms/{}", r.vm_id)>{r.vm_name.clone()}</a></td>
@@ -164,18 +193,24 @@ fn MineRow(
             <td>
                 <a href=format!("/requests/{}", r.id) class="link">"Details"</a>
                 {r.can_end.then(|| view! {
-                    <ActionForm action=revoke attr:class="inline-form">
-                        <input type="hidden" name="id" value=id />
-                        <button type="submit" class="btn small">"Revoke"</button>
-                    </ActionForm>
+                    <Confirm id=confirm_id label="Revoke" aria_label=revoke_label class="btn small" href=revoke_href question pending=revoke.pending()>
+                        <ActionForm action=revoke attr:class="inline-form">
+                            <input type="hidden" name="id" value=id />
+                            <button type="submit" class="btn danger">"Revoke"</button>
+                        </ActionForm>
+                    </Confirm>
                 })}
                 {(r.can_end && active).then(|| view! {
                     <ActionForm action=extend attr:class="inline-form extend">
                         <input type="hidden" name="id" value=id2 />
                         <label for=ext_id.clone() class="sr-only">"Extend to minutes from now"</label>
-                        <input id=ext_id type="text" inputmode="numeric" size="4" name="duration" placeholder="min" />
+                        <input id=ext_id type="text" inputmode="numeric" size="4" name="duration" placeholder="min"
+                            aria-invalid=move || err.get().is_some().then_some("true") aria-describedby=ext_described_by />
                         <button type="submit" class="btn small">"Extend"</button>
                     </ActionForm>
+                    <p class="field-error" id=ext_err_id aria-live="polite" data-testid="extend-error">
+                        {move || err.get().map(|e| e.field_message("duration").unwrap_or_else(|| e.to_string()))}
+                    </p>
                 })}
             </td>
         </tr>
@@ -186,6 +221,18 @@ fn MineRow(
 fn QueueRow(r: RequestView, decide: ServerAction<DecideRequest>) -> impl IntoView {
     let (id_a, id_d) = (r.id.clone(), r.id.clone());
     let (ca, cd) = (format!("ca-{}", r.id), format!("cd-{}", r.id));
+    let ports = ask::ports(
+        r.ports
+            .iter()
+            .map(|p| (p.port.to_string(), p.protocol.as_str())),
+    );
+    let question = ask::deny(&r.requester, &ports, &r.vm_name);
+    let deny_href = ask::href(ask::DENY, &r.id, "list");
+    let deny_label = format!(
+        "Deny {}'s request for {} on {}",
+        r.requester, ports, r.vm_name
+    );
+    let confirm_id = format!("deny-{}", r.id);
     view! {
         <tr data-request=r.id.clone() data-vm=r.vm_name.clone()>
             <td><a href=format!("/requests/{}", r.id)>{r.vm_name.clone()}</a></td>
@@ -204,13 +251,17 @@ fn QueueRow(r: RequestView, decide: ServerAction<DecideRequest>) -> impl IntoVie
                     <input id=ca type="text" name="comment" placeholder="Comment" size="12" />
                     <button type="submit" class="btn small primary">"Approve"</button>
                 </ActionForm>
-                <ActionForm action=decide attr:class="inline-form">
-                    <input type="hidden" name="id" value=id_d />
-                    <input type="hidden" name="decision" value="deny" />
-                    <label for=cd.clone() class="sr-only">"Denial comment"</label>
-                    <input id=cd type="text" name="comment" placeholder="Reason" size="12" />
-                    <button type="submit" class="btn small">"Deny"</button>
-                </ActionForm>
+                <Confirm id=confirm_id label="Deny" aria_label=deny_label class="btn small" href=deny_href question pending=decide.pending()>
+                    <ActionForm action=decide attr:class="form compact">
+                        <input type="hidden" name="id" value=id_d />
+                        <input type="hidden" name="decision" value="deny" />
+                        <div class="field">
+                            <label for=cd.clone()>"Reason for denial"</label>
+                            <input id=cd type="text" name="comment" autocomplete="off" />
+                        </div>
+                        <button type="submit" class="btn danger">"Deny"</button>
+                    </ActionForm>
+                </Confirm>
             </td>
         </tr>
     }

@@ -1,8 +1,10 @@
 //! API tokens: create one (shown once), see when each was last used, revoke.
 
 use crate::api::tokens::{CreateApiToken, RevokeApiToken, list_api_tokens};
-use crate::components::{CopyButton, Field, FormAlert, LastUsed, LocalTime, Shell, action_error};
-use crate::model::TokenInfo;
+use crate::components::{
+    Confirm, CopyButton, Field, FormAlert, LastUsed, LocalTime, Shell, action_error,
+};
+use crate::model::{TokenInfo, ask};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -106,6 +108,12 @@ fn TokenRow(t: TokenInfo, revoke: ServerAction<RevokeApiToken>) -> impl IntoView
         "active"
     };
     let id = t.id.clone();
+    let question = ask::revoke_token(&t.name, &t.prefix, None);
+    let href = ask::href(ask::TOKEN, &t.id, "mine");
+    let (confirm_id, label) = (
+        format!("token-{}", t.id),
+        format!("Revoke API token {}", t.name),
+    );
     view! {
         <tr data-token=t.id.clone()>
             <td>{t.name.clone()}</td>
@@ -117,10 +125,12 @@ fn TokenRow(t: TokenInfo, revoke: ServerAction<RevokeApiToken>) -> impl IntoView
             <td>
                 // An expired token can be revoked too: it keeps its name taken until then.
                 {(status != "revoked").then(|| view! {
-                    <ActionForm action=revoke attr:class="inline-form">
-                        <input type="hidden" name="id" value=id />
-                        <button type="submit" class="btn small">"Revoke"</button>
-                    </ActionForm>
+                    <Confirm id=confirm_id label="Revoke" class="btn small" aria_label=label href question pending=revoke.pending()>
+                        <ActionForm action=revoke attr:class="inline-form">
+                            <input type="hidden" name="id" value=id />
+                            <button type="submit" class="btn danger">"Revoke token"</button>
+                        </ActionForm>
+                    </Confirm>
                 })}
             </td>
         </tr>

@@ -3,10 +3,10 @@
 
 use crate::api::jit::{CreateEnrollmentToken, DeleteVm, SaveVm, get_vm, take_new_enrollment};
 use crate::components::{
-    Breadcrumbs, Countdown, Field, FormAlert, LocalTime, SelectField, Shell, StatusBadge,
+    Breadcrumbs, Confirm, Countdown, Field, FormAlert, LocalTime, SelectField, Shell, StatusBadge,
     action_error,
 };
-use crate::model::NewEnrollment;
+use crate::model::{NewEnrollment, ask};
 use crate::pages::requests::ports_cell;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -204,6 +204,8 @@ pub fn VmPage() -> impl IntoView {
                 {d.can_manage.then(|| {
                     let os = vm.os.clone();
                     let delete_id = vm.id.clone();
+                    let ask_href = ask::href(ask::VM, &vm.id, "vm");
+                    let question = ask::remove_vm(&vm.name);
                     let enroll_id = vm.id.clone();
                     let enrolled = vm.agent_enrolled;
                     let working = enrolled && matches!(vm.status_level.as_str(), "ok" | "info" | "neutral");
@@ -260,10 +262,12 @@ pub fn VmPage() -> impl IntoView {
                         <section class="card narrow danger-zone" id="remove">
                             <h2>"Remove VM"</h2>
                             <FormAlert err=delete_err />
-                            <ActionForm action=delete attr:class="inline-form">
-                                <input type="hidden" name="id" value=delete_id />
-                                <button type="submit" class="btn danger">"Remove this VM"</button>
-                            </ActionForm>
+                            <Confirm id="remove-vm" label="Remove this VM" href=ask_href question pending=delete.pending()>
+                                <ActionForm action=delete attr:class="inline-form">
+                                    <input type="hidden" name="id" value=delete_id />
+                                    <button type="submit" class="btn danger">"Remove VM"</button>
+                                </ActionForm>
+                            </Confirm>
                         </section>
                     }
                 })}
