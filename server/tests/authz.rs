@@ -131,7 +131,10 @@ async fn every_server_function_checks_the_callers_role() {
         ("delete_vm", vec![("id", &doomed)], &["admin"]),
         (
             "import_vms",
-            vec![("csv", "name,group\nimported-1,prod\n"), ("step", "preview")],
+            vec![
+                ("csv", "name,group\nimported-1,prod\n"),
+                ("step", "preview"),
+            ],
             &["admin"],
         ),
         ("take_import_preview", vec![], &ROLES),
