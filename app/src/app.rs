@@ -82,6 +82,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/requests") view=RequestsPage ssr=SsrMode::Async />
                 <Route path=path!("/requests/:id") view=RequestDetailPage ssr=SsrMode::Async />
                 <Route path=path!("/vms/new") view=NewVmPage ssr=SsrMode::Async />
+                <Route path=path!("/vms/import") view=ImportVmsPage ssr=SsrMode::Async />
                 <Route path=path!("/vms/:id") view=VmPage ssr=SsrMode::Async />
                 <Route path=path!("/activity") view=ActivityPage ssr=SsrMode::Async />
                 <Route path=path!("/tokens") view=TokensPage ssr=SsrMode::Async />

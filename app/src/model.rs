@@ -653,3 +653,40 @@ pub mod ask {
         }
     }
 }
+
+/// A problem of an import file, by line (the header is line 1) and column (empty for the
+/// whole line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportProblem {
+    pub line: usize,
+    pub column: String,
+    pub message: String,
+}
+
+/// One VM of an import file: its values as parsed (as written, when it has errors).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRowView {
+    pub line: usize,
+    pub name: String,
+    pub group: String,
+    pub addresses: String,
+    pub os: String,
+    pub exposed_ports: String,
+    pub problems: Vec<ImportProblem>,
+}
+
+/// The preview of an import: every row with its values or its problems, and the
+/// problems of the file itself. Only a file with no problem may be imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportPreview {
+    /// The text previewed, for the page to show again after a plain form post.
+    pub csv: String,
+    pub rows: Vec<ImportRowView>,
+    pub file_problems: Vec<ImportProblem>,
+}
+
+impl ImportPreview {
+    pub fn problem_count(&self) -> usize {
+        self.file_problems.len() + self.rows.iter().map(|r| r.problems.len()).sum::<usize>()
+    }
+}

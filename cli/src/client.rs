@@ -77,7 +77,23 @@ fn describe(status: StatusCode, text: &str) -> String {
         .map(str::to_owned)
         .unwrap_or_else(|| format!("the server answered {status}"));
     let mut out = message;
-    if let Some(fields) = body["error"]["fields"].as_object()
+    // An import's problems come in line order, each with its line and column.
+    if let Some(rows) = body["error"]["rows"].as_array()
+        && !rows.is_empty()
+    {
+        for r in rows {
+            let column = r["column"].as_str().unwrap_or("");
+            let place = if column.is_empty() {
+                format!("line {}", r["line"])
+            } else {
+                format!("line {}, {column}", r["line"])
+            };
+            out.push_str(&format!(
+                "\n  {place}: {}",
+                r["message"].as_str().unwrap_or("")
+            ));
+        }
+    } else if let Some(fields) = body["error"]["fields"].as_object()
         && fields.len() > 1
     {
         for (field, msg) in fields {

@@ -131,9 +131,39 @@ enum VmCommand {
     },
     /// One VM.
     Show { vm: String },
+    /// Add one VM (administrators of everything or of its group).
+    Add(AddVmArgs),
+    /// Add many VMs from a CSV file (`-` reads standard input): all of them or, if any
+    /// line has a problem, none. The header row names the columns name, group (required),
+    /// addresses, os, exposed_ports; at most 5000 VMs.
+    Import {
+        /// The CSV file, or `-` for standard input.
+        file: String,
+        /// Only check the file and show what would be added; nothing is stored.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// A one-time token (valid one hour) for this VM's agent, with the command to run on
     /// the VM.
     EnrollToken { vm: String },
+}
+
+#[derive(Args)]
+struct AddVmArgs {
+    /// Letters, digits and - _ . (at most 64).
+    name: String,
+    /// The group (like a resource group: roles can be scoped to it).
+    #[arg(long)]
+    group: String,
+    /// An IPv4 or IPv6 address; repeat for several (at most 16).
+    #[arg(long = "address")]
+    addresses: Vec<String>,
+    /// linux, windows or other.
+    #[arg(long, default_value = "other")]
+    os: String,
+    /// A management port known to be exposed (22, 3389, 5985, 5986); repeat for several.
+    #[arg(long = "exposed-port")]
+    exposed_ports: Vec<i64>,
 }
 
 #[derive(Subcommand)]
@@ -492,7 +522,88 @@ async fn vm(api: &Client, command: &VmCommand, json: bool) -> Result<String, Str
             let path = format!("/api/v1/vms/{}/enrollmentTokens", enc(vm));
             enrollment(api, &path, json).await
         }
+        VmCommand::Add(a) => {
+            let body = json!({
+                "name": a.name,
+                "group": a.group,
+                "addresses": a.addresses,
+                "os": a.os,
+                "exposedPorts": a.exposed_ports,
+            });
+            let v = api.post("/api/v1/vms", &body).await?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            Ok(format!(
+                "Added VM {} (id {}) to group {}.\n",
+                s(&v["name"]),
+                s(&v["id"]),
+                s(&v["group"])
+            ))
+        }
+        VmCommand::Import { file, dry_run } => {
+            let csv = read_input(file)?;
+            let done = api
+                .post(
+                    "/api/v1/vms/import",
+                    &json!({ "csv": csv, "dryRun": dry_run }),
+                )
+                .await?;
+            if json {
+                return Ok(pretty(&done));
+            }
+            let rows: Vec<Vec<String>> = done["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let list = |v: &Value| {
+                        v.as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(s)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    };
+                    vec![
+                        s(&r["line"]),
+                        s(&r["name"]),
+                        s(&r["group"]),
+                        list(&r["addresses"]),
+                        s(&r["os"]),
+                        list(&r["exposedPorts"]),
+                    ]
+                })
+                .collect();
+            let mut out = table::render(
+                &["LINE", "NAME", "GROUP", "ADDRESSES", "OS", "EXPOSED PORTS"],
+                &rows,
+            );
+            let n = rows.len();
+            let plural = if n == 1 { "" } else { "s" };
+            if *dry_run {
+                out.push_str(&format!(
+                    "Dry run: {n} VM{plural} would be imported; nothing was stored.\n"
+                ));
+            } else {
+                out.push_str(&format!("Imported {} VM{plural}.\n", s(&done["imported"])));
+            }
+            Ok(out)
+        }
     }
+}
+
+/// The text of `file`, or of standard input for `-`.
+fn read_input(file: &str) -> Result<String, String> {
+    use std::io::Read;
+    if file == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("reading standard input: {e}"))?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))
 }
 
 /// Makes an enrollment token; prints the token, then the command to run on the host

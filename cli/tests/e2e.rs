@@ -403,3 +403,99 @@ async fn the_cli_makes_api_tokens_and_enrollment_tokens_without_the_portal() {
     let (ok, _, err) = run(h, &["vm", "enroll-token", "nosuch"]).await;
     assert!(!ok && err.contains("not found"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_adds_one_vm_and_imports_many_all_or_nothing() {
+    let server = start().await;
+    let (_portal, token) = admin_token(&server).await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (ok, _, err) = run(h, &["login", "--url", &server.base, "--token", &token]).await;
+    assert!(ok, "{err}");
+
+    // One VM, with the fields of the portal's form.
+    let (ok, out, err) = run(
+        h,
+        &[
+            "vm",
+            "add",
+            "one-1",
+            "--group",
+            "prod",
+            "--address",
+            "198.51.100.5",
+            "--address",
+            "2001:db8::5",
+            "--os",
+            "linux",
+            "--exposed-port",
+            "22",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Added VM one-1"), "{out}");
+    let (ok, out, err) = run(h, &["vm", "show", "one-1"]).await;
+    assert!(ok, "{err}");
+    let vm: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        vm["addresses"],
+        serde_json::json!(["198.51.100.5", "2001:db8::5"])
+    );
+    let (ok, _, err) = run(h, &["vm", "add", "bad name", "--group", "prod"]).await;
+    assert!(!ok && err.contains("name"), "{err}");
+
+    // A file with bad lines: every problem by line and column, in line order, a
+    // non-zero exit, and nothing stored.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "name,group,addresses,os\nimp-1,prod,198.51.100.6,linux\nimp-2,prod,300.1.1.1,linux\n\
+         imp-3,prod,,beos\nimp-4,prod,,\nimp-5,prod,,\nimp-6,prod,,\nimp-7,prod,,\nimp-8,prod,,\n\
+         imp-9,prod,,\none-1,prod,,\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(h, &["vm", "import", bad.to_str().unwrap()]).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("Nothing was imported"), "{err}");
+    let at = |needle: &str| {
+        err.find(needle)
+            .unwrap_or_else(|| panic!("{needle} in {err}"))
+    };
+    assert!(at("line 3, addresses") < at("line 4, os"), "{err}");
+    assert!(
+        at("line 4, os") < at("line 11, name"),
+        "line order, not text order: {err}"
+    );
+    assert!(err.contains("already exists"), "{err}");
+    let (ok, _, _) = run(h, &["vm", "show", "imp-1"]).await;
+    assert!(!ok, "nothing of a bad file is stored");
+
+    // A dry run of a good file from standard input stores nothing either.
+    let good = "name,group,addresses,os,exposed_ports\n\
+                imp-1,prod,198.51.100.6,linux,22\n\
+                imp-2,lab,\"198.51.100.7, 198.51.100.8\",windows,3389\n";
+    let (ok, out, err) = run_with_input(h, &["vm", "import", "-", "--dry-run"], good).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Dry run: 2 VMs would be imported"), "{out}");
+    assert!(out.contains("198.51.100.7 198.51.100.8"), "{out}");
+    let (ok, _, _) = run(h, &["vm", "show", "imp-1"]).await;
+    assert!(!ok, "a dry run stores nothing");
+
+    let (ok, out, err) = run_with_input(h, &["vm", "import", "-"], good).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Imported 2 VMs."), "{out}");
+    let (ok, out, err) = run(h, &["vm", "list"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("imp-1") && out.contains("imp-2"), "{out}");
+    let (ok, out, err) = run(h, &["log", "--action", "vm.create"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("imp-2") && out.contains("imported together"),
+        "{out}"
+    );
+
+    let (ok, _, err) = run(h, &["vm", "import", "/nonexistent/vms.csv"]).await;
+    assert!(!ok && err.contains("reading /nonexistent/vms.csv"), "{err}");
+}

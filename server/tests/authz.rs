@@ -129,6 +129,15 @@ async fn every_server_function_checks_the_callers_role() {
         ),
         ("remove_policy", vec![("vm_id", &unpolicy)], &["admin"]),
         ("delete_vm", vec![("id", &doomed)], &["admin"]),
+        (
+            "import_vms",
+            vec![
+                ("csv", "name,group\nimported-1,prod\n"),
+                ("step", "preview"),
+            ],
+            &["admin"],
+        ),
+        ("take_import_preview", vec![], &ROLES),
         ("list_users", vec![], &["admin"]),
         (
             "create_user",

@@ -12,6 +12,7 @@ pub mod notify;
 pub mod overview;
 pub mod sso;
 pub mod tokens;
+pub mod vm_import;
 
 #[cfg(feature = "ssr")]
 pub mod ctx {

@@ -20,6 +20,7 @@ pub mod secret;
 pub mod sso;
 pub mod user;
 pub mod vm;
+pub mod vm_import;
 
 pub use field::{FieldError, FieldErrors};
 pub use net::{Cidr, client_ip};

@@ -139,7 +139,10 @@ pub fn JitPage() -> impl IntoView {
                                 <button type="submit" class="btn primary" data-testid="enable-selected">{enable_label}</button>
                             }).into_any()
                         }}
-                        {page.can_add_vm.then(|| view! { <a class="btn" href="/vms/new">"Add VM"</a> })}
+                        {page.can_add_vm.then(|| view! {
+                            <a class="btn" href="/vms/new">"Add VM"</a>
+                            <a class="btn" href="/vms/import">"Import from CSV"</a>
+                        })}
                     </div>
                     <table class="table" data-testid="vm-table">
                         <caption class="sr-only">{format!("{} VMs", page.total)}</caption>

@@ -13,6 +13,7 @@ mod request;
 mod request_detail;
 mod requests;
 mod tokens;
+mod vm_import;
 mod vms;
 
 pub use activity::ActivityPage;
@@ -28,6 +29,7 @@ pub use request::RequestAccessPage;
 pub use request_detail::RequestDetailPage;
 pub use requests::RequestsPage;
 pub use tokens::TokensPage;
+pub use vm_import::ImportVmsPage;
 pub use vms::{NewVmPage, VmPage};
 
 use crate::components::Shell;

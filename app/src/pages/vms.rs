@@ -52,6 +52,7 @@ pub fn NewVmPage() -> impl IntoView {
         <Title text="Add VM" />
         <Shell>
             <h1>"Add a VM"</h1>
+            <p>"Adding many? "<a href="/vms/import">"Import them from a CSV file"</a>"."</p>
             <section class="card narrow">
                 <FormAlert err />
                 <ActionForm action=save attr:class="form">

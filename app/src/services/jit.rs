@@ -5,6 +5,7 @@ use super::access::{By, reconcile_users};
 use crate::domain::jit::{JitPolicy, Port, PortRuleInput, Protocol};
 use crate::domain::request::{GrantFate, PortStatus, grant_fate, reason, recheck_request};
 use crate::domain::vm::VmSpec;
+use crate::domain::vm_import::ImportFile;
 use crate::domain::{Action, Cidr, Resource, permits, visibility};
 use crate::error::{AppError, AppResult};
 use crate::store::{
@@ -143,6 +144,86 @@ pub async fn create_vm(store: &Store, actor: &Actor, spec: VmSpec) -> AppResult<
         .await
         .map_err(duplicate_name)?;
     Ok(vm.id)
+}
+
+/// What an import found and did: the file with every error (the parser's, names already
+/// taken, groups the actor may not add to) and the ids of the VMs added, which are none
+/// unless every row was sound and it was no dry run.
+#[derive(Debug)]
+pub struct ImportOutcome {
+    pub file: ImportFile,
+    pub added: Vec<String>,
+}
+
+/// Adds every VM of a parsed file in one write transaction, each with its activity log
+/// entry, or none: a single bad row stores nothing. A `dry_run` only looks, as a preview
+/// does. Permission is decided for each row's group, as for one VM added by hand.
+pub async fn import_vms(
+    store: &Store,
+    actor: &Actor,
+    mut file: ImportFile,
+    dry_run: bool,
+) -> AppResult<ImportOutcome> {
+    if !may_somewhere(actor, Action::ManageVm) {
+        return Err(AppError::Forbidden);
+    }
+    for row in &mut file.rows {
+        let Some(group) = row.spec.as_ref().map(|s| s.group.clone()) else {
+            continue;
+        };
+        let resource = Resource::Vm {
+            id: String::new(),
+            group: group.clone(),
+        };
+        if !permits(&actor.roles, Action::ManageVm, &resource) {
+            row.reject(
+                "group",
+                format!("You may not add VMs to the group {group}."),
+            );
+        }
+    }
+    let names: Vec<String> = file.specs().iter().map(|s| s.name.clone()).collect();
+    let mark_taken = |file: &mut ImportFile, taken: &std::collections::HashSet<String>| {
+        for row in &mut file.rows {
+            if row.spec.as_ref().is_some_and(|s| taken.contains(&s.name)) {
+                row.reject("name", "A VM with this name already exists.");
+            }
+        }
+    };
+    if dry_run || !file.is_ok() {
+        let taken = store.taken_vm_names(&names).await?;
+        mark_taken(&mut file, &taken);
+        return Ok(ImportOutcome {
+            file,
+            added: Vec::new(),
+        });
+    }
+    let mut tx = store.begin_write().await?;
+    // Asked again under the write lock: a VM added since the preview is seen here.
+    let taken = tx.taken_vm_names(&names).await?;
+    if !taken.is_empty() {
+        mark_taken(&mut file, &taken);
+        return Ok(ImportOutcome {
+            file,
+            added: Vec::new(),
+        });
+    }
+    let count = names.len();
+    let mut added = Vec::with_capacity(count);
+    for spec in file.specs() {
+        let id = tx.insert_vm(&fields(spec)).await.map_err(duplicate_name)?;
+        let mut log = actor.entry("vm.create", &spec.name);
+        log.detail = format!(
+            "group {}, {}, addresses {}; one of {count} imported together",
+            spec.group,
+            spec.os.as_str(),
+            spec.addresses_text()
+        );
+        tx.log(log).await?;
+        added.push(id);
+    }
+    tx.commit().await?;
+    Ok(ImportOutcome { file, added })
 }
 
 /// Edits a VM. Moving it to another group changes who may request on it, so the grants

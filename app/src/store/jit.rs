@@ -146,11 +146,10 @@ impl WriteTx {
     }
 }
 
-impl Store {
-    pub async fn create_vm(&self, f: &VmFields, log: NewLogEntry) -> Result<StoredVm> {
+impl WriteTx {
+    /// Adds a VM (no agent, no policy) and answers its new id.
+    pub async fn insert_vm(&mut self, f: &VmFields) -> Result<String> {
         let id = new_id();
-        let mut tx = self.begin_write().await?;
-        let now = tx.now;
         sqlx::query(
             "INSERT INTO vms (id, name, resource_group, addresses, os, exposed_ports, generation, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
@@ -161,10 +160,62 @@ impl Store {
         .bind(&f.addresses)
         .bind(&f.os)
         .bind(&f.exposed_ports)
-        .bind(now)
-        .execute(&mut *tx.tx)
+        .bind(self.now)
+        .execute(&mut *self.tx)
         .await
         .map_err(StoreError::from_write)?;
+        Ok(id)
+    }
+
+    /// Which of `names` VMs already have, as seen inside this transaction.
+    pub async fn taken_vm_names(
+        &mut self,
+        names: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        taken_names(&mut self.tx, names).await
+    }
+}
+
+/// Names are looked up in slices of this many, well under every backend's limit of
+/// bound parameters per statement.
+const NAMES_PER_QUERY: usize = 500;
+
+async fn taken_names(
+    conn: &mut AnyConnection,
+    names: &[String],
+) -> Result<std::collections::HashSet<String>> {
+    let mut taken = std::collections::HashSet::new();
+    for chunk in names.chunks(NAMES_PER_QUERY) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT v.name FROM vms v WHERE v.name IN ({})",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for name in chunk {
+            query = query.bind(name.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            taken.insert(row.try_get::<String, _>("name")?);
+        }
+    }
+    Ok(taken)
+}
+
+impl Store {
+    /// Which of `names` VMs already have (for a preview; the import itself asks again
+    /// inside its transaction).
+    pub async fn taken_vm_names(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut conn = self.pool.acquire().await?;
+        taken_names(&mut conn, names).await
+    }
+
+    pub async fn create_vm(&self, f: &VmFields, log: NewLogEntry) -> Result<StoredVm> {
+        let mut tx = self.begin_write().await?;
+        let id = tx.insert_vm(f).await?;
         tx.log(log).await?;
         tx.commit().await?;
         self.get_vm(&id)

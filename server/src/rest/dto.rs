@@ -190,6 +190,75 @@ pub struct VmInput {
     pub exposed_ports: Vec<i64>,
 }
 
+/// Many VMs at once: a CSV file's text or JSON rows (exactly one of the two).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VmImportInput {
+    /// CSV text: a header row naming the columns `name`, `group` (required),
+    /// `addresses`, `os`, `exposed_ports` (optional), then one VM per line, at most 5000.
+    /// Several addresses or ports in one cell are separated by spaces, semicolons or,
+    /// in a quoted cell, commas.
+    pub csv: Option<String>,
+    /// The VMs as JSON, each as `POST /api/v1/vms` takes one; at most 5000.
+    #[schema(max_items = 5000)]
+    pub rows: Option<Vec<VmInput>>,
+    /// Only check and show what would be added; nothing is stored.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One VM of an import, as it parsed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VmImportRow {
+    /// The CSV line (the header is line 1), or the 1-based position in `rows`.
+    pub line: usize,
+    pub name: String,
+    pub group: String,
+    pub addresses: Vec<String>,
+    pub os: String,
+    pub exposed_ports: Vec<i64>,
+    /// The new VM's id; absent in a dry run.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VmImportResult {
+    pub dry_run: bool,
+    /// How many VMs were added: 0 in a dry run.
+    pub imported: usize,
+    pub rows: Vec<VmImportRow>,
+}
+
+/// What is wrong with one line of an import.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VmImportRowError {
+    /// The CSV line (the header is line 1), or the 1-based position in `rows`.
+    pub line: usize,
+    /// `name`, `group`, `addresses`, `os` or `exposed_ports`; empty for the whole line.
+    pub column: String,
+    pub message: String,
+}
+
+/// An import refused (422): nothing was stored. `fields` names each problem as
+/// `line N, column`; `rows` lists them in line order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VmImportErrorBody {
+    pub error: VmImportErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VmImportErrorDetail {
+    /// `validation`.
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+    pub rows: Vec<VmImportRowError>,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]

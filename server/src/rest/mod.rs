@@ -84,6 +84,13 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(vms::list_vms, vms::create_vm))
+        // A file of VMs may be larger than other bodies: up to the server's limit of any
+        // request (the inner limit is the one that counts).
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(vms::import_vms))
+                .layer(DefaultBodyLimit::max(crate::MAX_REQUEST_BYTES)),
+        )
         .routes(routes!(vms::get_vm, vms::update_vm, vms::delete_vm))
         .routes(routes!(vms::vm_enrollment_token))
         .routes(routes!(vms::group_enrollment_token))

@@ -1,11 +1,16 @@
 //! VMs: list, read, add, change, remove. The same checks as the portal's VM pages.
 
-use super::dto::{EnrollmentTokenDto, GrantDto, VmDto, VmInput, VmList, VmListQuery};
+use super::dto::{
+    EnrollmentTokenDto, GrantDto, VmDto, VmImportErrorBody, VmImportErrorDetail, VmImportInput,
+    VmImportResult, VmImportRow, VmImportRowError, VmInput, VmList, VmListQuery,
+};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, Caller, utc};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use portcullis_app::domain::vm::VmSpec;
+use portcullis_app::domain::vm_import::{ImportFile, RawVm, parse_csv};
 use portcullis_app::services::enrollment::{self, EnrollTarget, Enrollment};
 use portcullis_app::services::jit;
 use portcullis_app::state::AppState;
@@ -196,6 +201,161 @@ pub async fn create_vm(
     let id = jit::create_vm(&state.store, &actor, spec).await?;
     let summary = jit::vm_summary(&state.store, &actor, &id).await?;
     Ok((StatusCode::CREATED, Json(vm_dto(summary))))
+}
+
+/// An import's answer when it stores nothing: an API error, or the rows' errors (422).
+pub enum ImportRefusal {
+    Api(ApiError),
+    Rows(VmImportErrorBody),
+}
+
+impl From<ApiError> for ImportRefusal {
+    fn from(e: ApiError) -> Self {
+        ImportRefusal::Api(e)
+    }
+}
+
+impl From<portcullis_app::error::AppError> for ImportRefusal {
+    fn from(e: portcullis_app::error::AppError) -> Self {
+        ImportRefusal::Api(e.into())
+    }
+}
+
+impl IntoResponse for ImportRefusal {
+    fn into_response(self) -> Response {
+        match self {
+            ImportRefusal::Api(e) => e.into_response(),
+            ImportRefusal::Rows(body) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+            }
+        }
+    }
+}
+
+fn row_errors(file: &ImportFile, json_rows: bool) -> VmImportErrorBody {
+    let column = |c: &str| match (c, json_rows) {
+        ("exposed_ports", true) => "exposedPorts".to_owned(),
+        (other, _) => other.to_owned(),
+    };
+    let errors = file.errors();
+    let mut fields = std::collections::BTreeMap::<String, String>::new();
+    for e in &errors {
+        let key = if e.column.is_empty() {
+            format!("line {}", e.line)
+        } else {
+            format!("line {}, {}", e.line, column(&e.column))
+        };
+        fields
+            .entry(key)
+            .and_modify(|m| {
+                m.push(' ');
+                m.push_str(&e.message);
+            })
+            .or_insert_with(|| e.message.clone());
+    }
+    let n = errors.len();
+    VmImportErrorBody {
+        error: VmImportErrorDetail {
+            code: "validation".into(),
+            message: format!(
+                "Nothing was imported: {n} problem{} in the file.",
+                if n == 1 { "" } else { "s" }
+            ),
+            fields,
+            rows: errors
+                .into_iter()
+                .map(|e| VmImportRowError {
+                    line: e.line,
+                    column: column(&e.column),
+                    message: e.message,
+                })
+                .collect(),
+        },
+    }
+}
+
+/// Adds many VMs at once, from CSV text or JSON rows: all of them, in one transaction
+/// with an activity log entry each, or none. Every problem (a bad cell, a name given
+/// twice or already taken, a group you may not add to) is answered at once, by line and
+/// column, with 422. With `dryRun` nothing is stored: the answer is what would be added.
+#[utoipa::path(post, path = "/api/v1/vms/import", tag = "vms",
+    request_body = VmImportInput,
+    responses(
+        (status = 200, description = "Dry run: every row is sound", body = VmImportResult),
+        (status = 201, description = "Every row was added", body = VmImportResult),
+        (status = 400, body = super::ErrorBody),
+        (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody),
+        (status = 413, body = super::ErrorBody),
+        (status = 415, body = super::ErrorBody),
+        (status = 422, description = "Nothing was stored: the problems by line and column", body = VmImportErrorBody),
+    ))]
+pub async fn import_vms(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiJson(input): ApiJson<VmImportInput>,
+) -> Result<(StatusCode, Json<VmImportResult>), ImportRefusal> {
+    let (file, json_rows) = match (input.csv, input.rows) {
+        (Some(csv), None) => (parse_csv(&csv), false),
+        (None, Some(rows)) => {
+            let raw = rows
+                .into_iter()
+                .map(|r| RawVm {
+                    name: r.name,
+                    group: r.group,
+                    addresses: r.addresses.join(" "),
+                    os: r.os,
+                    exposed_ports: r
+                        .exposed_ports
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                })
+                .collect();
+            (ImportFile::from_rows(raw), true)
+        }
+        _ => {
+            return Err(ApiError::field("csv", "Give either csv or rows.").into());
+        }
+    };
+    let out = jit::import_vms(&state.store, &actor, file, input.dry_run).await?;
+    if !out.file.is_ok() {
+        return Err(ImportRefusal::Rows(row_errors(&out.file, json_rows)));
+    }
+    let mut ids = out.added.iter();
+    let rows = out
+        .file
+        .rows
+        .iter()
+        .filter_map(|r| r.spec.as_ref().map(|spec| (r.line, spec)))
+        .map(|(line, spec)| VmImportRow {
+            line,
+            name: spec.name.clone(),
+            group: spec.group.clone(),
+            addresses: spec.addresses.iter().map(ToString::to_string).collect(),
+            os: spec.os.as_str().to_owned(),
+            exposed_ports: spec
+                .exposed_ports
+                .iter()
+                .map(|p| i64::from(p.get()))
+                .collect(),
+            id: ids.next().cloned(),
+        })
+        .collect();
+    let status = if input.dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(VmImportResult {
+            dry_run: input.dry_run,
+            imported: out.added.len(),
+            rows,
+        }),
+    ))
 }
 
 /// Replaces a VM's fields.
