@@ -31,6 +31,9 @@ for ext in js wasm css; do
 print(base64.urlsafe_b64encode(hashlib.md5(open(sys.argv[1], "rb").read()).digest()).rstrip(b"=").decode())' "$f")
   hashed=$PKG_DIR/$OUTPUT_NAME.$hash.$ext
   mv "$f" "$hashed"
+  # The pages the server writes itself (the sign-in refusal of server/src/oidc.rs) link
+  # the plain stylesheet, revalidated each time: it stays beside its hashed name.
+  if [ "$ext" = css ]; then cp "$hashed" "$f"; fi
   echo "$ext: $hash" >> "$SITE_ROOT/hash.txt.tmp"
   # Served precompressed (server/src/assets.rs): compressed once here at the highest
   # levels, never per request.

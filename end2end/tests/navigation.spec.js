@@ -46,7 +46,7 @@ test('select all, row menus, the VM activity link, breadcrumbs and Cancel', asyn
   await expect(crumbs.getByRole('link', { name: 'Just-in-time' })).toHaveAttribute('href', '/jit');
   await page.getByRole('link', { name: 'Cancel' }).click();
   await expect(page).toHaveURL(/\/jit$/);
-  await expect(page.getByRole('link', { name: 'Configured (0)' })).toBeVisible();
+  await expect(page.getByRole('link', { name: 'Configured (0)', exact: true })).toBeVisible();
   await page.goto('/jit?tab=recommended&select=all');
   await page.getByRole('link', { name: 'Clear the selection' }).click();
   await expect(page.getByLabel('Select web-1')).not.toBeChecked();

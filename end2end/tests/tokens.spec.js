@@ -127,7 +127,7 @@ test('token names are unique among those in force, and the new token has a copy 
   // Revoked, the name is free again.
   await page.goto('/tokens');
   await ready(page, testInfo);
-  await page.locator('tr[data-token]').getByRole('button', { name: 'Revoke' }).click();
+  await confirmWith(page, testInfo, page.locator('tr[data-token]').getByRole('link', { name: 'Revoke API token ci' }), 'Revoke token');
   await expect(page.locator('tr[data-token]')).toContainText('revoked');
   await ready(page, testInfo);
   await page.getByLabel('Name').fill('ci');

@@ -134,9 +134,59 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
         "Enforcement error: nft: syntax error"
     );
     assert_eq!(detail["vm"]["status_level"], "error");
-    // The port in force is no longer said to be waiting for an agent that cannot apply.
+    // The grant applied before the failure is still in the kernel (a refused `nft -f`
+    // changes nothing): still Active.
     let (_, mine) = app.call(&admin, "my_requests", &[]).await;
     assert_eq!(mine[0][0]["ports"][0]["enforcement"], "Active");
+
+    // A grant made after it is in a generation the host refuses: never "Active", though
+    // the agent reports that generation (it reports what it attempted).
+    let (s, body) = app
+        .call(
+            &admin,
+            "request_access",
+            &[
+                ("vm_ids[0]", &vm),
+                ("ports[0]", &key),
+                ("source_mode", "custom"),
+                ("custom_source", "198.51.100.11"),
+                ("duration", "10"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, state) = agent.state(&app, applied, 0).await;
+    let refused = state["generation"].as_i64().unwrap();
+    assert!(refused > applied);
+    tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/agent/v1/report", app.base))
+        .bearer_auth(&agent.bearer)
+        .json(&json!({ "generation": refused, "error": "nft: syntax error in rule 2" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (_, mine) = app.call(&admin, "my_requests", &[]).await;
+    let by_source = |source: &str| -> serde_json::Value {
+        mine[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["source"] == source)
+            .unwrap_or_else(|| panic!("no request from {source}: {mine}"))
+            .clone()
+    };
+    let late = by_source("198.51.100.11/32");
+    assert_eq!(
+        late["ports"][0]["enforcement"], "Not applied: enforcement error",
+        "{late}"
+    );
+    assert_eq!(late["ports"][0]["enforcement_level"], "error");
+    assert_eq!(
+        by_source("198.51.100.10/32")["ports"][0]["enforcement"],
+        "Active"
+    );
 
     // A VM without a policy whose agent cannot enforce anything (no nftables) leaves
     // Recommended for Unsupported, with the agent's words as the reason, and comes back

@@ -99,15 +99,14 @@ pub mod views {
     }
 
     pub fn request_view(actor: &Actor, r: StoredRequest) -> RequestView {
-        let (enforcement, level) = if !r.vm_has_agent {
-            ("Not enforced: no agent", "warning")
-        } else if r.vm_applied_generation >= r.vm_generation {
-            ("Active", "ok")
-        } else if !r.vm_agent_error.is_empty() {
-            ("Not applied: enforcement error", "error")
-        } else {
-            ("Initiated", "info")
-        };
+        use crate::domain::enforcement::{Grant, grant};
+        let (enforcement, level) =
+            match grant(r.vm_has_agent, r.enforced_at.is_some(), &r.vm_agent_error) {
+                Grant::NoAgent => ("Not enforced: no agent", "warning"),
+                Grant::Applied => ("Active", "ok"),
+                Grant::Failed => ("Not applied: enforcement error", "error"),
+                Grant::Waiting => ("Initiated", "info"),
+            };
         let can_end = !r.status.is_final() && crate::services::requests::may_end(actor, &r);
         RequestView {
             id: r.id,

@@ -231,7 +231,10 @@ pub mod ctx {
                     Some(q) => format!("{}?{q}", url.path()),
                     None => url.path().to_owned(),
                 };
-                leptos_axum::redirect(&to);
+                // Parsing normalised the path (`/%2e//evil` is `//evil`): checked again.
+                if let Some(to) = super::flash::local_path(&to) {
+                    leptos_axum::redirect(&to);
+                }
             }
         }
         result

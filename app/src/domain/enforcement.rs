@@ -101,6 +101,31 @@ pub fn of(f: &AgentFacts<'_>, now_ms: i64, utc: impl Fn(i64) -> String) -> Statu
     }
 }
 
+/// What is known of one grant in force on its VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// The VM has no agent: nothing enforces it.
+    NoAgent,
+    /// A report without error covered a generation holding it (`enforced_at` is set).
+    Applied,
+    /// Not applied yet, and the agent's last attempt failed.
+    Failed,
+    /// Not applied yet: the agent has not reported the generation that holds it.
+    Waiting,
+}
+
+/// A grant's state from its VM's agent and whether it was ever reported applied. The
+/// agent reports the generation it attempted even when the attempt failed, so "applied"
+/// comes from the grant's own `enforced_at`, never from comparing generations.
+pub fn grant(has_agent: bool, enforced: bool, agent_error: &str) -> Grant {
+    match (has_agent, enforced, agent_error.is_empty()) {
+        (false, ..) => Grant::NoAgent,
+        (true, true, _) => Grant::Applied,
+        (true, false, false) => Grant::Failed,
+        (true, false, true) => Grant::Waiting,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +239,14 @@ mod tests {
                 "Agent reports no management port listening".into()
             )
         );
+    }
+
+    #[test]
+    fn a_grant_is_applied_only_once_reported_so() {
+        assert_eq!(grant(false, true, ""), Grant::NoAgent);
+        assert_eq!(grant(true, true, "nft: boom"), Grant::Applied);
+        assert_eq!(grant(true, false, "nft: boom"), Grant::Failed);
+        assert_eq!(grant(true, false, ""), Grant::Waiting);
     }
 
     proptest! {

@@ -89,7 +89,21 @@ pub fn JitPage() -> impl IntoView {
             };
             // Ticked boxes, counted as they change once hydrated; without JavaScript the
             // button keeps its general label.
-            let selected = RwSignal::new(if all { page.rows.len() } else { 0 });
+            // A row is ticked only for what its tab's buttons do and the viewer may do
+            // there: a ticked VM the services would refuse fails the whole batch.
+            let selectable = move |r: &VmRow| {
+                if configured {
+                    r.may.request || r.may.configure
+                } else {
+                    !unsupported && r.may.configure
+                }
+            };
+            let ticked = if all {
+                page.rows.iter().filter(|r| selectable(r)).count()
+            } else {
+                0
+            };
+            let selected = RwSignal::new(ticked);
             let enable_label = move || match selected.get() {
                 0 => "Enable JIT on selected VMs".to_owned(),
                 1 => "Enable JIT on 1 VM".to_owned(),
@@ -170,7 +184,10 @@ pub fn JitPage() -> impl IntoView {
                             </tr>
                         </thead>
                         <tbody>
-                            {rows.into_iter().map(|r| view! { <VmTableRow row=r configured checked=all selected /> }).collect_view()}
+                            {rows.into_iter().map(|r| {
+                                let selectable = selectable(&r);
+                                view! { <VmTableRow row=r configured selectable checked=all selected /> }
+                            }).collect_view()}
                         </tbody>
                     </table>
                     {empty.then(|| view! { <p class="muted">"No VMs here."</p> })}
@@ -205,6 +222,8 @@ pub(crate) fn urlencode(s: &str) -> String {
 fn VmTableRow(
     row: VmRow,
     configured: bool,
+    /// Whether the row has a box: the viewer may use a bulk button on it.
+    selectable: bool,
     checked: bool,
     selected: RwSignal<usize>,
 ) -> impl IntoView {
@@ -219,8 +238,10 @@ fn VmTableRow(
     view! {
         <tr data-vm=row.name.clone()>
             <td>
-                <input type="checkbox" name="vm" value=row.id.clone() id=check_id.clone() checked=checked on:change=count />
-                <label for=check_id class="sr-only">{format!("Select {name}")}</label>
+                {selectable.then(|| view! {
+                    <input type="checkbox" name="vm" value=row.id.clone() id=check_id.clone() checked=checked on:change=count />
+                    <label for=check_id class="sr-only">{format!("Select {name}")}</label>
+                })}
             </td>
             <td><a href=href>{row.name.clone()}</a></td>
             <td>{row.group.clone()}</td>

@@ -48,6 +48,9 @@ pub struct StoredRequest {
     /// The error of the VM agent's last report: a change it has not applied never will be
     /// until the host is fixed.
     pub vm_agent_error: String,
+    /// When a report without error first covered this request's grants: they are
+    /// enforced from then on.
+    pub enforced_at: Option<i64>,
     /// Distinct approvals given so far, and how many the request needs (as of the last
     /// decision or policy edit; decided again at each approval).
     pub approvals: i64,
@@ -83,7 +86,7 @@ pub(super) const REQUEST_COLUMNS: &str = "r.id, r.batch_id, r.vm_id, v.name AS v
      r.requester_id, u.username AS requester, r.source_prefix, r.duration_secs, r.justification, r.status, \
      r.created_at, r.start_at, r.end_at, r.planned_start_at, r.decided_by, r.decision_comment, \
      CASE WHEN v.agent_id IS NULL THEN 0 ELSE 1 END AS vm_has_agent, v.generation AS vm_generation, \
-     v.agent_applied_generation AS vm_applied_generation, v.agent_error AS vm_agent_error, r.approvals_required, \
+     v.agent_applied_generation AS vm_applied_generation, v.agent_error AS vm_agent_error, r.enforced_at, r.approvals_required, \
      (SELECT COUNT(*) FROM request_approvals a WHERE a.request_id = r.id) AS approvals";
 
 pub(super) fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
@@ -112,6 +115,7 @@ pub(super) fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
         vm_generation: row.try_get("vm_generation")?,
         vm_applied_generation: row.try_get("vm_applied_generation")?,
         vm_agent_error: row.try_get("vm_agent_error")?,
+        enforced_at: row.try_get("enforced_at")?,
         approvals: row.try_get("approvals")?,
         approvals_required: row.try_get("approvals_required")?,
     })

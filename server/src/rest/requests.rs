@@ -38,15 +38,18 @@ fn port_status(r: &StoredRequest, status: PortStatus, reason: &str) -> (String, 
     let label = match status {
         PortStatus::Pending => "Pending",
         PortStatus::Active => {
-            return if !r.vm_has_agent {
-                (
+            use portcullis_app::domain::enforcement::{Grant, grant};
+            return match grant(r.vm_has_agent, r.enforced_at.is_some(), &r.vm_agent_error) {
+                Grant::NoAgent => (
                     "Initiated".into(),
                     "Not enforced: the VM has no agent.".into(),
-                )
-            } else if r.vm_applied_generation < r.vm_generation {
-                ("Initiated".into(), "Waiting for the VM's agent.".into())
-            } else {
-                ("Active".into(), "Applied by the VM's agent.".into())
+                ),
+                Grant::Waiting => ("Initiated".into(), "Waiting for the VM's agent.".into()),
+                Grant::Failed => (
+                    "Initiated".into(),
+                    format!("The VM's agent could not apply it: {}", r.vm_agent_error),
+                ),
+                Grant::Applied => ("Active".into(), "Applied by the VM's agent.".into()),
             };
         }
         PortStatus::Expired => "Expired",
