@@ -82,7 +82,8 @@ test('select all, row menus, the VM activity link, breadcrumbs and Cancel', asyn
   await expect(table.locator('tbody tr').first()).toContainText('web-1');
   await expect(table).not.toContainText('web-2');
 
-  // A requester's menu offers what a requester may do, and nothing of an administrator's.
+  // A requester's menu offers what a requester may do (the log is readable by every role),
+  // and nothing of an administrator's.
   await call(page, portal, 'enable_jit', {
     'vm_ids[0]': ids['web-1'],
     'rules[0][enabled]': 'on', 'rules[0][port]': '22', 'rules[0][protocol]': 'tcp', 'rules[0][max_minutes]': '60',
@@ -98,5 +99,5 @@ test('select all, row menus, the VM activity link, breadcrumbs and Cancel', asyn
   await ready(page, testInfo);
   const ritas = page.locator('tr[data-vm="web-1"] .row-menu');
   await ritas.getByLabel('Actions for web-1').click();
-  await expect(ritas.getByRole('link')).toHaveText(['Request access', 'Properties']);
+  await expect(ritas.getByRole('link')).toHaveText(['Request access', 'Activity log', 'Properties']);
 });
