@@ -204,7 +204,7 @@ async fn main() {
             scope: everything.clone(),
             only_id: None,
         };
-        let total = store.list_vms(&q).await.unwrap().1;
+        let total = store.list_vms(&q).await.unwrap().1.of(tab);
         let (median, max, statements) = measure(|| async {
             store.list_vms(&q).await.unwrap();
         })

@@ -55,10 +55,10 @@ impl RequestUser {
         store: &crate::store::Store,
         user_id: &str,
     ) -> AppResult<Vec<crate::domain::RoleAssignment>> {
-        if let Some((id, roles)) = &self.lock().roles {
-            if id == user_id {
-                return Ok(roles.clone());
-            }
+        if let Some((id, roles)) = &self.lock().roles
+            && id == user_id
+        {
+            return Ok(roles.clone());
         }
         let roles = crate::services::sso::effective_roles(store, user_id).await?;
         self.lock().roles = Some((user_id.to_owned(), roles.clone()));

@@ -307,10 +307,10 @@ fn row_menu(row: &VmRow) -> impl IntoView + use<> {
                 .and_then(|t| t.dyn_into::<leptos::web_sys::Element>().ok())
             {
                 let _ = details.remove_attribute("open");
-                if let Ok(Some(summary)) = details.query_selector("summary") {
-                    if let Ok(summary) = summary.dyn_into::<leptos::web_sys::HtmlElement>() {
-                        let _ = summary.focus();
-                    }
+                if let Ok(Some(summary)) = details.query_selector("summary")
+                    && let Ok(summary) = summary.dyn_into::<leptos::web_sys::HtmlElement>()
+                {
+                    let _ = summary.focus();
                 }
             }
         }
