@@ -138,6 +138,20 @@ async fn tabs_split_vms_by_policy_and_exposure_with_search_and_paging() {
     let (rows, total) = store.list_vms(&q).await.unwrap();
     assert_eq!(total.of(VmTab::All), 10);
     assert_eq!(rows[0].vm.name, "app-29");
+    // Under a search too, each tab counts its own VMs (one scan then, not four).
+    let (_, total) = store
+        .list_vms(&tab(VmTab::Recommended, "app-0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            total.configured,
+            total.recommended,
+            total.not_configured,
+            total.unsupported
+        ),
+        (1, 4, 5, 0)
+    );
     let mut q = tab(VmTab::All, "");
     q.offset = 25;
     let (rows, total) = store.list_vms(&q).await.unwrap();

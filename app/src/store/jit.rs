@@ -299,20 +299,39 @@ impl Store {
             }
             filter.push_str(&format!(" AND ({})", parts.join(" OR ")));
         }
-        // One statement for the four counts, each read from its tab's index.
-        let count = |tab: VmTab| {
+        // One statement for the four counts. Without a search each reads its tab's index;
+        // a search matches anywhere in a name (no index helps), so then one scan counts
+        // all four rather than four scans one each.
+        let count_sql = if search.is_empty() {
+            let count = |tab: VmTab| {
+                format!(
+                    "(SELECT COUNT(*) FROM vms v WHERE {}{filter})",
+                    tab.condition()
+                )
+            };
             format!(
-                "(SELECT COUNT(*) FROM vms v WHERE {}{filter})",
-                tab.condition()
+                "SELECT {} AS configured, {} AS recommended, {} AS not_configured, {} AS unsupported",
+                count(VmTab::Configured),
+                count(VmTab::Recommended),
+                count(VmTab::NotConfigured),
+                count(VmTab::Unsupported),
+            )
+        } else {
+            let count = |tab: VmTab| {
+                format!(
+                    "COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0)",
+                    tab.condition()
+                )
+            };
+            format!(
+                "SELECT {} AS configured, {} AS recommended, {} AS not_configured, {} AS unsupported \
+                 FROM vms v WHERE 1 = 1{filter}",
+                count(VmTab::Configured),
+                count(VmTab::Recommended),
+                count(VmTab::NotConfigured),
+                count(VmTab::Unsupported),
             )
         };
-        let count_sql = format!(
-            "SELECT {} AS configured, {} AS recommended, {} AS not_configured, {} AS unsupported",
-            count(VmTab::Configured),
-            count(VmTab::Recommended),
-            count(VmTab::NotConfigured),
-            count(VmTab::Unsupported),
-        );
         let row = bind_all(sqlx::query(&count_sql), &binds)
             .fetch_one(&self.pool)
             .await?;
