@@ -53,20 +53,7 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
     let poll = agent.long_poll(&app, generation);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let key = format!("{vm}:22/tcp");
-    let (s, body) = app
-        .call(
-            &admin,
-            "request_access",
-            &[
-                ("vm_ids[0]", &vm),
-                ("ports[0]", &key),
-                ("source_mode", "custom"),
-                ("custom_source", "198.51.100.10"),
-                ("duration", "10"),
-            ],
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
+    request_from(&app, &admin, &key, "198.51.100.10").await;
     let (woke, state) = poll.await.unwrap();
     let waited = woke - started;
     assert!(
@@ -95,14 +82,15 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
         detail["vm"]["agent_status"],
         "Initiated: waiting for the agent"
     );
-    let res = reqwest::Client::new()
-        .post(format!("{}/agent/v1/report", app.base))
-        .bearer_auth(&agent.bearer)
-        .json(&json!({ "generation": applied, "error": "", "listening_ports": [22, 8080, 3389] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        agent
+            .report(
+                &app,
+                json!({ "generation": applied, "error": "", "listening_ports": [22, 8080, 3389] })
+            )
+            .await,
+        StatusCode::NO_CONTENT
+    );
     let (_, detail) = app.call(&admin, "get_vm", &[("id", &vm)]).await;
     assert_eq!(detail["vm"]["agent_status"], "Enforced: 1 grant open");
     assert_eq!(detail["vm"]["status_level"], "ok");
@@ -120,14 +108,15 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
 
     // An error report is shown and logged (a second later: one report a second per agent).
     tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
-    let res = reqwest::Client::new()
-        .post(format!("{}/agent/v1/report", app.base))
-        .bearer_auth(&agent.bearer)
-        .json(&json!({ "generation": applied, "error": "nft: syntax error" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        agent
+            .report(
+                &app,
+                json!({ "generation": applied, "error": "nft: syntax error" })
+            )
+            .await,
+        StatusCode::NO_CONTENT
+    );
     let (_, detail) = app.call(&admin, "get_vm", &[("id", &vm)]).await;
     assert_eq!(
         detail["vm"]["agent_status"],
@@ -141,32 +130,20 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
 
     // A grant made after it is in a generation the host refuses: never "Active", though
     // the agent reports that generation (it reports what it attempted).
-    let (s, body) = app
-        .call(
-            &admin,
-            "request_access",
-            &[
-                ("vm_ids[0]", &vm),
-                ("ports[0]", &key),
-                ("source_mode", "custom"),
-                ("custom_source", "198.51.100.11"),
-                ("duration", "10"),
-            ],
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
+    request_from(&app, &admin, &key, "198.51.100.11").await;
     let (_, state) = agent.state(&app, applied, 0).await;
     let refused = state["generation"].as_i64().unwrap();
     assert!(refused > applied);
     tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
-    let res = reqwest::Client::new()
-        .post(format!("{}/agent/v1/report", app.base))
-        .bearer_auth(&agent.bearer)
-        .json(&json!({ "generation": refused, "error": "nft: syntax error in rule 2" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        agent
+            .report(
+                &app,
+                json!({ "generation": refused, "error": "nft: syntax error in rule 2" })
+            )
+            .await,
+        StatusCode::NO_CONTENT
+    );
     let (_, mine) = app.call(&admin, "my_requests", &[]).await;
     let by_source = |source: &str| -> serde_json::Value {
         mine[0]
@@ -209,19 +186,10 @@ async fn agents_enroll_once_poll_their_own_state_and_report() {
             .collect()
     };
     let report2 = |error: &'static str| {
-        let base = app.base.clone();
-        let bearer = agent2.bearer.clone();
-        let generation = state2["generation"].clone();
-        async move {
-            reqwest::Client::new()
-                .post(format!("{base}/agent/v1/report"))
-                .bearer_auth(bearer)
-                .json(&json!({ "generation": generation, "error": error, "listening_ports": [22] }))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        agent2.report(
+            &app,
+            json!({ "generation": state2["generation"], "error": error, "listening_ports": [22] }),
+        )
     };
     assert_eq!(
         report2("nft: No such file or directory (os error 2)").await,
@@ -296,4 +264,23 @@ async fn an_agent_can_register_its_host_as_a_new_vm() {
         .await;
     let (s, refused) = enroll(&app, body["token"].as_str().unwrap(), "edge-7").await;
     assert_eq!(s, StatusCode::CONFLICT, "{refused}");
+}
+
+/// `admin` asks for the port `key` (`VM:PORT/PROTO`) from `source` for 10 minutes.
+async fn request_from(app: &TestApp, admin: &reqwest::Client, key: &str, source: &str) {
+    let vm = key.split(':').next().unwrap();
+    let (s, body) = app
+        .call(
+            admin,
+            "request_access",
+            &[
+                ("vm_ids[0]", vm),
+                ("ports[0]", key),
+                ("source_mode", "custom"),
+                ("custom_source", source),
+                ("duration", "10"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
 }

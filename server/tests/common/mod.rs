@@ -304,6 +304,18 @@ impl Agent {
             .unwrap();
         (res.status(), res.json().await.unwrap_or(Value::Null))
     }
+
+    /// Sends a report (`generation`, `error`, `listening_ports`) as the agent does.
+    pub async fn report(&self, app: &TestApp, report: Value) -> StatusCode {
+        reqwest::Client::new()
+            .post(format!("{}/agent/v1/report", app.base))
+            .bearer_auth(&self.bearer)
+            .json(&report)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
 }
 
 pub async fn token_for(app: &TestApp, admin: &reqwest::Client, vm: &str) -> String {
