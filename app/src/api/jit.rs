@@ -66,6 +66,20 @@ pub mod views {
         crate::domain::enforcement::of(&facts, chrono::Utc::now().timestamp_millis(), format_utc)
     }
 
+    /// [`vm_row`] with what `actor` may do with the VM (the services' `permits`).
+    pub fn vm_row_for(actor: &Actor, s: VmSummary) -> VmRow {
+        let may = crate::services::jit::capabilities(actor, &s.vm);
+        let configured = s.has_policy;
+        let mut row = vm_row(s);
+        row.may = RowPermissions {
+            manage: may.manage,
+            configure: may.configure,
+            request: may.request && configured,
+            view_log: may.view_log,
+        };
+        row
+    }
+
     pub fn vm_row(s: VmSummary) -> VmRow {
         let status = enforcement(&s);
         VmRow {
@@ -73,7 +87,7 @@ pub mod views {
             status_level: status.level.as_str().to_owned(),
             agent_enrolled: s.vm.agent_id.is_some(),
             agent_last_seen: s.vm.agent_last_seen,
-            // The caller that knows the viewer fills this in.
+            // Known to [`vm_row_for`], which knows the viewer.
             may: Default::default(),
             id: s.vm.id,
             name: s.vm.name,
@@ -99,13 +113,13 @@ pub mod views {
     }
 
     pub fn request_view(actor: &Actor, r: StoredRequest) -> RequestView {
-        use crate::domain::enforcement::{Grant, grant};
+        use crate::domain::enforcement::{Grant, Level, grant};
         let (enforcement, level) =
             match grant(r.vm_has_agent, r.enforced_at.is_some(), &r.vm_agent_error) {
-                Grant::NoAgent => ("Not enforced: no agent", "warning"),
-                Grant::Applied => ("Active", "ok"),
-                Grant::Failed => ("Not applied: enforcement error", "error"),
-                Grant::Waiting => ("Initiated", "info"),
+                Grant::NoAgent => ("Not enforced: no agent", Level::Warning),
+                Grant::Applied => ("Active", Level::Ok),
+                Grant::Failed => ("Not applied: enforcement error", Level::Error),
+                Grant::Waiting => ("Initiated", Level::Info),
             };
         let can_end = !r.status.is_final() && crate::services::requests::may_end(actor, &r);
         RequestView {
@@ -141,7 +155,7 @@ pub mod views {
                     } else {
                         String::new()
                     },
-                    enforcement_level: level.to_owned(),
+                    enforcement_level: level.as_str().to_owned(),
                 })
                 .collect(),
             can_end,
@@ -184,18 +198,7 @@ pub async fn list_vms(
         let (rows, counts) = jit::list_vms(&c.state.store, &actor, query).await?;
         let rows = rows
             .into_iter()
-            .map(|s| {
-                let may = jit::capabilities(&actor, &s.vm);
-                let configured = s.has_policy;
-                let mut row = views::vm_row(s);
-                row.may = crate::model::RowPermissions {
-                    manage: may.manage,
-                    configure: may.configure,
-                    request: may.request && configured,
-                    view_log: may.view_log,
-                };
-                row
-            })
+            .map(|s| views::vm_row_for(&actor, s))
             .collect();
         Ok(VmPage {
             rows,
@@ -223,9 +226,9 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
         let store = &c.state.store;
-        let row = jit::vm_summary(store, &actor, &id).await?;
-        let may = jit::capabilities(&actor, &row.vm);
-        let vm_id = row.vm.id.clone();
+        let vm = views::vm_row_for(&actor, jit::vm_summary(store, &actor, &id).await?);
+        let may = vm.may;
+        let vm_id = vm.id.clone();
         let policy = store.get_policy(&vm_id).await?;
         let now = store.now_ms();
         let from = now - 7 * 24 * 3600 * 1000;
@@ -235,13 +238,6 @@ pub async fn get_vm(id: String) -> Result<VmDetail, AppError> {
         // The range reaches as far ahead as the latest booked window.
         let to = windows.iter().map(|w| w.1).max().unwrap_or(now).max(now);
         let reqs = requests::vm_requests(store, &actor, &vm_id).await?;
-        let mut vm = views::vm_row(row);
-        vm.may = crate::model::RowPermissions {
-            manage: may.manage,
-            configure: may.configure,
-            request: may.request && policy.is_some(),
-            view_log: may.view_log,
-        };
         Ok(VmDetail {
             vm,
             policy: policy.as_ref().map(views::policy_rows).unwrap_or_default(),

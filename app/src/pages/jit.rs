@@ -23,16 +23,7 @@ pub fn JitPage() -> impl IntoView {
         let q = query.get();
         (
             q.get("tab")
-                .filter(|t| {
-                    [
-                        "configured",
-                        "recommended",
-                        "not_configured",
-                        "unsupported",
-                        "all",
-                    ]
-                    .contains(&t.as_str())
-                })
+                .filter(|t| t == "all" || TABS.iter().any(|(id, _)| id == t))
                 .unwrap_or_else(|| "configured".into()),
             q.get("q").unwrap_or_default(),
             q.get("sort").unwrap_or_default(),

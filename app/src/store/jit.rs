@@ -75,6 +75,14 @@ pub struct TabCounts {
     pub unsupported: i64,
 }
 
+/// The tabs that partition the VMs, with the column `list_vms` reads each one's count as.
+const TAB_COUNTS: [(VmTab, &str); 4] = [
+    (VmTab::Configured, "configured"),
+    (VmTab::Recommended, "recommended"),
+    (VmTab::NotConfigured, "not_configured"),
+    (VmTab::Unsupported, "unsupported"),
+];
+
 impl TabCounts {
     pub fn of(&self, tab: VmTab) -> i64 {
         match tab {
@@ -302,35 +310,28 @@ impl Store {
         // One statement for the four counts. Without a search each reads its tab's index;
         // a search matches anywhere in a name (no index helps), so then one scan counts
         // all four rather than four scans one each.
-        let count_sql = if search.is_empty() {
-            let count = |tab: VmTab| {
+        let count = |tab: VmTab| {
+            if search.is_empty() {
                 format!(
                     "(SELECT COUNT(*) FROM vms v WHERE {}{filter})",
                     tab.condition()
                 )
-            };
-            format!(
-                "SELECT {} AS configured, {} AS recommended, {} AS not_configured, {} AS unsupported",
-                count(VmTab::Configured),
-                count(VmTab::Recommended),
-                count(VmTab::NotConfigured),
-                count(VmTab::Unsupported),
-            )
-        } else {
-            let count = |tab: VmTab| {
+            } else {
                 format!(
                     "COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0)",
                     tab.condition()
                 )
-            };
-            format!(
-                "SELECT {} AS configured, {} AS recommended, {} AS not_configured, {} AS unsupported \
-                 FROM vms v WHERE 1 = 1{filter}",
-                count(VmTab::Configured),
-                count(VmTab::Recommended),
-                count(VmTab::NotConfigured),
-                count(VmTab::Unsupported),
-            )
+            }
+        };
+        let columns = TAB_COUNTS
+            .iter()
+            .map(|(tab, column)| format!("{} AS {column}", count(*tab)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let count_sql = if search.is_empty() {
+            format!("SELECT {columns}")
+        } else {
+            format!("SELECT {columns} FROM vms v WHERE 1 = 1{filter}")
         };
         let row = bind_all(sqlx::query(&count_sql), &binds)
             .fetch_one(&self.pool)
