@@ -530,3 +530,100 @@ async fn an_approval_stops_counting_when_the_vm_leaves_the_approvers_scope() {
         "opened on an out-of-scope approval"
     );
 }
+
+/// One submission over two VMs: the VM with no port ticked is left out, and on the other
+/// the port that needs approval waits in a request of its own while the other opens at
+/// once; one bad part stores nothing at all.
+#[tokio::test]
+async fn ports_needing_approval_wait_apart_while_the_others_open_and_an_unticked_vm_is_left_out() {
+    let w = world().await;
+    let t = team(&w, "1").await;
+    w.policy(&t.admin, &t.vm, &[rule("22"), gated("1")]).await;
+    let other = w.vm(&t.admin, "win-2", "prod").await;
+    w.policy(&t.admin, &other, &[rule("22")]).await;
+    let form = |ports: &'static [&'static str], minutes: &'static str| {
+        let ports: Vec<String> = ports
+            .iter()
+            .map(|p| format!("{}:{p}/tcp", t.vm.id))
+            .collect();
+        (ports, minutes)
+    };
+    let submit = |ports: Vec<String>, minutes: &'static str| {
+        let vm_ids = vec![t.vm.id.clone(), other.id.clone()];
+        let rita = t.rita.clone();
+        let store = w.store.clone();
+        async move {
+            requests::request_access(
+                &store,
+                &rita,
+                requests::AccessForm {
+                    ports: &ports,
+                    vm_ids: &vm_ids,
+                    source_mode: "custom",
+                    custom_source: "198.51.100.10",
+                    duration_minutes: minutes,
+                    justification: "maintenance",
+                    start: "",
+                },
+            )
+            .await
+        }
+    };
+    // Nothing ticked on either VM: one message, nothing stored.
+    let (none, minutes) = form(&[], "30");
+    match submit(none, minutes).await {
+        Err(AppError::Validation(e)) => {
+            assert_eq!(e.get("ports"), Some("Choose at least one port."));
+        }
+        other => panic!("expected a field error, got {other:?}"),
+    }
+    // Over both ports' bound (60 minutes): neither part is stored.
+    let (both, _) = form(&["22", "3389"], "30");
+    let too_long = submit(both.clone(), "100000").await;
+    assert!(
+        matches!(too_long, Err(AppError::Validation(_))),
+        "{too_long:?}"
+    );
+    assert_eq!(
+        count(&w, "SELECT COUNT(*) AS n FROM access_requests").await,
+        0
+    );
+
+    let ids = submit(both, "30").await.unwrap();
+    assert_eq!(ids.len(), 2, "one request that opens, one that waits");
+    let opened = w.request_row(&ids[0]).await;
+    let waiting = w.request_row(&ids[1]).await;
+    assert_eq!(opened.status, RequestStatus::Active);
+    assert_eq!(
+        opened.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
+        vec![22]
+    );
+    assert_eq!(waiting.status, RequestStatus::PendingApproval);
+    assert_eq!(
+        waiting.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
+        vec![3389]
+    );
+    assert_eq!(opened.vm_id, t.vm.id);
+    assert_eq!(waiting.vm_id, t.vm.id);
+    // Port 22 is open now; 3389 is not, and waits in the approvers' queue.
+    let grants = w.grants(&t.vm).await;
+    assert_eq!(
+        grants.iter().map(|g| g.1).collect::<Vec<_>>(),
+        vec![22],
+        "{grants:?}"
+    );
+    assert_eq!(queue(&w, &t.alice).await, vec![ids[1].clone()]);
+    // win-2, offered but not ticked, got nothing.
+    assert!(w.grants(&other).await.is_empty());
+    assert_eq!(
+        count(&w, "SELECT COUNT(*) AS n FROM access_requests").await,
+        2
+    );
+    // The approval opens 3389 beside the 22 already open.
+    requests::approve(&w.store, &t.alice, &ids[1], "ok")
+        .await
+        .unwrap();
+    let mut open: Vec<i64> = w.grants(&t.vm).await.iter().map(|g| g.1).collect();
+    open.sort();
+    assert_eq!(open, vec![22, 3389]);
+}

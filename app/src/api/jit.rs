@@ -442,22 +442,36 @@ async fn requested_message(
     ids: &[String],
 ) -> crate::error::AppResult<String> {
     use crate::domain::request::RequestStatus;
-    let mut parts = Vec::new();
+    let mut requests = Vec::new();
     for id in ids {
-        let Some(r) = store.get_request(id).await? else {
-            continue;
+        if let Some(r) = store.get_request(id).await? {
+            requests.push(r);
+        }
+    }
+    let mut parts = Vec::new();
+    for r in &requests {
+        // A VM asked for twice (ports that open at once, ports that wait) names its ports.
+        let twice = requests.iter().filter(|o| o.vm_id == r.vm_id).count() > 1;
+        let vm = if twice {
+            let ports: Vec<String> = r
+                .ports
+                .iter()
+                .map(|p| format!("{}/{}", p.port, p.protocol))
+                .collect();
+            format!("{} ({})", r.vm_name, ports.join(", "))
+        } else {
+            r.vm_name.clone()
         };
         parts.push(match (r.status, r.planned_start_at) {
-            (RequestStatus::Active, _) => format!("Access to {} is open.", r.vm_name),
+            (RequestStatus::Active, _) => format!("Access to {vm} is open."),
             (RequestStatus::Approved, Some(start)) => format!(
-                "Access to {} is scheduled for {}.",
-                r.vm_name,
+                "Access to {vm} is scheduled for {}.",
                 crate::model::format_utc(start)
             ),
             (RequestStatus::PendingApproval, _) => {
-                format!("Your request for {} waits for approval.", r.vm_name)
+                format!("Your request for {vm} waits for approval.")
             }
-            (status, _) => format!("Your request for {} is {}.", r.vm_name, status.label()),
+            (status, _) => format!("Your request for {vm} is {}.", status.label()),
         });
     }
     Ok(parts.join(" "))

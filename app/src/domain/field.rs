@@ -58,6 +58,14 @@ impl FieldErrors {
             .map(|e| e.message.as_str())
     }
 
+    /// Whether exactly this message is already recorded under `field`: parts of one form
+    /// checked apart may find the same fault.
+    pub fn has(&self, field: &str, message: &str) -> bool {
+        self.0
+            .iter()
+            .any(|e| e.field == field && e.message == message)
+    }
+
     /// `Ok(())` when nothing was recorded, so callers can end a parse with `errors.into_result()?`.
     pub fn into_result(self) -> Result<(), FieldErrors> {
         if self.is_empty() { Ok(()) } else { Err(self) }

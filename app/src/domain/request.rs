@@ -283,6 +283,26 @@ pub fn parse_request(
     })
 }
 
+/// One VM's chosen ports, in the parts that become requests of their own: the ports that
+/// need no approval (they open at once) and those that do (they wait), so that asking for
+/// both together neither holds the first back nor lets the second skip its approval.
+/// Ports outside the policy go with the first part, where [`parse_request`] names them.
+/// Empty parts are left out; the order of the ports is kept within each part.
+pub fn split_by_approval(
+    policy: &JitPolicy,
+    ports: &[(Port, Protocol)],
+) -> Vec<Vec<(Port, Protocol)>> {
+    let (waiting, at_once): (Vec<_>, Vec<_>) = ports.iter().partition(|(port, protocol)| {
+        policy
+            .rule_covering(*port, *protocol)
+            .is_some_and(|r| r.approval_required)
+    });
+    [at_once, waiting]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect()
+}
+
 /// Why a request can no longer be granted as asked, or a grant no longer stands, under
 /// the VM's policy as it is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -627,6 +647,83 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn ports_that_need_approval_are_asked_apart_from_those_that_open_at_once() {
+        let policy = policy();
+        assert_eq!(
+            split_by_approval(&policy, &[p("3389"), p("22")]),
+            vec![vec![p("22")], vec![p("3389")]]
+        );
+        assert_eq!(split_by_approval(&policy, &[p("22")]), vec![vec![p("22")]]);
+        assert_eq!(
+            split_by_approval(&policy, &[p("3389")]),
+            vec![vec![p("3389")]]
+        );
+        assert!(split_by_approval(&policy, &[]).is_empty());
+        // A port outside the policy stays with the first part, where parse_request names it.
+        assert_eq!(
+            split_by_approval(&policy, &[p("3389"), p("8080")]),
+            vec![vec![p("8080")], vec![p("3389")]]
+        );
+        // Each part parses on its own: the one without approval opens at once.
+        let parts = split_by_approval(&policy, &[p("22"), p("3389")]);
+        let specs: Vec<RequestSpec> = parts
+            .into_iter()
+            .map(|ports| {
+                let input = RequestInput {
+                    ports,
+                    source_mode: "custom",
+                    custom_source: "198.51.100.7",
+                    duration_minutes: "30",
+                    justification: "patching",
+                    start: "",
+                };
+                parse_request("web-1", &policy, &input, ip("203.0.113.9"), NOW).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            specs.iter().map(|s| s.needs_approval).collect::<Vec<_>>(),
+            vec![false, true]
+        );
+    }
+
+    proptest::proptest! {
+        /// Every chosen port lands in exactly one part, in its order, and each part is all
+        /// "opens at once" or all "waits", the first never waiting when both exist.
+        #[test]
+        fn splitting_keeps_every_port_once_and_each_part_uniform(
+            picks in proptest::collection::vec(0usize..3, 0..6)
+        ) {
+            let policy = policy();
+            let choices = [p("22"), p("3389"), p("8080")];
+            let ports: Vec<_> = picks.iter().map(|i| choices[*i]).collect();
+            let parts = split_by_approval(&policy, &ports);
+            let waits = |port: &(Port, Protocol)| {
+                policy.rule_covering(port.0, port.1).is_some_and(|r| r.approval_required)
+            };
+            proptest::prop_assert!(parts.len() <= 2);
+            let mut joined: Vec<_> = parts.concat();
+            let mut expected = ports.clone();
+            joined.sort_by_key(|(port, _)| port.get());
+            expected.sort_by_key(|(port, _)| port.get());
+            proptest::prop_assert_eq!(joined, expected);
+            for part in &parts {
+                proptest::prop_assert!(!part.is_empty());
+                proptest::prop_assert!(part.iter().all(waits) || !part.iter().any(waits));
+                // In the order chosen: the part is the chosen ports of its kind.
+                let of_kind: Vec<_> = ports
+                    .iter()
+                    .filter(|x| waits(x) == waits(&part[0]))
+                    .copied()
+                    .collect();
+                proptest::prop_assert_eq!(part, &of_kind);
+            }
+            if parts.len() == 2 {
+                proptest::prop_assert!(!parts[0].iter().any(waits));
+            }
+        }
     }
 
     /// 2027-01-15 08:00:00 UTC.

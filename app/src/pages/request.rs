@@ -2,9 +2,11 @@
 
 use crate::api::jit::{RequestAccess, load_request_blade};
 use crate::components::{Breadcrumbs, FieldMsg, FormAlert, Shell, action_error};
+use crate::model::RequestBlade;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
+use std::collections::BTreeSet;
 
 #[component]
 pub fn RequestAccessPage() -> impl IntoView {
@@ -13,6 +15,9 @@ pub fn RequestAccessPage() -> impl IntoView {
     let blade = Resource::new(vm_ids, load_request_blade);
     let action = ServerAction::<RequestAccess>::new();
     let err = action_error(action);
+    // The ports ticked so far (hydrated only): the duration bound, the justification's
+    // "required" and the approval summary follow them.
+    let ticked = RwSignal::new(BTreeSet::<String>::new());
 
     let body = move || {
         Suspend::new(async move {
@@ -23,6 +28,7 @@ pub fn RequestAccessPage() -> impl IntoView {
                         .into_any();
                 }
             };
+            let limits = Limits::of(&b);
             let mut k = 0usize;
             let vms = b
                 .vms
@@ -50,9 +56,20 @@ pub fn RequestAccessPage() -> impl IntoView {
                                     (true, n) => format!(", needs {n} approvals"),
                                 }
                             );
+                            let key = value.clone();
+                            let toggle = move |ev| {
+                                let on = event_target_checked(&ev);
+                                ticked.update(|t| {
+                                    if on {
+                                        t.insert(key.clone());
+                                    } else {
+                                        t.remove(&key);
+                                    }
+                                });
+                            };
                             view! {
                                 <div class="field checkbox">
-                                    <input type="checkbox" id=id.clone() name=format!("ports[{k}]") value=value />
+                                    <input type="checkbox" id=id.clone() name=format!("ports[{k}]") value=value on:change=toggle />
                                     <label for=id>{label}</label>
                                 </div>
                             }
@@ -68,6 +85,15 @@ pub fn RequestAccessPage() -> impl IntoView {
                 })
                 .collect_view();
             let default_minutes = b.max_minutes.min(180).to_string();
+            let duration_label = {
+                let limits = limits.clone();
+                move || limits.duration_label(&ticked.read())
+            };
+            let justification_label = {
+                let limits = limits.clone();
+                move || limits.justification_label(&ticked.read())
+            };
+            let summary = move || limits.summary(&ticked.read());
             let lead_days = b
                 .vms
                 .iter()
@@ -80,6 +106,7 @@ pub fn RequestAccessPage() -> impl IntoView {
                 <ActionForm action attr:class="form">
                     <h2>"Ports"</h2>
                     {vms}
+                    <p class="hint" aria-live="polite" data-testid="approval-summary">{summary}</p>
                     <FieldMsg err field="ports".to_owned() />
                     <h2>"Source"</h2>
                     <div class="field checkbox">
@@ -96,7 +123,7 @@ pub fn RequestAccessPage() -> impl IntoView {
                         <FieldMsg err field="source".to_owned() />
                     </div>
                     <div class="field">
-                        <label for="f-duration">{format!("Duration in minutes (at most {})", b.max_minutes)}</label>
+                        <label for="f-duration" data-testid="duration-label">{duration_label}</label>
                         <input id="f-duration" type="text" inputmode="numeric" name="duration" value=default_minutes />
                         <FieldMsg err field="duration".to_owned() />
                     </div>
@@ -111,7 +138,7 @@ pub fn RequestAccessPage() -> impl IntoView {
                         </div>
                     })}
                     <div class="field">
-                        <label for="f-justification">{if b.justification_required { "Justification (required)" } else { "Justification" }}</label>
+                        <label for="f-justification" data-testid="justification-label">{justification_label}</label>
                         <textarea id="f-justification" name="justification" rows="3" maxlength="500"></textarea>
                         <FieldMsg err field="justification".to_owned() />
                     </div>
@@ -132,5 +159,108 @@ pub fn RequestAccessPage() -> impl IntoView {
             <h1>"Request access"</h1>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
         </Shell>
+    }
+}
+
+/// What each port on the form allows, keyed by its form value (`VM_ID:PORT/PROTOCOL`), so
+/// that the labels can speak of the ports chosen; before any is chosen (and without
+/// JavaScript) they speak of all of them.
+#[derive(Clone)]
+struct Limits(Vec<(String, PortLimit)>);
+
+#[derive(Clone, Copy)]
+struct PortLimit {
+    max_minutes: i64,
+    justification: bool,
+    approval: bool,
+}
+
+impl Limits {
+    fn of(blade: &RequestBlade) -> Self {
+        Limits(
+            blade
+                .vms
+                .iter()
+                .flat_map(|vm| {
+                    vm.rules.iter().map(|r| {
+                        (
+                            format!("{}:{}/{}", vm.id, r.port, r.protocol),
+                            PortLimit {
+                                max_minutes: r.max_minutes.parse().unwrap_or(0),
+                                justification: r.justification_required,
+                                approval: r.approval_required,
+                            },
+                        )
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// The ports chosen, or every port while none is.
+    fn chosen(&self, ticked: &BTreeSet<String>) -> (bool, Vec<PortLimit>) {
+        let chosen: Vec<PortLimit> = self
+            .0
+            .iter()
+            .filter(|(key, _)| ticked.contains(key))
+            .map(|(_, l)| *l)
+            .collect();
+        if chosen.is_empty() {
+            (false, self.0.iter().map(|(_, l)| *l).collect())
+        } else {
+            (true, chosen)
+        }
+    }
+
+    fn duration_label(&self, ticked: &BTreeSet<String>) -> String {
+        let (any, ports) = self.chosen(ticked);
+        let least = ports.iter().map(|l| l.max_minutes).min().unwrap_or(0);
+        let most = ports.iter().map(|l| l.max_minutes).max().unwrap_or(0);
+        if any || least == most {
+            format!("Duration in minutes (at most {least})")
+        } else {
+            format!("Duration in minutes (at most {least}, or as long as each chosen port allows)")
+        }
+    }
+
+    fn justification_label(&self, ticked: &BTreeSet<String>) -> &'static str {
+        let (any, ports) = self.chosen(ticked);
+        let required = ports.iter().filter(|l| l.justification).count();
+        if required == 0 {
+            "Justification"
+        } else if any || required == ports.len() {
+            "Justification (required)"
+        } else {
+            "Justification (required for the ports that say so)"
+        }
+    }
+
+    /// Says how a choice of both kinds of port is handled; before any port is chosen, only
+    /// when the form offers both kinds.
+    fn summary(&self, ticked: &BTreeSet<String>) -> String {
+        let (any, ports) = self.chosen(ticked);
+        let waiting = ports.iter().filter(|l| l.approval).count();
+        let at_once = ports.len() - waiting;
+        let n = |n: usize| {
+            if n == 1 {
+                "1 port".to_owned()
+            } else {
+                format!("{n} ports")
+            }
+        };
+        match (any, at_once, waiting) {
+            (false, a, w) if a > 0 && w > 0 => "Ports that need approval may be chosen with \
+                ports that don't: the latter open without waiting, the others wait in a \
+                request of their own."
+                .to_owned(),
+            (false, _, _) => String::new(),
+            (true, a, 0) => format!("{} chosen, no approval needed.", n(a)),
+            (true, 0, w) => format!("{} chosen, approval needed.", n(w)),
+            (true, a, w) => format!(
+                "{} without approval, {} waiting for approval in a request of their own.",
+                n(a),
+                n(w)
+            ),
+        }
     }
 }

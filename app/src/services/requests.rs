@@ -9,7 +9,7 @@ use crate::domain::jit::{Approvers, Port, Protocol};
 use crate::domain::notify::NotifyEvent;
 use crate::domain::request::{
     Event, Misfit, PortStatus, RequestInput, RequestStatus, extended_end, parse_port_key,
-    parse_request, reason, recheck_request,
+    parse_request, reason, recheck_request, split_by_approval,
 };
 use crate::domain::{Action, Cidr, FieldErrors, Resource, permits, permits_approval};
 use crate::error::{AppError, AppResult};
@@ -30,7 +30,9 @@ pub struct AccessForm<'a> {
     pub start: &'a str,
 }
 
-/// Creates one request per VM, all of them or none, in one transaction. Every VM's part is
+/// Creates one request per VM, all of them or none, in one transaction; a VM whose chosen
+/// ports include some that need approval and some that don't gets two, so that the latter
+/// open at once while the former wait (see [`split_by_approval`]). Every VM's part is
 /// checked first without holding the write lock (for quick answers), then again inside the
 /// transaction against the requester, roles and policies as they are at that moment: a
 /// user disabled, a role removed or a policy tightened a moment earlier cannot slip a
@@ -48,6 +50,7 @@ pub async fn request_access(
     }
     let mut errors = FieldErrors::new();
     let mut parsed = Vec::new();
+    let mut any_chosen = false;
     for vm_id in form.vm_ids {
         let vm = visible_vm(store, actor, vm_id).await?;
         require(actor, Action::RequestAccess, &vm_resource(&vm))?;
@@ -68,24 +71,36 @@ pub async fn request_access(
                 }
             }
         }
-        let input = RequestInput {
-            ports,
-            source_mode: form.source_mode,
-            custom_source: form.custom_source,
-            duration_minutes: form.duration_minutes,
-            justification: form.justification,
-            start: form.start,
-        };
-        match parse_request(&vm.name, &policy, &input, actor.ip, store.now_ms()) {
-            Ok(spec) => parsed.push((vm, input, spec)),
-            Err(e) => {
-                for fe in e.0 {
-                    if errors.get(&fe.field) != Some(fe.message.as_str()) {
-                        errors.add(&fe.field, fe.message);
+        // A VM offered on the form but without a ticked port is left out of the request.
+        if ports.is_empty() && form.vm_ids.len() > 1 {
+            continue;
+        }
+        any_chosen = true;
+        let parts = split_by_approval(&policy, &ports);
+        // An empty choice still goes through parse_request, which says what is missing.
+        for ports in if parts.is_empty() { vec![ports] } else { parts } {
+            let input = RequestInput {
+                ports,
+                source_mode: form.source_mode,
+                custom_source: form.custom_source,
+                duration_minutes: form.duration_minutes,
+                justification: form.justification,
+                start: form.start,
+            };
+            match parse_request(&vm.name, &policy, &input, actor.ip, store.now_ms()) {
+                Ok(_) => parsed.push((vm.clone(), input)),
+                Err(e) => {
+                    for fe in e.0 {
+                        if !errors.has(&fe.field, &fe.message) {
+                            errors.add(&fe.field, fe.message);
+                        }
                     }
                 }
             }
         }
+    }
+    if !any_chosen && errors.is_empty() {
+        errors.add("ports", "Choose at least one port.");
     }
     errors.into_result()?;
     let batch = uuid::Uuid::new_v4().to_string();
@@ -93,7 +108,7 @@ pub async fn request_access(
     let mut tx = store.begin_write().await?;
     let inputs = tx.role_inputs(&actor.user_id).await?;
     let roles = roles_from(&inputs);
-    for (vm, input, _) in &parsed {
+    for (vm, input) in &parsed {
         let Some(now_vm) = tx.vm(&vm.id).await? else {
             return Err(AppError::NotFound("The VM".into()));
         };

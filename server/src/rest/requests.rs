@@ -375,7 +375,9 @@ pub async fn list_requests(
     }))
 }
 
-/// Requests access on one or several VMs at once, all or none.
+/// Requests access on one or several VMs at once, all or none. One request per VM, or two
+/// where a VM's ports include some that need approval and some that don't: the latter open
+/// at once (status `Active`) while the former wait (`PendingApproval`).
 #[utoipa::path(post, path = "/api/v1/requests", tag = "requests",
     request_body = InitiateInput,
     responses(
