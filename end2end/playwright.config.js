@@ -1,6 +1,18 @@
 // Browser tests in Debian's Chromium (never a downloaded browser), run twice: hydrated,
-// and with JavaScript disabled so that every form must work as a plain HTML post.
-import { defineConfig } from '@playwright/test';
+// and with JavaScript disabled so that every form must work as a plain HTML post. The
+// phone layout (phone.spec.js only) runs on a 390×844 touch screen, with and without
+// JavaScript.
+import { defineConfig, devices } from '@playwright/test';
+
+// A phone as Playwright's device descriptors describe one (mobile viewport meta, touch,
+// a high-density screen), at the size of a common 6.1" phone, in Chromium.
+const PHONE = {
+  ...devices['Pixel 7'],
+  viewport: { width: 390, height: 844 },
+  screen: { width: 390, height: 844 },
+  defaultBrowserType: 'chromium',
+};
+const PHONE_SPEC = /phone\.spec\.js$/;
 
 export default defineConfig({
   testDir: './tests',
@@ -20,7 +32,9 @@ export default defineConfig({
     trace: 'retain-on-failure',
   },
   projects: [
-    { name: 'hydrated', use: { javaScriptEnabled: true } },
-    { name: 'no-js', use: { javaScriptEnabled: false } },
+    { name: 'hydrated', testIgnore: PHONE_SPEC, use: { javaScriptEnabled: true } },
+    { name: 'no-js', testIgnore: PHONE_SPEC, use: { javaScriptEnabled: false } },
+    { name: 'phone', testMatch: PHONE_SPEC, use: { ...PHONE, javaScriptEnabled: true } },
+    { name: 'phone-no-js', testMatch: PHONE_SPEC, use: { ...PHONE, javaScriptEnabled: false } },
   ],
 });

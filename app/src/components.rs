@@ -8,6 +8,90 @@ use leptos::prelude::*;
 /// The signed-in user, loaded once per page and shared by the header and the pages.
 pub type UserResource = Resource<Result<Option<crate::model::UserView>, crate::error::AppError>>;
 
+/// The names of table columns. Each heads its column (`<th>`) and labels each of its
+/// cells (`<td data-label=…>`): on a phone a table's rows become cards, its head is
+/// hidden, and CSS shows every cell's `data-label` before its value, so a value is never
+/// without its column's name. One constant for both keeps the two from drifting apart.
+pub mod col {
+    pub const ACTION: &str = "Action";
+    pub const ACTIONS: &str = "Actions";
+    pub const ACTIVE_GRANTS: &str = "Active grants";
+    pub const ACTOR: &str = "Actor";
+    pub const ADDRESSES: &str = "Addresses";
+    pub const ALLOWED_SOURCE_IPS: &str = "Allowed source IPs";
+    pub const ALLOWED_SOURCES: &str = "Allowed sources";
+    pub const APPROVAL: &str = "Approval";
+    pub const APPROVAL_REQUIRED: &str = "Approval required";
+    pub const APPROVAL_WITHIN: &str = "Approval within (minutes)";
+    pub const APPROVALS: &str = "Approvals";
+    pub const APPROVED_7_DAYS: &str = "Approved (7 days)";
+    pub const APPROVERS: &str = "Approvers";
+    pub const ASKED: &str = "Asked";
+    pub const ATTEMPTS: &str = "Attempts";
+    pub const BY: &str = "By";
+    pub const CHANNEL: &str = "Channel";
+    pub const CREATED: &str = "Created";
+    pub const DECISION: &str = "Decision";
+    pub const DETAILS: &str = "Details";
+    pub const DURATION: &str = "Duration";
+    pub const ENABLED: &str = "Enabled";
+    pub const ENDS: &str = "Ends";
+    pub const ENFORCEMENT: &str = "Enforcement";
+    pub const EVENT: &str = "Event";
+    pub const EXPIRES: &str = "Expires";
+    pub const EXPOSED_MANAGEMENT_PORTS: &str = "Exposed management ports";
+    pub const EXPOSED_PORTS: &str = "Exposed ports";
+    pub const GROUP: &str = "Group";
+    pub const JUSTIFICATION: &str = "Justification";
+    pub const JUSTIFICATION_REQUIRED: &str = "Justification required";
+    pub const KIND: &str = "Kind";
+    pub const LAST_ACCESS: &str = "Last access";
+    pub const LAST_ATTEMPT: &str = "Last attempt";
+    pub const LAST_DELIVERY: &str = "Last delivery";
+    pub const LAST_ERROR: &str = "Last error";
+    pub const LAST_USED: &str = "Last used";
+    pub const LAST_USER: &str = "Last user";
+    pub const LINE: &str = "Line";
+    pub const MAX_REQUEST_TIME: &str = "Max request time (minutes)";
+    pub const MAX_TIME: &str = "Max time";
+    pub const NAME: &str = "Name";
+    pub const ON: &str = "On";
+    pub const OS: &str = "OS";
+    pub const PORT: &str = "Port";
+    pub const PORTS: &str = "Ports";
+    pub const PROBLEMS: &str = "Problems";
+    pub const PROTOCOL: &str = "Protocol";
+    pub const PROVIDER: &str = "Provider";
+    pub const QUEUED: &str = "Queued";
+    pub const REASON: &str = "Reason";
+    pub const RECIPIENT: &str = "Recipient";
+    pub const REQUESTED: &str = "Requested";
+    pub const REQUESTER: &str = "Requester";
+    pub const RESULT: &str = "Result";
+    pub const ROLE: &str = "Role";
+    pub const ROLES: &str = "Roles";
+    pub const SCHEDULE_AHEAD: &str = "Schedule ahead (days)";
+    /// The column of a list's tick boxes, whose head is a "select all" link.
+    pub const SELECT: &str = "Select";
+    pub const SOURCE: &str = "Source";
+    pub const STATUS: &str = "Status";
+    pub const SUBJECT: &str = "Subject";
+    pub const TARGET: &str = "Target";
+    pub const TIME: &str = "Time";
+    pub const TOKEN: &str = "Token";
+    pub const USER: &str = "User";
+    pub const VM: &str = "VM";
+    pub const WIDEST_SOURCE: &str = "Widest per-request source (IPv4 / IPv6 prefix)";
+}
+
+/// The head of a table whose columns are plain names.
+#[component]
+pub fn TableHead(cols: &'static [&'static str]) -> impl IntoView {
+    view! {
+        <thead><tr>{cols.iter().map(|c| view! { <th scope="col">{*c}</th> }).collect_view()}</tr></thead>
+    }
+}
+
 /// The layout of every signed-in page: header with product name, navigation and the
 /// signed-in user, then the page content.
 #[component]
@@ -22,8 +106,20 @@ pub fn Shell(children: Children) -> impl IntoView {
                     let admin = u.can_manage_users;
                     // A failed count only loses the badge, never the page.
                     let waiting = waiting.await.unwrap_or_default();
-                    let badge = (waiting.count > 0).then(|| {
-                        let n = format!("{}{}", waiting.count, if waiting.more { "+" } else { "" });
+                    let waiting_n = (waiting.count > 0).then(|| {
+                        format!("{}{}", waiting.count, if waiting.more { "+" } else { "" })
+                    });
+                    // Closed, the menu still says that something waits.
+                    let menu_badge = waiting_n.clone().map(|n| {
+                        view! {
+                            " "
+                            <span class="badge" data-testid="menu-badge">
+                                <span aria-hidden="true">{n.clone()}</span>
+                                <span class="sr-only">{format!("({n} waiting for you)")}</span>
+                            </span>
+                        }
+                    });
+                    let badge = waiting_n.map(|n| {
                         view! {
                             " "
                             <span class="badge" data-testid="waiting-badge">
@@ -32,7 +128,14 @@ pub fn Shell(children: Children) -> impl IntoView {
                             </span>
                         }
                     });
+                    // One menu: the whole header on a wide screen, a "Menu" that opens
+                    // by tap, Enter or Space on a phone, with or without JavaScript.
                     view! {
+                        <details class="site-menu">
+                        <summary class="site-menu-toggle">
+                            <span aria-hidden="true">"☰"</span>"Menu"{menu_badge}
+                        </summary>
+                        <div class="site-menu-body">
                         <nav class="nav" aria-label="Main">
                             <a href="/">"Overview"</a>
                             <a href="/jit">"Just-in-time"</a>
@@ -50,6 +153,8 @@ pub fn Shell(children: Children) -> impl IntoView {
                                 <button type="submit" class="btn small">"Sign out"</button>
                             </ActionForm>
                         </div>
+                        </div>
+                        </details>
                     }
                     .into_any()
                 }

@@ -340,6 +340,14 @@ impl RuleView {
             enabled: false,
         }
     }
+
+    /// The row "Add port" adds: blank, and on, since it was asked for.
+    pub fn added() -> Self {
+        RuleView {
+            enabled: true,
+            ..RuleView::blank()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,6 +360,9 @@ pub struct PolicyForm {
     /// Saving then needs an explicit confirmation, since it replaces them all.
     #[serde(default)]
     pub differing: Vec<String>,
+    /// "Replace the differing policies" as a plain form last posted it.
+    #[serde(default)]
+    pub replace_differing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,6 +30,9 @@ export async function bootstrapAdmin(page, testInfo, portal) {
 
 export async function signOut(page, testInfo) {
   await ready(page, testInfo);
+  // On a phone the header's menu holds the button.
+  const menu = page.locator('summary.site-menu-toggle');
+  if (await menu.isVisible()) await menu.click();
   await page.getByRole('button', { name: 'Sign out' }).click();
   await expect(page).toHaveURL(/\/login$/);
 }

@@ -10,6 +10,8 @@ async function shot(page, testInfo, name) {
   }
 }
 
+const hydrated = (testInfo) => testInfo.project.use.javaScriptEnabled !== false;
+
 /// Hydrated, the bulk button counts the ticked boxes; a plain page cannot.
 function enableTwo(testInfo) {
   return testInfo.project.use.javaScriptEnabled === false ? 'Enable JIT on selected VMs' : 'Enable JIT on 2 VMs';
@@ -41,11 +43,23 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
   await expect(page.getByTestId('policy-vms')).toHaveText('web-1, web-2');
   await shot(page, testInfo, 'configure');
   await expect(page.getByLabel('Port of row 1')).toHaveValue('22');
+  // No blank rows: "Add port" adds one (on) and keeps what was typed; without JavaScript
+  // the form comes back with it.
+  await expect(page.getByLabel('Port of row 2')).toHaveCount(0);
   await page.getByLabel('Max request time of row 1').fill('60');
-  await page.getByLabel('Port row 2 on').check();
+  await page.getByRole('button', { name: 'Add port' }).click();
+  await expect(page.getByLabel('Port of row 2')).toBeVisible();
+  if (hydrated(testInfo)) await expect(page.getByLabel('Port of row 2')).toBeFocused();
+  else await expect(page).toHaveURL(/#rule-1-port$/);
+  await expect(page.getByLabel('Max request time of row 1')).toHaveValue('60');
+  await expect(page.getByTestId('policy-vms')).toHaveText('web-1, web-2');
+  await expect(page.getByLabel('Port row 2 on')).toBeChecked();
   await page.getByLabel('Port of row 2').fill('70000');
   await page.getByRole('button', { name: 'Save JIT policy' }).click();
   await expect(page.getByText('A port is a whole number from 1 to 65535.')).toBeVisible();
+  // The form is as it was typed, without JavaScript too.
+  await expect(page.getByLabel('Port of row 2')).toHaveValue('70000');
+  await expect(page.getByLabel('Max request time of row 1')).toHaveValue('60');
   // Nothing was stored: the VMs are still unconfigured.
   await page.goto('/jit?tab=configured');
   await expect(page.locator('tr[data-vm]')).toHaveCount(0);
@@ -56,12 +70,25 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
   await page.getByRole('button', { name: enableTwo(testInfo) }).click();
   await ready(page, testInfo);
   await page.getByLabel('Max request time of row 1').fill('60');
-  await page.getByLabel('Port row 2 on').check();
+  await page.getByRole('button', { name: 'Add port' }).click();
   await page.getByLabel('Port of row 2').fill('2222');
+  if (hydrated(testInfo)) {
+    // A row not saved yet can be removed again; the rows after it move up, as typed.
+    await page.getByRole('button', { name: 'Add port' }).click();
+    await page.getByLabel('Port of row 3').fill('3333');
+    await page.getByRole('button', { name: 'Remove port row 2' }).click();
+    await expect(page.getByLabel('Port of row 2')).toHaveValue('3333');
+    await expect(page.getByLabel('Port of row 3')).toHaveCount(0);
+    await expect(page.getByRole('button', { name: 'Add port' })).toBeFocused();
+    await page.getByLabel('Port of row 2').fill('2222');
+  }
   await page.getByRole('button', { name: 'Save JIT policy' }).click();
   await expect(page).toHaveURL(/\/jit\?tab=configured/);
   await expect(page.getByTestId('flash')).toHaveText('JIT policy saved on 2 VMs; access that no longer fits it has ended.');
   await expect(page.locator('tr[data-vm]')).toHaveCount(2);
+  await page.locator('tr[data-vm="web-2"]').getByRole('link', { name: 'web-2', exact: true }).click();
+  await expect(page.getByTestId('policy')).toContainText('2222');
+  await expect(page.getByTestId('policy')).not.toContainText('3333');
 
   await createUser(page, testInfo, { username: 'rita', displayName: 'Rita Requester', password: 'requester secret 2026', role: 'requester' });
   await signOut(page, testInfo);

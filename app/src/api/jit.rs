@@ -49,6 +49,24 @@ pub mod views {
         p.rules.iter().map(rule_view).collect()
     }
 
+    /// A row of the policy form as it was posted, to show it again as typed.
+    pub fn input_row(r: &crate::domain::jit::PortRuleInput) -> RuleView {
+        RuleView {
+            port: r.port.clone(),
+            protocol: r.protocol.clone(),
+            allowed_sources: r.allowed_sources.clone(),
+            max_minutes: r.max_minutes.clone(),
+            justification_required: r.justification_required.is_some(),
+            approval_required: r.approval_required.is_some(),
+            approval_minutes: r.approval_minutes.clone(),
+            approvals_required: r.approvals_required.clone(),
+            lead_days: r.lead_days.clone(),
+            widest_v4: r.widest_v4.clone(),
+            widest_v6: r.widest_v6.clone(),
+            enabled: r.enabled.is_some(),
+        }
+    }
+
     pub use crate::services::jit::SILENT_AFTER_MS;
 
     fn enforcement(s: &VmSummary) -> crate::domain::enforcement::Status {
@@ -300,6 +318,24 @@ pub async fn delete_vm(id: String) -> Result<(), AppError> {
     super::ctx::finish(run.await)
 }
 
+/// The policy form as a plain form post (no JavaScript) left it when it asked for one more
+/// row or was refused: kept in the session for the form's next rendering, so that what was
+/// typed stays.
+#[cfg(feature = "ssr")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PolicyDraft {
+    vm_ids: Vec<String>,
+    rows: Vec<crate::model::RuleView>,
+    replace_differing: bool,
+}
+
+#[cfg(feature = "ssr")]
+const POLICY_DRAFT_KEY: &str = "policy_draft";
+
+/// Rows the policy form may grow to: far more ports than a VM manages, and a bound on what
+/// a draft keeps in the session.
+pub const MAX_POLICY_ROWS: usize = 64;
+
 #[server(endpoint = "load_policy_form")]
 pub async fn load_policy_form(
     #[server(default)] vm_ids: Vec<String>,
@@ -310,6 +346,9 @@ pub async fn load_policy_form(
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
         let current = jit::policies_for_edit(&c.state.store, &actor, &vm_ids).await?;
+        let draft = c
+            .take_kept::<PolicyDraft>(POLICY_DRAFT_KEY, |d| d.vm_ids == vm_ids)
+            .await?;
         let all_linux = current
             .iter()
             .all(|(vm, _)| Os::parse(&vm.os) == Ok(Os::Linux));
@@ -317,11 +356,17 @@ pub async fn load_policy_form(
         // Start from the VMs' current rules when they agree; when they differ, from the
         // first policy found, with the differences spelled out above the form.
         let start = current.iter().find_map(|(_, p)| p.as_ref());
-        let rows = match start {
+        let mut rows = match start {
             Some(p) => views::policy_rows(p),
             None => views::default_rows(if all_linux { Os::Linux } else { Os::Windows }),
         };
+        let mut replace_differing = false;
+        if let Some(d) = draft {
+            rows = d.rows;
+            replace_differing = d.replace_differing;
+        }
         Ok(crate::model::PolicyForm {
+            replace_differing,
             existing: current.len() == 1 && current[0].1.is_some(),
             vms: current
                 .into_iter()
@@ -339,18 +384,51 @@ pub async fn enable_jit(
     #[server(default)] vm_ids: Vec<String>,
     #[server(default)] rules: Vec<PortRuleInput>,
     #[server(default)] replace_differing: Option<String>,
+    // The plain form's "Add port" button: no save, the form again with one more row.
+    #[server(default)] add_row: Option<String>,
 ) -> Result<(), AppError> {
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        crate::services::jit::enable_jit(
+        let draft = |extra: Option<crate::model::RuleView>| PolicyDraft {
+            vm_ids: vm_ids.clone(),
+            rows: rules.iter().map(views::input_row).chain(extra).collect(),
+            replace_differing: replace_differing.is_some(),
+        };
+        if add_row.is_some() {
+            if rules.len() >= MAX_POLICY_ROWS {
+                return Err(AppError::field(
+                    "rules",
+                    format!("A policy form has at most {MAX_POLICY_ROWS} port rows."),
+                ));
+            }
+            let draft = draft(Some(crate::model::RuleView::added()));
+            c.keep_for_next_page(POLICY_DRAFT_KEY, &draft).await?;
+            let query = vm_ids
+                .iter()
+                .map(|id| format!("vm={}", super::encode_query_value(id)))
+                .collect::<Vec<_>>()
+                .join("&");
+            // To the new row's first field.
+            leptos_axum::redirect(&format!(
+                "/jit/configure?{query}#rule-{}-port",
+                draft.rows.len() - 1
+            ));
+            return Ok(());
+        }
+        let saved = crate::services::jit::enable_jit(
             &c.state.store,
             &actor,
             &vm_ids,
             &rules,
             replace_differing.is_some(),
         )
-        .await?;
+        .await;
+        // Refused, a plain form comes back as it was posted, each message beside its field.
+        if saved.is_err() && rules.len() <= MAX_POLICY_ROWS {
+            c.keep_for_next_page(POLICY_DRAFT_KEY, &draft(None)).await?;
+        }
+        saved?;
         c.state.expiry_wake.notify_one();
         let n = vm_ids.len();
         let message = format!(

@@ -1,6 +1,7 @@
 //! The activity log: filters, pages, CSV download, and whether the hash chain verifies.
 
 use crate::api::jit::{VerifyActivityLog, activity};
+use crate::components::col;
 use crate::components::{FormAlert, LocalTime, Pager, Shell, action_error};
 use crate::pages::jit::urlencode;
 use leptos::prelude::*;
@@ -63,15 +64,15 @@ pub fn ActivityPage() -> impl IntoView {
                     <tbody>
                         {p.rows.iter().map(|r| view! {
                             <tr data-action=r.action.clone()>
-                                <td><LocalTime ms=r.at /></td>
-                                <td>{r.actor.clone()}<br /><span class="muted">{r.client_ip.clone()}</span></td>
-                                <td>{r.action.clone()}</td>
-                                <td>{r.vm.clone()}</td>
-                                <td>{r.ports.clone()}</td>
-                                <td>{r.source.clone()}</td>
-                                <td>{r.justification.clone()}</td>
-                                <td>{r.result.clone()}</td>
-                                <td>{r.detail.clone()}</td>
+                                <td data-label=col::TIME><LocalTime ms=r.at /></td>
+                                <td data-label=col::ACTOR>{r.actor.clone()}<br /><span class="muted">{r.client_ip.clone()}</span></td>
+                                <td data-label=col::ACTION>{r.action.clone()}</td>
+                                <td data-label=col::VM>{r.vm.clone()}</td>
+                                <td data-label=col::PORTS>{r.ports.clone()}</td>
+                                <td data-label=col::SOURCE>{r.source.clone()}</td>
+                                <td data-label=col::JUSTIFICATION>{r.justification.clone()}</td>
+                                <td data-label=col::RESULT>{r.result.clone()}</td>
+                                <td data-label=col::DETAILS>{r.detail.clone()}</td>
                             </tr>
                         }).collect_view()}
                     </tbody>

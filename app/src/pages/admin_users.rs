@@ -2,7 +2,8 @@ use crate::api::sso::{AddGroupRule, RemoveGroupRule, list_group_rules, load_sign
 use crate::api::tokens::{RevokeApiToken, list_all_api_tokens};
 use crate::api::{AddRole, CreateUser, RemoveRole, ResetPassword, SetUserDisabled, list_users};
 use crate::components::{
-    Confirm, Field, FormAlert, LastUsed, LocalTime, SelectField, Shell, action_error,
+    Confirm, Field, FormAlert, LastUsed, LocalTime, SelectField, Shell, TableHead, action_error,
+    col,
 };
 use crate::error::AppError;
 use crate::model::{UserRow, ask};
@@ -58,9 +59,7 @@ pub fn AdminUsersPage() -> impl IntoView {
             match users.await {
                 Ok(rows) => view! {
                     <table class="table" data-testid="users-table">
-                        <thead>
-                            <tr><th scope="col">"User"</th><th scope="col">"Roles"</th><th scope="col">"Status"</th><th scope="col">"Actions"</th></tr>
-                        </thead>
+                        <TableHead cols=&[col::USER, col::ROLES, col::STATUS, col::ACTIONS] />
                         <tbody>
                             {rows.into_iter().map(|u| view! { <UserRowView user=u add_role remove_role set_disabled reset /> }).collect_view()}
                         </tbody>
@@ -129,7 +128,7 @@ fn UserRowView(
     let username = user.username.clone();
     view! {
         <tr data-username=user.username.clone()>
-            <td>
+            <td data-label=col::USER>
                 <strong>{user.display_name.clone()}</strong>
                 <br />
                 <span class="muted">{user.username.clone()}</span>
@@ -137,7 +136,7 @@ fn UserRowView(
                     <br /><span class="muted small" data-testid="identity">"Signs in with "{user.identity.clone()}</span>
                 })}
             </td>
-            <td>
+            <td data-label=col::ROLES>
                 <ul class="roles">
                     {user.roles.into_iter().map(|r| match r.via_group.clone() {
                         Some(group) => view! {
@@ -178,10 +177,10 @@ fn UserRowView(
                     </ActionForm>
                 </details>
             </td>
-            <td>
+            <td data-label=col::STATUS>
                 {if user.disabled { "Disabled" } else if user.must_change_password { "Must change password" } else { "Active" }}
             </td>
-            <td>
+            <td data-label=col::ACTIONS>
                 <ActionForm action=set_disabled attr:class="inline-form">
                     <input type="hidden" name="user_id" value=uid_for_toggle />
                     <input type="hidden" name="disabled" value=toggle_to />
@@ -233,18 +232,16 @@ fn GroupRules(
                 Ok(rows) if rows.is_empty() => view! { <p>"No group rules yet."</p> }.into_any(),
                 Ok(rows) => view! {
                     <table class="table" data-testid="group-rules">
-                        <thead>
-                            <tr><th scope="col">"Provider"</th><th scope="col">"Group"</th><th scope="col">"Role"</th><th scope="col">"Actions"</th></tr>
-                        </thead>
+                        <TableHead cols=&[col::PROVIDER, col::GROUP, col::ROLE, col::ACTIONS] />
                         <tbody>
                             {rows.into_iter().map(|r| {
                                 let label = format!("Remove rule for group {}", r.group);
                                 view! {
                                 <tr data-group=r.group.clone()>
-                                    <td>{r.provider.clone()}</td>
-                                    <td>{r.group.clone()}</td>
-                                    <td><span class="badge">{r.role.clone()}</span>" on "{r.scope.clone()}</td>
-                                    <td>
+                                    <td data-label=col::PROVIDER>{r.provider.clone()}</td>
+                                    <td data-label=col::GROUP>{r.group.clone()}</td>
+                                    <td data-label=col::ROLE><span class="badge">{r.role.clone()}</span>" on "{r.scope.clone()}</td>
+                                    <td data-label=col::ACTIONS>
                                         <ActionForm action=remove_rule attr:class="inline-form">
                                             <input type="hidden" name="rule_id" value=r.id.clone() />
                                             <button type="submit" class="btn link small"
@@ -312,10 +309,7 @@ fn AllTokens() -> impl IntoView {
                 }
                 Ok(rows) => view! {
                     <table class="table" data-testid="all-tokens">
-                        <thead><tr>
-                            <th scope="col">"User"</th><th scope="col">"Name"</th><th scope="col">"Token"</th>
-                            <th scope="col">"Expires"</th><th scope="col">"Last used"</th><th scope="col">"Actions"</th>
-                        </tr></thead>
+                        <TableHead cols=&[col::USER, col::NAME, col::TOKEN, col::EXPIRES, col::LAST_USED, col::ACTIONS] />
                         <tbody>
                             {rows.into_iter().map(|r| {
                                 let t = r.token;
@@ -326,12 +320,12 @@ fn AllTokens() -> impl IntoView {
                                 let confirm_id = format!("token-{}", t.id);
                                 view! {
                                     <tr data-token=t.id>
-                                        <td>{r.username.clone()}</td>
-                                        <td>{t.name.clone()}</td>
-                                        <td><code>{format!("{}…", t.prefix)}</code></td>
-                                        <td><LocalTime ms=t.expires_at /></td>
-                                        <td><LastUsed ms=t.last_used_at /></td>
-                                        <td>
+                                        <td data-label=col::USER>{r.username.clone()}</td>
+                                        <td data-label=col::NAME>{t.name.clone()}</td>
+                                        <td data-label=col::TOKEN><code>{format!("{}…", t.prefix)}</code></td>
+                                        <td data-label=col::EXPIRES><LocalTime ms=t.expires_at /></td>
+                                        <td data-label=col::LAST_USED><LastUsed ms=t.last_used_at /></td>
+                                        <td data-label=col::ACTIONS>
                                             <Confirm id=confirm_id label="Revoke" class="btn small" aria_label=label href question pending=revoke.pending()>
                                                 <ActionForm action=revoke attr:class="inline-form">
                                                     <input type="hidden" name="id" value=id />

@@ -8,7 +8,7 @@ use crate::api::overview::{
     AccessView, AgentAlert, DenialView, OverviewData, SetupStepView, TroubleView, WaitingView,
     overview,
 };
-use crate::components::{Clock, Countdown, LocalTime, Shell, UserResource, now_ms};
+use crate::components::{Clock, Countdown, LocalTime, Shell, TableHead, UserResource, col, now_ms};
 use crate::model::{RequestView, UserView};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -162,21 +162,18 @@ fn Waiting(w: WaitingView) -> impl IntoView {
                 let approvals = approvals_text(&r);
                 view! {
                     <tr data-request=r.id.clone() data-vm=r.vm_name.clone()>
-                        <td><a href=format!("/requests/{}", r.id)>{r.vm_name.clone()}</a></td>
-                        <td>{r.requester.clone()}</td>
-                        <td>{ports}</td>
-                        <td><Age ms=r.created_at /></td>
-                        <td><span data-testid="approvals">{approvals}</span></td>
+                        <td data-label=col::VM><a href=format!("/requests/{}", r.id)>{r.vm_name.clone()}</a></td>
+                        <td data-label=col::REQUESTER>{r.requester.clone()}</td>
+                        <td data-label=col::PORTS>{ports}</td>
+                        <td data-label=col::ASKED><Age ms=r.created_at /></td>
+                        <td data-label=col::APPROVALS><span data-testid="approvals">{approvals}</span></td>
                     </tr>
                 }
             })
             .collect_view();
         view! {
             <table class="table">
-                <thead><tr>
-                    <th scope="col">"VM"</th><th scope="col">"Requester"</th><th scope="col">"Ports"</th>
-                    <th scope="col">"Asked"</th><th scope="col">"Approvals"</th>
-                </tr></thead>
+                <TableHead cols=&[col::VM, col::REQUESTER, col::PORTS, col::ASKED, col::APPROVALS] />
                 <tbody>{rows}</tbody>
             </table>
             {(w.count > shown || w.more).then(|| view! {

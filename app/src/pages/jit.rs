@@ -3,7 +3,7 @@
 //! VMs.
 
 use crate::api::jit::list_vms;
-use crate::components::{Countdown, LocalTime, Pager, Shell, StatusBadge};
+use crate::components::{Countdown, LocalTime, Pager, Shell, StatusBadge, col};
 use crate::model::{VmRow, ask};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -68,6 +68,11 @@ pub fn JitPage() -> impl IntoView {
             );
             let configured = tab == "configured";
             let unsupported = tab == "unsupported";
+            let status_col = if unsupported {
+                col::REASON
+            } else {
+                col::STATUS
+            };
             let here = format!("{base}&page={page_no}");
             let (select_href, select_label, select_name) = if all {
                 (here.clone(), "Clear", "Clear the selection")
@@ -154,30 +159,30 @@ pub fn JitPage() -> impl IntoView {
                         <thead>
                             <tr>
                                 <th scope="col"><a href=select_href aria-label=select_name data-testid="select-all">{select_label}</a></th>
-                                <th scope="col"><a href=sort_link("name")>"VM"</a></th>
-                                <th scope="col"><a href=sort_link("group")>"Group"</a></th>
+                                <th scope="col"><a href=sort_link("name")>{col::VM}</a></th>
+                                <th scope="col"><a href=sort_link("group")>{col::GROUP}</a></th>
                                 {if configured {
                                     view! {
-                                        <th scope="col">"Approved (7 days)"</th>
-                                        <th scope="col">"Last access"</th>
-                                        <th scope="col">"Last user"</th>
-                                        <th scope="col">"Active grants"</th>
-                                        <th scope="col">"Enforcement"</th>
+                                        <th scope="col">{col::APPROVED_7_DAYS}</th>
+                                        <th scope="col">{col::LAST_ACCESS}</th>
+                                        <th scope="col">{col::LAST_USER}</th>
+                                        <th scope="col">{col::ACTIVE_GRANTS}</th>
+                                        <th scope="col">{col::ENFORCEMENT}</th>
                                     }.into_any()
                                 } else {
                                     view! {
-                                        <th scope="col"><a href=sort_link("os")>"OS"</a></th>
-                                        <th scope="col">"Exposed management ports"</th>
-                                        <th scope="col">{if unsupported { "Reason" } else { "Status" }}</th>
+                                        <th scope="col"><a href=sort_link("os")>{col::OS}</a></th>
+                                        <th scope="col">{col::EXPOSED_MANAGEMENT_PORTS}</th>
+                                        <th scope="col">{status_col}</th>
                                     }.into_any()
                                 }}
-                                <th scope="col"><span class="sr-only">"Actions"</span></th>
+                                <th scope="col"><span class="sr-only">{col::ACTIONS}</span></th>
                             </tr>
                         </thead>
                         <tbody>
                             {rows.into_iter().map(|r| {
                                 let selectable = selectable(&r);
-                                view! { <VmTableRow row=r configured selectable checked=all selected /> }
+                                view! { <VmTableRow row=r configured status_col selectable checked=all selected /> }
                             }).collect_view()}
                         </tbody>
                     </table>
@@ -213,6 +218,9 @@ pub(crate) fn urlencode(s: &str) -> String {
 fn VmTableRow(
     row: VmRow,
     configured: bool,
+    /// The name of the column that says how the VM stands: its status, or why it cannot
+    /// be protected.
+    status_col: &'static str,
     /// Whether the row has a box: the viewer may use a bulk button on it.
     selectable: bool,
     checked: bool,
@@ -228,36 +236,36 @@ fn VmTableRow(
     };
     view! {
         <tr data-vm=row.name.clone()>
-            <td>
+            <td data-label=col::SELECT class:blank=!selectable>
                 {selectable.then(|| view! {
                     <input type="checkbox" name="vm" value=row.id.clone() id=check_id.clone() checked=checked on:change=count />
                     <label for=check_id class="sr-only">{format!("Select {name}")}</label>
                 })}
             </td>
-            <td><a href=href>{row.name.clone()}</a></td>
-            <td>{row.group.clone()}</td>
+            <td data-label=col::VM><a href=href>{row.name.clone()}</a></td>
+            <td data-label=col::GROUP>{row.group.clone()}</td>
             {if configured {
                 view! {
-                    <td>{row.approved_last_7d}</td>
-                    <td>{row.last_access_at.map(|t| view! { <LocalTime ms=t /> })}</td>
-                    <td>{row.last_user.clone()}</td>
-                    <td>
+                    <td data-label=col::APPROVED_7_DAYS>{row.approved_last_7d}</td>
+                    <td data-label=col::LAST_ACCESS>{row.last_access_at.map(|t| view! { <LocalTime ms=t /> })}</td>
+                    <td data-label=col::LAST_USER>{row.last_user.clone()}</td>
+                    <td data-label=col::ACTIVE_GRANTS>
                         <ul class="grants">
                             {row.grants.iter().map(|g| view! {
                                 <li>{format!("{}/{} from {} · ", g.port, g.protocol, g.source)}<Countdown end_ms=g.end_at /></li>
                             }).collect_view()}
                         </ul>
                     </td>
-                    <td><StatusBadge level=row.status_level.clone() text=row.agent_status.clone() /></td>
+                    <td data-label=col::ENFORCEMENT><StatusBadge level=row.status_level.clone() text=row.agent_status.clone() /></td>
                 }.into_any()
             } else {
                 view! {
-                    <td>{row.os.clone()}</td>
-                    <td>{row.exposed_ports.clone()}</td>
-                    <td><StatusBadge level=row.status_level.clone() text=row.agent_status.clone() /></td>
+                    <td data-label=col::OS>{row.os.clone()}</td>
+                    <td data-label=col::EXPOSED_MANAGEMENT_PORTS>{row.exposed_ports.clone()}</td>
+                    <td data-label=status_col><StatusBadge level=row.status_level.clone() text=row.agent_status.clone() /></td>
                 }.into_any()
             }}
-            <td class="row-actions">{menu}</td>
+            <td data-label=col::ACTIONS class="row-actions">{menu}</td>
         </tr>
     }
 }

@@ -8,7 +8,9 @@ use crate::api::notify::{
     MessageRow, RouteRow, SaveMyNotificationSettings, SetNotifyChannelEnabled, TestNotifyChannel,
     my_notification_settings, notifications_page,
 };
-use crate::components::{Confirm, Field, FieldMsg, FormAlert, LocalTime, Shell, action_error};
+use crate::components::{
+    Confirm, Field, FieldMsg, FormAlert, LocalTime, Shell, TableHead, action_error, col,
+};
 use crate::domain::notify::{ChannelKind, NotifyEvent};
 use crate::error::AppError;
 use crate::model::ask;
@@ -115,10 +117,7 @@ pub fn NotificationsPage() -> impl IntoView {
             }
             view! {
                 <table class="table" data-testid="channels">
-                    <thead><tr>
-                        <th scope="col">"Name"</th><th scope="col">"Kind"</th><th scope="col">"Target"</th>
-                        <th scope="col">"Enabled"</th><th scope="col">"Last delivery"</th><th scope="col">"Actions"</th>
-                    </tr></thead>
+                    <TableHead cols=&[col::NAME, col::KIND, col::TARGET, col::ENABLED, col::LAST_DELIVERY, col::ACTIONS] />
                     <tbody>
                         {d.channels.into_iter().map(|c| view! { <ChannelRowView c outcome test toggle remove /> }).collect_view()}
                     </tbody>
@@ -142,10 +141,7 @@ pub fn NotificationsPage() -> impl IntoView {
             } else {
                 view! {
                     <table class="table" data-testid="routes">
-                        <thead><tr>
-                            <th scope="col">"Channel"</th><th scope="col">"Event"</th><th scope="col">"Group"</th>
-                            <th scope="col">"Actions"</th>
-                        </tr></thead>
+                        <TableHead cols=&[col::CHANNEL, col::EVENT, col::GROUP, col::ACTIONS] />
                         <tbody>
                             {d.routes.into_iter().map(|r| view! { <RouteRowView r remove_route /> }).collect_view()}
                         </tbody>
@@ -279,12 +275,12 @@ fn ChannelRowView(
     let remove_label = format!("Remove channel {}", c.name);
     view! {
         <tr data-channel=c.name.clone()>
-            <td>{c.name.clone()}</td>
-            <td>{c.kind_label.clone()}</td>
-            <td><code>{c.target.clone()}</code></td>
-            <td>{if c.enabled { "yes" } else { "no" }}</td>
-            <td data-testid="last-delivery">{last}</td>
-            <td><div class="channel-actions">
+            <td data-label=col::NAME>{c.name.clone()}</td>
+            <td data-label=col::KIND>{c.kind_label.clone()}</td>
+            <td data-label=col::TARGET><code>{c.target.clone()}</code></td>
+            <td data-label=col::ENABLED>{if c.enabled { "yes" } else { "no" }}</td>
+            <td data-label=col::LAST_DELIVERY data-testid="last-delivery">{last}</td>
+            <td data-label=col::ACTIONS><div class="channel-actions">
                 <ActionForm action=test attr:class="inline-form">
                     <input type="hidden" name="id" value=id_test />
                     <button type="submit" class="btn small" disabled=sending_now>"Send test"</button>
@@ -322,14 +318,14 @@ fn RouteRowView(r: RouteRow, remove_route: ServerAction<DeleteNotifyRoute>) -> i
     let id = r.id.clone();
     view! {
         <tr data-route=r.id.clone()>
-            <td>{r.channel.clone()}</td>
-            <td>{r.event_label.clone()}</td>
-            <td>{if r.group.is_empty() {
+            <td data-label=col::CHANNEL>{r.channel.clone()}</td>
+            <td data-label=col::EVENT>{r.event_label.clone()}</td>
+            <td data-label=col::GROUP>{if r.group.is_empty() {
                 view! { <span class="muted">"every group"</span> }.into_any()
             } else {
                 view! { <span>{r.group.clone()}</span> }.into_any()
             }}</td>
-            <td>
+            <td data-label=col::ACTIONS>
                 <ActionForm action=remove_route attr:class="inline-form">
                     <input type="hidden" name="id" value=id />
                     <button type="submit" class="btn small" aria-label=label>"Remove"</button>
@@ -440,10 +436,10 @@ fn MessagesTable(messages: Vec<MessageRow>, personal: bool) -> impl IntoView {
     view! {
         <table class="table messages">
             <thead><tr>
-                <th scope="col">"Event"</th><th scope="col">"Subject"</th>
-                {personal.then(|| view! { <th scope="col">"Recipient"</th> })}
-                <th scope="col">"Status"</th><th scope="col">"Attempts"</th><th scope="col">"Last error"</th>
-                <th scope="col">"Queued"</th><th scope="col">"Last attempt"</th>
+                <th scope="col">{col::EVENT}</th><th scope="col">{col::SUBJECT}</th>
+                {personal.then(|| view! { <th scope="col">{col::RECIPIENT}</th> })}
+                <th scope="col">{col::STATUS}</th><th scope="col">{col::ATTEMPTS}</th><th scope="col">{col::LAST_ERROR}</th>
+                <th scope="col">{col::QUEUED}</th><th scope="col">{col::LAST_ATTEMPT}</th>
             </tr></thead>
             <tbody>
                 {messages.into_iter().map(|m| {
@@ -452,14 +448,14 @@ fn MessagesTable(messages: Vec<MessageRow>, personal: bool) -> impl IntoView {
                     });
                     view! {
                         <tr data-message=m.id.clone()>
-                            <td>{m.event_label.clone()}</td>
-                            <td>{m.subject.clone()}</td>
-                            {personal.then(|| view! { <td>{m.recipient.clone()}</td> })}
-                            <td><span class=format!("status {}", m.status)>{m.status.clone()}</span>{waiting}</td>
-                            <td>{m.attempts}</td>
-                            <td>{m.last_error.clone()}</td>
-                            <td><LocalTime ms=m.created_at /></td>
-                            <td>{match m.last_attempt_at {
+                            <td data-label=col::EVENT>{m.event_label.clone()}</td>
+                            <td data-label=col::SUBJECT>{m.subject.clone()}</td>
+                            {personal.then(|| view! { <td data-label=col::RECIPIENT>{m.recipient.clone()}</td> })}
+                            <td data-label=col::STATUS><span class=format!("status {}", m.status)>{m.status.clone()}</span>{waiting}</td>
+                            <td data-label=col::ATTEMPTS>{m.attempts}</td>
+                            <td data-label=col::LAST_ERROR>{m.last_error.clone()}</td>
+                            <td data-label=col::QUEUED><LocalTime ms=m.created_at /></td>
+                            <td data-label=col::LAST_ATTEMPT>{match m.last_attempt_at {
                                 Some(ms) => view! { <LocalTime ms /> }.into_any(),
                                 None => view! { <span class="muted">"—"</span> }.into_any(),
                             }}</td>

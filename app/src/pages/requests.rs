@@ -5,7 +5,7 @@
 
 use crate::api::jit::{DecideRequest, ExtendRequest, RevokeRequest, my_requests};
 use crate::components::{
-    Confirm, Countdown, FormAlert, LocalTime, Shell, StatusBadge, action_error,
+    Confirm, Countdown, FormAlert, LocalTime, Shell, StatusBadge, TableHead, action_error, col,
 };
 use crate::error::AppError;
 use crate::model::{RequestView, ask};
@@ -63,11 +63,7 @@ pub fn RequestsPage() -> impl IntoView {
                         <h2>"Waiting for your approval"</h2>
                         <FormAlert err=decide_err />
                         <table class="table">
-                            <thead><tr>
-                                <th scope="col">"VM"</th><th scope="col">"Requester"</th><th scope="col">"Ports"</th>
-                                <th scope="col">"Source"</th><th scope="col">"Duration"</th><th scope="col">"Justification"</th>
-                                <th scope="col">"Decision"</th>
-                            </tr></thead>
+                            <TableHead cols=&[col::VM, col::REQUESTER, col::PORTS, col::SOURCE, col::DURATION, col::JUSTIFICATION, col::DECISION] />
                             <tbody>
                                 {queue.into_iter().map(|r| view! { <QueueRow r decide /> }).collect_view()}
                             </tbody>
@@ -86,11 +82,7 @@ pub fn RequestsPage() -> impl IntoView {
                     } else {
                         view! {
                             <table class="table" data-testid="my-requests">
-                                <thead><tr>
-                                    <th scope="col">"VM"</th><th scope="col">"Ports"</th><th scope="col">"Source"</th>
-                                    <th scope="col">"Requested"</th><th scope="col">"Status"</th><th scope="col">"Ends"</th>
-                                    <th scope="col">"Actions"</th>
-                                </tr></thead>
+                                <TableHead cols=&[col::VM, col::PORTS, col::SOURCE, col::REQUESTED, col::STATUS, col::ENDS, col::ACTIONS] />
                                 <tbody>
                                     {mine.into_iter().map(|r| {
                                         let id = r.id.clone();
@@ -180,17 +172,17 @@ fn MineRow(
     let confirm_id = format!("revoke-{}", r.id);
     view! {
         <tr data-request=r.id.clone() data-vm=r.vm_name.clone()>
-            <td><a href=format!("/vms/{}", r.vm_id)>{r.vm_name.clone()}</a></td>
-            <td>{ports_cell(&r)}</td>
-            <td>{r.source.clone()}</td>
-            <td><LocalTime ms=r.created_at /></td>
-            <td><span class=format!("status {}", r.status) data-testid="request-status">{r.status_label.clone()}</span>
+            <td data-label=col::VM><a href=format!("/vms/{}", r.vm_id)>{r.vm_name.clone()}</a></td>
+            <td data-label=col::PORTS>{ports_cell(&r)}</td>
+            <td data-label=col::SOURCE>{r.source.clone()}</td>
+            <td data-label=col::REQUESTED><LocalTime ms=r.created_at /></td>
+            <td data-label=col::STATUS><span class=format!("status {}", r.status) data-testid="request-status">{r.status_label.clone()}</span>
                 {approvals_note(&r).map(|note| view! { <br />{note} })}
                 {opens_note(&r).map(|note| view! { <br />{note} })}
                 {(!r.comment.is_empty()).then(|| view! { <br /><span class="muted">{format!("“{}”", r.comment)}</span> })}
             </td>
-            <td>{ends}</td>
-            <td>
+            <td data-label=col::ENDS>{ends}</td>
+            <td data-label=col::ACTIONS>
                 <a href=format!("/requests/{}", r.id) class="link">"Details"</a>
                 {r.can_end.then(|| view! {
                     <Confirm id=confirm_id label="Revoke" aria_label=revoke_label class="btn small" href=revoke_href question pending=revoke.pending()>
@@ -235,13 +227,13 @@ fn QueueRow(r: RequestView, decide: ServerAction<DecideRequest>) -> impl IntoVie
     let confirm_id = format!("deny-{}", r.id);
     view! {
         <tr data-request=r.id.clone() data-vm=r.vm_name.clone()>
-            <td><a href=format!("/requests/{}", r.id)>{r.vm_name.clone()}</a></td>
-            <td>{r.requester.clone()}</td>
-            <td>{ports_cell(&r)}</td>
-            <td>{r.source.clone()}</td>
-            <td>{format!("{} min", r.duration_minutes)}</td>
-            <td>{r.justification.clone()}</td>
-            <td>
+            <td data-label=col::VM><a href=format!("/requests/{}", r.id)>{r.vm_name.clone()}</a></td>
+            <td data-label=col::REQUESTER>{r.requester.clone()}</td>
+            <td data-label=col::PORTS>{ports_cell(&r)}</td>
+            <td data-label=col::SOURCE>{r.source.clone()}</td>
+            <td data-label=col::DURATION>{format!("{} min", r.duration_minutes)}</td>
+            <td data-label=col::JUSTIFICATION>{r.justification.clone()}</td>
+            <td data-label=col::DECISION>
                 {approvals_note(&r).map(|note| view! { {note}<br /> })}
                 {opens_note(&r).map(|note| view! { {note}<br /> })}
                 <ActionForm action=decide attr:class="inline-form">

@@ -2,7 +2,7 @@
 
 use crate::api::tokens::{CreateApiToken, RevokeApiToken, list_api_tokens};
 use crate::components::{
-    Confirm, CopyButton, Field, FormAlert, LastUsed, LocalTime, Shell, action_error,
+    Confirm, CopyButton, Field, FormAlert, LastUsed, LocalTime, Shell, TableHead, action_error, col,
 };
 use crate::model::{TokenInfo, ask};
 use leptos::prelude::*;
@@ -55,11 +55,7 @@ pub fn TokensPage() -> impl IntoView {
             } else {
                 view! {
                     <table class="table" data-testid="tokens">
-                        <thead><tr>
-                            <th scope="col">"Name"</th><th scope="col">"Token"</th><th scope="col">"Created"</th>
-                            <th scope="col">"Expires"</th><th scope="col">"Last used"</th><th scope="col">"Status"</th>
-                            <th scope="col">"Actions"</th>
-                        </tr></thead>
+                        <TableHead cols=&[col::NAME, col::TOKEN, col::CREATED, col::EXPIRES, col::LAST_USED, col::STATUS, col::ACTIONS] />
                         <tbody>
                             {page.tokens.into_iter().map(|t| view! { <TokenRow t revoke /> }).collect_view()}
                         </tbody>
@@ -116,13 +112,13 @@ fn TokenRow(t: TokenInfo, revoke: ServerAction<RevokeApiToken>) -> impl IntoView
     );
     view! {
         <tr data-token=t.id.clone()>
-            <td>{t.name.clone()}</td>
-            <td><code>{format!("{}…", t.prefix)}</code></td>
-            <td><LocalTime ms=t.created_at /></td>
-            <td><LocalTime ms=t.expires_at /></td>
-            <td><LastUsed ms=t.last_used_at /></td>
-            <td><span class=format!("status {status}")>{status}</span></td>
-            <td>
+            <td data-label=col::NAME>{t.name.clone()}</td>
+            <td data-label=col::TOKEN><code>{format!("{}…", t.prefix)}</code></td>
+            <td data-label=col::CREATED><LocalTime ms=t.created_at /></td>
+            <td data-label=col::EXPIRES><LocalTime ms=t.expires_at /></td>
+            <td data-label=col::LAST_USED><LastUsed ms=t.last_used_at /></td>
+            <td data-label=col::STATUS><span class=format!("status {status}")>{status}</span></td>
+            <td data-label=col::ACTIONS>
                 // An expired token can be revoked too: it keeps its name taken until then.
                 {(status != "revoked").then(|| view! {
                     <Confirm id=confirm_id label="Revoke" class="btn small" aria_label=label href question pending=revoke.pending()>

@@ -7,7 +7,7 @@
 //! comes back from the session once ([`take_import_preview`]).
 
 use crate::api::vm_import::{ImportVms, take_import_preview};
-use crate::components::{FormAlert, Shell, action_error};
+use crate::components::{FormAlert, Shell, TableHead, action_error, col};
 use crate::domain::vm_import::{COLUMNS, MAX_ROWS};
 use crate::model::{ImportPreview, ImportProblem};
 use leptos::prelude::*;
@@ -53,29 +53,19 @@ fn PreviewTable(preview: ImportPreview) -> impl IntoView {
             </ul>
             <table class="table" data-testid="import-rows">
                 <caption class="sr-only">"The rows of the file"</caption>
-                <thead>
-                    <tr>
-                        <th scope="col">"Line"</th>
-                        <th scope="col">"Name"</th>
-                        <th scope="col">"Group"</th>
-                        <th scope="col">"Addresses"</th>
-                        <th scope="col">"OS"</th>
-                        <th scope="col">"Exposed ports"</th>
-                        <th scope="col">"Problems"</th>
-                    </tr>
-                </thead>
+                <TableHead cols=&[col::LINE, col::NAME, col::GROUP, col::ADDRESSES, col::OS, col::EXPOSED_PORTS, col::PROBLEMS] />
                 <tbody>
                     {preview.rows.into_iter().map(|r| {
                         let bad = !r.problems.is_empty();
                         view! {
                             <tr class:invalid=bad data-testid="import-row" data-line=r.line.to_string()>
-                                <td>{r.line}</td>
-                                <td>{r.name}</td>
-                                <td>{r.group}</td>
-                                <td>{r.addresses}</td>
-                                <td>{r.os}</td>
-                                <td>{r.exposed_ports}</td>
-                                <td>
+                                <td data-label=col::LINE>{r.line}</td>
+                                <td data-label=col::NAME>{r.name}</td>
+                                <td data-label=col::GROUP>{r.group}</td>
+                                <td data-label=col::ADDRESSES>{r.addresses}</td>
+                                <td data-label=col::OS>{r.os}</td>
+                                <td data-label=col::EXPOSED_PORTS>{r.exposed_ports}</td>
+                                <td data-label=col::PROBLEMS>
                                     <ul class="import-problems">
                                         {r.problems.iter().map(|p| view! {
                                             <li class="field-error" data-testid="import-problem">{problem_text(p)}</li>

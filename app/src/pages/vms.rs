@@ -4,7 +4,7 @@
 use crate::api::jit::{CreateEnrollmentToken, DeleteVm, SaveVm, get_vm, take_new_enrollment};
 use crate::components::{
     Breadcrumbs, Confirm, Countdown, Field, FormAlert, LocalTime, SelectField, Shell, StatusBadge,
-    action_error,
+    TableHead, action_error, col,
 };
 use crate::model::{NewEnrollment, ask};
 use crate::pages::requests::ports_cell;
@@ -148,16 +148,15 @@ pub fn VmPage() -> impl IntoView {
                     } else {
                         view! {
                             <table class="table" data-testid="policy">
-                                <thead><tr><th scope="col">"Port"</th><th scope="col">"Protocol"</th><th scope="col">"Allowed sources"</th>
-                                    <th scope="col">"Max time"</th><th scope="col">"Justification"</th><th scope="col">"Approval"</th></tr></thead>
+                                <TableHead cols=&[col::PORT, col::PROTOCOL, col::ALLOWED_SOURCES, col::MAX_TIME, col::JUSTIFICATION, col::APPROVAL] />
                                 <tbody>
                                     {policy_rows.into_iter().map(|r| view! {
                                         <tr>
-                                            <td>{r.port}</td><td>{r.protocol.to_uppercase()}</td>
-                                            <td>{if r.allowed_sources.is_empty() { "per request".to_owned() } else { r.allowed_sources }}</td>
-                                            <td>{format!("{} min", r.max_minutes)}</td>
-                                            <td>{if r.justification_required { "required" } else { "optional" }}</td>
-                                            <td>{match (r.approval_required, r.approvals_required.as_str()) {
+                                            <td data-label=col::PORT>{r.port}</td><td data-label=col::PROTOCOL>{r.protocol.to_uppercase()}</td>
+                                            <td data-label=col::ALLOWED_SOURCES>{if r.allowed_sources.is_empty() { "per request".to_owned() } else { r.allowed_sources }}</td>
+                                            <td data-label=col::MAX_TIME>{format!("{} min", r.max_minutes)}</td>
+                                            <td data-label=col::JUSTIFICATION>{if r.justification_required { "required" } else { "optional" }}</td>
+                                            <td data-label=col::APPROVAL>{match (r.approval_required, r.approvals_required.as_str()) {
                                                 (false, _) => "not required".to_owned(),
                                                 (true, "" | "1") => "required".to_owned(),
                                                 (true, n) => format!("required, {n} approvers"),
@@ -188,15 +187,15 @@ pub fn VmPage() -> impl IntoView {
                 <section class="card">
                     <h2>"Requests"</h2>
                     <table class="table">
-                        <thead><tr><th scope="col">"Requested"</th><th scope="col">"By"</th><th scope="col">"Ports"</th><th scope="col">"Source"</th><th scope="col">"Status"</th></tr></thead>
+                        <TableHead cols=&[col::REQUESTED, col::BY, col::PORTS, col::SOURCE, col::STATUS] />
                         <tbody>
                             {d.requests.iter().map(|r| view! {
                                 <tr>
-                                    <td><LocalTime ms=r.created_at /></td>
-                                    <td>{r.requester.clone()}</td>
-                                    <td>{ports_cell(r)}</td>
-                                    <td>{r.source.clone()}</td>
-                                    <td>{r.status_label.clone()}</td>
+                                    <td data-label=col::REQUESTED><LocalTime ms=r.created_at /></td>
+                                    <td data-label=col::BY>{r.requester.clone()}</td>
+                                    <td data-label=col::PORTS>{ports_cell(r)}</td>
+                                    <td data-label=col::SOURCE>{r.source.clone()}</td>
+                                    <td data-label=col::STATUS>{r.status_label.clone()}</td>
                                 </tr>
                             }).collect_view()}
                         </tbody>
