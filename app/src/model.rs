@@ -453,6 +453,19 @@ pub struct LogPage {
     pub page_size: i64,
     pub chain_ok: bool,
     pub chain_message: String,
+    /// Each row's time in the zone shown, saying its zone (`… +05:30`, `… UTC`).
+    pub shown_at: Vec<String>,
+    /// The zone times are shown and dates read in: an IANA name, or `UTC`.
+    pub zone: String,
+    /// Its offset from UTC now: `UTC+05:30`, or `UTC`.
+    pub zone_offset: String,
+    /// The message of each bad filter (left out of the page's query).
+    pub errors: crate::domain::FieldErrors,
+    /// VM names and users of the log starting with the filters' values, for suggestions.
+    pub vms: Vec<String>,
+    pub actors: Vec<String>,
+    /// The actions the log holds.
+    pub actions: Vec<String>,
 }
 
 #[cfg(test)]

@@ -326,3 +326,179 @@ async fn exports_run_one_at_a_time_and_read_to_the_end() {
             .is_ok()
     );
 }
+
+async fn entry(w: &World, actor: &str, action: &str, vm: &str) {
+    w.store
+        .log_event(NewLogEntry {
+            actor: actor.into(),
+            action: action.into(),
+            vm: vm.into(),
+            result: "success".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+async fn vms_matching(w: &World, vm: Option<&str>, actor: Option<&str>) -> (Vec<String>, i64) {
+    let (page, total) = w
+        .store
+        .query_log(&portcullis_app::store::LogQuery {
+            vm: vm.map(str::to_owned),
+            actor: actor.map(str::to_owned),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut names: Vec<String> = page.into_iter().map(|e| e.content.vm).collect();
+    names.sort();
+    (names, total)
+}
+
+#[tokio::test]
+async fn vm_and_user_filters_match_a_prefix_in_any_case_and_wildcards_are_plain() {
+    let w = world().await;
+    for (actor, vm) in [
+        ("alice", "Web-01"),
+        ("alice", "web-02"),
+        ("bob", "db_1"),
+        ("bob", "db-1"),
+        ("carol", "dbx1"),
+        ("alice.admin", "xweb"),
+        ("bob", "100%"),
+        ("bob", "1000"),
+        ("bob", ""),
+    ] {
+        entry(&w, actor, "request", vm).await;
+    }
+    let matching = |vm, actor| vms_matching(&w, vm, actor);
+    assert_eq!(
+        matching(Some("WEB"), None).await,
+        (vec!["Web-01".to_owned(), "web-02".to_owned()], 2),
+        "a prefix, case ignored; not a substring (xweb)"
+    );
+    // `_` and `%` typed by the user are the characters, not wildcards.
+    assert_eq!(
+        matching(Some("db_"), None).await,
+        (vec!["db_1".to_owned()], 1)
+    );
+    assert_eq!(
+        matching(Some("100%"), None).await,
+        (vec!["100%".to_owned()], 1)
+    );
+    assert_eq!(matching(Some("%"), None).await.1, 0);
+    assert_eq!(matching(Some("db"), None).await.1, 3);
+    assert_eq!(
+        matching(None, Some("ALICE")).await.1,
+        3,
+        "alice and alice.admin"
+    );
+    assert_eq!(matching(None, Some("alice.")).await.1, 1);
+    assert_eq!(
+        matching(Some("web"), Some("alice")).await,
+        (vec!["Web-01".to_owned(), "web-02".to_owned()], 2)
+    );
+    assert_eq!(matching(Some("zzz"), None).await, (vec![], 0));
+    // The end of the code points: a prefix that no string bounds above.
+    assert_eq!(matching(Some("\u{10FFFF}"), None).await.1, 0);
+}
+
+#[tokio::test]
+async fn suggestions_are_the_names_of_the_log_starting_with_the_filter_and_bounded() {
+    let w = world().await;
+    for i in 0..30 {
+        entry(&w, &format!("user{i:02}"), "request", &format!("VM-{i:02}")).await;
+        entry(&w, &format!("user{i:02}"), "deny", &format!("VM-{i:02}")).await;
+    }
+    entry(&w, "system", "grant.expire", "").await;
+    entry(&w, "alice", "sign-in", "other_vm").await;
+    let s = w.store.log_suggestions("", "", 10).await.unwrap();
+    assert_eq!(s.vms.len(), 10);
+    assert_eq!(
+        s.vms[0], "other_vm",
+        "no empty name; in order, case ignored"
+    );
+    assert_eq!(s.vms[1], "VM-00", "each name once, as written");
+    assert_eq!(s.vms[9], "VM-08");
+    assert_eq!(s.actors[..2], ["alice".to_owned(), "system".to_owned()]);
+    assert_eq!(s.actions, ["deny", "grant.expire", "request", "sign-in"]);
+    let s = w.store.log_suggestions("vm-2", "USER1", 50).await.unwrap();
+    assert_eq!(
+        s.vms,
+        (20..30).map(|i| format!("VM-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s.actors,
+        (10..20).map(|i| format!("user{i}")).collect::<Vec<_>>()
+    );
+    let s = w.store.log_suggestions("vm_", "", 50).await.unwrap();
+    assert!(s.vms.is_empty(), "`_` is not a wildcard: {:?}", s.vms);
+}
+
+#[tokio::test]
+async fn the_page_flags_what_it_cannot_use_and_reads_the_log_without_it() {
+    use portcullis_app::domain::{Role, Scope};
+    use portcullis_app::services::activity::browse;
+    let w = world().await;
+    entry(&w, "alice", "request", "web-01").await;
+    entry(&w, "bob", "deny", "db-01").await;
+    let auditor = w.user("auditor", &[(Role::Reader, Scope::All)]).await;
+    let f = portcullis_app::api::jit::read_log_filter("web", "", "no.such", "2027-13-01", "", "");
+    assert_eq!(f.errors.get("from"), Some("Enter a date as YYYY-MM-DD."));
+    assert_eq!(f.query.from_ms, None);
+    let b = browse(&w.store, &auditor, f.query, 50).await.unwrap();
+    assert!(b.unknown_action);
+    assert_eq!(
+        b.total, 1,
+        "the VM filter holds; the unknown action is left out"
+    );
+    assert_eq!(b.entries[0].content.vm, "web-01");
+    // Someone scoped to a group does not read the log, nor its names.
+    let scoped = w
+        .user("scoped", &[(Role::Requester, Scope::Group("prod".into()))])
+        .await;
+    let q = portcullis_app::store::LogQuery::default();
+    assert!(matches!(
+        browse(&w.store, &scoped, q, 50).await,
+        Err(portcullis_app::error::AppError::Forbidden)
+    ));
+}
+
+#[test]
+fn dates_are_read_in_the_chosen_zone() {
+    use portcullis_app::api::jit::read_log_filter;
+    let utc = read_log_filter("", "", "", "2027-01-15", "2027-01-15", "");
+    assert!(utc.errors.is_empty());
+    assert_eq!(utc.query.from_ms, Some(1_800_000_000_000 - 8 * 3_600_000));
+    assert_eq!(utc.query.to_ms, Some(1_800_000_000_000 + 16 * 3_600_000));
+    // Midnight in Kolkata is 18:30 UTC the day before.
+    let ist = read_log_filter("", "", "", "2027-01-15", "2027-01-15", "Asia/Kolkata");
+    assert!(ist.errors.is_empty());
+    assert_eq!(
+        ist.query.from_ms,
+        Some(1_800_000_000_000 - 8 * 3_600_000 - 5 * 3_600_000 - 1_800_000)
+    );
+    assert_eq!(
+        ist.zone.format(1_800_000_000_000),
+        "2027-01-15 13:30:00 +05:30"
+    );
+    assert_eq!(
+        utc.zone.format(1_800_000_000_000),
+        "2027-01-15 08:00:00 UTC"
+    );
+    let bad = read_log_filter("", "", "", "2027-01-16", "2027-01-15", "Mars/Olympus");
+    assert_eq!(
+        bad.errors.get("to"),
+        Some("The end must be after the start.")
+    );
+    assert_eq!(bad.query.to_ms, None);
+    assert!(bad.errors.get("tz").is_some());
+    assert_eq!(bad.zone.name(), "UTC");
+    let long = "x".repeat(101);
+    let bad = read_log_filter(&long, "", "Approve!", "", "", "../../etc/passwd");
+    assert_eq!(bad.errors.get("vm"), Some("At most 100 characters."));
+    assert!(bad.errors.get("action").is_some());
+    assert!(bad.errors.get("tz").is_some());
+    assert_eq!((bad.query.vm, bad.query.action), (None, None));
+}

@@ -278,3 +278,45 @@ async fn figures_of_a_mixed_page_are_those_of_each_vm() {
         (1, Some(w.clock.now()), Some("rita"), 1)
     );
 }
+
+#[tokio::test]
+async fn an_activity_page_costs_the_same_statements_for_2_rows_as_for_40() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    counted::install();
+    let w = world().await;
+    let auditor = w.user("auditor", &[(Role::Reader, Scope::All)]).await;
+    for i in 0..60 {
+        w.store
+            .log_event(portcullis_app::store::NewLogEntry {
+                actor: format!("user{i:02}"),
+                action: "request".into(),
+                vm: format!("web-{i:02}"),
+                result: "success".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let store = &w.store;
+    let page = |limit: i64| {
+        let auditor = &auditor;
+        let q = portcullis_app::store::LogQuery {
+            vm: Some("WEB".into()),
+            actor: Some("user".into()),
+            action: Some("request".into()),
+            limit,
+            ..Default::default()
+        };
+        async move {
+            portcullis_app::services::activity::browse(store, auditor, q, 50)
+                .await
+                .unwrap()
+        }
+    };
+    let b = page(40).await;
+    assert_eq!((b.entries.len(), b.total), (40, 60));
+    assert_eq!(b.suggestions.vms.len(), 50, "suggestions are bounded");
+    let (two, forty) = (statements(|| page(2)).await, statements(|| page(40)).await);
+    assert!(two >= 4, "the counter sees the driver's statements: {two}");
+    assert_eq!(two, forty, "activity page: 2 rows vs 40 rows");
+}

@@ -368,7 +368,9 @@ async fn recovering_an_administrator_is_for_the_host_console_only() {
         .query_log(&portcullis_app::store::LogQuery {
             before_seq: None,
             vm: None,
+            vm_exact: false,
             actor: Some("host console".into()),
+            actor_exact: true,
             action: None,
             from_ms: None,
             to_ms: None,

@@ -231,10 +231,13 @@ struct RequestArgs {
 
 #[derive(Args)]
 struct LogArgs {
+    /// VM names starting with this (case ignored).
     #[arg(long)]
     vm: Option<String>,
+    /// User names starting with this (case ignored).
     #[arg(long)]
     actor: Option<String>,
+    /// Exactly this action, e.g. request, grant.revoke.
     #[arg(long)]
     action: Option<String>,
     /// UTC, YYYY-MM-DD or YYYY-MM-DDTHH:MM.

@@ -77,7 +77,7 @@ test('select all, row menus, the VM activity link, breadcrumbs and Cancel', asyn
 
   // The VM page's activity log link shows this VM's entries only.
   await page.getByTestId('vm-activity').click();
-  await expect(page).toHaveURL(/\/activity\?vm=web-1$/);
+  await expect(page).toHaveURL(/\/activity\?vm=%22web-1%22$/);
   const table = page.getByTestId('activity-table');
   await expect(table.locator('tbody tr').first()).toContainText('web-1');
   await expect(table).not.toContainText('web-2');

@@ -19,6 +19,8 @@ pub struct Filter {
     action: String,
     from: String,
     to: String,
+    /// The zone the page read its dates in (an IANA name; empty: UTC).
+    zone: String,
 }
 
 fn refuse(e: AppError) -> Response {
@@ -44,7 +46,7 @@ pub async fn activity_csv(
             roles,
             ip,
         };
-        let q = parse_log_filter(&f.vm, &f.actor, &f.action, &f.from, &f.to)?;
+        let q = parse_log_filter(&f.vm, &f.actor, &f.action, &f.from, &f.to, &f.zone)?;
         activity::csv_stream(&state.store, &actor, q).await
     };
     match run.await {

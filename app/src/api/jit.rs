@@ -696,6 +696,9 @@ pub async fn extend_request(id: String, duration: String) -> Result<(), AppError
     super::ctx::finish(result)
 }
 
+/// One page of the activity log for the page's filters, with the times in `zone` (an IANA
+/// name, the browser's; empty: UTC), the filters' suggestions and the message of each bad
+/// filter. A bad filter does not hide the log: the page is read without it.
 #[server(endpoint = "activity")]
 pub async fn activity(
     #[server(default)] vm: String,
@@ -704,32 +707,56 @@ pub async fn activity(
     #[server(default)] from: String,
     #[server(default)] to: String,
     #[server(default)] page: i64,
+    #[server(default)] zone: String,
 ) -> Result<LogPage, AppError> {
     use crate::services::activity;
     let run = async {
         let c = super::ctx::ctx().await?;
         let me = c.actor().await?;
         let page = page.clamp(1, crate::store::audit_max_page(PAGE_SIZE));
-        let mut q = parse_log_filter(&vm, &actor, &action, &from, &to)?;
+        let filter = read_log_filter(&vm, &actor, &action, &from, &to, &zone);
+        let mut errors = filter.errors;
+        let mut q = filter.query;
         q.offset = (page - 1) * PAGE_SIZE;
         q.limit = PAGE_SIZE;
-        let (entries, total, status) = activity::page(&c.state.store, &me, &q).await?;
-        let chain_message = if status.ok {
-            status.message
+        let b = activity::browse(&c.state.store, &me, q, SUGGESTIONS).await?;
+        if b.unknown_action {
+            errors.add(
+                "action",
+                "No entry has this action: choose one from the list.",
+            );
+        }
+        let chain_message = if b.status.ok {
+            b.status.message
         } else {
-            format!("{} The log has been tampered with.", status.message)
+            format!("{} The log has been tampered with.", b.status.message)
         };
         Ok(LogPage {
-            rows: entries.into_iter().map(|e| e.content).collect(),
-            total,
+            shown_at: b
+                .entries
+                .iter()
+                .map(|e| filter.zone.format(e.content.at))
+                .collect(),
+            rows: b.entries.into_iter().map(|e| e.content).collect(),
+            total: b.total,
             page,
             page_size: PAGE_SIZE,
-            chain_ok: status.ok,
+            chain_ok: b.status.ok,
             chain_message,
+            zone: filter.zone.name(),
+            zone_offset: filter.zone.offset_now(),
+            errors,
+            vms: b.suggestions.vms,
+            actors: b.suggestions.actors,
+            actions: b.suggestions.actions,
         })
     };
     super::ctx::finish(run.await)
 }
+
+/// How many VM names and user names the activity page suggests.
+#[cfg(feature = "ssr")]
+const SUGGESTIONS: usize = 50;
 
 /// Verifies the whole activity log now (administrators over everything): every entry,
 /// HMAC and signed checkpoint, and the position kept outside the database. Answers the
@@ -747,8 +774,178 @@ pub async fn verify_activity_log() -> Result<String, AppError> {
     super::ctx::finish(run.await)
 }
 
-/// Filters from the activity page's form (and the CSV link); dates are `YYYY-MM-DD`
-/// (UTC days, `to` inclusive) or `YYYY-MM-DDTHH:MM`.
+/// The time zone the activity log's times are shown and its dates read in.
+#[cfg(feature = "ssr")]
+#[derive(Debug, Clone)]
+pub struct LogZone(jiff::tz::TimeZone);
+
+#[cfg(feature = "ssr")]
+impl LogZone {
+    pub fn utc() -> Self {
+        LogZone(jiff::tz::TimeZone::UTC)
+    }
+
+    /// An IANA zone name as the browser reports it (`Asia/Kolkata`); empty is UTC.
+    pub fn parse(name: &str) -> Result<Self, &'static str> {
+        const UNKNOWN: &str = "Unknown time zone: times and dates are in UTC.";
+        let name = name.trim();
+        if name.is_empty() || name.eq_ignore_ascii_case("utc") {
+            return Ok(Self::utc());
+        }
+        // Only what zone names are made of reaches the zone database's lookup.
+        if name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
+        {
+            return Err(UNKNOWN);
+        }
+        jiff::tz::TimeZone::get(name)
+            .map(LogZone)
+            .map_err(|_| UNKNOWN)
+    }
+
+    pub fn is_utc(&self) -> bool {
+        self.0.iana_name().is_none_or(|n| n == "UTC")
+    }
+
+    pub fn name(&self) -> String {
+        self.0.iana_name().unwrap_or("UTC").to_owned()
+    }
+
+    /// The zone's offset from UTC now, as `UTC+05:30`.
+    pub fn offset_now(&self) -> String {
+        let offset = self.0.to_offset(jiff::Timestamp::now());
+        if offset.seconds() == 0 {
+            "UTC".to_owned()
+        } else {
+            format!("UTC{offset}")
+        }
+    }
+
+    /// A time that says its zone: `2027-01-15 13:30:00 +05:30`, or `… UTC`.
+    pub fn format(&self, ms: i64) -> String {
+        if self.is_utc() {
+            return crate::model::format_utc(ms);
+        }
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| {
+                t.to_zoned(self.0.clone())
+                    .strftime("%Y-%m-%d %H:%M:%S %:z")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| crate::model::format_utc(ms))
+    }
+
+    /// `YYYY-MM-DD` (the start of that day here; with `end`, the start of the next: `to`
+    /// is inclusive) or `YYYY-MM-DDTHH:MM`, as milliseconds since the epoch.
+    fn instant(&self, s: &str, end: bool) -> Result<Option<i64>, &'static str> {
+        use jiff::civil::{Date, DateTime};
+        const BAD: &str = "Enter a date as YYYY-MM-DD.";
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let zoned = if let Ok(d) = Date::strptime("%Y-%m-%d", s) {
+            let d = if end {
+                d.tomorrow().map_err(|_| BAD)?
+            } else {
+                d
+            };
+            d.to_zoned(self.0.clone())
+        } else if let Ok(t) = DateTime::strptime("%Y-%m-%dT%H:%M", s) {
+            t.to_zoned(self.0.clone())
+        } else {
+            return Err(BAD);
+        };
+        zoned
+            .map(|z| Some(z.timestamp().as_millisecond()))
+            .map_err(|_| BAD)
+    }
+}
+
+/// The activity log's filters as read: the query of the valid ones, the message of each
+/// bad one (left out of the query), and the zone their dates were read in.
+#[cfg(feature = "ssr")]
+pub struct LogFilter {
+    pub query: crate::store::LogQuery,
+    pub errors: crate::domain::FieldErrors,
+    pub zone: LogZone,
+}
+
+/// Reads the activity log's filters. VM and user match names that start with the value,
+/// case ignored (a value in double quotes: the whole name); the action matches exactly; dates are `YYYY-MM-DD` (`to` inclusive) or
+/// `YYYY-MM-DDTHH:MM`, in `zone` (an IANA name; empty: UTC). Each bad filter gets its
+/// message and is left out of the query, so that the page can still show the log.
+#[cfg(feature = "ssr")]
+pub fn read_log_filter(
+    vm: &str,
+    actor: &str,
+    action: &str,
+    from: &str,
+    to: &str,
+    zone: &str,
+) -> LogFilter {
+    let mut errors = crate::domain::FieldErrors::new();
+    let zone = errors
+        .check("tz", LogZone::parse(zone))
+        .unwrap_or_else(LogZone::utc);
+    let mut text = |field: &str, value: &str| -> Option<String> {
+        let value = value.trim();
+        if value.chars().count() > 100 {
+            errors.add(field, "At most 100 characters.");
+            return None;
+        }
+        (!value.is_empty()).then(|| value.to_owned())
+    };
+    // A name in double quotes is the whole name (the VM page's link to its entries).
+    let exact = |v: Option<String>| match v {
+        Some(v) if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') => {
+            (Some(v[1..v.len() - 1].to_owned()), true)
+        }
+        v => (v, false),
+    };
+    let (vm, vm_exact) = exact(text("vm", vm));
+    let (actor, actor_exact) = exact(text("actor", actor));
+    let mut action = text("action", action);
+    if action.as_deref().is_some_and(|a| {
+        !a.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'))
+    }) {
+        errors.add(
+            "action",
+            "Enter an action's name, such as request or grant.revoke.",
+        );
+        action = None;
+    }
+    let from_ms = errors.check("from", zone.instant(from, false)).flatten();
+    let mut to_ms = errors.check("to", zone.instant(to, true)).flatten();
+    if let (Some(f), Some(t)) = (from_ms, to_ms)
+        && f >= t
+    {
+        errors.add("to", "The end must be after the start.");
+        to_ms = None;
+    }
+    LogFilter {
+        query: crate::store::LogQuery {
+            before_seq: None,
+            vm,
+            vm_exact,
+            actor,
+            actor_exact,
+            action,
+            from_ms,
+            to_ms,
+            offset: 0,
+            limit: PAGE_SIZE,
+        },
+        errors,
+        zone,
+    }
+}
+
+/// The activity log's filters for the REST API and the CSV download, which refuse a bad
+/// filter (422 naming it) rather than leave it out. Dates in `zone` (empty: UTC).
 #[cfg(feature = "ssr")]
 pub fn parse_log_filter(
     vm: &str,
@@ -756,50 +953,11 @@ pub fn parse_log_filter(
     action: &str,
     from: &str,
     to: &str,
+    zone: &str,
 ) -> Result<crate::store::LogQuery, AppError> {
-    use crate::domain::FieldErrors;
-    let mut errors = FieldErrors::new();
-    let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-    let parse_time = |s: &str, end: bool| -> Result<Option<i64>, &'static str> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Ok(None);
-        }
-        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-            let d = if end { d.succ_opt().unwrap_or(d) } else { d };
-            return Ok(Some(
-                d.and_hms_opt(0, 0, 0)
-                    .map(|t| t.and_utc().timestamp_millis())
-                    .unwrap_or_default(),
-            ));
-        }
-        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
-            .map(|t| Some(t.and_utc().timestamp_millis()))
-            .map_err(|_| "Enter a date as YYYY-MM-DD.")
-    };
-    let from_ms = errors.check("from", parse_time(from, false)).flatten();
-    let to_ms = errors.check("to", parse_time(to, true)).flatten();
-    if let (Some(f), Some(t)) = (from_ms, to_ms)
-        && f >= t
-    {
-        errors.add("to", "The end must be after the start.");
-    }
-    for (field, value) in [("vm", vm), ("actor", actor), ("action", action)] {
-        if value.chars().count() > 100 {
-            errors.add(field, "At most 100 characters.");
-        }
-    }
-    errors.into_result()?;
-    Ok(crate::store::LogQuery {
-        before_seq: None,
-        vm: opt(vm),
-        actor: opt(actor).map(|a| a.to_lowercase()),
-        action: opt(action),
-        from_ms,
-        to_ms,
-        offset: 0,
-        limit: PAGE_SIZE,
-    })
+    let f = read_log_filter(vm, actor, action, from, to, zone);
+    f.errors.into_result()?;
+    Ok(f.query)
 }
 
 /// Where a new enrollment waits, for a plain form post only, until the page it returns to

@@ -1,12 +1,56 @@
-//! The activity log: filters, pages, CSV download, and whether the hash chain verifies.
+//! The activity log: filters (with suggestions, and each bad one flagged beside its field
+//! while the log stays readable), pages in UTC or the browser's zone, CSV download, and
+//! whether the hash chain verifies.
 
 use crate::api::jit::{VerifyActivityLog, activity};
 use crate::components::col;
-use crate::components::{FormAlert, LocalTime, Pager, Shell, action_error};
+use crate::components::{FormAlert, Pager, Shell, action_error};
+use crate::domain::FieldErrors;
 use crate::pages::jit::urlencode;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
+
+/// The page's query: the filters as typed, the page, and the zone choice.
+#[derive(Clone, Debug, PartialEq, Default)]
+struct Filters {
+    vm: String,
+    actor: String,
+    action: String,
+    from: String,
+    to: String,
+    page: i64,
+    /// `utc`, `local`, or empty (not chosen: local where the browser's zone is known).
+    tz: String,
+    /// The browser's zone as the hydrated form sent it (an IANA name), if it did.
+    zone: String,
+}
+
+impl Filters {
+    /// The query string of the filters, without the page.
+    fn query(&self) -> String {
+        format!(
+            "vm={}&actor={}&action={}&from={}&to={}&tz={}&zone={}",
+            urlencode(&self.vm),
+            urlencode(&self.actor),
+            urlencode(&self.action),
+            urlencode(&self.from),
+            urlencode(&self.to),
+            urlencode(&self.tz),
+            urlencode(&self.zone),
+        )
+    }
+}
+
+/// The browser's IANA time zone (`Asia/Kolkata`), known only once the page runs.
+#[cfg(feature = "hydrate")]
+fn browser_zone() -> Option<String> {
+    let format = js_sys::Intl::DateTimeFormat::new(&js_sys::Array::new(), &js_sys::Object::new());
+    js_sys::Reflect::get(&format.resolved_options(), &"timeZone".into())
+        .ok()?
+        .as_string()
+        .filter(|z| !z.is_empty())
+}
 
 #[component]
 pub fn ActivityPage() -> impl IntoView {
@@ -14,37 +58,52 @@ pub fn ActivityPage() -> impl IntoView {
     let filters = move || {
         let q = query.get();
         let g = |k: &str| q.get(k).unwrap_or_default();
-        (
-            g("vm"),
-            g("actor"),
-            g("action"),
-            g("from"),
-            g("to"),
-            q.get("page")
+        Filters {
+            vm: g("vm"),
+            actor: g("actor"),
+            action: g("action"),
+            from: g("from"),
+            to: g("to"),
+            page: q
+                .get("page")
                 .and_then(|p| p.parse::<i64>().ok())
                 .unwrap_or(1),
-        )
+            tz: g("tz"),
+            zone: g("zone"),
+        }
+    };
+    // Without JavaScript the server cannot know the browser's zone: UTC until it runs.
+    let browser = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        browser.set(browser_zone());
+    });
+    let known_zone = move || {
+        let f = filters();
+        if f.zone.is_empty() {
+            browser.get().unwrap_or_default()
+        } else {
+            f.zone
+        }
+    };
+    // The zone the server is asked for: none (UTC) when UTC is chosen or the zone unknown.
+    let zone = move || {
+        if filters().tz == "utc" {
+            String::new()
+        } else {
+            known_zone()
+        }
     };
     let verify = ServerAction::<VerifyActivityLog>::new();
     let verify_err = action_error(verify);
     let data = Resource::new(
-        move || (filters(), verify.version().get()),
-        |((vm, actor, action, from, to, page), _)| activity(vm, actor, action, from, to, page),
+        move || (filters(), zone(), verify.version().get()),
+        |(f, zone, _)| activity(f.vm, f.actor, f.action, f.from, f.to, f.page, zone),
     );
-    let qs = move || {
-        let (vm, actor, action, from, to, _) = filters();
-        format!(
-            "vm={}&actor={}&action={}&from={}&to={}",
-            urlencode(&vm),
-            urlencode(&actor),
-            urlencode(&action),
-            urlencode(&from),
-            urlencode(&to)
-        )
-    };
 
     let body = move || {
-        let base = format!("/activity?{}", qs());
+        let f = filters();
+        let base = format!("/activity?{}", f.query());
         Suspend::new(async move {
             let p = match data.await {
                 Ok(p) => p,
@@ -53,18 +112,108 @@ pub fn ActivityPage() -> impl IntoView {
                         .into_any();
                 }
             };
+            let zone_shown = if p.zone == "UTC" {
+                "UTC".to_owned()
+            } else {
+                format!("{} ({})", p.zone, p.zone_offset)
+            };
+            // The download asks for what the page shows: the filters it applied.
+            let applied = |field: &str, value: &str| {
+                if p.errors.get(field).is_some() {
+                    String::new()
+                } else {
+                    value.to_owned()
+                }
+            };
+            let csv = Filters {
+                vm: applied("vm", &f.vm),
+                actor: applied("actor", &f.actor),
+                action: applied("action", &f.action),
+                from: applied("from", &f.from),
+                to: applied("to", &f.to),
+                page: 1,
+                tz: String::new(),
+                zone: if p.zone == "UTC" {
+                    String::new()
+                } else {
+                    p.zone.clone()
+                },
+            };
+            let csv_href = format!(
+                "/activity.csv?vm={}&actor={}&action={}&from={}&to={}&zone={}",
+                urlencode(&csv.vm),
+                urlencode(&csv.actor),
+                urlencode(&csv.action),
+                urlencode(&csv.from),
+                urlencode(&csv.to),
+                urlencode(&csv.zone)
+            );
+            let local_chosen = f.tz == "local" || (f.tz.is_empty() && p.zone != "UTC");
+            let local_label = move || match known_zone() {
+                z if z.is_empty() => "Local time (needs JavaScript)".to_owned(),
+                z => format!("Local time ({z})"),
+            };
+            let tz_hint = if f.tz == "local" && p.zone == "UTC" && p.errors.get("tz").is_none() {
+                "Your browser's time zone is not known without JavaScript: times and dates are in UTC."
+            } else {
+                "Times are shown, and dates read, in this zone."
+            };
+            let date_zone = p.zone.clone();
+            let options = |id: &'static str, values: &[String]| {
+                let values = values.to_vec();
+                view! {
+                    <datalist id=id>
+                        {values.into_iter().map(|v| view! { <option value=v></option> }).collect_view()}
+                    </datalist>
+                }
+            };
             view! {
+                <form method="get" action="/activity" class="filters" data-testid="activity-filters">
+                    <FilterField id="fl-vm" name="vm" label="VM".into() value=f.vm.clone() list="fl-vm-list"
+                        hint="Names starting with this, any case; in \"quotes\", the whole name." errors=p.errors.clone() />
+                    {options("fl-vm-list", &p.vms)}
+                    <FilterField id="fl-actor" name="actor" label="User".into() value=f.actor.clone() list="fl-actor-list"
+                        hint="Names starting with this, any case; in \"quotes\", the whole name." errors=p.errors.clone() />
+                    {options("fl-actor-list", &p.actors)}
+                    <FilterField id="fl-action" name="action" label="Action".into() value=f.action.clone() list="fl-action-list"
+                        hint="Exactly this action." errors=p.errors.clone() />
+                    {options("fl-action-list", &p.actions)}
+                    <FilterField id="fl-from" name="from" kind="date" label=format!("From (date, {date_zone})") value=f.from.clone()
+                        hint="From the start of this day." errors=p.errors.clone() />
+                    <FilterField id="fl-to" name="to" kind="date" label=format!("To (date, {date_zone})") value=f.to.clone()
+                        hint="To the end of this day." errors=p.errors.clone() />
+                    <div class="field" class:invalid=p.errors.get("tz").is_some()>
+                        <label for="fl-tz">"Times in"</label>
+                        <select id="fl-tz" name="tz" aria-describedby="fl-tz-hint fl-tz-error"
+                            aria-invalid=p.errors.get("tz").is_some().then_some("true")>
+                            <option value="utc" selected=!local_chosen>"UTC"</option>
+                            <option value="local" selected=local_chosen>{local_label}</option>
+                        </select>
+                        <input type="hidden" name="zone" value=known_zone />
+                        <p class="hint" id="fl-tz-hint">{tz_hint}</p>
+                        <p class="field-error" id="fl-tz-error" aria-live="polite">{p.errors.get("tz").map(str::to_owned)}</p>
+                    </div>
+                    <div class="actions">
+                        <button type="submit" class="btn primary">"Filter"</button>
+                        <a class="btn" href=csv_href download="activity.csv">"Download CSV"</a>
+                    </div>
+                </form>
                 <div class=if p.chain_ok { "alert success" } else { "alert error" } role="status" data-testid="chain-status">{p.chain_message.clone()}</div>
+                <p class="hint" data-testid="zone-label">{format!("Times in {zone_shown}.")}</p>
+                {
+                // The time column names its zone; a phone's card labels say the same.
+                let time_head = format!("{} ({})", col::TIME, p.zone);
+                view! {
                 <table class="table log" data-testid="activity-table">
                     <thead><tr>
-                        <th scope="col">"Time"</th><th scope="col">"Actor"</th><th scope="col">"Action"</th><th scope="col">"VM"</th>
+                        <th scope="col">{time_head.clone()}</th><th scope="col">"Actor"</th><th scope="col">"Action"</th><th scope="col">"VM"</th>
                         <th scope="col">"Ports"</th><th scope="col">"Source"</th><th scope="col">"Justification"</th>
                         <th scope="col">"Result"</th><th scope="col">"Details"</th>
                     </tr></thead>
                     <tbody>
-                        {p.rows.iter().map(|r| view! {
+                        {p.rows.iter().zip(p.shown_at.iter()).map(|(r, at)| view! {
                             <tr data-action=r.action.clone()>
-                                <td data-label=col::TIME><LocalTime ms=r.at /></td>
+                                <td data-label=time_head.clone()><time datetime=iso(r.at)>{at.clone()}</time></td>
                                 <td data-label=col::ACTOR>{r.actor.clone()}<br /><span class="muted">{r.client_ip.clone()}</span></td>
                                 <td data-label=col::ACTION>{r.action.clone()}</td>
                                 <td data-label=col::VM>{r.vm.clone()}</td>
@@ -77,6 +226,8 @@ pub fn ActivityPage() -> impl IntoView {
                         }).collect_view()}
                     </tbody>
                 </table>
+                }
+                }
                 <Pager base page=p.page page_size=p.page_size total=p.total />
             }
             .into_any()
@@ -87,17 +238,6 @@ pub fn ActivityPage() -> impl IntoView {
         <Title text="Activity log" />
         <Shell>
             <h1>"Activity log"</h1>
-            <form method="get" action="/activity" class="filters">
-                <div class="field"><label for="fl-vm">"VM"</label><input id="fl-vm" name="vm" type="text" value=move || filters().0 /></div>
-                <div class="field"><label for="fl-actor">"User"</label><input id="fl-actor" name="actor" type="text" value=move || filters().1 /></div>
-                <div class="field"><label for="fl-action">"Action"</label><input id="fl-action" name="action" type="text" value=move || filters().2 placeholder="request, approve, revoke…" /></div>
-                <div class="field"><label for="fl-from">"From (UTC date)"</label><input id="fl-from" name="from" type="date" value=move || filters().3 /></div>
-                <div class="field"><label for="fl-to">"To (UTC date)"</label><input id="fl-to" name="to" type="date" value=move || filters().4 /></div>
-                <div class="actions">
-                    <button type="submit" class="btn primary">"Filter"</button>
-                    <a class="btn" href=move || format!("/activity.csv?{}", qs()) download="activity.csv">"Download CSV"</a>
-                </div>
-            </form>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>{body}</Transition>
             <section class="card">
                 <h2>"Verify the whole log"</h2>
@@ -109,5 +249,39 @@ pub fn ActivityPage() -> impl IntoView {
                 </ActionForm>
             </section>
         </Shell>
+    }
+}
+
+/// A time as the machine-readable `datetime` attribute wants it (UTC).
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
+}
+
+/// One filter: its label, the value as typed, a hint, and the message of the last reading
+/// beside it (announced, and tied to the input).
+#[component]
+fn FilterField(
+    id: &'static str,
+    name: &'static str,
+    label: String,
+    value: String,
+    hint: &'static str,
+    errors: FieldErrors,
+    #[prop(default = "text")] kind: &'static str,
+    #[prop(optional)] list: Option<&'static str>,
+) -> impl IntoView {
+    let msg = errors.get(name).map(str::to_owned);
+    let invalid = msg.is_some();
+    view! {
+        <div class="field" class:invalid=invalid>
+            <label for=id>{label}</label>
+            <input id=id name=name type=kind value=value list=list autocomplete="off"
+                aria-describedby=format!("{id}-hint {id}-error")
+                aria-invalid=invalid.then_some("true") />
+            <p class="hint" id=format!("{id}-hint")>{hint}</p>
+            <p class="field-error" id=format!("{id}-error") aria-live="polite">{msg}</p>
+        </div>
     }
 }

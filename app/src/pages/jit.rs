@@ -289,7 +289,7 @@ fn row_menu(row: &VmRow) -> impl IntoView + use<> {
         }),
         row.may.view_log.then(|| {
             (
-                format!("/activity?vm={}", urlencode(&row.name)),
+                format!("/activity?vm={}", urlencode(&format!("\"{}\"", row.name))),
                 "Activity log",
             )
         }),

@@ -130,7 +130,7 @@ pub fn VmPage() -> impl IntoView {
                 <div class="toolbar">
                     {d.can_request.then(|| view! { <a class="btn primary" href=format!("/jit/request?vm={}", vm.id)>"Request access"</a> })}
                     {d.can_configure.then(|| view! { <a class="btn" href=format!("/jit/configure?vm={}", vm.id)>{configure_label}</a> })}
-                    {vm.may.view_log.then(|| view! { <a class="btn" href=format!("/activity?vm={}", crate::pages::jit::urlencode(&vm.name)) data-testid="vm-activity">"Activity log"</a> })}
+                    {vm.may.view_log.then(|| view! { <a class="btn" href=format!("/activity?vm={}", crate::pages::jit::urlencode(&format!("\"{}\"", vm.name))) data-testid="vm-activity">"Activity log"</a> })}
                 </div>
                 <section class="card">
                     <dl class="facts">

@@ -6,7 +6,9 @@ use super::Actor;
 use crate::domain::audit::Checkpoint;
 use crate::domain::{Action, Resource, permits};
 use crate::error::{AppError, AppResult};
-use crate::store::{AuditStatus, LogEntry, LogQuery, Store, Verification};
+use crate::store::{
+    AuditStatus, LogEntry, LogQuery, LogSuggestions, MAX_ACTIONS, Store, Verification,
+};
 use std::path::{Path, PathBuf};
 
 pub fn require_log(actor: &Actor) -> AppResult<()> {
@@ -27,6 +29,53 @@ pub async fn page(
     require_log(actor)?;
     let (entries, total) = store.query_log(q).await?;
     Ok((entries, total, status(store).await?))
+}
+
+/// What the activity page shows: a page of the log, how many entries match, the latest
+/// verification, and what the filters can be completed with.
+pub struct Browse {
+    pub entries: Vec<LogEntry>,
+    pub total: i64,
+    pub status: AuditStatus,
+    pub suggestions: LogSuggestions,
+    /// The action asked for occurs nowhere in the log; the page was read without it.
+    pub unknown_action: bool,
+}
+
+/// A page of the log and the filters' suggestions. Suggestions come from the log itself,
+/// under the permission that reads the log (it is not scoped to VMs: whoever may read it
+/// reads every entry, and so may be told every name in it), and start with the VM and
+/// user filters' values. Four statements, whatever the log holds.
+pub async fn browse(
+    store: &Store,
+    actor: &Actor,
+    mut q: LogQuery,
+    suggestions: usize,
+) -> AppResult<Browse> {
+    require_log(actor)?;
+    let suggestions = store
+        .log_suggestions(
+            q.vm.as_deref().unwrap_or_default(),
+            q.actor.as_deref().unwrap_or_default(),
+            suggestions,
+        )
+        .await?;
+    // Every action is known only if the list was not cut short.
+    let unknown_action = suggestions.actions.len() < MAX_ACTIONS
+        && q.action
+            .as_ref()
+            .is_some_and(|a| !suggestions.actions.contains(a));
+    if unknown_action {
+        q.action = None;
+    }
+    let (entries, total) = store.query_log(&q).await?;
+    Ok(Browse {
+        entries,
+        total,
+        status: status(store).await?,
+        suggestions,
+        unknown_action,
+    })
 }
 
 /// The latest verification's outcome, or "not verified yet".

@@ -6,7 +6,7 @@
 //! small reports pool. Reading a page of the log reads that page and the stored outcome,
 //! never the chain.
 
-use super::{Result, Store, StoreError, WriteTx};
+use super::{Backend, Result, Store, StoreError, WriteTx};
 use crate::domain::audit::{
     Break, Checkpoint, EntryContent, GENESIS, Stored, entry_hash, verify_segment,
 };
@@ -58,8 +58,15 @@ pub enum Verification {
 
 #[derive(Debug, Clone, Default)]
 pub struct LogQuery {
+    /// Entries whose VM name starts with this, ignoring the case of ASCII letters.
     pub vm: Option<String>,
+    /// Entries whose actor starts with this, ignoring the case of ASCII letters.
     pub actor: Option<String>,
+    /// `vm` names the whole VM name (case ignored), not its start.
+    pub vm_exact: bool,
+    /// `actor` names the whole actor (case ignored), not its start.
+    pub actor_exact: bool,
+    /// Entries of exactly this action.
     pub action: Option<String>,
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
@@ -67,6 +74,43 @@ pub struct LogQuery {
     pub limit: i64,
     /// Only entries before this position (for reading the log in batches, newest first).
     pub before_seq: Option<i64>,
+}
+
+/// What the log's filters can be completed with: names that occur in the log, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSuggestions {
+    /// VM names starting with the prefix asked for (case ignored), at most the limit.
+    pub vms: Vec<String>,
+    /// Actors starting with the prefix asked for (case ignored), at most the limit.
+    pub actors: Vec<String>,
+    /// Every action in the log, up to [`MAX_ACTIONS`].
+    pub actions: Vec<String>,
+}
+
+/// The most distinct actions [`Store::log_suggestions`] reads; the product writes about
+/// fifty kinds.
+pub const MAX_ACTIONS: usize = 200;
+
+/// The bounds of a prefix match on a lower-cased column, as a range `[low, high)` in
+/// code point (byte) order: "web" is `["web", "wec")`. A range, not `LIKE`, so that
+/// wildcards typed by the user are plain characters and both backends read an index
+/// (PostgreSQL's `LIKE` reads a btree only under the C collation, and a prepared statement's
+/// generic plan never). `None` for `high` when no string bounds it (a prefix of U+10FFFF).
+pub fn prefix_range(prefix: &str) -> (String, Option<String>) {
+    // SQLite's lower() folds ASCII letters only: fold the prefix the same way on both.
+    let low = prefix.to_ascii_lowercase();
+    let mut chars: Vec<char> = low.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(n) = next {
+            chars.push(n);
+            return (low, Some(chars.into_iter().collect()));
+        }
+    }
+    (low, None)
 }
 
 /// The deepest page offset served; a bigger one (a typo, a probe) reads the last pages.
@@ -155,16 +199,36 @@ impl WriteTx {
     }
 }
 
-fn push_filters(q: &LogQuery, sql: &mut String, binds: &mut Vec<Bind>) {
+/// `LOWER(column)` compared in code point order: SQLite compares bytes (BINARY) already;
+/// PostgreSQL is told the C collation, which its expression indexes of migration 0018 use.
+fn folded(column: &str, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => format!("LOWER({column})"),
+        Backend::Postgres => format!("LOWER({column}) COLLATE \"C\""),
+    }
+}
+
+fn push_filters(q: &LogQuery, backend: Backend, sql: &mut String, binds: &mut Vec<Bind>) {
     let mut add = |clause: &str, b: Bind| {
         binds.push(b);
         sql.push_str(&format!(" AND {clause} ${}", binds.len()));
     };
-    if let Some(vm) = &q.vm {
-        add("vm =", Bind::Text(vm.clone()));
-    }
-    if let Some(actor) = &q.actor {
-        add("actor =", Bind::Text(actor.clone()));
+    for (column, prefix, exact) in [
+        ("vm", &q.vm, q.vm_exact),
+        ("actor", &q.actor, q.actor_exact),
+    ] {
+        if let Some(prefix) = prefix {
+            let (low, high) = prefix_range(prefix);
+            let col = folded(column, backend);
+            if exact {
+                add(&format!("{col} ="), Bind::Text(low));
+                continue;
+            }
+            add(&format!("{col} >="), Bind::Text(low));
+            if let Some(high) = high {
+                add(&format!("{col} <"), Bind::Text(high));
+            }
+        }
     }
     if let Some(action) = &q.action {
         add("action =", Bind::Text(action.clone()));
@@ -204,7 +268,7 @@ impl Store {
     pub async fn query_log(&self, q: &LogQuery) -> Result<(Vec<LogEntry>, i64)> {
         let mut filter = String::from(" WHERE 1 = 1");
         let mut binds = Vec::new();
-        push_filters(q, &mut filter, &mut binds);
+        push_filters(q, self.backend, &mut filter, &mut binds);
         // Without a filter the count is the last position: the log has no gaps.
         let count_sql = if binds.is_empty() {
             "SELECT COALESCE(MAX(seq), 0) AS n FROM activity_log".to_owned()
@@ -223,7 +287,7 @@ impl Store {
     pub async fn log_batch(&self, q: &LogQuery) -> Result<Vec<LogEntry>> {
         let mut filter = String::from(" WHERE 1 = 1");
         let mut binds = Vec::new();
-        push_filters(q, &mut filter, &mut binds);
+        push_filters(q, self.backend, &mut filter, &mut binds);
         let sql = format!(
             "SELECT {COLUMNS} FROM activity_log{filter} ORDER BY seq DESC LIMIT {} OFFSET {}",
             q.limit.clamp(1, 10_000),
@@ -233,6 +297,72 @@ impl Store {
             .fetch_all(&self.reports)
             .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// VM names and actors of the log starting with `vm_prefix` and `actor_prefix` (case
+    /// ignored), the first `limit` of each in order, and the log's actions: in one
+    /// statement, whatever the size of the log. Each list is a skip scan: a recursive step
+    /// asks an index for the next name after the last one, so a million entries over a few
+    /// hundred VMs cost a few hundred index probes, not a million rows.
+    pub async fn log_suggestions(
+        &self,
+        vm_prefix: &str,
+        actor_prefix: &str,
+        limit: usize,
+    ) -> Result<LogSuggestions> {
+        let limit = limit.clamp(1, 500);
+        let mut binds = Vec::new();
+        let mut skip_scan = |name: &str, column: &str, prefix: &str| {
+            let col = folded(column, self.backend);
+            let (low, high) = prefix_range(prefix);
+            binds.push(Bind::Text(low));
+            let mut bound = format!("{col} >= ${}", binds.len());
+            if let Some(high) = high {
+                binds.push(Bind::Text(high));
+                bound.push_str(&format!(" AND {col} < ${}", binds.len()));
+            }
+            // The empty name (entries about no VM) is skipped, one step of the limit.
+            format!(
+                "{name}(k, n) AS (\
+                 SELECT MIN({col}), 0 FROM activity_log WHERE {bound} \
+                 UNION ALL SELECT (SELECT MIN({col}) FROM activity_log WHERE {bound} AND {col} > {name}.k), \
+                 {name}.n + 1 FROM {name} WHERE {name}.k IS NOT NULL AND {name}.n < {limit})"
+            )
+        };
+        let vms = skip_scan("v", "vm", vm_prefix);
+        let actors = skip_scan("u", "actor", actor_prefix);
+        // Actions are matched exactly: their plain index, in its own order.
+        let sql = format!(
+            "WITH RECURSIVE {vms}, {actors}, \
+             a(k, n) AS (SELECT MIN(action), 0 FROM activity_log \
+             UNION ALL SELECT (SELECT MIN(action) FROM activity_log WHERE action > a.k), a.n + 1 \
+             FROM a WHERE a.k IS NOT NULL AND a.n < {MAX_ACTIONS}) \
+             SELECT 'v' AS kind, n, (SELECT vm FROM activity_log WHERE {vm_col} = v.k LIMIT 1) AS value \
+             FROM v WHERE v.k IS NOT NULL AND v.k <> '' \
+             UNION ALL SELECT 'u' AS kind, n, (SELECT actor FROM activity_log WHERE {actor_col} = u.k LIMIT 1) AS value \
+             FROM u WHERE u.k IS NOT NULL AND u.k <> '' \
+             UNION ALL SELECT 'a' AS kind, n, a.k AS value FROM a WHERE a.k IS NOT NULL AND a.k <> '' \
+             ORDER BY kind, n",
+            vm_col = folded("vm", self.backend),
+            actor_col = folded("actor", self.backend),
+        );
+        let rows = bind_all(sqlx::query(&sql), &binds)
+            .fetch_all(&self.reports)
+            .await?;
+        let mut out = LogSuggestions::default();
+        for row in rows {
+            let kind: String = row.try_get("kind")?;
+            let value: String = row.try_get("value")?;
+            let list = match kind.as_str() {
+                "v" => &mut out.vms,
+                "u" => &mut out.actors,
+                _ => &mut out.actions,
+            };
+            list.push(value);
+        }
+        out.vms.truncate(limit);
+        out.actors.truncate(limit);
+        Ok(out)
     }
 
     /// Entries after `after_seq`, oldest first, at most `limit`: one batch of a

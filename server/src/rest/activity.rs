@@ -38,7 +38,7 @@ fn filter(
     to: &Option<String>,
 ) -> ApiResult<portcullis_app::store::LogQuery> {
     let s = |o: &Option<String>| o.clone().unwrap_or_default();
-    parse_log_filter(&s(vm), &s(actor), &s(action), &s(from), &s(to)).map_err(ApiError::from)
+    parse_log_filter(&s(vm), &s(actor), &s(action), &s(from), &s(to), "").map_err(ApiError::from)
 }
 
 /// Activity log entries, newest first, and whether the hash chain verifies.

@@ -572,11 +572,14 @@ pub struct LogPageDto {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogQueryParams {
-    /// VM name.
+    /// Entries whose VM name starts with this (case ignored for ASCII letters; `%` and `_`
+    /// are plain characters). At most 100 characters.
     pub vm: Option<String>,
-    /// User name.
+    /// Entries whose user name starts with this (case ignored for ASCII letters; `%` and
+    /// `_` are plain characters). At most 100 characters.
     pub actor: Option<String>,
-    /// e.g. `request`, `approve`, `revoke`, `policy.update`, `token.create`.
+    /// Exactly this action, e.g. `request`, `deny`, `revoke`, `policy.update`,
+    /// `token.create`: lower-case letters, digits, `.`, `-` and `_`.
     pub action: Option<String>,
     /// UTC, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`.
     pub from: Option<String>,
@@ -594,8 +597,11 @@ pub struct LogQueryParams {
 pub struct ExportParams {
     /// `csv` (default) or `json`.
     pub format: Option<String>,
+    /// VM name prefix, as for `GET /api/v1/activity`.
     pub vm: Option<String>,
+    /// User name prefix, as for `GET /api/v1/activity`.
     pub actor: Option<String>,
+    /// Exactly this action, as for `GET /api/v1/activity`.
     pub action: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
