@@ -2,7 +2,7 @@
 // after the first ("1 of 2 approvals"), leaves that approver's queue, and opens at the
 // second. Runs hydrated and with JavaScript disabled.
 import { test, expect, ready, watch } from './fixtures.js';
-import { addVm, bootstrapAdmin, createUser, signIn, signOut } from './helpers.js';
+import { addVm, bootstrapAdmin, createUser, signIn, signOut, openRequestForm } from './helpers.js';
 
 /// Signs `username` in, in a browser of their own (same JavaScript setting as the test).
 async function ownBrowser(browser, portal, pageErrors, testInfo, username, password) {
@@ -49,10 +49,7 @@ test('a port that needs two approvers opens at the second approval', async ({ pa
   // Rita asks for port 3389.
   await signIn(page, testInfo, 'rita', 'requester secret 2026');
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Rita');
-  await page.goto('/jit');
-  await ready(page, testInfo);
-  await page.getByLabel('Select win-1').check();
-  await page.getByRole('button', { name: 'Request access' }).click();
+  await openRequestForm(page, testInfo, ['win-1']);
   await ready(page, testInfo);
   await expect(page.getByLabel(/^3389 \(TCP\)/)).toHaveAccessibleName(/needs 2 approvals/);
   await page.getByLabel(/^3389 \(TCP\)/).check();

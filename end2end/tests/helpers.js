@@ -64,6 +64,14 @@ export async function addVm(page, testInfo, { name, group, addresses, os, expose
   await expect(page.getByRole('heading', { level: 1 })).toHaveText(name);
 }
 
+/// Ticks the named VMs on the JIT list and opens the request form for them.
+export async function openRequestForm(page, testInfo, names) {
+  await page.goto('/jit');
+  await ready(page, testInfo);
+  for (const name of names) await page.getByLabel(`Select ${name}`).check();
+  await page.getByRole('button', { name: 'Request access' }).click();
+}
+
 /// Follows a trigger that asks before what cannot be undone and confirms with the button
 /// named `button`: in the dialog once hydrated, on the confirmation page without
 /// JavaScript. `fill` maps labels of the question's fields to values.

@@ -1,7 +1,7 @@
 // The JIT workflow in the browser: enable JIT on two VMs with custom ports, request
 // port 22 for "My IP", watch it count down, revoke it, and find every step in the log.
 import { test, expect, ready, watch } from './fixtures.js';
-import { ADMIN_PASSWORD, addVm, bootstrapAdmin, confirmWith, createUser, signIn, signOut } from './helpers.js';
+import { ADMIN_PASSWORD, addVm, bootstrapAdmin, confirmWith, createUser, signIn, signOut, openRequestForm } from './helpers.js';
 
 // SHOTS=DIR saves screenshots of the main pages, for looking at them.
 async function shot(page, testInfo, name) {
@@ -198,10 +198,7 @@ test('a request that needs approval waits for a second user, who approves it', a
 
   await signIn(page, testInfo, 'rita', 'requester secret 2026');
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Rita');
-  await page.goto('/jit');
-  await ready(page, testInfo);
-  await page.getByLabel('Select win-1').check();
-  await page.getByRole('button', { name: 'Request access' }).click();
+  await openRequestForm(page, testInfo, ['win-1']);
   await ready(page, testInfo);
   await page.getByLabel(/^3389 \(TCP\)/).check();
   await page.getByLabel(/Duration in minutes/).fill('30');

@@ -3,7 +3,7 @@
 // asked for together with ports that don't: those open at once, the others wait.
 // Runs hydrated and with JavaScript disabled.
 import { test, expect, ready } from './fixtures.js';
-import { addVm, bootstrapAdmin, createUser, signIn, signOut } from './helpers.js';
+import { addVm, bootstrapAdmin, createUser, signIn, signOut, openRequestForm } from './helpers.js';
 
 const hydrated = (testInfo) => testInfo.project.use.javaScriptEnabled !== false;
 
@@ -37,11 +37,7 @@ test('a request over two VMs leaves one out and opens what needs no approval at 
   await signOut(page, testInfo);
   await signIn(page, testInfo, 'rita', 'requester secret 2026');
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Rita');
-  await page.goto('/jit');
-  await ready(page, testInfo);
-  await page.getByLabel('Select win-1').check();
-  await page.getByLabel('Select win-2').check();
-  await page.getByRole('button', { name: 'Request access' }).click();
+  await openRequestForm(page, testInfo, ['win-1', 'win-2']);
   await expect(page).toHaveURL(/\/jit\/request\?vm=.*&vm=/);
   await ready(page, testInfo);
 

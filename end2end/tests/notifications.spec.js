@@ -4,7 +4,7 @@
 // reached signed out through the sign-in page.
 import { createServer } from 'node:http';
 import { test, expect, ready } from './fixtures.js';
-import { ADMIN_PASSWORD, addVm, bootstrapAdmin, createUser, signIn, signOut } from './helpers.js';
+import { ADMIN_PASSWORD, addVm, bootstrapAdmin, createUser, signIn, signOut, openRequestForm } from './helpers.js';
 
 /// A webhook receiver on a free loopback port: records every POST and answers 200.
 function startReceiver() {
@@ -128,10 +128,7 @@ test('an administrator sets up a webhook and approves a request from its link', 
 
     await signIn(page, testInfo, 'rita', 'requester secret 2026');
     await expect(page.getByRole('heading', { level: 1 })).toHaveText('Welcome, Rita');
-    await page.goto('/jit');
-    await ready(page, testInfo);
-    await page.getByLabel('Select win-1').check();
-    await page.getByRole('button', { name: 'Request access' }).click();
+    await openRequestForm(page, testInfo, ['win-1']);
     await ready(page, testInfo);
     await page.getByLabel(/^3389 \(TCP\)/).check();
     await page.getByLabel(/Duration in minutes/).fill('30');

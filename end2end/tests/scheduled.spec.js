@@ -3,7 +3,7 @@
 // waits as "scheduled" with the time it opens, shows on the VM's timeline, and can be
 // cancelled before it opens. Runs hydrated and with JavaScript disabled.
 import { test, expect, ready } from './fixtures.js';
-import { addVm, bootstrapAdmin, confirmWith } from './helpers.js';
+import { addVm, bootstrapAdmin, confirmWith, openRequestForm } from './helpers.js';
 
 /// `days` from now at 09:00 UTC, as a datetime-local field takes it.
 function utcMorning(days) {
@@ -33,10 +33,7 @@ test('a window booked for tomorrow waits, shows on the timeline and can be cance
   await page.getByRole('button', { name: 'Save JIT policy' }).click();
   await expect(page).toHaveURL(/\/jit\?tab=configured/);
 
-  await page.goto('/jit');
-  await ready(page, testInfo);
-  await page.getByLabel('Select web-1').check();
-  await page.getByRole('button', { name: 'Request access' }).click();
+  await openRequestForm(page, testInfo, ['web-1']);
   await expect(page).toHaveURL(/\/jit\/request\?vm=/);
   await expect(page.locator('#f-start-hint')).toContainText('up to 2 days ahead');
 

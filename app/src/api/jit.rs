@@ -531,12 +531,7 @@ async fn requested_message(
         // A VM asked for twice (ports that open at once, ports that wait) names its ports.
         let twice = requests.iter().filter(|o| o.vm_id == r.vm_id).count() > 1;
         let vm = if twice {
-            let ports: Vec<String> = r
-                .ports
-                .iter()
-                .map(|p| format!("{}/{}", p.port, p.protocol))
-                .collect();
-            format!("{} ({})", r.vm_name, ports.join(", "))
+            format!("{} ({})", r.vm_name, r.ports_text())
         } else {
             r.vm_name.clone()
         };

@@ -2,7 +2,7 @@
 
 use crate::api::jit::{RequestAccess, load_request_blade};
 use crate::components::{Breadcrumbs, FieldMsg, FormAlert, Shell, action_error};
-use crate::model::RequestBlade;
+use crate::model::{RequestBlade, RuleView};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -41,7 +41,7 @@ pub fn RequestAccessPage() -> impl IntoView {
                         .map(|r| {
                             k += 1;
                             let id = format!("port-{k}");
-                            let value = format!("{}:{}/{}", vm.id, r.port, r.protocol);
+                            let value = port_key(&vm.id, r);
                             let sources = if r.allowed_sources.is_empty() { "any source you name".to_owned() } else { r.allowed_sources.clone() };
                             let label = format!(
                                 "{} ({}) — from {}, up to {} min{}{}",
@@ -162,6 +162,11 @@ pub fn RequestAccessPage() -> impl IntoView {
     }
 }
 
+/// A port's value on the form, as the service reads it: `VM_ID:PORT/PROTOCOL`.
+fn port_key(vm_id: &str, rule: &RuleView) -> String {
+    format!("{vm_id}:{}/{}", rule.port, rule.protocol)
+}
+
 /// What each port on the form allows, keyed by its form value (`VM_ID:PORT/PROTOCOL`), so
 /// that the labels can speak of the ports chosen; before any is chosen (and without
 /// JavaScript) they speak of all of them.
@@ -184,7 +189,7 @@ impl Limits {
                 .flat_map(|vm| {
                     vm.rules.iter().map(|r| {
                         (
-                            format!("{}:{}/{}", vm.id, r.port, r.protocol),
+                            port_key(&vm.id, r),
                             PortLimit {
                                 max_minutes: r.max_minutes.parse().unwrap_or(0),
                                 justification: r.justification_required,

@@ -53,12 +53,7 @@ impl About {
             vm_group: r.vm_group.clone(),
             requester_id: r.requester_id.clone(),
             requester: r.requester.clone(),
-            ports: r
-                .ports
-                .iter()
-                .map(|p| format!("{}/{}", p.port, p.protocol))
-                .collect::<Vec<_>>()
-                .join(", "),
+            ports: r.ports_text(),
             source: r.source.clone(),
             justification: r.justification.clone(),
             starts: r.planned_start_at.filter(|_| r.start_at.is_none()),

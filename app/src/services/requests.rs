@@ -193,12 +193,7 @@ async fn load(store: &Store, actor: &Actor, id: &str) -> AppResult<StoredRequest
 
 fn log_for(actor: &Actor, action: &str, r: &StoredRequest) -> crate::store::NewLogEntry {
     let mut log = actor.entry(action, &r.vm_name);
-    log.ports = r
-        .ports
-        .iter()
-        .map(|p| format!("{}/{}", p.port, p.protocol))
-        .collect::<Vec<_>>()
-        .join(", ");
+    log.ports = r.ports_text();
     log.source = r.source.clone();
     log.justification = r.justification.clone();
     log

@@ -57,6 +57,17 @@ pub struct StoredRequest {
     pub approvals_required: i64,
 }
 
+impl StoredRequest {
+    /// Its ports as people read them, in the log, notices and messages: `22/tcp, 3389/tcp`.
+    pub fn ports_text(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("{}/{}", p.port, p.protocol))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// One grant in force: the unit the agent enforces.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Grant {
