@@ -127,6 +127,17 @@ async fn every_server_function_checks_the_callers_role() {
             ],
             &["admin"],
         ),
+        // The plain form's "Add port" stores nothing but a draft, and only for those who
+        // may save the form.
+        (
+            "enable_jit",
+            vec![
+                ("vm_ids[0]", &web),
+                ("rules[0][port]", "22"),
+                ("add_row", "on"),
+            ],
+            &["admin"],
+        ),
         ("remove_policy", vec![("vm_id", &unpolicy)], &["admin"]),
         ("delete_vm", vec![("id", &doomed)], &["admin"]),
         (

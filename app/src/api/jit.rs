@@ -346,9 +346,20 @@ pub async fn load_policy_form(
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
         let current = jit::policies_for_edit(&c.state.store, &actor, &vm_ids).await?;
+        // Taken whatever page asks, so that it never outlives the next form; used only by
+        // the form of the same VMs (in any order, named any number of times).
+        let same_vms = |d: &PolicyDraft| {
+            let set = |ids: &[String]| {
+                ids.iter()
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>()
+            };
+            set(&d.vm_ids) == set(&vm_ids)
+        };
         let draft = c
-            .take_kept::<PolicyDraft>(POLICY_DRAFT_KEY, |d| d.vm_ids == vm_ids)
-            .await?;
+            .take_kept::<PolicyDraft>(POLICY_DRAFT_KEY, |_| true)
+            .await?
+            .filter(same_vms);
         let all_linux = current
             .iter()
             .all(|(vm, _)| Os::parse(&vm.os) == Ok(Os::Linux));
@@ -395,17 +406,31 @@ pub async fn enable_jit(
             rows: rules.iter().map(views::input_row).chain(extra).collect(),
             replace_differing: replace_differing.is_some(),
         };
+        let fits = rules.len() <= MAX_POLICY_ROWS && rules.iter().all(PortRuleInput::fits);
         if add_row.is_some() {
+            // Only a form its user may save is kept, and only as much as a form holds.
+            let vms =
+                crate::services::jit::policies_for_edit(&c.state.store, &actor, &vm_ids).await?;
             if rules.len() >= MAX_POLICY_ROWS {
                 return Err(AppError::field(
                     "rules",
                     format!("A policy form has at most {MAX_POLICY_ROWS} port rows."),
                 ));
             }
+            if !fits {
+                return Err(AppError::field(
+                    "rules",
+                    format!(
+                        "A port row holds at most {} characters.",
+                        PortRuleInput::MAX_TEXT
+                    ),
+                ));
+            }
             let draft = draft(Some(crate::model::RuleView::added()));
             c.keep_for_next_page(POLICY_DRAFT_KEY, &draft).await?;
-            let query = vm_ids
+            let query = vms
                 .iter()
+                .map(|(vm, _)| &vm.id)
                 .map(|id| format!("vm={}", super::encode_query_value(id)))
                 .collect::<Vec<_>>()
                 .join("&");
@@ -425,7 +450,7 @@ pub async fn enable_jit(
         )
         .await;
         // Refused, a plain form comes back as it was posted, each message beside its field.
-        if saved.is_err() && rules.len() <= MAX_POLICY_ROWS {
+        if saved.is_err() && fits {
             c.keep_for_next_page(POLICY_DRAFT_KEY, &draft(None)).await?;
         }
         saved?;

@@ -487,6 +487,39 @@ pub struct PortRuleInput {
     pub widest_v6: String,
 }
 
+impl PortRuleInput {
+    /// Characters a row of the form may hold in all: a source list of a few dozen
+    /// prefixes fits; a row beyond it is not kept as a draft in the session.
+    pub const MAX_TEXT: usize = 4096;
+
+    /// Whether the row, as typed, is small enough to keep.
+    pub fn fits(&self) -> bool {
+        let texts = [
+            &self.port,
+            &self.protocol,
+            &self.allowed_sources,
+            &self.max_minutes,
+            &self.approval_minutes,
+            &self.approvals_required,
+            &self.lead_days,
+            &self.widest_v4,
+            &self.widest_v6,
+        ];
+        let flags = [
+            &self.enabled,
+            &self.justification_required,
+            &self.approval_required,
+        ];
+        let len: usize = texts.iter().map(|t| t.len()).sum::<usize>()
+            + flags
+                .iter()
+                .flat_map(|f| f.as_ref())
+                .map(String::len)
+                .sum::<usize>();
+        len <= Self::MAX_TEXT
+    }
+}
+
 /// A VM's JIT policy: at least one port rule, no two rules for the same port and
 /// overlapping protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
