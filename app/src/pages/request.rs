@@ -30,6 +30,7 @@ pub fn RequestAccessPage() -> impl IntoView {
             };
             let limits = Limits::of(&b);
             let mut k = 0usize;
+            let mut boxes = Vec::new();
             let vms = b
                 .vms
                 .iter()
@@ -57,6 +58,8 @@ pub fn RequestAccessPage() -> impl IntoView {
                                 }
                             );
                             let key = value.clone();
+                            let input = NodeRef::<leptos::html::Input>::new();
+                            boxes.push((key.clone(), input));
                             let toggle = move |ev| {
                                 let on = event_target_checked(&ev);
                                 ticked.update(|t| {
@@ -69,7 +72,7 @@ pub fn RequestAccessPage() -> impl IntoView {
                             };
                             view! {
                                 <div class="field checkbox">
-                                    <input type="checkbox" id=id.clone() name=format!("ports[{k}]") value=value on:change=toggle />
+                                    <input type="checkbox" id=id.clone() name=format!("ports[{k}]") value=value on:change=toggle node_ref=input />
                                     <label for=id>{label}</label>
                                 </div>
                             }
@@ -84,6 +87,23 @@ pub fn RequestAccessPage() -> impl IntoView {
                     }
                 })
                 .collect_view();
+            // Boxes ticked before the page hydrated, or restored by the browser on the way
+            // back to it, count as ticked too.
+            Effect::new(move |_| {
+                #[cfg(feature = "hydrate")]
+                {
+                    let on: BTreeSet<String> = boxes
+                        .iter()
+                        .filter(|(_, input)| input.get().is_some_and(|i| i.checked()))
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    if !on.is_empty() {
+                        ticked.set(on);
+                    }
+                }
+                #[cfg(not(feature = "hydrate"))]
+                let _ = &boxes;
+            });
             let default_minutes = b.max_minutes.min(180).to_string();
             let duration_label = {
                 let limits = limits.clone();
