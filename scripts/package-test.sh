@@ -65,6 +65,7 @@ dpkg-deb --fsys-tarfile "$server_deb" | tar -xOf - ./usr/share/portcullis/site/h
 hashed() { echo "portcullis.$(awk -v ext="$1:" '$1 == ext {print $2}' "$work/hash.txt").$1"; }
 wasm=$(hashed wasm)
 check "server package depends on adduser" grep -q "Depends:.*adduser" "$work/server.info"
+check "server package recommends tzdata" grep -q "Recommends:.*tzdata" "$work/server.info"
 check "agent package depends on nftables" grep -q "Depends:.*nftables" "$work/agent.info"
 for path in ./usr/bin/portcullis-server ./etc/portcullis/portcullis.toml \
   "./usr/share/portcullis/site/pkg/$wasm" "./usr/share/portcullis/site/pkg/$(hashed js)" \

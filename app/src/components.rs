@@ -99,6 +99,8 @@ pub fn Shell(children: Children) -> impl IntoView {
     let user = expect_context::<UserResource>();
     let logout = ServerAction::<Logout>::new();
     let waiting = Resource::new(|| (), |_| crate::api::notify::approvals_waiting());
+    // Before the activity log is first opened, so that it is in local time from its first byte.
+    Effect::new(|_| crate::pages::remember_browser_zone());
     let user_view = move || {
         Suspend::new(async move {
             match user.await {

@@ -369,6 +369,7 @@ async fn vm_and_user_filters_match_a_prefix_in_any_case_and_wildcards_are_plain(
         ("bob", "100%"),
         ("bob", "1000"),
         ("bob", ""),
+        ("bob", "\u{10FFFF}x"),
     ] {
         entry(&w, actor, "request", vm).await;
     }
@@ -401,7 +402,44 @@ async fn vm_and_user_filters_match_a_prefix_in_any_case_and_wildcards_are_plain(
     );
     assert_eq!(matching(Some("zzz"), None).await, (vec![], 0));
     // The end of the code points: a prefix that no string bounds above.
-    assert_eq!(matching(Some("\u{10FFFF}"), None).await.1, 0);
+    assert_eq!(
+        matching(Some("\u{10FFFF}"), None).await,
+        (vec!["\u{10FFFF}x".to_owned()], 1)
+    );
+
+    // In double quotes (the VM page's link, the API's exact form): the whole name, in any
+    // case; a prefix of it is nothing.
+    let filtered = |vm: &str, actor: &str| {
+        let f = portcullis_app::api::jit::read_log_filter(vm, actor, "", "", "", "");
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        let store = w.store.clone();
+        async move {
+            let (page, total) = store.query_log(&f.query).await.unwrap();
+            let mut names: Vec<String> = page.into_iter().map(|e| e.content.vm).collect();
+            names.sort();
+            (names, total)
+        }
+    };
+    assert_eq!(filtered("web-0", "").await.1, 2, "unquoted: a prefix");
+    assert_eq!(filtered("\"web-0\"", "").await.1, 0, "quoted: not a prefix");
+    assert_eq!(
+        filtered("\"web-01\"", "").await,
+        (vec!["Web-01".to_owned()], 1),
+        "quoted: the whole name, case ignored"
+    );
+    assert_eq!(filtered("", "alice").await.1, 3, "alice and alice.admin");
+    assert_eq!(filtered("", "\"alice\"").await.1, 2, "alice only");
+    // A control character is no name: refused beside its field, not sent to the database.
+    let f = portcullis_app::api::jit::read_log_filter("web\0", "a\u{7}", "", "", "", "");
+    assert_eq!(
+        f.errors.get("vm"),
+        Some("Names have no control characters.")
+    );
+    assert_eq!(
+        f.errors.get("actor"),
+        Some("Names have no control characters.")
+    );
+    assert_eq!((f.query.vm, f.query.actor), (None, None));
 }
 
 #[tokio::test]

@@ -231,10 +231,12 @@ struct RequestArgs {
 
 #[derive(Args)]
 struct LogArgs {
-    /// VM names starting with this (case ignored).
+    /// VM names starting with this (case ignored); in double quotes ('"web-1"'), that
+    /// name only.
     #[arg(long)]
     vm: Option<String>,
-    /// User names starting with this (case ignored).
+    /// User names starting with this (case ignored); in double quotes ('"alice"'), that
+    /// name only.
     #[arg(long)]
     actor: Option<String>,
     /// Exactly this action, e.g. request, grant.revoke.

@@ -53,6 +53,16 @@ test('filters by prefix with suggestions, flags bad filters beside the field, an
   // The suggestions are the log's names starting with what is typed.
   expect(await options(page, 'fl-vm-list')).toEqual(['Web-01', 'web-02']);
 
+  if (hydrated(testInfo)) {
+    // Hydrated, the suggestions follow the typing, before the form is sent.
+    await vmField.fill('db');
+    await expect.poll(() => options(page, 'fl-vm-list')).toEqual(['db-1', 'db_1']);
+    await vmField.fill('"X');
+    await expect.poll(() => options(page, 'fl-vm-list')).toEqual(['xweb']);
+    await page.getByLabel('User', { exact: true }).fill('zz');
+    await expect.poll(() => options(page, 'fl-actor-list')).toEqual([]);
+  }
+
   // `_` is the character, not a wildcard.
   await page.goto('/activity?vm=db_');
   await ready(page, testInfo);
@@ -60,6 +70,12 @@ test('filters by prefix with suggestions, flags bad filters beside the field, an
   // Quoted: the whole name only.
   await page.goto('/activity?vm=%22db-1%22');
   await expect(vmCells).toHaveText(['db-1']);
+  // … not a prefix of it: nothing (unquoted, these find Web-01 and web-02).
+  for (const quoted of ['%22web-0%22', '%22WEB%22']) {
+    await page.goto(`/activity?vm=${quoted}`);
+    await expect(page.getByTestId('activity-table')).toBeVisible();
+    await expect(rows).toHaveCount(0);
+  }
 
   // Without a filter every name of the log is suggested, and the actions.
   await page.goto('/activity');
@@ -105,6 +121,10 @@ test('filters by prefix with suggestions, flags bad filters beside the field, an
   await page.goto('/activity');
   await ready(page, testInfo);
   if (hydrated(testInfo)) {
+    // The server already renders the browser's zone, remembered from an earlier page, so
+    // the times do not jump from UTC once the page hydrates.
+    const html = await (await page.request.get('/activity')).text();
+    expect(html).toMatch(/Times in Asia\/(Kolkata|Calcutta) \(UTC\+05:30\)\./);
     await expect(label).toHaveText(/^Times in Asia\/(Kolkata|Calcutta) \(UTC\+05:30\)\.$/);
     await expect(firstTime).toHaveText(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+05:30$/);
     await expect(page.getByRole('columnheader', { name: /^Time \(Asia\/(Kolkata|Calcutta)\)$/ })).toBeVisible();

@@ -774,6 +774,29 @@ pub async fn activity(
     super::ctx::finish(run.await)
 }
 
+/// The activity log's VM and user names that start with what is typed in its filters, for
+/// the suggestions to follow the typing (an opening double quote is not part of a name).
+#[server(endpoint = "activity_suggestions")]
+pub async fn activity_suggestions(
+    #[server(default)] vm: String,
+    #[server(default)] actor: String,
+) -> Result<(Vec<String>, Vec<String>), AppError> {
+    let run = async {
+        let c = super::ctx::ctx().await?;
+        let me = c.actor().await?;
+        // What the page's filter refuses suggests nothing (the filter says why).
+        let typed = |v: &str| {
+            let v = v.trim().trim_start_matches('"');
+            (v.chars().count() <= 100 && !v.chars().any(char::is_control)).then(|| v.to_owned())
+        };
+        let (Some(vm), Some(actor)) = (typed(&vm), typed(&actor)) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        crate::services::activity::suggest(&c.state.store, &me, &vm, &actor, SUGGESTIONS).await
+    };
+    super::ctx::finish(run.await)
+}
+
 /// How many VM names and user names the activity page suggests.
 #[cfg(feature = "ssr")]
 const SUGGESTIONS: usize = 50;
@@ -799,6 +822,40 @@ pub async fn verify_activity_log() -> Result<String, AppError> {
 #[derive(Debug, Clone)]
 pub struct LogZone(jiff::tz::TimeZone);
 
+/// A zone by its IANA name: from the host's zoneinfo, which the OS keeps current, else
+/// from the copy built into the server (a host without tzdata, or without the legacy
+/// names such as `Asia/Calcutta` that browsers still report).
+#[cfg(feature = "ssr")]
+pub fn lookup_zone(name: &str) -> Option<jiff::tz::TimeZone> {
+    static BUNDLED: std::sync::OnceLock<jiff::tz::TimeZoneDatabase> = std::sync::OnceLock::new();
+    jiff::tz::TimeZone::get(name).ok().or_else(|| {
+        BUNDLED
+            .get_or_init(jiff::tz::TimeZoneDatabase::bundled)
+            .get(name)
+            .ok()
+    })
+}
+
+/// The copy built into the server knows the names browsers report, legacy ones too.
+#[cfg(all(test, feature = "ssr"))]
+#[test]
+fn the_bundled_zone_database_knows_current_and_legacy_names() {
+    let db = jiff::tz::TimeZoneDatabase::bundled();
+    for name in [
+        "Asia/Kolkata",
+        "Asia/Calcutta",
+        "Europe/Kiev",
+        "America/New_York",
+    ] {
+        assert!(
+            db.get(name).is_ok(),
+            "{name} is not in the bundled database"
+        );
+    }
+    assert!(lookup_zone("Asia/Calcutta").is_some());
+    assert!(lookup_zone("Mars/Olympus").is_none());
+}
+
 #[cfg(feature = "ssr")]
 impl LogZone {
     pub fn utc() -> Self {
@@ -820,9 +877,7 @@ impl LogZone {
         {
             return Err(UNKNOWN);
         }
-        jiff::tz::TimeZone::get(name)
-            .map(LogZone)
-            .map_err(|_| UNKNOWN)
+        lookup_zone(name).map(LogZone).ok_or(UNKNOWN)
     }
 
     pub fn is_utc(&self) -> bool {
@@ -914,6 +969,11 @@ pub fn read_log_filter(
         let value = value.trim();
         if value.chars().count() > 100 {
             errors.add(field, "At most 100 characters.");
+            return None;
+        }
+        // No name holds them, and PostgreSQL refuses a NUL in text outright.
+        if value.chars().any(char::is_control) {
+            errors.add(field, "Names have no control characters.");
             return None;
         }
         (!value.is_empty()).then(|| value.to_owned())

@@ -2,7 +2,7 @@
 //! while the log stays readable), pages in UTC or the browser's zone, CSV download, and
 //! whether the hash chain verifies.
 
-use crate::api::jit::{VerifyActivityLog, activity};
+use crate::api::jit::{VerifyActivityLog, activity, activity_suggestions};
 use crate::components::col;
 use crate::components::{FormAlert, Pager, Shell, action_error};
 use crate::domain::FieldErrors;
@@ -52,6 +52,62 @@ fn browser_zone() -> Option<String> {
         .filter(|z| !z.is_empty())
 }
 
+/// The cookie that remembers the browser's time zone (an IANA name). With it the server
+/// renders the log in that zone from the first byte and the hydrated page, which reads the
+/// same cookie, asks for nothing else: the times never jump from UTC.
+pub const ZONE_COOKIE: &str = "portcullis_tz";
+
+/// A zone name as a cookie or a URL may carry it: only what IANA names are made of.
+fn zone_name(s: &str) -> Option<String> {
+    let s = s.trim();
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'));
+    ok.then(|| s.to_owned())
+}
+
+/// The zone in a `Cookie` header's value (or `document.cookie`), if it is a zone name.
+fn cookie_zone(cookies: &str) -> Option<String> {
+    cookies
+        .split(';')
+        .find_map(|c| c.trim().strip_prefix(ZONE_COOKIE)?.strip_prefix('='))
+        .and_then(zone_name)
+}
+
+/// The zone an earlier page of this browser remembered: the server reads it from the
+/// request, the hydrated page from `document.cookie`, so both ask for the same log.
+fn remembered_zone() -> String {
+    #[cfg(feature = "ssr")]
+    let cookies = use_context::<http::request::Parts>().map(|p| {
+        p.headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    #[cfg(feature = "hydrate")]
+    let cookies = js_sys::Reflect::get(&document(), &"cookie".into())
+        .ok()
+        .and_then(|v| v.as_string());
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    let cookies: Option<String> = None;
+    cookies.as_deref().and_then(cookie_zone).unwrap_or_default()
+}
+
+/// Remembers the browser's zone for the pages that follow (every page's shell calls it
+/// once hydrated, so the log is in local time on its first visit). Not a secret; a year.
+pub fn remember_browser_zone() {
+    #[cfg(feature = "hydrate")]
+    if let Some(z) = browser_zone().as_deref().and_then(zone_name)
+        && remembered_zone() != z
+    {
+        let cookie = format!("{ZONE_COOKIE}={z}; path=/; max-age=31536000; samesite=lax");
+        let _ = js_sys::Reflect::set(&document(), &"cookie".into(), &cookie.into());
+    }
+}
+
 #[component]
 pub fn ActivityPage() -> impl IntoView {
     let query = use_query_map();
@@ -72,27 +128,44 @@ pub fn ActivityPage() -> impl IntoView {
             zone: g("zone"),
         }
     };
-    // Without JavaScript the server cannot know the browser's zone: UTC until it runs.
+    // The browser's zone as an earlier page remembered it. Without JavaScript no page ever
+    // ran to remember it: UTC.
+    let remembered = StoredValue::new(remembered_zone());
     let browser = RwSignal::new(None::<String>);
     Effect::new(move |_| {
         #[cfg(feature = "hydrate")]
-        browser.set(browser_zone());
+        browser.set(browser_zone().as_deref().and_then(zone_name));
     });
-    let known_zone = move || {
+    // For the "Local time" choice and the form's hidden field, so that a link made by the
+    // form carries its zone and reads the same for whoever opens it.
+    let known_zone = move || browser.get().unwrap_or_else(|| remembered.get_value());
+    // The zone the server is asked for: none (UTC) when UTC is chosen or the zone is not
+    // known; the link's own zone before this browser's. It never waits for hydration, so the
+    // page the server rendered is the page the hydrated one shows.
+    let zone = move || {
         let f = filters();
-        if f.zone.is_empty() {
-            browser.get().unwrap_or_default()
-        } else {
+        if f.tz == "utc" {
+            String::new()
+        } else if !f.zone.is_empty() {
             f.zone
+        } else {
+            remembered.get_value()
         }
     };
-    // The zone the server is asked for: none (UTC) when UTC is chosen or the zone unknown.
-    let zone = move || {
-        if filters().tz == "utc" {
-            String::new()
-        } else {
-            known_zone()
-        }
+    // Suggestions for what is being typed, once the page runs: (VM, user) as asked, and
+    // the names found. Only the answer to the latest question is kept.
+    let live = RwSignal::new(None::<(String, String, Vec<String>, Vec<String>)>);
+    let asked = StoredValue::new(0u64);
+    let refine = move |vm: String, actor: String| {
+        asked.update_value(|n| *n += 1);
+        let mine = asked.get_value();
+        leptos::task::spawn_local(async move {
+            if let Ok((vms, actors)) = activity_suggestions(vm.clone(), actor.clone()).await
+                && asked.get_value() == mine
+            {
+                live.set(Some((vm, actor, vms, actors)));
+            }
+        });
     };
     let verify = ServerAction::<VerifyActivityLog>::new();
     let verify_err = action_error(verify);
@@ -159,25 +232,56 @@ pub fn ActivityPage() -> impl IntoView {
                 "Times are shown, and dates read, in this zone."
             };
             let date_zone = p.zone.clone();
-            let options = |id: &'static str, values: &[String]| {
-                let values = values.to_vec();
+            // The fields as they are now; the suggestions follow them as they are typed.
+            let vm_now = StoredValue::new(f.vm.clone());
+            let actor_now = StoredValue::new(f.actor.clone());
+            let on_vm = Callback::new(move |v: String| {
+                vm_now.set_value(v);
+                refine(vm_now.get_value(), actor_now.get_value());
+            });
+            let on_actor = Callback::new(move |v: String| {
+                actor_now.set_value(v);
+                refine(vm_now.get_value(), actor_now.get_value());
+            });
+            // What the server found for the fields as they are, else what the page came with.
+            let suggested =
+                move |vms: bool, loaded: &[String]| {
+                    let loaded = loaded.to_vec();
+                    move || match live.get() {
+                        Some((vm, actor, v, a))
+                            if vm == vm_now.get_value() && actor == actor_now.get_value() =>
+                        {
+                            if vms { v } else { a }
+                        }
+                        _ => loaded.clone(),
+                    }
+                };
+            let options = |id: &'static str, values: Box<dyn Fn() -> Vec<String> + Send + Sync>| {
                 view! {
                     <datalist id=id>
-                        {values.into_iter().map(|v| view! { <option value=v></option> }).collect_view()}
+                        {move || values().into_iter().map(|v| view! { <option value=v></option> }).collect_view()}
                     </datalist>
                 }
+            };
+            let vm_options = Box::new(suggested(true, &p.vms));
+            let actor_options = Box::new(suggested(false, &p.actors));
+            let action_options = {
+                let actions = p.actions.clone();
+                Box::new(move || actions.clone())
             };
             view! {
                 <form method="get" action="/activity" class="filters" data-testid="activity-filters">
                     <FilterField id="fl-vm" name="vm" label="VM".into() value=f.vm.clone() list="fl-vm-list"
-                        hint="Names starting with this, any case; in \"quotes\", the whole name." errors=p.errors.clone() />
-                    {options("fl-vm-list", &p.vms)}
+                        hint="Names starting with this, any case; in \"quotes\", the whole name." errors=p.errors.clone()
+                        on_input=on_vm />
+                    {options("fl-vm-list", vm_options)}
                     <FilterField id="fl-actor" name="actor" label="User".into() value=f.actor.clone() list="fl-actor-list"
-                        hint="Names starting with this, any case; in \"quotes\", the whole name." errors=p.errors.clone() />
-                    {options("fl-actor-list", &p.actors)}
+                        hint="Names starting with this, any case; in \"quotes\", the whole name." errors=p.errors.clone()
+                        on_input=on_actor />
+                    {options("fl-actor-list", actor_options)}
                     <FilterField id="fl-action" name="action" label="Action".into() value=f.action.clone() list="fl-action-list"
                         hint="Exactly this action." errors=p.errors.clone() />
-                    {options("fl-action-list", &p.actions)}
+                    {options("fl-action-list", action_options)}
                     <FilterField id="fl-from" name="from" kind="date" label=format!("From (date, {date_zone})") value=f.from.clone()
                         hint="From the start of this day." errors=p.errors.clone() />
                     <FilterField id="fl-to" name="to" kind="date" label=format!("To (date, {date_zone})") value=f.to.clone()
@@ -271,6 +375,9 @@ fn FilterField(
     errors: FieldErrors,
     #[prop(default = "text")] kind: &'static str,
     #[prop(optional)] list: Option<&'static str>,
+    /// Told the value as it is typed (hydrated only).
+    #[prop(optional)]
+    on_input: Option<Callback<String>>,
 ) -> impl IntoView {
     let msg = errors.get(name).map(str::to_owned);
     let invalid = msg.is_some();
@@ -278,10 +385,42 @@ fn FilterField(
         <div class="field" class:invalid=invalid>
             <label for=id>{label}</label>
             <input id=id name=name type=kind value=value list=list autocomplete="off"
+                on:input=move |ev| {
+                    if let Some(cb) = on_input {
+                        cb.run(event_target_value(&ev));
+                    }
+                }
                 aria-describedby=format!("{id}-hint {id}-error")
                 aria-invalid=invalid.then_some("true") />
             <p class="hint" id=format!("{id}-hint")>{hint}</p>
             <p class="field-error" id=format!("{id}-error") aria-live="polite">{msg}</p>
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ZONE_COOKIE, cookie_zone};
+
+    #[test]
+    fn the_remembered_zone_is_read_from_the_cookie_header_and_only_if_it_is_a_zone_name() {
+        let header = format!("id=abc; {ZONE_COOKIE}=Asia/Kolkata; other=1");
+        assert_eq!(cookie_zone(&header).as_deref(), Some("Asia/Kolkata"));
+        assert_eq!(
+            cookie_zone(&format!("{ZONE_COOKIE}=America/Port-au-Prince")).as_deref(),
+            Some("America/Port-au-Prince")
+        );
+        assert_eq!(cookie_zone("id=abc"), None);
+        assert_eq!(cookie_zone(&format!("{ZONE_COOKIE}x=Europe/Paris")), None);
+        assert_eq!(cookie_zone(&format!("{ZONE_COOKIE}=")), None);
+        assert_eq!(cookie_zone(&format!("{ZONE_COOKIE}=<script>")), None);
+        assert_eq!(
+            cookie_zone(&format!("{ZONE_COOKIE}=../../etc/passwd")),
+            None
+        );
+        assert_eq!(
+            cookie_zone(&format!("{ZONE_COOKIE}={}", "A".repeat(65))),
+            None
+        );
     }
 }

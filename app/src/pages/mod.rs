@@ -16,7 +16,7 @@ mod tokens;
 mod vm_import;
 mod vms;
 
-pub use activity::ActivityPage;
+pub use activity::{ActivityPage, remember_browser_zone};
 pub use admin_users::AdminUsersPage;
 pub use configure::ConfigurePage;
 pub use confirm::ConfirmPage;

@@ -42,6 +42,20 @@ pub struct Browse {
     pub unknown_action: bool,
 }
 
+/// The VM and user names of the log that start with what is being typed in the filters
+/// (the hydrated page asks as the user types), under the permission that reads the log.
+pub async fn suggest(
+    store: &Store,
+    actor: &Actor,
+    vm: &str,
+    user: &str,
+    limit: usize,
+) -> AppResult<(Vec<String>, Vec<String>)> {
+    require_log(actor)?;
+    let s = store.log_suggestions(vm, user, limit).await?;
+    Ok((s.vms, s.actors))
+}
+
 /// A page of the log and the filters' suggestions. Suggestions come from the log itself,
 /// under the permission that reads the log (it is not scoped to VMs: whoever may read it
 /// reads every entry, and so may be told every name in it), and start with the VM and

@@ -731,3 +731,39 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_range;
+
+    #[test]
+    fn a_prefix_is_the_range_up_to_its_successor() {
+        assert_eq!(prefix_range("web"), ("web".into(), Some("wec".into())));
+        assert_eq!(
+            prefix_range("WeB"),
+            ("web".into(), Some("wec".into())),
+            "ASCII folded"
+        );
+        assert_eq!(
+            prefix_range("É"),
+            ("É".into(), Some("Ê".into())),
+            "only ASCII folded"
+        );
+        assert_eq!(
+            prefix_range("a%_"),
+            ("a%_".into(), Some("a%`".into())),
+            "no wildcards"
+        );
+        // The surrogate gap is skipped; the last code point carries into the one before.
+        assert_eq!(
+            prefix_range("x\u{D7FF}"),
+            ("x\u{D7FF}".into(), Some("x\u{E000}".into()))
+        );
+        assert_eq!(
+            prefix_range("x\u{10FFFF}"),
+            ("x\u{10FFFF}".into(), Some("y".into()))
+        );
+        assert_eq!(prefix_range("\u{10FFFF}"), ("\u{10FFFF}".into(), None));
+        assert_eq!(prefix_range(""), (String::new(), None));
+    }
+}

@@ -573,10 +573,12 @@ pub struct LogPageDto {
 #[into_params(parameter_in = Query)]
 pub struct LogQueryParams {
     /// Entries whose VM name starts with this (case ignored for ASCII letters; `%` and `_`
-    /// are plain characters). At most 100 characters.
+    /// are plain characters); in double quotes (`"web-1"`), that name only (case ignored). Until
+    /// 2026-11 this matched the whole name only. At most 100 characters.
     pub vm: Option<String>,
     /// Entries whose user name starts with this (case ignored for ASCII letters; `%` and
-    /// `_` are plain characters). At most 100 characters.
+    /// `_` are plain characters); in double quotes (`"alice"`), that name only (case ignored). Until
+    /// 2026-11 this matched the whole name only. At most 100 characters.
     pub actor: Option<String>,
     /// Exactly this action, e.g. `request`, `deny`, `revoke`, `policy.update`,
     /// `token.create`: lower-case letters, digits, `.`, `-` and `_`.
@@ -597,9 +599,9 @@ pub struct LogQueryParams {
 pub struct ExportParams {
     /// `csv` (default) or `json`.
     pub format: Option<String>,
-    /// VM name prefix, as for `GET /api/v1/activity`.
+    /// VM name prefix (in double quotes: the exact name), as for `GET /api/v1/activity`.
     pub vm: Option<String>,
-    /// User name prefix, as for `GET /api/v1/activity`.
+    /// User name prefix (in double quotes: the exact name), as for `GET /api/v1/activity`.
     pub actor: Option<String>,
     /// Exactly this action, as for `GET /api/v1/activity`.
     pub action: Option<String>,
