@@ -370,6 +370,7 @@ async fn vm_and_user_filters_match_a_prefix_in_any_case_and_wildcards_are_plain(
         ("bob", "1000"),
         ("bob", ""),
         ("bob", "\u{10FFFF}x"),
+        ("bob", "Élan"),
     ] {
         entry(&w, actor, "request", vm).await;
     }
@@ -401,6 +402,13 @@ async fn vm_and_user_filters_match_a_prefix_in_any_case_and_wildcards_are_plain(
         (vec!["Web-01".to_owned(), "web-02".to_owned()], 2)
     );
     assert_eq!(matching(Some("zzz"), None).await, (vec![], 0));
+    // ASCII letters alone are folded, on both backends whatever PostgreSQL's locale.
+    assert_eq!(
+        matching(Some("ÉL"), None).await,
+        (vec!["Élan".to_owned()], 1)
+    );
+    assert_eq!(matching(Some("Éla"), None).await.1, 1);
+    assert_eq!(matching(Some("él"), None).await.1, 0);
     // The end of the code points: a prefix that no string bounds above.
     assert_eq!(
         matching(Some("\u{10FFFF}"), None).await,

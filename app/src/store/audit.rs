@@ -199,12 +199,14 @@ impl WriteTx {
     }
 }
 
-/// `LOWER(column)` compared in code point order: SQLite compares bytes (BINARY) already;
-/// PostgreSQL is told the C collation, which its expression indexes of migration 0018 use.
+/// The column with its ASCII letters lower-cased, compared in code point order: SQLite's
+/// lower() folds ASCII alone and compares bytes (BINARY) already; PostgreSQL's lower()
+/// folds ASCII alone in the C collation, whose order its result then has (the expression
+/// indexes of migration 0019), whatever the database's locale.
 fn folded(column: &str, backend: Backend) -> String {
     match backend {
         Backend::Sqlite => format!("LOWER({column})"),
-        Backend::Postgres => format!("LOWER({column}) COLLATE \"C\""),
+        Backend::Postgres => format!("LOWER({column} COLLATE \"C\")"),
     }
 }
 
