@@ -35,6 +35,8 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
   // Bulk enable: both VMs, port 22 limited to 60 minutes plus a custom port 2222/TCP.
   await page.goto('/jit?tab=all');
   await ready(page, testInfo);
+  // Wide enough for the heads' sort links: no phone sort bar.
+  await expect(page.getByTestId('sort-bar')).toBeHidden();
   await page.getByLabel('Select web-1').check();
   await page.getByLabel('Select web-2').check();
   await page.getByRole('button', { name: enableTwo(testInfo) }).click();

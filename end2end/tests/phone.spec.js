@@ -215,6 +215,18 @@ test('every page fits a phone: cards with labels, a header menu, nothing serious
     await checkPage(page, testInfo, name, { cards });
   }
 
+  // The heads, and their sort links, are hidden on a phone: the sort bar holds the links.
+  await page.goto('/jit?tab=all');
+  const bar = page.getByTestId('sort-bar');
+  await expect(bar).toBeVisible();
+  const rows = page.locator('tr[data-vm]');
+  await expect(rows.first()).toHaveAttribute('data-vm', /^web-1-with/);
+  await bar.getByRole('link', { name: 'VM (ascending)' }).click();
+  await expect(bar.getByRole('link', { name: 'VM (descending)' })).toHaveAttribute('aria-current', 'true');
+  await expect(rows.first()).toHaveAttribute('data-vm', 'win-3');
+  await bar.getByRole('link', { name: 'Group', exact: true }).click();
+  await expect(bar.getByRole('link', { name: 'Group (ascending)' })).toBeVisible();
+
   // The import preview: a table of the file's rows.
   await page.goto('/vms/import');
   await checkPage(page, testInfo, 'import');

@@ -53,7 +53,8 @@ pub fn JitPage() -> impl IntoView {
             let sort_link = {
                 let (tab, q, sort) = (tab.clone(), q.clone(), sort.clone());
                 move |col: &str| {
-                    let flip = sort == col && !desc;
+                    // No sort asked is by name: its link reverses it, as when asked.
+                    let flip = (sort == col || (sort.is_empty() && col == "name")) && !desc;
                     format!(
                         "/jit?tab={tab}&q={}&sort={col}{}",
                         urlencode(&q),
@@ -154,6 +155,26 @@ pub fn JitPage() -> impl IntoView {
                             <a class="btn" href="/vms/import">"Import from CSV"</a>
                         })}
                     </div>
+                    // On a phone the heads, and their sort links, are hidden: the same links here.
+                    <nav class="sort-bar" aria-label="Sort VMs" data-testid="sort-bar">
+                        "Sort by: "
+                        {[("name", col::VM), ("group", col::GROUP), ("os", col::OS)]
+                            .into_iter()
+                            .filter(|(c, _)| *c != "os" || !configured)
+                            .map(|(c, label)| {
+                                let current = sort == c || (sort.is_empty() && c == "name");
+                                let text = match (current, desc) {
+                                    (true, true) => format!("{label} (descending)"),
+                                    (true, false) => format!("{label} (ascending)"),
+                                    _ => label.to_owned(),
+                                };
+                                view! {
+                                    <a class="btn small" href=sort_link(c) aria-current=current.then_some("true")>{text}</a>
+                                    " "
+                                }
+                            })
+                            .collect_view()}
+                    </nav>
                     <table class="table" data-testid="vm-table">
                         <caption class="sr-only">{format!("{} VMs", page.total)}</caption>
                         <thead>
