@@ -161,7 +161,7 @@ pub fn ActivityPage() -> impl IntoView {
         let mine = asked.get_value();
         leptos::task::spawn_local(async move {
             if let Ok((vms, actors)) = activity_suggestions(vm.clone(), actor.clone()).await
-                && asked.get_value() == mine
+                && asked.try_get_value() == Some(mine)
             {
                 live.set(Some((vm, actor, vms, actors)));
             }
