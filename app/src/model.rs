@@ -194,6 +194,18 @@ mod ssr {
     }
 }
 
+/// A time zone's IANA name as a browser, a URL or a cookie carries it (`Asia/Kolkata`),
+/// trimmed: only what such names are made of, at most 64 bytes, so that nothing else
+/// reaches a zone database's lookup, a cookie or a page.
+pub fn zone_name(s: &str) -> Option<&str> {
+    let s = s.trim();
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'));
+    ok.then_some(s)
+}
+
 /// `2026-11-24 13:05:09 UTC` — how times are shown before the browser localises them.
 pub fn format_utc(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

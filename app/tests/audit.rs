@@ -341,16 +341,21 @@ async fn entry(w: &World, actor: &str, action: &str, vm: &str) {
 }
 
 async fn vms_matching(w: &World, vm: Option<&str>, actor: Option<&str>) -> (Vec<String>, i64) {
-    let (page, total) = w
-        .store
-        .query_log(&portcullis_app::store::LogQuery {
+    vms_of(
+        w,
+        &portcullis_app::store::LogQuery {
             vm: vm.map(str::to_owned),
             actor: actor.map(str::to_owned),
             limit: 50,
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+}
+
+/// The VM names of the entries a query finds, sorted, and how many it finds.
+async fn vms_of(w: &World, q: &portcullis_app::store::LogQuery) -> (Vec<String>, i64) {
+    let (page, total) = w.store.query_log(q).await.unwrap();
     let mut names: Vec<String> = page.into_iter().map(|e| e.content.vm).collect();
     names.sort();
     (names, total)
@@ -420,13 +425,8 @@ async fn vm_and_user_filters_match_a_prefix_in_any_case_and_wildcards_are_plain(
     let filtered = |vm: &str, actor: &str| {
         let f = portcullis_app::api::jit::read_log_filter(vm, actor, "", "", "", "");
         assert!(f.errors.is_empty(), "{:?}", f.errors);
-        let store = w.store.clone();
-        async move {
-            let (page, total) = store.query_log(&f.query).await.unwrap();
-            let mut names: Vec<String> = page.into_iter().map(|e| e.content.vm).collect();
-            names.sort();
-            (names, total)
-        }
+        let w = &w;
+        async move { vms_of(w, &f.query).await }
     };
     assert_eq!(filtered("web-0", "").await.1, 2, "unquoted: a prefix");
     assert_eq!(filtered("\"web-0\"", "").await.1, 0, "quoted: not a prefix");

@@ -784,14 +784,17 @@ pub async fn activity_suggestions(
     let run = async {
         let c = super::ctx::ctx().await?;
         let me = c.actor().await?;
-        // What the page's filter refuses suggests nothing (the filter says why).
-        let typed = |v: &str| {
-            let v = v.trim().trim_start_matches('"');
-            (v.chars().count() <= 100 && !v.chars().any(char::is_control)).then(|| v.to_owned())
-        };
-        let (Some(vm), Some(actor)) = (typed(&vm), typed(&actor)) else {
+        // Read as the page's filters read them; what they refuse suggests nothing (the
+        // filter says why).
+        let typed = |v: &str| v.trim().trim_start_matches('"').to_owned();
+        let f = read_log_filter(&typed(&vm), &typed(&actor), "", "", "", "");
+        if f.errors.get("vm").is_some() || f.errors.get("actor").is_some() {
             return Ok((Vec::new(), Vec::new()));
-        };
+        }
+        let (vm, actor) = (
+            f.query.vm.unwrap_or_default(),
+            f.query.actor.unwrap_or_default(),
+        );
         crate::services::activity::suggest(&c.state.store, &me, &vm, &actor, SUGGESTIONS).await
     };
     super::ctx::finish(run.await)
@@ -870,13 +873,7 @@ impl LogZone {
             return Ok(Self::utc());
         }
         // Only what zone names are made of reaches the zone database's lookup.
-        if name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
-        {
-            return Err(UNKNOWN);
-        }
+        let name = crate::model::zone_name(name).ok_or(UNKNOWN)?;
         lookup_zone(name).map(LogZone).ok_or(UNKNOWN)
     }
 

@@ -6,6 +6,7 @@ use crate::api::jit::{VerifyActivityLog, activity, activity_suggestions};
 use crate::components::col;
 use crate::components::{FormAlert, Pager, Shell, action_error};
 use crate::domain::FieldErrors;
+use crate::model::zone_name;
 use crate::pages::jit::urlencode;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -57,22 +58,13 @@ fn browser_zone() -> Option<String> {
 /// same cookie, asks for nothing else: the times never jump from UTC.
 pub const ZONE_COOKIE: &str = "portcullis_tz";
 
-/// A zone name as a cookie or a URL may carry it: only what IANA names are made of.
-fn zone_name(s: &str) -> Option<String> {
-    let s = s.trim();
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'));
-    ok.then(|| s.to_owned())
-}
-
 /// The zone in a `Cookie` header's value (or `document.cookie`), if it is a zone name.
 fn cookie_zone(cookies: &str) -> Option<String> {
     cookies
         .split(';')
         .find_map(|c| c.trim().strip_prefix(ZONE_COOKIE)?.strip_prefix('='))
         .and_then(zone_name)
+        .map(str::to_owned)
 }
 
 /// The zone an earlier page of this browser remembered: the server reads it from the
@@ -134,7 +126,12 @@ pub fn ActivityPage() -> impl IntoView {
     let browser = RwSignal::new(None::<String>);
     Effect::new(move |_| {
         #[cfg(feature = "hydrate")]
-        browser.set(browser_zone().as_deref().and_then(zone_name));
+        browser.set(
+            browser_zone()
+                .as_deref()
+                .and_then(zone_name)
+                .map(str::to_owned),
+        );
     });
     // For the "Local time" choice and the form's hidden field, so that a link made by the
     // form carries its zone and reads the same for whoever opens it.
@@ -256,19 +253,10 @@ pub fn ActivityPage() -> impl IntoView {
                         _ => loaded.clone(),
                     }
                 };
-            let options = |id: &'static str, values: Box<dyn Fn() -> Vec<String> + Send + Sync>| {
-                view! {
-                    <datalist id=id>
-                        {move || values().into_iter().map(|v| view! { <option value=v></option> }).collect_view()}
-                    </datalist>
-                }
-            };
-            let vm_options = Box::new(suggested(true, &p.vms));
-            let actor_options = Box::new(suggested(false, &p.actors));
-            let action_options = {
-                let actions = p.actions.clone();
-                Box::new(move || actions.clone())
-            };
+            let vm_options = suggested(true, &p.vms);
+            let actor_options = suggested(false, &p.actors);
+            let actions = p.actions.clone();
+            let action_options = move || actions.clone();
             view! {
                 <form method="get" action="/activity" class="filters" data-testid="activity-filters">
                     <FilterField id="fl-vm" name="vm" label="VM".into() value=f.vm.clone() list="fl-vm-list"
@@ -353,6 +341,18 @@ pub fn ActivityPage() -> impl IntoView {
                 </ActionForm>
             </section>
         </Shell>
+    }
+}
+
+/// A filter's suggestions, as they are now.
+fn options(
+    id: &'static str,
+    values: impl Fn() -> Vec<String> + Send + Sync + 'static,
+) -> impl IntoView {
+    view! {
+        <datalist id=id>
+            {move || values().into_iter().map(|v| view! { <option value=v></option> }).collect_view()}
+        </datalist>
     }
 }
 

@@ -16,6 +16,12 @@ const TABS: [(&str, &str); 4] = [
     ("unsupported", "Unsupported"),
 ];
 
+/// Whether the list is sorted by `col`; no sort asked is by name, so that its link
+/// reverses the order as when asked.
+fn sorted_by(sort: &str, col: &str) -> bool {
+    sort == col || (sort.is_empty() && col == "name")
+}
+
 #[component]
 pub fn JitPage() -> impl IntoView {
     let query = use_query_map();
@@ -53,8 +59,7 @@ pub fn JitPage() -> impl IntoView {
             let sort_link = {
                 let (tab, q, sort) = (tab.clone(), q.clone(), sort.clone());
                 move |col: &str| {
-                    // No sort asked is by name: its link reverses it, as when asked.
-                    let flip = (sort == col || (sort.is_empty() && col == "name")) && !desc;
+                    let flip = sorted_by(&sort, col) && !desc;
                     format!(
                         "/jit?tab={tab}&q={}&sort={col}{}",
                         urlencode(&q),
@@ -162,7 +167,7 @@ pub fn JitPage() -> impl IntoView {
                             .into_iter()
                             .filter(|(c, _)| *c != "os" || !configured)
                             .map(|(c, label)| {
-                                let current = sort == c || (sort.is_empty() && c == "name");
+                                let current = sorted_by(&sort, c);
                                 let text = match (current, desc) {
                                     (true, true) => format!("{label} (descending)"),
                                     (true, false) => format!("{label} (ascending)"),
