@@ -61,6 +61,17 @@ test('filters by prefix with suggestions, flags bad filters beside the field, an
     await expect.poll(() => options(page, 'fl-vm-list')).toEqual(['xweb']);
     await page.getByLabel('User', { exact: true }).fill('zz');
     await expect.poll(() => options(page, 'fl-actor-list')).toEqual([]);
+    // Typed at speed, a name is one question once the typing pauses, about that field alone.
+    const asked = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/api/activity_suggestions')) asked.push(r.postData() ?? '');
+    });
+    await vmField.fill('');
+    await vmField.pressSequentially('web-0');
+    await expect.poll(() => options(page, 'fl-vm-list')).toEqual(['Web-01', 'web-02']);
+    expect(asked.length, asked.join(' | ')).toBeGreaterThan(0);
+    expect(asked.length, asked.join(' | ')).toBeLessThan(3);
+    for (const body of asked) expect(new URLSearchParams(body).get('field')).toBe('vm');
   }
 
   // `_` is the character, not a wildcard.
@@ -176,6 +187,29 @@ test('filters by prefix with suggestions, flags bad filters beside the field, an
   expect((await csvLocal.text()).trim().split('\n')).toHaveLength(1);
   const csvUtc = await page.request.get(`/activity.csv?to=${to}`);
   expect((await csvUtc.text()).split('\n').filter((l) => l.includes('"vm.create"'))).toHaveLength(5);
+
+  // A remembered zone the server does not know (the cookie is the browser's to write) is
+  // only a guess: the log is read in UTC, and no filter the user never touched is flagged.
+  await page.context().addCookies([{ name: 'portcullis_tz', value: 'Mars/Olympus_Mons', url: portal.base }]);
+  const guessed = await (await page.request.get('/activity')).text();
+  expect(guessed).toContain('Times in UTC.');
+  expect(guessed).not.toContain('Unknown time zone');
+  await page.goto('/activity');
+  await ready(page, testInfo);
+  await expect(page.locator('#fl-tz-error')).toHaveText('');
+  if (hydrated(testInfo)) {
+    // Once the page runs, the browser's own zone wins over the one remembered (after
+    // travel) …
+    await expect(label).toHaveText(/^Times in Asia\/(Kolkata|Calcutta) \(UTC\+05:30\)\.$/);
+    // … and over none at all: a first visit straight to the log.
+    await page.context().clearCookies({ name: 'portcullis_tz' });
+    await page.goto('/activity');
+    await ready(page, testInfo);
+    await expect(label).toHaveText(/^Times in Asia\/(Kolkata|Calcutta) \(UTC\+05:30\)\.$/);
+    await expect(firstTime).toHaveText(/ \+05:30$/);
+  } else {
+    await expect(label).toHaveText('Times in UTC.');
+  }
 
   // Someone scoped to a group does not read the log, and is told none of its names.
   await signOut(page, testInfo);

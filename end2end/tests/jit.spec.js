@@ -76,6 +76,31 @@ test('admin enables JIT on two VMs; a requester opens, sees and revokes access',
     // … once: the next form starts from the VM's rules, not from that draft.
     await page.goto(`/jit/configure?vm=${web1Id}`);
     await expect(page.getByLabel('Port of row 1')).toHaveValue('22');
+    // A refused save whose form never came back (the browser went elsewhere) leaves its
+    // draft to the next form, which takes it even when it cannot be shown …
+    await page.getByLabel('Port of row 1').fill('70000');
+    const form = page.locator('form', { has: page.getByRole('button', { name: 'Save JIT policy' }) });
+    const { action, body } = await form.evaluate((f) => ({
+      action: f.action,
+      body: new URLSearchParams(new FormData(f)).toString(),
+    }));
+    const refused = await page.request.post(action, {
+      data: body,
+      headers: {
+        'Content-Type': 'application/x-www-form-urlencoded',
+        Accept: 'text/html',
+        Origin: new URL(page.url()).origin,
+        Referer: page.url(),
+      },
+      maxRedirects: 0,
+    });
+    // Sent back to the form, which the browser does not open.
+    expect(refused.status(), await refused.text()).toBe(302);
+    await page.goto('/jit/configure?vm=no-such-vm');
+    await expect(page.getByRole('alert')).toBeVisible();
+    // … so that it never turns up in a later form of the same VM.
+    await page.goto(`/jit/configure?vm=${web1Id}`);
+    await expect(page.getByLabel('Port of row 1')).toHaveValue('22');
   }
   await page.goto('/jit?tab=all');
   await ready(page, testInfo);

@@ -56,6 +56,11 @@ async fn every_server_function_checks_the_callers_role() {
         ("my_requests", vec![], &ROLES),
         ("activity", vec![], &ROLES),
         (
+            "activity_suggestions",
+            vec![("field", "vm"), ("typed", "web")],
+            &ROLES,
+        ),
+        (
             "load_request_blade",
             vec![("vm_ids[0]", &web)],
             &["requester", "approver", "admin"],

@@ -1,5 +1,9 @@
 //! Server functions of the JIT portal: VMs, policies, requests, the activity log.
 
+// A server function takes one argument per form field, and the macro copies them to the
+// generated client function, where an item attribute does not reach.
+#![allow(clippy::too_many_arguments)]
+
 use crate::domain::jit::PortRuleInput;
 use crate::error::AppError;
 use crate::model::{LogPage, PolicyForm, RequestBlade, RequestView, VmDetail, VmPage};
@@ -345,9 +349,9 @@ pub async fn load_policy_form(
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        let current = jit::policies_for_edit(&c.state.store, &actor, &vm_ids).await?;
-        // Taken whatever page asks, so that it never outlives the next form; used only by
-        // the form of the same VMs (in any order, named any number of times).
+        // Taken whatever page asks, even one that fails, so that it never outlives the next
+        // form; used only by the form of the same VMs (in any order, named any number of
+        // times).
         let same_vms = |d: &PolicyDraft| {
             let set = |ids: &[String]| {
                 ids.iter()
@@ -360,6 +364,7 @@ pub async fn load_policy_form(
             .take_kept::<PolicyDraft>(POLICY_DRAFT_KEY, |_| true)
             .await?
             .filter(same_vms);
+        let current = jit::policies_for_edit(&c.state.store, &actor, &vm_ids).await?;
         let all_linux = current
             .iter()
             .all(|(vm, _)| Os::parse(&vm.os) == Ok(Os::Linux));
@@ -718,7 +723,8 @@ pub async fn extend_request(id: String, duration: String) -> Result<(), AppError
 
 /// One page of the activity log for the page's filters, with the times in `zone` (an IANA
 /// name, the browser's; empty: UTC), the filters' suggestions and the message of each bad
-/// filter. A bad filter does not hide the log: the page is read without it.
+/// filter. A bad filter does not hide the log: the page is read without it. A `guessed`
+/// zone (remembered, not chosen) that the server does not know means UTC, unflagged.
 #[server(endpoint = "activity")]
 pub async fn activity(
     #[server(default)] vm: String,
@@ -728,6 +734,7 @@ pub async fn activity(
     #[server(default)] to: String,
     #[server(default)] page: i64,
     #[server(default)] zone: String,
+    #[server(default)] guessed: bool,
 ) -> Result<LogPage, AppError> {
     use crate::services::activity;
     let run = async {
@@ -736,6 +743,9 @@ pub async fn activity(
         let page = page.clamp(1, crate::store::audit_max_page(PAGE_SIZE));
         let filter = read_log_filter(&vm, &actor, &action, &from, &to, &zone);
         let mut errors = filter.errors;
+        if guessed {
+            errors.0.retain(|e| e.field != "tz");
+        }
         let mut q = filter.query;
         q.offset = (page - 1) * PAGE_SIZE;
         q.limit = PAGE_SIZE;
@@ -774,28 +784,36 @@ pub async fn activity(
     super::ctx::finish(run.await)
 }
 
-/// The activity log's VM and user names that start with what is typed in its filters, for
-/// the suggestions to follow the typing (an opening double quote is not part of a name).
+/// The activity log's VM names (`field` "vm") or user names ("actor") that start with what
+/// is typed in that filter, for its suggestions to follow the typing. Double quotes around
+/// the text are not part of a name.
 #[server(endpoint = "activity_suggestions")]
 pub async fn activity_suggestions(
-    #[server(default)] vm: String,
-    #[server(default)] actor: String,
-) -> Result<(Vec<String>, Vec<String>), AppError> {
+    #[server(default)] field: String,
+    #[server(default)] typed: String,
+) -> Result<Vec<String>, AppError> {
     let run = async {
         let c = super::ctx::ctx().await?;
         let me = c.actor().await?;
-        // Read as the page's filters read them; what they refuse suggests nothing (the
-        // filter says why).
-        let typed = |v: &str| v.trim().trim_start_matches('"').to_owned();
-        let f = read_log_filter(&typed(&vm), &typed(&actor), "", "", "", "");
-        if f.errors.get("vm").is_some() || f.errors.get("actor").is_some() {
-            return Ok((Vec::new(), Vec::new()));
+        let column = match field.as_str() {
+            "vm" => crate::store::LogName::Vm,
+            "actor" => crate::store::LogName::Actor,
+            _ => {
+                return Err(AppError::field(
+                    "field",
+                    "Suggestions are for \"vm\" or \"actor\".",
+                ));
+            }
+        };
+        // Read as the page's filters read it; what they refuse suggests nothing (the filter
+        // says why).
+        let typed = typed.trim().trim_matches('"');
+        let f = read_log_filter(typed, "", "", "", "", "");
+        if f.errors.get("vm").is_some() {
+            return Ok(Vec::new());
         }
-        let (vm, actor) = (
-            f.query.vm.unwrap_or_default(),
-            f.query.actor.unwrap_or_default(),
-        );
-        crate::services::activity::suggest(&c.state.store, &me, &vm, &actor, SUGGESTIONS).await
+        let prefix = f.query.vm.unwrap_or_default();
+        crate::services::activity::suggest(&c.state.store, &me, column, &prefix, SUGGESTIONS).await
     };
     super::ctx::finish(run.await)
 }

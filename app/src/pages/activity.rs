@@ -136,39 +136,35 @@ pub fn ActivityPage() -> impl IntoView {
     // For the "Local time" choice and the form's hidden field, so that a link made by the
     // form carries its zone and reads the same for whoever opens it.
     let known_zone = move || browser.get().unwrap_or_else(|| remembered.get_value());
-    // The zone the server is asked for: none (UTC) when UTC is chosen or the zone is not
-    // known; the link's own zone before this browser's. It never waits for hydration, so the
-    // page the server rendered is the page the hydrated one shows.
+    // The zone the server is asked for, and whether it is only a guess: none (UTC) when UTC
+    // is chosen; the link's own zone before this browser's; else the browser's zone, as an
+    // earlier page remembered it (so the page the server rendered is the page the hydrated
+    // one shows) until the browser tells its own: on a first visit, or after travel, the
+    // times follow once, after hydration. A guessed zone the server does not know reads the
+    // log in UTC without flagging the filters the user never touched.
     let zone = move || {
         let f = filters();
         if f.tz == "utc" {
-            String::new()
+            (String::new(), false)
         } else if !f.zone.is_empty() {
-            f.zone
+            (f.zone, false)
         } else {
-            remembered.get_value()
+            let guess = browser.get().unwrap_or_else(|| remembered.get_value());
+            (guess, f.tz.is_empty())
         }
     };
-    // Suggestions for what is being typed, once the page runs: (VM, user) as asked, and
-    // the names found. Only the answer to the latest question is kept.
-    let live = RwSignal::new(None::<(String, String, Vec<String>, Vec<String>)>);
-    let asked = StoredValue::new(0u64);
-    let refine = move |vm: String, actor: String| {
-        asked.update_value(|n| *n += 1);
-        let mine = asked.get_value();
-        leptos::task::spawn_local(async move {
-            if let Ok((vms, actors)) = activity_suggestions(vm.clone(), actor.clone()).await
-                && asked.try_get_value() == Some(mine)
-            {
-                live.set(Some((vm, actor, vms, actors)));
-            }
-        });
-    };
+    // Suggestions for what is being typed, once the page runs: per filter, the text asked
+    // about and the names found. Each filter asks once its typing pauses, and keeps only
+    // the answer to its latest question.
+    let live_vm = Live::new();
+    let live_actor = Live::new();
     let verify = ServerAction::<VerifyActivityLog>::new();
     let verify_err = action_error(verify);
     let data = Resource::new(
         move || (filters(), zone(), verify.version().get()),
-        |(f, zone, _)| activity(f.vm, f.actor, f.action, f.from, f.to, f.page, zone),
+        |(f, (zone, guessed), _)| {
+            activity(f.vm, f.actor, f.action, f.from, f.to, f.page, zone, guessed)
+        },
     );
 
     let body = move || {
@@ -233,28 +229,23 @@ pub fn ActivityPage() -> impl IntoView {
             let vm_now = StoredValue::new(f.vm.clone());
             let actor_now = StoredValue::new(f.actor.clone());
             let on_vm = Callback::new(move |v: String| {
-                vm_now.set_value(v);
-                refine(vm_now.get_value(), actor_now.get_value());
+                vm_now.set_value(v.clone());
+                live_vm.ask("vm", v);
             });
             let on_actor = Callback::new(move |v: String| {
-                actor_now.set_value(v);
-                refine(vm_now.get_value(), actor_now.get_value());
+                actor_now.set_value(v.clone());
+                live_actor.ask("actor", v);
             });
-            // What the server found for the fields as they are, else what the page came with.
-            let suggested =
-                move |vms: bool, loaded: &[String]| {
-                    let loaded = loaded.to_vec();
-                    move || match live.get() {
-                        Some((vm, actor, v, a))
-                            if vm == vm_now.get_value() && actor == actor_now.get_value() =>
-                        {
-                            if vms { v } else { a }
-                        }
-                        _ => loaded.clone(),
-                    }
-                };
-            let vm_options = suggested(true, &p.vms);
-            let actor_options = suggested(false, &p.actors);
+            // What the server found for the field as it is, else what the page came with.
+            let suggested = move |live: Live, now: StoredValue<String>, loaded: &[String]| {
+                let loaded = loaded.to_vec();
+                move || {
+                    live.names_for(&now.get_value())
+                        .unwrap_or_else(|| loaded.clone())
+                }
+            };
+            let vm_options = suggested(live_vm, vm_now, &p.vms);
+            let actor_options = suggested(live_actor, actor_now, &p.actors);
             let actions = p.actions.clone();
             let action_options = move || actions.clone();
             view! {
@@ -341,6 +332,58 @@ pub fn ActivityPage() -> impl IntoView {
                 </ActionForm>
             </section>
         </Shell>
+    }
+}
+
+/// One filter's suggestions as the server answered them while it was typed in.
+#[derive(Clone, Copy)]
+struct Live {
+    /// The text last asked about and the names found for it.
+    answer: RwSignal<Option<(String, Vec<String>)>>,
+    /// How many questions were asked: only the latest one is sent and its answer kept.
+    asked: StoredValue<u64>,
+}
+
+impl Live {
+    /// How long typing must pause before the server is asked: a name typed at speed is one
+    /// question, not one a keystroke.
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+    fn new() -> Self {
+        Self {
+            answer: RwSignal::new(None),
+            asked: StoredValue::new(0),
+        }
+    }
+
+    /// Asks for the names of `field` starting with `typed`, once typing pauses.
+    fn ask(self, field: &'static str, typed: String) {
+        self.asked.update_value(|n| *n += 1);
+        let mine = self.asked.get_value();
+        // The page may be gone by the time the pause ends or the answer comes.
+        let latest = move || self.asked.try_get_value() == Some(mine);
+        set_timeout(
+            move || {
+                if !latest() {
+                    return;
+                }
+                leptos::task::spawn_local(async move {
+                    if let Ok(names) = activity_suggestions(field.to_owned(), typed.clone()).await
+                        && latest()
+                    {
+                        self.answer.set(Some((typed, names)));
+                    }
+                });
+            },
+            Self::PAUSE,
+        );
+    }
+
+    /// The names found for `typed`, if that is what was last answered.
+    fn names_for(self, typed: &str) -> Option<Vec<String>> {
+        self.answer
+            .get()
+            .and_then(|(asked, names)| (asked == typed).then_some(names))
     }
 }
 

@@ -7,7 +7,7 @@ use crate::domain::audit::Checkpoint;
 use crate::domain::{Action, Resource, permits};
 use crate::error::{AppError, AppResult};
 use crate::store::{
-    AuditStatus, LogEntry, LogQuery, LogSuggestions, MAX_ACTIONS, Store, Verification,
+    AuditStatus, LogEntry, LogName, LogQuery, LogSuggestions, MAX_ACTIONS, Store, Verification,
 };
 use std::path::{Path, PathBuf};
 
@@ -42,18 +42,18 @@ pub struct Browse {
     pub unknown_action: bool,
 }
 
-/// The VM and user names of the log that start with what is being typed in the filters
-/// (the hydrated page asks as the user types), under the permission that reads the log.
+/// The names of one column of the log (VMs or users) that start with what is being typed
+/// in its filter (the hydrated page asks as the user types), under the permission that
+/// reads the log.
 pub async fn suggest(
     store: &Store,
     actor: &Actor,
-    vm: &str,
-    user: &str,
+    column: LogName,
+    prefix: &str,
     limit: usize,
-) -> AppResult<(Vec<String>, Vec<String>)> {
+) -> AppResult<Vec<String>> {
     require_log(actor)?;
-    let s = store.log_suggestions(vm, user, limit).await?;
-    Ok((s.vms, s.actors))
+    Ok(store.log_names(column, prefix, limit).await?)
 }
 
 /// A page of the log and the filters' suggestions. Suggestions come from the log itself,

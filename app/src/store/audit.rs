@@ -91,6 +91,25 @@ pub struct LogSuggestions {
 /// fifty kinds.
 pub const MAX_ACTIONS: usize = 200;
 
+/// The most VM or user names one suggestion list holds.
+const MAX_NAMES: usize = 500;
+
+/// A column of the log whose names the activity page suggests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogName {
+    Vm,
+    Actor,
+}
+
+impl LogName {
+    fn column(self) -> &'static str {
+        match self {
+            LogName::Vm => "vm",
+            LogName::Actor => "actor",
+        }
+    }
+}
+
 /// The bounds of a prefix match on a lower-cased column, as a range `[low, high)` in
 /// code point (byte) order: "web" is `["web", "wec")`. A range, not `LIKE`, so that
 /// wildcards typed by the user are plain characters and both backends read an index
@@ -312,41 +331,22 @@ impl Store {
         actor_prefix: &str,
         limit: usize,
     ) -> Result<LogSuggestions> {
-        let limit = limit.clamp(1, 500);
         let mut binds = Vec::new();
-        let mut skip_scan = |name: &str, column: &str, prefix: &str| {
-            let col = folded(column, self.backend);
-            let (low, high) = prefix_range(prefix);
-            binds.push(Bind::Text(low));
-            let mut bound = format!("{col} >= ${}", binds.len());
-            if let Some(high) = high {
-                binds.push(Bind::Text(high));
-                bound.push_str(&format!(" AND {col} < ${}", binds.len()));
-            }
-            // The empty name (entries about no VM) is skipped, one step of the limit.
-            format!(
-                "{name}(k, n) AS (\
-                 SELECT MIN({col}), 0 FROM activity_log WHERE {bound} \
-                 UNION ALL SELECT (SELECT MIN({col}) FROM activity_log WHERE {bound} AND {col} > {name}.k), \
-                 {name}.n + 1 FROM {name} WHERE {name}.k IS NOT NULL AND {name}.n < {limit})"
-            )
-        };
-        let vms = skip_scan("v", "vm", vm_prefix);
-        let actors = skip_scan("u", "actor", actor_prefix);
+        let vms = self.skip_scan("v", LogName::Vm, vm_prefix, limit, &mut binds);
+        let actors = self.skip_scan("u", LogName::Actor, actor_prefix, limit, &mut binds);
         // Actions are matched exactly: their plain index, in its own order.
         let sql = format!(
-            "WITH RECURSIVE {vms}, {actors}, \
+            "WITH RECURSIVE {cte_v}, {cte_u}, \
              a(k, n) AS (SELECT MIN(action), 0 FROM activity_log \
              UNION ALL SELECT (SELECT MIN(action) FROM activity_log WHERE action > a.k), a.n + 1 \
              FROM a WHERE a.k IS NOT NULL AND a.n < {MAX_ACTIONS}) \
-             SELECT 'v' AS kind, n, (SELECT vm FROM activity_log WHERE {vm_col} = v.k LIMIT 1) AS value \
-             FROM v WHERE v.k IS NOT NULL AND v.k <> '' \
-             UNION ALL SELECT 'u' AS kind, n, (SELECT actor FROM activity_log WHERE {actor_col} = u.k LIMIT 1) AS value \
-             FROM u WHERE u.k IS NOT NULL AND u.k <> '' \
+             {pick_v} UNION ALL {pick_u} \
              UNION ALL SELECT 'a' AS kind, n, a.k AS value FROM a WHERE a.k IS NOT NULL AND a.k <> '' \
              ORDER BY kind, n",
-            vm_col = folded("vm", self.backend),
-            actor_col = folded("actor", self.backend),
+            cte_v = vms.0,
+            pick_v = vms.1,
+            cte_u = actors.0,
+            pick_u = actors.1,
         );
         let rows = bind_all(sqlx::query(&sql), &binds)
             .fetch_all(&self.reports)
@@ -365,6 +365,63 @@ impl Store {
         out.vms.truncate(limit);
         out.actors.truncate(limit);
         Ok(out)
+    }
+
+    /// The names of one column of the log starting with `prefix` (case ignored), the first
+    /// `limit` in order: what the activity page suggests while one filter is typed in, one
+    /// skip scan and nothing of the other columns.
+    pub async fn log_names(
+        &self,
+        column: LogName,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut binds = Vec::new();
+        let (cte, pick) = self.skip_scan("v", column, prefix, limit, &mut binds);
+        let sql = format!("WITH RECURSIVE {cte} {pick} ORDER BY n");
+        let rows = bind_all(sqlx::query(&sql), &binds)
+            .fetch_all(&self.reports)
+            .await?;
+        let mut names = rows
+            .iter()
+            .map(|r| r.try_get("value"))
+            .collect::<std::result::Result<Vec<String>, _>>()?;
+        names.truncate(limit.clamp(1, MAX_NAMES));
+        Ok(names)
+    }
+
+    /// A recursive CTE `name(k, n)` walking the folded names of `column` that start with
+    /// `prefix`, and the `SELECT kind, n, value` that turns each step back into the name as
+    /// written. The empty name (entries about no VM) is skipped, one step of the limit.
+    fn skip_scan(
+        &self,
+        name: &str,
+        column: LogName,
+        prefix: &str,
+        limit: usize,
+        binds: &mut Vec<Bind>,
+    ) -> (String, String) {
+        let limit = limit.clamp(1, MAX_NAMES);
+        let column = column.column();
+        let col = folded(column, self.backend);
+        let (low, high) = prefix_range(prefix);
+        binds.push(Bind::Text(low));
+        let mut bound = format!("{col} >= ${}", binds.len());
+        if let Some(high) = high {
+            binds.push(Bind::Text(high));
+            bound.push_str(&format!(" AND {col} < ${}", binds.len()));
+        }
+        let cte = format!(
+            "{name}(k, n) AS (\
+             SELECT MIN({col}), 0 FROM activity_log WHERE {bound} \
+             UNION ALL SELECT (SELECT MIN({col}) FROM activity_log WHERE {bound} AND {col} > {name}.k), \
+             {name}.n + 1 FROM {name} WHERE {name}.k IS NOT NULL AND {name}.n < {limit})"
+        );
+        let pick = format!(
+            "SELECT '{name}' AS kind, n, (SELECT {column} FROM activity_log WHERE {col} = {name}.k LIMIT 1) AS value \
+             FROM {name} WHERE {name}.k IS NOT NULL AND {name}.k <> ''"
+        );
+        (cte, pick)
     }
 
     /// Entries after `after_seq`, oldest first, at most `limit`: one batch of a

@@ -31,8 +31,8 @@ mod watch;
 pub use access::{Ending, GrantFilter, OpenGrant, RoleInputs, WaitingFilter, WaitingRequest};
 pub use agents::{AgentHost, AgentRecord, ReportOutcome};
 pub use audit::{
-    AuditStatus, BATCH, LogEntry, LogQuery, LogSuggestions, MAX_ACTIONS, NewLogEntry, Verification,
-    audit_max_page, prefix_range,
+    AuditStatus, BATCH, LogEntry, LogName, LogQuery, LogSuggestions, MAX_ACTIONS, NewLogEntry,
+    Verification, audit_max_page, prefix_range,
 };
 pub use identities::{FederatedProfile, StoredGroupRule, StoredIdentity};
 pub use jit::{StoredVm, TabCounts, VmFields, VmListQuery, VmSummary, VmTab};
