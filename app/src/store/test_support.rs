@@ -31,9 +31,15 @@ pub async fn fresh_database_url(dir: &std::path::Path, name: &str) -> Result<Str
             .unwrap_or("x")
     );
     let mut admin = sqlx::postgres::PgConnection::connect(&server).await?;
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await?;
+    // One locale whatever the server's default, and one whose own case folding goes
+    // beyond ASCII (C.UTF-8 lower-cases "É"): the tests that the log's filters fold ASCII
+    // only, as SQLite does, can then fail.
+    sqlx::query(&format!(
+        "CREATE DATABASE {database} TEMPLATE template0 ENCODING 'UTF8' \
+         LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
+    ))
+    .execute(&mut admin)
+    .await?;
     admin.close().await?;
     with_database(&server, &database).ok_or(StoreError::UnsupportedUrl)
 }
