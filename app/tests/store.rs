@@ -235,3 +235,30 @@ async fn unsupported_urls_are_refused() {
         Err(StoreError::UnsupportedUrl)
     ));
 }
+
+/// Writers waiting their turn hold no connection: with more of them queued than the pool
+/// has connections (one holding the write lock), reads (agent polls, pages) are answered
+/// at once. On PostgreSQL each queued writer used to hold a connection while it waited
+/// for the advisory lock, and reads waited behind them until the pool's time-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_writers_leave_the_readers_their_connections() {
+    use std::time::Duration;
+    let (store, _dir) = fresh().await;
+    let first = store.begin_write().await.unwrap();
+    let mut queued = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        queued.spawn(async move { store.begin_write().await.map(drop) });
+    }
+    // Time for every one of them to queue (not the store's clock: none is read here).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let read = tokio::time::timeout(Duration::from_secs(5), store.ping()).await;
+    assert!(
+        matches!(read, Ok(Ok(()))),
+        "a read waited behind queued writers: {read:?}"
+    );
+    drop(first);
+    while let Some(done) = queued.join_next().await {
+        done.unwrap().unwrap();
+    }
+}

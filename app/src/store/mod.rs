@@ -126,8 +126,14 @@ pub struct Store {
     audit_key: std::sync::Arc<crate::domain::audit::AuditKey>,
     /// SQLite allows one writer; a write transaction that read before another wrote would
     /// fail with a stale snapshot. Serialising write transactions in-process avoids that
-    /// and keeps the activity log chain strictly ordered.
+    /// and keeps the activity log chain strictly ordered. On PostgreSQL the advisory lock
+    /// orders writers across replicas; this one keeps a replica's own writers queued in
+    /// order without each holding a connection while it waits for that lock.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The one connection write transactions run on, whoever holds `write_lock`: a writer
+    /// never waits for a connection behind the readers (agent polls, pages), and the
+    /// readers never wait behind writers queued for the lock.
+    writer: AnyPool,
     /// Told the id of every VM whose desired state a committed transaction changed;
     /// long-polling agents wait there for their own VM.
     watchers: std::sync::Arc<watch::Watchers>,
@@ -148,7 +154,7 @@ pub struct WriteTx {
     /// The time of this transaction: every row and log entry it writes carries it.
     pub(crate) now: i64,
     pub(crate) audit_key: std::sync::Arc<crate::domain::audit::AuditKey>,
-    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
     backend: Backend,
     watchers: std::sync::Arc<watch::Watchers>,
     pub(crate) changed_vms: Vec<String>,
@@ -247,6 +253,7 @@ impl Store {
             options
         };
         let reports = options.clone().max_connections(2).connect_lazy(&url)?;
+        let writer = options.clone().max_connections(1).connect_lazy(&url)?;
         let pool = options.connect(&url).await?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
@@ -267,6 +274,7 @@ impl Store {
             clock,
             audit_key: std::sync::Arc::new(audit_key),
             write_lock: Default::default(),
+            writer,
             watchers,
             contacts: Default::default(),
             exports: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
@@ -288,7 +296,7 @@ impl Store {
         }
         // ANALYZE writes its statistics: it takes its turn among the writers.
         let _guard = self.write_lock.clone().lock_owned().await;
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         conn.execute("PRAGMA analysis_limit = 1000").await?;
         conn.execute("PRAGMA optimize = 0x10002").await?;
         Ok(())
@@ -305,16 +313,13 @@ impl Store {
     }
 
     pub async fn begin_write(&self) -> Result<WriteTx> {
-        let guard = match self.backend {
-            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
-            Backend::Postgres => None,
-        };
+        let guard = self.write_lock.clone().lock_owned().await;
         // SQLite: take the write lock at BEGIN. A deferred transaction that reads first
         // and writes later fails at once ("database is locked") when another connection
         // wrote meanwhile; an immediate one waits its turn under the busy timeout.
         let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         };
         if self.backend == Backend::Postgres {
             // Taken first, so that every read in the transaction sees all earlier
@@ -399,6 +404,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
         self.reports.close().await;
     }
 }
