@@ -48,15 +48,13 @@ pub enum GrantFilter<'a> {
         now: i64,
         limit: i64,
     },
-    /// The same requester's grants for the same VM, port, protocol and source, other than
-    /// those of `except_request`: what a newer request supersedes.
+    /// The same requester's grants for the same VM and source and for a port and protocol
+    /// of `by_request`, other than that request's own: what it supersedes.
     Superseded {
         vm: &'a str,
         requester: &'a str,
-        port: i64,
-        protocol: &'a str,
         source: &'a str,
-        except_request: &'a str,
+        by_request: &'a str,
     },
 }
 
@@ -257,10 +255,12 @@ impl WriteTx {
         );
         let rows = match filter {
             GrantFilter::Request(id) => {
-                sqlx::query(&format!("{base} AND p.request_id = $1 ORDER BY p.port, p.protocol"))
-                    .bind(id)
-                    .fetch_all(&mut *self.tx)
-                    .await?
+                sqlx::query(&format!(
+                    "{base} AND p.request_id = $1 ORDER BY p.port, p.protocol"
+                ))
+                .bind(id)
+                .fetch_all(&mut *self.tx)
+                .await?
             }
             GrantFilter::Vm(id) => {
                 sqlx::query(&format!("{base} AND p.vm_id = $1 ORDER BY p.end_at, p.id"))
@@ -269,37 +269,41 @@ impl WriteTx {
                     .await?
             }
             GrantFilter::Requester(id) => {
-                sqlx::query(&format!("{base} AND r.requester_id = $1 ORDER BY p.end_at, p.id"))
-                    .bind(id)
-                    .fetch_all(&mut *self.tx)
-                    .await?
+                sqlx::query(&format!(
+                    "{base} AND r.requester_id = $1 ORDER BY p.end_at, p.id"
+                ))
+                .bind(id)
+                .fetch_all(&mut *self.tx)
+                .await?
             }
-            GrantFilter::Due { now, limit } => sqlx::query(&format!(
-                "{base} AND p.end_at <= $1 ORDER BY p.end_at, p.id LIMIT {}",
-                limit.clamp(1, 10_000)
-            ))
-            .bind(now)
-            .fetch_all(&mut *self.tx)
-            .await?,
+            GrantFilter::Due { now, limit } => {
+                sqlx::query(&format!(
+                    "{base} AND p.end_at <= $1 ORDER BY p.end_at, p.id LIMIT {}",
+                    limit.clamp(1, 10_000)
+                ))
+                .bind(now)
+                .fetch_all(&mut *self.tx)
+                .await?
+            }
             GrantFilter::Superseded {
                 vm,
                 requester,
-                port,
-                protocol,
                 source,
-                except_request,
-            } => sqlx::query(&format!(
-                "{base} AND p.vm_id = $1 AND r.requester_id = $2 AND p.port = $3 AND p.protocol = $4 \
-                 AND p.source_prefix = $5 AND p.request_id <> $6 ORDER BY p.end_at, p.id"
-            ))
-            .bind(vm)
-            .bind(requester)
-            .bind(port)
-            .bind(protocol)
-            .bind(source)
-            .bind(except_request)
-            .fetch_all(&mut *self.tx)
-            .await?,
+                by_request,
+            } => {
+                sqlx::query(&format!(
+                    "{base} AND p.vm_id = $1 AND r.requester_id = $2 AND p.source_prefix = $3 \
+                 AND p.request_id <> $4 AND EXISTS (SELECT 1 FROM request_ports q \
+                 WHERE q.request_id = $4 AND q.port = p.port AND q.protocol = p.protocol) \
+                 ORDER BY p.end_at, p.id"
+                ))
+                .bind(vm)
+                .bind(requester)
+                .bind(source)
+                .bind(by_request)
+                .fetch_all(&mut *self.tx)
+                .await?
+            }
         };
         rows.iter().map(grant_from_row).collect()
     }

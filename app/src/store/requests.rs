@@ -133,9 +133,8 @@ pub(super) fn request_from_row(row: &AnyRow) -> Result<StoredRequest> {
 }
 
 impl WriteTx {
-    /// Activates the ports of a request from the transaction's time: each becomes a grant,
-    /// and the same requester's older grant for the same port and source is superseded by
-    /// it (another user's grant for a shared address stays theirs).
+    /// Activates the ports of a request from the transaction's time: each becomes a grant
+    /// (see [`WriteTx::supersede_older`]).
     async fn activate_ports(
         &mut self,
         request_id: &str,
@@ -145,44 +144,54 @@ impl WriteTx {
         end_at: i64,
         by: (&str, &str),
     ) -> Result<()> {
-        let ports =
-            sqlx::query("SELECT id, port, protocol FROM request_ports WHERE request_id = $1")
-                .bind(request_id)
-                .fetch_all(&mut *self.tx)
-                .await?;
-        for row in &ports {
-            let port: i64 = row.try_get("port")?;
-            let protocol: String = row.try_get("protocol")?;
-            // Active first: superseding closes requests left without an active port, and
-            // this one must not look like one of them.
-            sqlx::query("UPDATE request_ports SET status = 'active', status_reason = '', end_at = $1 WHERE id = $2")
-                .bind(end_at)
-                .bind(row.try_get::<String, _>("id")?)
-                .execute(&mut *self.tx)
-                .await?;
-            let older = self
-                .open_grants(GrantFilter::Superseded {
-                    vm: vm_id,
-                    requester: requester_id,
-                    port,
-                    protocol: &protocol,
-                    source,
-                    except_request: request_id,
-                })
-                .await?;
-            self.end_grants(
-                &older,
-                &Ending {
-                    status: PortStatus::Superseded,
-                    reason: reason::SUPERSEDED,
-                    actor: by.0,
-                    client_ip: by.1,
-                    action: "supersede",
-                    result: "success",
-                },
-            )
+        // Active first: superseding closes requests left without an active port, and this
+        // one must not look like one of them.
+        sqlx::query(
+            "UPDATE request_ports SET status = 'active', status_reason = '', end_at = $1 \
+             WHERE request_id = $2",
+        )
+        .bind(end_at)
+        .bind(request_id)
+        .execute(&mut *self.tx)
+        .await?;
+        self.supersede_older(request_id, vm_id, requester_id, source, by)
+            .await
+    }
+
+    /// Ends the same requester's older grants for the ports of a request just made active,
+    /// on the same VM and for the same source (another user's grant for a shared address
+    /// stays theirs): one statement to find them, whatever the number of ports.
+    async fn supersede_older(
+        &mut self,
+        request_id: &str,
+        vm_id: &str,
+        requester_id: &str,
+        source: &str,
+        by: (&str, &str),
+    ) -> Result<()> {
+        let older = self
+            .open_grants(GrantFilter::Superseded {
+                vm: vm_id,
+                requester: requester_id,
+                source,
+                by_request: request_id,
+            })
             .await?;
+        if older.is_empty() {
+            return Ok(());
         }
+        self.end_grants(
+            &older,
+            &Ending {
+                status: PortStatus::Superseded,
+                reason: reason::SUPERSEDED,
+                actor: by.0,
+                client_ip: by.1,
+                action: "supersede",
+                result: "success",
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -441,10 +450,12 @@ impl WriteTx {
         .bind(spec.start_at)
         .execute(&mut *tx.tx)
         .await?;
+        // Ports open now are written as the grants they are at once.
+        let port_status = if end.is_some() { "active" } else { "pending" };
         for (port, protocol) in &spec.ports {
             sqlx::query(
-                "INSERT INTO request_ports (id, request_id, vm_id, port, protocol, source_prefix, status, status_reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', '')",
+                "INSERT INTO request_ports (id, request_id, vm_id, port, protocol, source_prefix, status, status_reason, end_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8)",
             )
             .bind(new_id())
             .bind(&id)
@@ -452,12 +463,14 @@ impl WriteTx {
             .bind(i64::from(port.get()))
             .bind(protocol.as_str())
             .bind(&source)
+            .bind(port_status)
+            .bind(end)
             .execute(&mut *tx.tx)
             .await?;
         }
-        if let Some(end) = end {
+        if end.is_some() {
             let by = (log.actor.clone(), log.client_ip.clone());
-            tx.activate_ports(&id, vm_id, requester_id, &source, end, (&by.0, &by.1))
+            tx.supersede_older(&id, vm_id, requester_id, &source, (&by.0, &by.1))
                 .await?;
             tx.bump_generation(vm_id).await?;
         }
