@@ -9,7 +9,9 @@
 //! - request throughput: access requests from 16 clients for 10 s, per second, p50/p99,
 //!   server errors;
 //! - restart: how long the old server took to stop, and every agent waiting on the new
-//!   one, with server errors.
+//!   one, with server errors;
+//! - expiry: the throughput phase's grants, 5 minutes later, ended by the expiry job at
+//!   the rate they were made: how late, p50/p99 (the bench waits for them).
 //!
 //! SQLite by default; `PORTCULLIS_TEST_POSTGRES=postgres://…` runs it on a new database
 //! of that PostgreSQL server.
@@ -188,6 +190,16 @@ async fn agent(i: usize, bearer: String, base: String, http: reqwest::Client, fl
             }
         }
     }
+}
+
+/// The source and end (ms since the epoch) of the grant an accepted request made.
+fn grant_end(body: &Value) -> Option<(String, i64)> {
+    let port = &body["virtualMachines"][0]["ports"][0];
+    let end = chrono::DateTime::parse_from_rfc3339(port["endTimeUtc"].as_str()?).ok()?;
+    Some((
+        port["allowedSourceAddressPrefix"].as_str()?.to_owned(),
+        end.timestamp_millis(),
+    ))
 }
 
 async fn api(
@@ -502,6 +514,7 @@ async fn main() {
         let vms: Vec<String> = configured.iter().map(|v| v.to_string()).collect();
         clients.spawn(async move {
             let mut times = Vec::new();
+            let mut ends = Vec::new();
             let mut k = c;
             while Instant::now() < stop {
                 let source = next.fetch_add(1, Ordering::Relaxed);
@@ -509,6 +522,9 @@ async fn main() {
                 let (s, body) = api(&http, &base, &token, reqwest::Method::POST, "/api/v1/requests", json!({"virtualMachines": [{"id": vms[k % vms.len()], "ports": [
                     {"number": 22, "duration": "PT5M", "allowedSourceAddressPrefix": format!("2001:db8::{:x}:{:x}", source >> 16, source & 0xffff)}]}]})).await;
                 times.push(t.elapsed());
+                if let Some(end) = grant_end(&body) {
+                    ends.push(end);
+                }
                 if !s.is_success() {
                     errors.fetch_add(1, Ordering::Relaxed);
                     first_error
@@ -518,10 +534,12 @@ async fn main() {
                 }
                 k += 16;
             }
-            times
+            (times, ends)
         });
     }
-    let mut times: Vec<Duration> = clients.join_all().await.into_iter().flatten().collect();
+    let (times, ends): (Vec<_>, Vec<_>) = clients.join_all().await.into_iter().unzip();
+    let mut times: Vec<Duration> = times.into_iter().flatten().collect();
+    let ends: std::collections::HashMap<String, i64> = ends.into_iter().flatten().collect();
     times.sort();
     println!(
         "access requests, 16 clients for 10 s: {:.0} per second, p50 {:.1?}  p99 {:.1?}, {} not accepted; agent poll server errors so far {}",
@@ -560,6 +578,46 @@ async fn main() {
     println!(
         "server resident memory at the end: {} MiB",
         proc_field(server.pid(), "status", "VmRSS:") / 1024
+    );
+
+    // Expiry: the grants of the throughput phase end 5 minutes after they were asked for,
+    // as many a second as were made; the expiry job must end each on time.
+    let last_end = ends.values().copied().max().unwrap_or(0);
+    let wait = Duration::from_millis(
+        (last_end - chrono::Utc::now().timestamp_millis()).max(0) as u64 + 3_000,
+    );
+    println!(
+        "waiting {:.0?} for the {} grants of the throughput phase to end",
+        wait,
+        ends.len()
+    );
+    tokio::time::sleep(wait).await;
+    let store = portcullis_app::store::Store::connect(&database_url)
+        .await
+        .unwrap();
+    let ended = store
+        .log_batch(&portcullis_app::store::LogQuery {
+            action: Some("expire".into()),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut late: Vec<Duration> = ended
+        .iter()
+        .filter_map(|e| {
+            let end = ends.get(&e.content.source)?;
+            Some(Duration::from_millis((e.content.at - end).max(0) as u64))
+        })
+        .collect();
+    late.sort();
+    println!(
+        "expiry: {} of {} grants ended by the expiry job, late by p50 {:.1?}  p99 {:.1?}  max {:.1?}",
+        late.len(),
+        ends.len(),
+        percentile(&late, 0.5),
+        percentile(&late, 0.99),
+        late.last().copied().unwrap_or_default()
     );
     for t in fleet_tasks {
         t.abort();
