@@ -262,3 +262,45 @@ async fn queued_writers_leave_the_readers_their_connections() {
         done.unwrap().unwrap();
     }
 }
+
+/// A write transaction dropped without a commit leaves nothing held, and a writer
+/// connection lost (a database restart, a killed backend) is replaced: the next writes go
+/// ahead.
+#[tokio::test]
+async fn writes_go_on_after_an_abandoned_transaction_and_a_lost_connection() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(dir.path(), "test").await.unwrap();
+    let store = Store::connect(&url).await.unwrap();
+    let abandoned = store.begin_write().await.unwrap();
+    drop(abandoned);
+    let next = tokio::time::timeout(Duration::from_secs(10), store.begin_write()).await;
+    next.expect("the next writer waited")
+        .unwrap()
+        .commit()
+        .await
+        .unwrap();
+    if portcullis_app::store::test_support::on_postgres() {
+        let server = std::env::var(portcullis_app::store::test_support::POSTGRES_ENV).unwrap();
+        // Every connection of the store's database is killed, the writers' included.
+        let db = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server)
+            .await
+            .unwrap();
+        let killed: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+        )
+        .bind(db)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        assert!(!killed.is_empty(), "no connection of {db} was found");
+    }
+    for _ in 0..3 {
+        let tx = tokio::time::timeout(Duration::from_secs(10), store.begin_write())
+            .await
+            .expect("a writer waited")
+            .expect("a write failed after the connections were lost");
+        tx.commit().await.unwrap();
+    }
+}

@@ -130,9 +130,9 @@ pub struct Store {
     /// orders writers across replicas; this one keeps a replica's own writers queued in
     /// order without each holding a connection while it waits for that lock.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// The one connection write transactions run on, whoever holds `write_lock`: a writer
-    /// never waits for a connection behind the readers (agent polls, pages), and the
-    /// readers never wait behind writers queued for the lock.
+    /// The connections write transactions run on, one at a time under `write_lock`: a
+    /// writer never waits for a connection behind the readers (agent polls, pages), and
+    /// the readers never wait behind writers queued for the lock.
     writer: AnyPool,
     /// Told the id of every VM whose desired state a committed transaction changed;
     /// long-polling agents wait there for their own VM.
@@ -253,7 +253,23 @@ impl Store {
             options
         };
         let reports = options.clone().max_connections(2).connect_lazy(&url)?;
-        let writer = options.clone().max_connections(1).connect_lazy(&url)?;
+        // Two, so that the next writer need not wait while the last one's connection is
+        // checked on its way back (each is still tested before use: after a lost
+        // connection the next write reconnects instead of failing).
+        let writer = options.clone().max_connections(2);
+        let writer = if backend == Backend::Postgres {
+            // A writer waits for the advisory lock at most this long, instead of holding
+            // its connection for ever behind a stuck replica.
+            writer.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET lock_timeout = '30s'").await?;
+                    Ok(())
+                })
+            })
+        } else {
+            writer
+        };
+        let writer = writer.connect_lazy(&url)?;
         let pool = options.connect(&url).await?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
