@@ -487,3 +487,93 @@ async fn a_vm_moves_between_tabs_with_its_policy_and_its_agents_errors() {
         (vec!["web-1".to_owned()], 1)
     );
 }
+
+/// A request made through the store on `v` for `list` (port, protocol) from `source`,
+/// opened at once.
+async fn opened(
+    w: &World,
+    v: &StoredVm,
+    who: &Actor,
+    list: &[(&str, Protocol)],
+    source: &str,
+) -> String {
+    let mut s = spec("22", source, 600, false);
+    s.ports = list
+        .iter()
+        .map(|(p, pr)| (Port::parse(p).unwrap(), *pr))
+        .collect();
+    w.store
+        .create_request("b", &v.id, &who.user_id, &s, log("request"))
+        .await
+        .unwrap()
+}
+
+/// A request's status and each port's, as "port/protocol Status".
+async fn port_states(w: &World, id: &str) -> (RequestStatus, Vec<String>) {
+    let r = w.request_row(id).await;
+    let ports = r
+        .ports
+        .iter()
+        .map(|p| format!("{}/{} {:?}", p.port, p.protocol, p.status))
+        .collect();
+    (r.status, ports)
+}
+
+/// A newer request supersedes the same requester's grants for its own ports (port and
+/// protocol) on the same VM and source, and nothing else: not the other ports of the older
+/// request, not the same port over another protocol, not another user's grant or another
+/// source's; through an approval too. One entry per older request, its ports in order.
+#[tokio::test]
+async fn a_newer_request_supersedes_exactly_its_own_ports() {
+    use Protocol::{Tcp, Udp};
+    let (w, admin, rita) = fresh().await;
+    let bob = w.user("bob", &[(Role::Requester, Scope::All)]).await;
+    let alice = w.user("alice", &[(Role::Approver, Scope::All)]).await;
+    let v = w.vm(&admin, "web-1", "prod").await;
+    w.policy(&admin, &v, &[rule("22"), with_approval(rule("3389"))])
+        .await;
+    let a = "203.0.113.7";
+    let older = opened(
+        &w,
+        &v,
+        &rita,
+        &[("22", Tcp), ("3389", Tcp), ("53", Udp), ("2222", Tcp)],
+        a,
+    )
+    .await;
+    let others = [
+        opened(&w, &v, &bob, &[("22", Tcp)], a).await,
+        opened(&w, &v, &rita, &[("22", Tcp)], "198.51.100.0/24").await,
+        opened(&w, &v, &rita, &[("22", Tcp), ("53", Tcp), ("2222", Tcp)], a).await,
+    ];
+    let expect = |last: &str| {
+        (
+            RequestStatus::Active,
+            vec![
+                "22/tcp Superseded".to_owned(),
+                "53/udp Active".to_owned(),
+                "2222/tcp Superseded".to_owned(),
+                format!("3389/tcp {last}"),
+            ],
+        )
+    };
+    assert_eq!(port_states(&w, &older).await, expect("Active"));
+    for other in &others {
+        assert_eq!(port_states(&w, other).await.0, RequestStatus::Active);
+    }
+    let entries = w.logged("supersede").await;
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| e.content.ports.as_str())
+            .collect::<Vec<_>>(),
+        ["22/tcp, 2222/tcp"],
+        "one entry for the older request, its ports in order"
+    );
+    // An approval supersedes as a request opened at once does.
+    let approved = w.request(&rita, &v, "3389", a, "10").await.unwrap();
+    requests::approve(&w.store, &alice, &approved, "ok")
+        .await
+        .unwrap();
+    assert_eq!(port_states(&w, &older).await, expect("Superseded"));
+}

@@ -295,7 +295,7 @@ impl WriteTx {
                     "{base} AND p.vm_id = $1 AND r.requester_id = $2 AND p.source_prefix = $3 \
                  AND p.request_id <> $4 AND EXISTS (SELECT 1 FROM request_ports q \
                  WHERE q.request_id = $4 AND q.port = p.port AND q.protocol = p.protocol) \
-                 ORDER BY p.end_at, p.id"
+                 ORDER BY p.request_id, p.port, p.protocol"
                 ))
                 .bind(vm)
                 .bind(requester)
