@@ -595,14 +595,28 @@ async fn main() {
     let store = portcullis_app::store::Store::connect(&database_url)
         .await
         .unwrap();
-    let ended = store
-        .log_batch(&portcullis_app::store::LogQuery {
-            action: Some("expire".into()),
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    assert!(
+        !ends.is_empty(),
+        "no grant of the throughput phase was read from the answers"
+    );
+    let mut ended = Vec::new();
+    loop {
+        let batch = store
+            .log_batch(&portcullis_app::store::LogQuery {
+                action: Some("expire".into()),
+                limit: 10_000,
+                before_seq: ended
+                    .last()
+                    .map(|e: &portcullis_app::store::LogEntry| e.content.seq),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        ended.extend(batch);
+    }
     let mut late: Vec<Duration> = ended
         .iter()
         .filter_map(|e| {

@@ -39,7 +39,13 @@ pub async fn fresh_database_url(dir: &std::path::Path, name: &str) -> Result<Str
          LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
     ))
     .execute(&mut admin)
-    .await?;
+    .await
+    .inspect_err(|e| {
+        eprintln!(
+            "creating a test database in the C.UTF-8 locale failed: {e}; \
+             the suites need a PostgreSQL server that has that locale (Debian's has)"
+        )
+    })?;
     admin.close().await?;
     with_database(&server, &database).ok_or(StoreError::UnsupportedUrl)
 }
