@@ -194,7 +194,8 @@ async fn agent(i: usize, bearer: String, base: String, http: reqwest::Client, fl
 
 /// The source and end (ms since the epoch) of the grant an accepted request made.
 fn grant_end(body: &Value) -> Option<(String, i64)> {
-    let port = &body["virtualMachines"][0]["ports"][0];
+    // The answer lists the requests made (one per part: at once, waiting for approval).
+    let port = &body["value"][0]["virtualMachines"][0]["ports"][0];
     let end = chrono::DateTime::parse_from_rfc3339(port["endTimeUtc"].as_str()?).ok()?;
     Some((
         port["allowedSourceAddressPrefix"].as_str()?.to_owned(),
