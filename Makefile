@@ -88,7 +88,7 @@ bench: release
 
 ## Figures, not tests: BENCH_AGENTS (10,000) simulated agents against the release server,
 ## on SQLite and then PostgreSQL (cold start, idle CPU and memory, change latency, access
-## requests per second, restart); then open latency through a real agent and nftables in
+## requests per second, restart, expiry lateness); then open latency through a real agent and nftables in
 ## network namespaces (root), idle and with 1,000 idle agents.
 bench-agent: release
 	ulimit -Sn $$(ulimit -Hn) && cargo bench -p portcullis-server --bench agents
