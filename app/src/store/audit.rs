@@ -332,6 +332,7 @@ impl Store {
         limit: usize,
     ) -> Result<LogSuggestions> {
         let mut binds = Vec::new();
+        let limit = limit.clamp(1, MAX_NAMES);
         let vms = self.skip_scan("v", LogName::Vm, vm_prefix, limit, &mut binds);
         let actors = self.skip_scan("u", LogName::Actor, actor_prefix, limit, &mut binds);
         // Actions are matched exactly: their plain index, in its own order.
@@ -376,6 +377,7 @@ impl Store {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<String>> {
+        let limit = limit.clamp(1, MAX_NAMES);
         let mut binds = Vec::new();
         let (cte, pick) = self.skip_scan("v", column, prefix, limit, &mut binds);
         let sql = format!("WITH RECURSIVE {cte} {pick} ORDER BY n");
@@ -386,13 +388,14 @@ impl Store {
             .iter()
             .map(|r| r.try_get("value"))
             .collect::<std::result::Result<Vec<String>, _>>()?;
-        names.truncate(limit.clamp(1, MAX_NAMES));
+        names.truncate(limit);
         Ok(names)
     }
 
     /// A recursive CTE `name(k, n)` walking the folded names of `column` that start with
     /// `prefix`, and the `SELECT kind, n, value` that turns each step back into the name as
-    /// written. The empty name (entries about no VM) is skipped, one step of the limit.
+    /// written, at most `limit` steps (already bounded by the caller). The empty name
+    /// (entries about no VM) is skipped, one step of the limit.
     fn skip_scan(
         &self,
         name: &str,
@@ -401,7 +404,6 @@ impl Store {
         limit: usize,
         binds: &mut Vec<Bind>,
     ) -> (String, String) {
-        let limit = limit.clamp(1, MAX_NAMES);
         let column = column.column();
         let col = folded(column, self.backend);
         let (low, high) = prefix_range(prefix);
