@@ -67,6 +67,8 @@ pub struct Metrics {
     log_intact: IntGauge,
     pool_max: IntGaugeVec,
     pool_connections: IntGaugeVec,
+    write_units: IntCounter,
+    write_commits: IntCounter,
     scrape_errors: IntCounter,
 }
 
@@ -224,6 +226,23 @@ impl Metrics {
             "Open database connections of a pool, by state (idle, in_use).",
             &["pool", "state"],
         );
+        let write_units = registered(
+            &r,
+            IntCounter::new(
+                "portcullis_write_transactions_total",
+                "Write transactions committed by this server.",
+            )
+            .expect("valid metric"),
+        );
+        let write_commits = registered(
+            &r,
+            IntCounter::new(
+                "portcullis_write_commits_total",
+                "Database commits of this server's write transactions (fewer when writers \
+                 queued behind each other shared one).",
+            )
+            .expect("valid metric"),
+        );
         let scrape_errors = registered(
             &r,
             IntCounter::new(
@@ -274,6 +293,8 @@ impl Metrics {
             log_intact,
             pool_max,
             pool_connections,
+            write_units,
+            write_commits,
             scrape_errors,
         }
     }
@@ -355,6 +376,11 @@ impl Metrics {
                 .with_label_values(&[p.pool, "in_use"])
                 .set(i64::from(p.open - idle));
         }
+        let writes = store.write_counts();
+        self.write_units
+            .inc_by(writes.units.saturating_sub(self.write_units.get()));
+        self.write_commits
+            .inc_by(writes.commits.saturating_sub(self.write_commits.get()));
         let mut text = String::new();
         if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text) {
             // Only a metric the code above built wrongly can fail to encode.

@@ -263,6 +263,89 @@ async fn queued_writers_leave_the_readers_their_connections() {
     }
 }
 
+/// Writers queued behind each other share one database commit (a durable commit costs
+/// more than all of an access request's statements), and each keeps its own outcome: one
+/// dropped without committing and one whose statement failed (which on PostgreSQL aborts
+/// the transaction it ran in) leave nothing, the others are kept, in one commit, and the
+/// activity log stays one valid chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_writers_share_a_commit_and_keep_their_own_outcomes() {
+    use portcullis_app::store::{NewLogEntry, Verification};
+    let (store, _dir) = fresh().await;
+    let logged = |name: &str| {
+        Some(NewLogEntry {
+            actor: "admin".into(),
+            action: "create user".into(),
+            detail: name.into(),
+            ..Default::default()
+        })
+    };
+    store.create_user(&user("first"), &[], None).await.unwrap();
+    let before = store.write_counts();
+    let mut first = store.begin_write().await.unwrap();
+    first.log(logged("first").unwrap()).await.unwrap();
+    let mut queued = tokio::task::JoinSet::new();
+    for (i, name) in ["a", "dropped", "c", "taken", "e"].into_iter().enumerate() {
+        let writer = store.clone();
+        let logged = logged(name);
+        queued.spawn(async move {
+            let store = writer;
+            match name {
+                // Written, then given up (an error in the service, a client gone).
+                "dropped" => {
+                    let mut tx = store.begin_write().await.unwrap();
+                    tx.log(logged.unwrap()).await.unwrap();
+                    drop(tx);
+                    (name, Ok(()))
+                }
+                // The name "first" is taken by then, whatever the order: the insert fails.
+                "taken" => (
+                    name,
+                    store
+                        .create_user(&user("first"), &[], logged)
+                        .await
+                        .map(drop),
+                ),
+                _ => (
+                    name,
+                    store.create_user(&user(name), &[], logged).await.map(drop),
+                ),
+            }
+        });
+        // Each is queued before the next starts (no clock is read: none moves here).
+        while store.writers_waiting() < i + 1 {
+            tokio::task::yield_now().await;
+        }
+    }
+    first.commit().await.unwrap();
+    let mut outcomes = std::collections::BTreeMap::new();
+    while let Some(done) = queued.join_next().await {
+        let (name, outcome) = done.unwrap();
+        outcomes.insert(name, outcome);
+    }
+    assert!(
+        matches!(outcomes["taken"], Err(StoreError::Duplicate)),
+        "{outcomes:?}"
+    );
+    for name in ["a", "c", "e", "dropped"] {
+        assert!(outcomes[name].is_ok(), "{name}: {outcomes:?}");
+    }
+    for name in ["a", "c", "e"] {
+        assert!(
+            store.find_user_by_username(name).await.unwrap().is_some(),
+            "{name}"
+        );
+    }
+    let after = store.write_counts();
+    // The holder and a, c, e; one commit for all of them.
+    assert_eq!(after.units - before.units, 4, "{before:?} {after:?}");
+    assert_eq!(after.commits - before.commits, 1, "{before:?} {after:?}");
+    match store.verify_log_full(None).await.unwrap() {
+        Verification::Verified(at) => assert_eq!(at.seq, 4),
+        Verification::Broken(b) => panic!("{b:?}"),
+    }
+}
+
 /// A write transaction dropped without a commit leaves nothing held, and a writer
 /// connection lost (a database restart, a killed backend) is replaced: the next writes go
 /// ahead.

@@ -185,6 +185,13 @@ async fn a_token_guards_the_metrics() {
         ) >= 0.0
     );
     assert_eq!(s.value("portcullis_metrics_scrape_errors_total", &[]), 0.0);
+    // Setting the app up wrote (its users, at least): each write committed.
+    let writes = s.value("portcullis_write_transactions_total", &[]);
+    let commits = s.value("portcullis_write_commits_total", &[]);
+    assert!(
+        writes >= 1.0 && commits >= 1.0 && commits <= writes,
+        "{writes} {commits}"
+    );
 }
 
 #[tokio::test]

@@ -167,15 +167,21 @@ fn from_row(row: &AnyRow) -> Result<LogEntry> {
 impl WriteTx {
     /// Appends one entry after the current last one.
     pub async fn log(&mut self, entry: NewLogEntry) -> Result<()> {
-        let last = sqlx::query("SELECT seq, hash FROM activity_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        let (seq, prev) = match last {
-            Some(row) => (
-                row.try_get::<i64, _>("seq")? + 1,
-                row.try_get::<String, _>("hash")?,
-            ),
-            None => (1, GENESIS.to_owned()),
+        let (seq, prev) = match self.log_tail.take() {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => {
+                let last =
+                    sqlx::query("SELECT seq, hash FROM activity_log ORDER BY seq DESC LIMIT 1")
+                        .fetch_optional(&mut *self.tx)
+                        .await?;
+                match last {
+                    Some(row) => (
+                        row.try_get::<i64, _>("seq")? + 1,
+                        row.try_get::<String, _>("hash")?,
+                    ),
+                    None => (1, GENESIS.to_owned()),
+                }
+            }
         };
         let content = EntryContent {
             seq,
@@ -214,6 +220,7 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await
         .map_err(StoreError::from_write)?;
+        self.log_tail = Some((content.seq, hash));
         Ok(())
     }
 }

@@ -27,6 +27,7 @@ pub mod test_support;
 mod tokens;
 mod users;
 mod watch;
+mod writers;
 
 pub use access::{Ending, GrantFilter, OpenGrant, RoleInputs, WaitingFilter, WaitingRequest};
 pub use agents::{AgentHost, AgentRecord, ReportOutcome};
@@ -47,6 +48,7 @@ pub use sessions::SessionStoreAdapter;
 pub use tokens::{NewApiToken, StoredApiToken, TokenCreation};
 pub use users::{NewUser, RemoveOutcome, StoredAssignment, StoredUser};
 pub use watch::{DesiredState, VmWatch};
+pub use writers::WriteCounts;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
@@ -65,6 +67,10 @@ pub enum StoreError {
     Duplicate,
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The commit shared with other writers failed (see `writers`); the cause was logged
+    /// where it happened.
+    #[error("the shared commit failed: {0}")]
+    SharedCommit(String),
 }
 
 impl StoreError {
@@ -86,8 +92,6 @@ pub enum Backend {
     Postgres,
 }
 
-/// The advisory lock every PostgreSQL write transaction holds until it ends.
-const WRITE_LOCK_KEY: i64 = 0x706f_7274_6375_6c01;
 /// Held by the replica running the periodic cleanup, so that it runs once at a time.
 const CLEANUP_LOCK_KEY: i64 = 0x706f_7274_6375_6c02;
 /// The notification channel carrying ids of VMs whose desired state changed.
@@ -124,16 +128,15 @@ pub struct Store {
     clock: std::sync::Arc<dyn Clock>,
     /// The activity log's HMAC key (kept outside the database).
     audit_key: std::sync::Arc<crate::domain::audit::AuditKey>,
-    /// SQLite allows one writer; a write transaction that read before another wrote would
-    /// fail with a stale snapshot. Serialising write transactions in-process avoids that
-    /// and keeps the activity log chain strictly ordered. On PostgreSQL the advisory lock
-    /// orders writers across replicas; this one keeps a replica's own writers queued in
-    /// order without each holding a connection while it waits for that lock.
-    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// The connections write transactions run on, one at a time under `write_lock`: a
-    /// writer never waits for a connection behind the readers (agent polls, pages), and
-    /// the readers never wait behind writers queued for the lock.
-    writer: AnyPool,
+    /// Write transactions, one at a time, on connections of their own: a writer never
+    /// waits for a connection behind the readers (agent polls, pages), and the readers
+    /// never wait behind writers queued for their turn. SQLite allows one writer (a write
+    /// transaction that read before another wrote would fail on a stale snapshot);
+    /// serialising writers in-process avoids that and keeps the activity log one chain.
+    /// On PostgreSQL the advisory lock orders writers across replicas; the turn here keeps
+    /// a replica's own writers queued without each holding a connection while it waits.
+    /// Writers queued behind each other share a commit (see `writers`).
+    writers: std::sync::Arc<writers::Writers>,
     /// Told the id of every VM whose desired state a committed transaction changed;
     /// long-polling agents wait there for their own VM.
     watchers: std::sync::Arc<watch::Watchers>,
@@ -148,19 +151,43 @@ pub struct Store {
 }
 
 /// A write transaction holding the store's write lock until it ends: the in-process
-/// mutex on SQLite, the advisory lock on PostgreSQL.
+/// turn, and SQLite's lock or PostgreSQL's advisory lock. It may share its database
+/// transaction with the writers queued before and after it (see `writers`): it still runs
+/// alone and after every earlier write, and `commit` returns once its work is durable.
+/// Dropped without `commit`, its work is undone.
 pub struct WriteTx {
-    pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
+    pub(crate) tx: UnitTx,
     /// The time of this transaction: every row and log entry it writes carries it.
     pub(crate) now: i64,
     pub(crate) audit_key: std::sync::Arc<crate::domain::audit::AuditKey>,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
+    turn: Option<writers::Turn>,
     backend: Backend,
-    watchers: std::sync::Arc<watch::Watchers>,
     pub(crate) changed_vms: Vec<String>,
+    /// The activity log's last position and hash, once read or written here: a writer
+    /// appending several entries, or following another in its group, reads them once.
+    pub(crate) log_tail: Option<(i64, String)>,
     /// Set by [`WriteTx::enqueue`]: the delivery job is woken at commit.
     messages_queued: bool,
-    outbox: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// A writer's transaction: the statements of the store's write methods run on it.
+pub(crate) struct UnitTx(Option<sqlx::Transaction<'static, sqlx::Any>>);
+
+impl std::ops::Deref for UnitTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        self.0
+            .as_ref()
+            .expect("a writer's transaction is there until it ends")
+    }
+}
+
+impl std::ops::DerefMut for UnitTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0
+            .as_mut()
+            .expect("a writer's transaction is there until it ends")
+    }
 }
 
 impl WriteTx {
@@ -175,7 +202,7 @@ impl WriteTx {
     pub async fn commit(mut self) -> Result<()> {
         if self.backend == Backend::Postgres {
             // Delivered at commit, to every replica's listener (this one's included),
-            // and never for a transaction that rolls back.
+            // and never for a transaction that rolls back (a savepoint's included).
             for vm in &self.changed_vms {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(CHANGES_CHANNEL)
@@ -183,17 +210,26 @@ impl WriteTx {
                     .execute(&mut *self.tx)
                     .await?;
             }
-            self.tx.commit().await?;
-        } else {
-            self.tx.commit().await?;
-            for vm in &self.changed_vms {
-                self.watchers.wake(vm);
-            }
         }
-        if self.messages_queued {
-            self.outbox.notify_one();
+        let tx = self.tx.0.take().expect("a writer commits once");
+        let turn = self.turn.take().expect("a writer commits once");
+        turn.end(
+            tx,
+            writers::Ending {
+                changed_vms: std::mem::take(&mut self.changed_vms),
+                messages_queued: self.messages_queued,
+                log_tail: self.log_tail.take(),
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let (Some(tx), Some(turn)) = (self.tx.0.take(), self.turn.as_mut()) {
+            turn.abandon(tx);
         }
-        Ok(())
     }
 }
 
@@ -283,18 +319,23 @@ impl Store {
             tokio::spawn(forward_changes(listener, watchers.clone()));
             tokio::spawn(regain_trust(pool.clone(), watchers.clone()));
         }
+        let outbox: std::sync::Arc<tokio::sync::Notify> = Default::default();
         let store = Self {
             pool,
             reports,
             backend,
             clock,
             audit_key: std::sync::Arc::new(audit_key),
-            write_lock: Default::default(),
-            writer,
+            writers: std::sync::Arc::new(writers::Writers::new(
+                writer,
+                backend,
+                watchers.clone(),
+                outbox.clone(),
+            )),
             watchers,
             contacts: Default::default(),
             exports: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
-            outbox: Default::default(),
+            outbox,
         };
         store.optimize().await?;
         Ok(store)
@@ -311,8 +352,8 @@ impl Store {
             return Ok(());
         }
         // ANALYZE writes its statistics: it takes its turn among the writers.
-        let _guard = self.write_lock.clone().lock_owned().await;
-        let mut conn = self.writer.acquire().await?;
+        let _turn = self.writers.alone().await;
+        let mut conn = self.writers.pool().acquire().await?;
         conn.execute("PRAGMA analysis_limit = 1000").await?;
         conn.execute("PRAGMA optimize = 0x10002").await?;
         Ok(())
@@ -329,36 +370,25 @@ impl Store {
     }
 
     pub async fn begin_write(&self) -> Result<WriteTx> {
-        let guard = self.write_lock.clone().lock_owned().await;
-        // SQLite: take the write lock at BEGIN. A deferred transaction that reads first
-        // and writes later fails at once ("database is locked") when another connection
-        // wrote meanwhile; an immediate one waits its turn under the busy timeout.
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        };
-        if self.backend == Backend::Postgres {
-            // Taken first, so that every read in the transaction sees all earlier
-            // writes of every replica (READ COMMITTED takes a fresh snapshot per
-            // statement); released by commit or rollback, also if the replica dies.
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(WRITE_LOCK_KEY)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let (turn, tx) = self.writers.begin().await?;
         Ok(WriteTx {
-            tx,
-            // Read after the lock is held: a transaction's time never runs behind the
+            log_tail: turn.log_tail(),
+            tx: UnitTx(Some(tx)),
+            // Read once the turn is held: a transaction's time never runs behind the
             // transactions committed before it.
             now: self.clock.now_ms(),
             audit_key: self.audit_key.clone(),
-            _guard: guard,
+            turn: Some(turn),
             backend: self.backend,
-            watchers: self.watchers.clone(),
             changed_vms: Vec::new(),
             messages_queued: false,
-            outbox: self.outbox.clone(),
         })
+    }
+
+    /// How many write transactions committed, and in how many database commits (fewer
+    /// when writers queued behind each other shared one).
+    pub fn write_counts(&self) -> WriteCounts {
+        self.writers.counts()
     }
 
     /// Runs a periodic job in at most one replica at a time: `false` when another
@@ -419,8 +449,10 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        // Writers' work handed on but not yet committed is committed first.
+        let _turn = self.writers.alone().await;
         self.pool.close().await;
-        self.writer.close().await;
+        self.writers.pool().close().await;
         self.reports.close().await;
     }
 }

@@ -134,3 +134,11 @@ mod tests {
         );
     }
 }
+
+impl super::Store {
+    /// Test support: how many writers wait for their turn right now, so that a test can
+    /// line writers up behind each other without sleeping.
+    pub fn writers_waiting(&self) -> usize {
+        self.writers.waiting()
+    }
+}
