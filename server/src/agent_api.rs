@@ -191,10 +191,15 @@ pub async fn desired_state(
     headers: HeaderMap,
     Query(q): Query<StateQuery>,
 ) -> Response {
-    let agent = match authenticate(&state, &headers).await {
+    // What a waiting poll holds is held ten thousand times over, so it holds little: the
+    // request's headers (which keep hyper's whole read buffer alive) are let go before
+    // the wait, and the steps that read the database run in boxes of their own, freed
+    // once done, instead of sizing this future for the whole wait.
+    let agent = match Box::pin(authenticate(&state, &headers)).await {
         Ok(a) => a,
         Err(r) => return r,
     };
+    drop(headers);
     // One agent gets two polls at a time (its own, and the one it opens while the server
     // has not yet noticed the old connection is gone): an agent whose secret was taken
     // from a compromised host cannot use up the replica's waiting places of the others.
@@ -223,7 +228,7 @@ pub async fn desired_state(
         let changed = watch.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let desired = match state.store.agent_state(&watch).await {
+        let desired = match Box::pin(state.store.agent_state(&watch)).await {
             Ok(Some(s)) => s,
             Ok(None) => return error(StatusCode::NOT_FOUND, "the VM was removed"),
             Err(e) => return internal(e),
