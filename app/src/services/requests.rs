@@ -575,6 +575,19 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
     }
     transition(&r, Event::Extend)?;
     let mut tx = store.begin_write().await?;
+    // Decided again on the VM's group and the actor's roles as they stand in the
+    // transaction: more time is not given on a VM moved out of the actor's scope, or by a
+    // role taken away, a moment ago.
+    let roles = roles_from(&tx.role_inputs(&actor.user_id).await?);
+    let vm = match tx.vm(&r.vm_id).await? {
+        Some(vm) => vm_resource(&vm),
+        None => return Err(AppError::NotFound("The VM".into())),
+    };
+    if !((r.requester_id == actor.user_id && permits(&roles, Action::RequestAccess, &vm))
+        || permits(&roles, Action::ConfigurePolicy, &vm))
+    {
+        return Err(AppError::Forbidden);
+    }
     let policy = tx
         .policy(&r.vm_id)
         .await?
@@ -600,11 +613,7 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
             .iter()
             .any(|rule| i64::from(rule.port.get()) == g.port && rule.approval_required)
     });
-    let vm = Resource::Vm {
-        id: r.vm_id.clone(),
-        group: r.vm_group.clone(),
-    };
-    if gated && !permits(&actor.roles, Action::ConfigurePolicy, &vm) {
+    if gated && !permits(&roles, Action::ConfigurePolicy, &vm) {
         return Err(AppError::Conflict(
             "This access needed approval; request it again to get more time.".into(),
         ));

@@ -247,28 +247,41 @@ impl Store {
             let mut map = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
             std::mem::take(&mut *map).into_iter().collect()
         };
-        for batch in contacts.chunks(CONTACT_BATCH) {
-            let mut cases = String::new();
-            let mut ids = Vec::with_capacity(batch.len());
-            for i in 0..batch.len() {
-                cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
-                ids.push(format!("${}", 2 * i + 1));
+        for (n, batch) in contacts.chunks(CONTACT_BATCH).enumerate() {
+            if let Err(e) = self.write_contacts(batch).await {
+                // Kept for the next flush (a newer contact noted meanwhile wins): a failed
+                // write, or a failed commit shared with other writers, loses none.
+                let mut map = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+                for (vm_id, at) in &contacts[n * CONTACT_BATCH..] {
+                    let kept = map.entry(vm_id.clone()).or_insert(*at);
+                    *kept = (*kept).max(*at);
+                }
+                return Err(e);
             }
-            let sql = format!(
-                "UPDATE vms SET agent_last_seen = CASE id{cases} END, silence_notified_at = NULL \
-                 WHERE id IN ({}) \
-                 AND (agent_last_seen IS NULL OR agent_last_seen < CASE id{cases} END)",
-                ids.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for (vm_id, at) in batch {
-                query = query.bind(vm_id.as_str()).bind(*at);
-            }
-            let mut tx = self.begin_write().await?;
-            query.execute(&mut *tx.tx).await?;
-            tx.commit().await?;
         }
         Ok(contacts.len())
+    }
+
+    async fn write_contacts(&self, batch: &[(String, i64)]) -> Result<()> {
+        let mut cases = String::new();
+        let mut ids = Vec::with_capacity(batch.len());
+        for i in 0..batch.len() {
+            cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
+            ids.push(format!("${}", 2 * i + 1));
+        }
+        let sql = format!(
+            "UPDATE vms SET agent_last_seen = CASE id{cases} END, silence_notified_at = NULL \
+             WHERE id IN ({}) \
+             AND (agent_last_seen IS NULL OR agent_last_seen < CASE id{cases} END)",
+            ids.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (vm_id, at) in batch {
+            query = query.bind(vm_id.as_str()).bind(*at);
+        }
+        let mut tx = self.begin_write().await?;
+        query.execute(&mut *tx.tx).await?;
+        tx.commit().await
     }
 
     /// The desired state a VM's agent is to enforce: the one kept since the VM last

@@ -15,8 +15,16 @@
 //! announced to agents or handed to the notification job before it is on disk; a writer
 //! that fails or is dropped rolls back to its savepoint without touching the others. What
 //! changes: a failed commit fails every writer of the group (each is told, none is
-//! acknowledged), and the write lock (SQLite's, PostgreSQL's advisory lock) is held
-//! across the group.
+//! acknowledged), and the advisory lock is held across the group.
+//!
+//! On SQLite each writer still commits alone: in WAL mode with `synchronous = NORMAL` a
+//! commit does not wait for the disk, so sharing it gains little, while holding SQLite's
+//! one write lock across a group would starve the writes that wait for it outside the
+//! turn (sessions, host commands) under their busy timeout.
+//!
+//! The statements that move the transaction from writer to writer, and every commit, run
+//! in tasks of their own: a caller that gives up waiting (a client gone, a time-out) can
+//! neither cut them off half done nor drop the shared transaction with others' work in it.
 
 use super::{Backend, Result, StoreError, watch};
 use sqlx::{Any, AnyPool, Transaction};
@@ -24,15 +32,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, oneshot};
 
-/// Writers per shared transaction at most. On PostgreSQL each writer that writes is a
-/// subtransaction; beyond 64 in one transaction every reader's visibility checks slow
-/// down (the subtransaction cache overflows).
+/// Writers per shared transaction at most (those given up included). On PostgreSQL each
+/// writer that writes is a subtransaction; beyond 64 in one transaction every reader's
+/// visibility checks slow down (the subtransaction cache overflows).
 pub(super) const MAX_UNITS: usize = 32;
 
 /// The savepoint each writer after the first starts with (nested, so the name repeats:
-/// a rollback goes to the newest one).
+/// a rollback goes to the newest one, which is the abandoned writer's own).
 const SAVEPOINT: &str = "SAVEPOINT unit";
 const ROLLBACK: &str = "ROLLBACK TO SAVEPOINT unit";
+/// After the rollback, so that abandoned writers do not deepen the nesting.
+const RELEASE: &str = "RELEASE SAVEPOINT unit";
 
 /// The PostgreSQL advisory lock every write transaction holds until it ends.
 const WRITE_LOCK_KEY: i64 = 0x706f_7274_6375_6c01;
@@ -72,6 +82,8 @@ struct Group {
     tx: Option<Transaction<'static, Any>>,
     /// Writers whose work is in it.
     units: usize,
+    /// Writers that carried on in it, those given up included (see [`MAX_UNITS`]).
+    entered: usize,
     /// Those writers, told how the commit went.
     members: Vec<oneshot::Sender<std::result::Result<(), String>>>,
     changed_vms: Vec<String>,
@@ -96,6 +108,19 @@ pub struct WriteCounts {
 pub(super) struct Turn {
     slot: OwnedMutexGuard<Slot>,
     writers: Arc<Writers>,
+}
+
+/// A turn and its transaction on their way to the writer: if the writer gave up meanwhile
+/// (the value is dropped unreceived), its turn is given up properly, leaving the others'
+/// work in the transaction, rather than dropping the shared transaction.
+struct Handoff(Option<(Turn, Transaction<'static, Any>)>);
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some((mut turn, tx)) = self.0.take() {
+            turn.abandon(tx);
+        }
+    }
 }
 
 /// Counts a writer as waiting until it has its turn or is dropped.
@@ -154,13 +179,15 @@ impl Writers {
         let (sent, got) = oneshot::channel();
         let writers = self.clone();
         tokio::spawn(async move {
-            let ready = writers.prepare(slot).await;
-            if let Err(Ok((mut turn, tx))) = sent.send(ready) {
-                turn.abandon(tx);
-            }
+            // Unsent (the writer gone), the handoff is dropped here; unreceived, where
+            // the channel drops it. Either way its Drop gives the turn up properly.
+            let _ = sent.send(writers.prepare(slot).await.map(|t| Handoff(Some(t))));
         });
-        got.await
-            .unwrap_or_else(|_| Err(StoreError::SharedCommit("the writer's task ended".into())))
+        match got.await {
+            Ok(Ok(mut handoff)) => Ok(handoff.0.take().expect("a handoff is taken once")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::SharedCommit("the writer's task ended".into())),
+        }
     }
 
     async fn prepare(
@@ -168,7 +195,7 @@ impl Writers {
         mut slot: OwnedMutexGuard<Slot>,
     ) -> Result<(Turn, Transaction<'static, Any>)> {
         if let Some(mut group) = slot.open.take() {
-            if group.units < MAX_UNITS {
+            if group.entered + 1 < MAX_UNITS {
                 match self.carry_on(&mut group).await {
                     Ok(tx) => {
                         slot.open = Some(group);
@@ -187,6 +214,7 @@ impl Writers {
             id: slot.next_id,
             tx: None,
             units: 0,
+            entered: 0,
             members: Vec::new(),
             changed_vms: Vec::new(),
             messages_queued: false,
@@ -244,15 +272,17 @@ impl Writers {
     }
 
     async fn carry_on(&self, group: &mut Group) -> Result<Transaction<'static, Any>> {
-        let mut tx = group
-            .tx
-            .take()
-            .expect("a group between writers holds its transaction");
+        let Some(mut tx) = group.tx.take() else {
+            return Err(StoreError::Corrupt(
+                "a shared transaction was found without its connection".into(),
+            ));
+        };
         if group.abandoned {
-            sqlx::query(ROLLBACK).execute(&mut *tx).await?;
+            undo_abandoned(&mut tx).await?;
             group.abandoned = false;
         }
         sqlx::query(SAVEPOINT).execute(&mut *tx).await?;
+        group.entered += 1;
         Ok(tx)
     }
 
@@ -274,7 +304,13 @@ impl Writers {
         };
         let result = async {
             if group.abandoned {
-                sqlx::query(ROLLBACK).execute(&mut *tx).await?;
+                undo_abandoned(&mut tx).await?;
+            }
+            if self.backend == Backend::Postgres {
+                // PostgreSQL answers COMMIT of a failed transaction with a rollback, not an
+                // error: a statement that failed and was not answered by giving the turn
+                // up would silently lose the whole group's work. This fails instead.
+                sqlx::query("SELECT 1").execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok::<_, StoreError>(())
@@ -316,6 +352,18 @@ impl Writers {
     }
 }
 
+/// Undoes the newest writer's work, which it gave up. On PostgreSQL the first attempt may
+/// only collect the answer to a statement that writer left running (an error, if it
+/// failed): then the rollback is sent again.
+async fn undo_abandoned(tx: &mut Transaction<'static, Any>) -> Result<()> {
+    if let Err(sqlx::Error::Database(e)) = sqlx::query(ROLLBACK).execute(&mut **tx).await {
+        tracing::debug!(error = %e, "a given-up writer's statement failed; rolling back again");
+        sqlx::query(ROLLBACK).execute(&mut **tx).await?;
+    }
+    sqlx::query(RELEASE).execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// What one writer adds to its group when it ends.
 pub(super) struct Ending {
     pub changed_vms: Vec<String>,
@@ -352,6 +400,19 @@ impl Turn {
         if ending.log_tail.is_some() {
             group.log_tail = ending.log_tail;
         }
+        if writers.backend == Backend::Sqlite || group.entered + 1 >= MAX_UNITS {
+            // Committed now, holding the turn, by a task that outlives this caller.
+            let group = self.slot.open.take().expect("checked above");
+            let (sent, got) = oneshot::channel();
+            tokio::spawn(async move {
+                let committed = writers.commit_group(group).await;
+                drop(self);
+                let _ = sent.send(committed);
+            });
+            return got.await.unwrap_or_else(|_| {
+                Err(StoreError::SharedCommit("the committing task ended".into()))
+            });
+        }
         let (told, outcome) = oneshot::channel();
         group.members.push(told);
         let id = group.id;
@@ -380,5 +441,152 @@ impl Turn {
             group.tx = Some(tx);
             group.abandoned = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-over between writers, driven step by step on a real database (the
+    //! PostgreSQL pass is the one where writers share a transaction).
+    use super::*;
+    use sqlx::Row;
+    use sqlx::any::{AnyPoolOptions, install_default_drivers};
+
+    async fn writers() -> (Arc<Writers>, AnyPool, tempfile::TempDir) {
+        install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = super::super::test_support::fresh_database_url(dir.path(), "writers")
+            .await
+            .unwrap();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let url = if backend == Backend::Sqlite {
+            format!("{url}?mode=rwc")
+        } else {
+            url
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE probe (x INTEGER PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let writers = Arc::new(Writers::new(
+            pool.clone(),
+            backend,
+            Default::default(),
+            Default::default(),
+        ));
+        (writers, pool, dir)
+    }
+
+    async fn insert(tx: &mut Transaction<'static, Any>, x: i64) -> sqlx::Result<()> {
+        sqlx::query("INSERT INTO probe (x) VALUES ($1)")
+            .bind(x)
+            .execute(&mut **tx)
+            .await
+            .map(drop)
+    }
+
+    async fn kept(pool: &AnyPool) -> Vec<i64> {
+        sqlx::query("SELECT x FROM probe ORDER BY x")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<i64, _>("x").unwrap())
+            .collect()
+    }
+
+    fn ending() -> Ending {
+        Ending {
+            changed_vms: Vec::new(),
+            messages_queued: false,
+            log_tail: None,
+        }
+    }
+
+    /// The first writer ends and is waiting for the commit of its group; the next one
+    /// gets the turn, with `then` doing something to it. Returns the first's outcome.
+    async fn after_a_first_writer<F, Fut>(writers: &Arc<Writers>, then: F) -> Result<()>
+    where
+        F: FnOnce(OwnedMutexGuard<Slot>) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (turn, mut tx) = writers.begin().await.unwrap();
+        insert(&mut tx, 1).await.unwrap();
+        // Queued for the turn before the first ends, so ahead of the task that commits.
+        let next = tokio::spawn({
+            let w = writers.clone();
+            async move {
+                w.waiting.fetch_add(1, Ordering::SeqCst);
+                let _waiting = Waiting(&w.waiting);
+                w.slot.clone().lock_owned().await
+            }
+        });
+        while writers.waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let first = tokio::spawn(turn.end(tx, ending()));
+        then(next.await.unwrap()).await;
+        first.await.unwrap()
+    }
+
+    /// A writer whose caller gave up after its turn and transaction were handed to it, but
+    /// before it took them: the first writer's work is kept, and it is told so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handoff_nobody_takes_leaves_the_group_whole() {
+        let (writers, pool, _dir) = writers().await;
+        let w = writers.clone();
+        let first = after_a_first_writer(&writers, |slot| async move {
+            let mut handed = Handoff(Some(w.prepare(slot).await.unwrap()));
+            insert(&mut handed.0.as_mut().unwrap().1, 2).await.unwrap();
+            drop(handed);
+        })
+        .await;
+        first.unwrap();
+        assert_eq!(kept(&pool).await, vec![1]);
+        // The next writer goes ahead.
+        let (turn, mut tx) = writers.begin().await.unwrap();
+        insert(&mut tx, 3).await.unwrap();
+        turn.end(tx, ending()).await.unwrap();
+        assert_eq!(kept(&pool).await, vec![1, 3]);
+    }
+
+    /// A writer gives up while its failing statement is on its way (on PostgreSQL the
+    /// error then waits on the connection, and is what the next statement reads first):
+    /// the first writer's work is kept all the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_that_leaves_during_a_failing_statement_fails_nobody_else() {
+        let (writers, pool, _dir) = writers().await;
+        let w = writers.clone();
+        let first = after_a_first_writer(&writers, |slot| async move {
+            let backend = w.backend;
+            let (mut turn, mut tx) = w.prepare(slot).await.unwrap();
+            // A duplicate of the first writer's row, 50 ms in the making on PostgreSQL
+            // (SQLite knows no pg_sleep: there it fails at once): sent, then given up
+            // before its answer came.
+            let slow = sqlx::query("INSERT INTO probe (x) SELECT 1 FROM pg_sleep(0.05)");
+            let given_up =
+                tokio::time::timeout(std::time::Duration::from_millis(10), slow.execute(&mut *tx))
+                    .await;
+            assert!(
+                given_up.is_err() || backend == Backend::Sqlite,
+                "{given_up:?}"
+            );
+            turn.abandon(tx);
+        })
+        .await;
+        first.unwrap();
+        assert_eq!(kept(&pool).await, vec![1]);
     }
 }
