@@ -12,6 +12,13 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than glibc's allocator: each idle agent holds a connection whose
+/// buffers come and go, and glibc kept much of what they freed (measured with 10,000 idle
+/// agents: 23 KiB resident per agent on PostgreSQL and 29 on SQLite with glibc, 16 and 20
+/// with jemalloc, which returns freed pages to the system).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "portcullis-server",
