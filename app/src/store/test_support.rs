@@ -118,6 +118,14 @@ pub async fn rewrite_and_rehash(url: &str, seq: i64) -> Result<()> {
     Ok(())
 }
 
+impl super::Store {
+    /// Test support: how many writers wait for their turn right now, so that a test can
+    /// line writers up behind each other without sleeping.
+    pub fn writers_waiting(&self) -> usize {
+        self.writers.waiting()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;
@@ -132,13 +140,5 @@ mod tests {
             with_database("postgres://u:p@h:1?sslmode=disable", "x").as_deref(),
             Some("postgres://u:p@h:1/x?sslmode=disable")
         );
-    }
-}
-
-impl super::Store {
-    /// Test support: how many writers wait for their turn right now, so that a test can
-    /// line writers up behind each other without sleeping.
-    pub fn writers_waiting(&self) -> usize {
-        self.writers.waiting()
     }
 }
