@@ -195,15 +195,17 @@ pub async fn desired_state(
     // request's headers (which keep hyper's whole read buffer alive) are let go before
     // the wait, and the steps that read the database run in boxes of their own, freed
     // once done, instead of sizing this future for the whole wait.
-    let agent = match Box::pin(authenticate(&state, &headers)).await {
-        Ok(a) => a,
+    // Only the VM's id is kept: the agent's record (its last error, up to 2,000
+    // characters, among others) is not held through the wait.
+    let vm_id = match Box::pin(authenticate(&state, &headers)).await {
+        Ok(agent) => agent.vm_id,
         Err(r) => return r,
     };
     drop(headers);
     // One agent gets two polls at a time (its own, and the one it opens while the server
     // has not yet noticed the old connection is gone): an agent whose secret was taken
     // from a compromised host cannot use up the replica's waiting places of the others.
-    let Some(_own) = POLLS.enter(&agent.vm_id) else {
+    let Some(_own) = POLLS.enter(&vm_id) else {
         return retry_later(
             StatusCode::TOO_MANY_REQUESTS,
             "this agent already has its polls waiting; retry when one has answered",
@@ -219,10 +221,10 @@ pub async fn desired_state(
             "5",
         );
     };
-    let _counted = state.metrics.poll_waiting(&agent.vm_id);
+    let _counted = state.metrics.poll_waiting(&vm_id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.min(60));
-    state.store.note_agent_contact(&agent.vm_id);
-    let watch = state.store.watch_vm(&agent.vm_id);
+    state.store.note_agent_contact(&vm_id);
+    let watch = state.store.watch_vm(&vm_id);
     loop {
         // Listening before reading, so a change between the read and the wait is not lost.
         let changed = watch.changed();

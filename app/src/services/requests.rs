@@ -577,14 +577,18 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
     let mut tx = store.begin_write().await?;
     // Decided again on the VM's group and the actor's roles as they stand in the
     // transaction: more time is not given on a VM moved out of the actor's scope, or by a
-    // role taken away, a moment ago.
-    let roles = roles_from(&tx.role_inputs(&actor.user_id).await?);
+    // role taken away, a moment ago. Both the actor's roles (with the limits of how it
+    // signed in: an API token's owner has no identity-provider group roles once that
+    // sign-in is old) and the stored ones must allow it.
+    let stored = roles_from(&tx.role_inputs(&actor.user_id).await?);
     let vm = match tx.vm(&r.vm_id).await? {
         Some(vm) => vm_resource(&vm),
         None => return Err(AppError::NotFound("The VM".into())),
     };
-    if !((r.requester_id == actor.user_id && permits(&roles, Action::RequestAccess, &vm))
-        || permits(&roles, Action::ConfigurePolicy, &vm))
+    let allows =
+        |action: Action| permits(&actor.roles, action, &vm) && permits(&stored, action, &vm);
+    if !((r.requester_id == actor.user_id && allows(Action::RequestAccess))
+        || allows(Action::ConfigurePolicy))
     {
         return Err(AppError::Forbidden);
     }
@@ -613,7 +617,7 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
             .iter()
             .any(|rule| i64::from(rule.port.get()) == g.port && rule.approval_required)
     });
-    if gated && !permits(&roles, Action::ConfigurePolicy, &vm) {
+    if gated && !allows(Action::ConfigurePolicy) {
         return Err(AppError::Conflict(
             "This access needed approval; request it again to get more time.".into(),
         ));
