@@ -2,8 +2,9 @@
 # Prints the URL of a PostgreSQL server on which the test suites may create databases.
 #   scripts/test-postgres.sh          find or start one, print its URL
 #   scripts/test-postgres.sh cleanup  drop the databases the suites created
-# Order: $PORTCULLIS_TEST_POSTGRES if set; a server on 127.0.0.1:5432; else Debian's
-# `postgresql` (installed if missing) as a throwaway cluster under /tmp on port 55432.
+# Order: $PORTCULLIS_TEST_POSTGRES if set; a server on 127.0.0.1:5432 with room for the
+# suites' connections; else Debian's `postgresql` (installed if missing) as a throwaway
+# cluster under /tmp on port 55432.
 set -euo pipefail
 say() { printf '\033[1mtest-postgres:\033[0m %s\n' "$*" >&2; }
 
@@ -26,9 +27,28 @@ ensure_client() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 }
 
+# The HTTP suites run two portals at a time, each with pools of up to 21 connections: a
+# shared server whose slots are mostly taken (by a forgotten process, say) would fail
+# them at random with pool time-outs. Such a server is passed over, and said so.
+MIN_FREE_CONNECTIONS=60
+
+has_room() {
+  local url=$1 free
+  ensure_client
+  free=$(psql "$url" -Atc "SELECT current_setting('max_connections')::int
+    - current_setting('superuser_reserved_connections')::int - count(*) FROM pg_stat_activity") || return 1
+  if [ "$free" -lt "$MIN_FREE_CONNECTIONS" ]; then
+    say "only $free free connections on $url; held by:"
+    psql "$url" -Atc "SELECT count(*), datname, application_name, client_addr FROM pg_stat_activity
+      GROUP BY 2, 3, 4 ORDER BY 1 DESC LIMIT 5" >&2 || true
+    return 1
+  fi
+}
+
 find_server() {
   if [ -n "${PORTCULLIS_TEST_POSTGRES:-}" ]; then echo "$PORTCULLIS_TEST_POSTGRES"; return; fi
-  if port_open 5432; then echo "postgres://postgres@127.0.0.1:5432/postgres"; return; fi
+  local shared="postgres://postgres@127.0.0.1:5432/postgres"
+  if port_open 5432 && has_room "$shared"; then echo "$shared"; return; fi
   if port_open "$THROWAWAY_PORT"; then echo "postgres://postgres@127.0.0.1:$THROWAWAY_PORT/postgres"; return; fi
   ensure_client
   local bin; bin=$(pg_bin)

@@ -39,20 +39,30 @@ struct Server {
 
 impl Server {
     fn start(&mut self) {
+        use std::os::unix::process::CommandExt;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        self.child = Some(
-            std::process::Command::new(&self.binary)
-                .arg("--config")
-                .arg(&self.config)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
+        let mut command = std::process::Command::new(&self.binary);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // A bench stopped by a signal runs no Drop: the server would live on, holding its
+        // database connections (a later test run on the same PostgreSQL found too few).
+        // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.child = Some(command.spawn().unwrap());
     }
 
     fn pid(&self) -> u32 {

@@ -344,7 +344,7 @@ async fn plain_form_posts_redirect_with_errors_or_to_the_next_page() {
     let page = c.get(&location).send().await.unwrap().text().await.unwrap();
     assert!(
         page.contains("The user name or password is not correct."),
-        "error shown without JavaScript"
+        "error shown without JavaScript at {location}: {page}"
     );
 
     let good = post(&app.admin_password).await.unwrap();

@@ -23,6 +23,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// As [`spawn_app`], with the configuration adjusted first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    // The server's warnings and errors go with a failing test's output (captured, so a
+    // passing test stays quiet); `RUST_LOG` asks for more.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let url = portcullis_app::store::test_support::fresh_database_url(dir.path(), "portal")
         .await
