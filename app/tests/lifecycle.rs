@@ -14,7 +14,7 @@ use portcullis_app::domain::vm::VmSpec;
 use portcullis_app::domain::{Role, Scope};
 use portcullis_app::error::AppError;
 use portcullis_app::services::sso::{GroupRuleInput, add_group_rule, remove_group_rule};
-use portcullis_app::services::{jit, requests, sso};
+use portcullis_app::services::{Actor, jit, requests, sso};
 
 fn conflict(e: AppError) -> String {
     match e {
@@ -448,6 +448,80 @@ async fn extending_access_that_needed_approval_needs_an_administrator() {
         .await
         .unwrap();
     requests::extend(&w.store, &rita, &open, "20")
+        .await
+        .unwrap();
+}
+
+/// An API token acts with its owner's direct roles alone once the owner's last sign-in at
+/// the identity provider is old (`token_roles`). Deciding again inside the transaction on
+/// the stored roles must not give the group's roles back: an administrator of the VM's
+/// group through the provider, acting with a token, extends gated access only while those
+/// roles count for the token.
+#[tokio::test]
+async fn a_token_whose_group_roles_lapsed_cannot_extend_access_that_needed_approval() {
+    let w = world().await;
+    let admin = w.admin().await;
+    let vm = w.vm(&admin, "win-1", "prod").await;
+    w.policy(&admin, &vm, &[with_approval(rule("3389"))]).await;
+    let providers = vec!["corp".to_owned()];
+    add_group_rule(
+        &w.store,
+        &admin,
+        &providers,
+        GroupRuleInput {
+            provider: "corp",
+            group: "ops",
+            role: "admin",
+            scope_kind: "group",
+            scope_target: "prod",
+        },
+    )
+    .await
+    .unwrap();
+    let ip = IP.parse().unwrap();
+    let carol = match sso::sign_in_federated(&w.store, "corp", &identity(&["ops"]), ip)
+        .await
+        .unwrap()
+    {
+        sso::FederatedSignIn::SignedIn { user, .. } => user,
+        sso::FederatedSignIn::Disabled => panic!("disabled"),
+    };
+    // A direct role lets carol request access on her own.
+    portcullis_app::services::users::add_role(&w.store, &admin, &carol.id, "requester", "all", "")
+        .await
+        .unwrap();
+    let alice = w.user("alice", &[(Role::Approver, Scope::All)]).await;
+    let carol_now = w.actor(&carol.id).await;
+    let gated = w
+        .request(&carol_now, &vm, "3389", "198.51.100.10", "30")
+        .await
+        .unwrap();
+    requests::approve(&w.store, &alice, &gated, "ok")
+        .await
+        .unwrap();
+
+    // Her token, once the provider sign-in is older than a token may rely on.
+    let later = w.clock.now() + sso::TOKEN_GROUPS_FRESH_FOR_MS + 1;
+    let token = Actor {
+        roles: sso::token_roles(&w.store, &carol.id, later).await.unwrap(),
+        ..carol_now.clone()
+    };
+    assert!(
+        !token.roles.iter().any(|r| r.role == Role::Admin),
+        "{:?}",
+        token.roles
+    );
+    let message = conflict(
+        requests::extend(&w.store, &token, &gated, "60")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        message,
+        "This access needed approval; request it again to get more time."
+    );
+    // Signed in recently, her group's administrator role counts, and she may.
+    requests::extend(&w.store, &carol_now, &gated, "60")
         .await
         .unwrap();
 }
