@@ -87,5 +87,12 @@ if [ "$mode" = test ]; then
     say "installing the browser-test packages (npm ci)"
     (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  # A portal left running (a bench stopped half way, a forgotten `make run`) takes CPU and
+  # database connections from the suites, whose time-outs and busy answers then fail at
+  # random. Named here, not stopped: it may be someone's.
+  if stray=$(pgrep -a -f '(^|/)(portcullis-server|portcullis-agent)( |$)|heaptrack'); then
+    say "WARNING: these processes compete with the tests:"
+    printf '  %s\n' "$stray"
+  fi
 fi
 say "ready ($mode)"
