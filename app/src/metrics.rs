@@ -69,6 +69,7 @@ pub struct Metrics {
     pool_connections: IntGaugeVec,
     write_units: IntCounter,
     write_commits: IntCounter,
+    writes_waiting: IntGauge,
     scrape_errors: IntCounter,
 }
 
@@ -243,6 +244,11 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let writes_waiting = int_gauge(
+            &r,
+            "portcullis_write_transactions_waiting",
+            "Write transactions waiting for their turn at scrape time.",
+        );
         let scrape_errors = registered(
             &r,
             IntCounter::new(
@@ -295,6 +301,7 @@ impl Metrics {
             pool_connections,
             write_units,
             write_commits,
+            writes_waiting,
             scrape_errors,
         }
     }
@@ -381,6 +388,8 @@ impl Metrics {
             .inc_by(writes.units.saturating_sub(self.write_units.get()));
         self.write_commits
             .inc_by(writes.commits.saturating_sub(self.write_commits.get()));
+        self.writes_waiting
+            .set(i64::try_from(store.writers_waiting()).unwrap_or(i64::MAX));
         let mut text = String::new();
         if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text) {
             // Only a metric the code above built wrongly can fail to encode.

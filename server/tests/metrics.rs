@@ -192,6 +192,8 @@ async fn a_token_guards_the_metrics() {
         writes >= 1.0 && commits >= 1.0 && commits <= writes,
         "{writes} {commits}"
     );
+    // Shown (a background job may be waiting at that moment).
+    assert!(s.value("portcullis_write_transactions_waiting", &[]) >= 0.0);
 }
 
 #[tokio::test]

@@ -233,6 +233,26 @@ impl Drop for WriteTx {
     }
 }
 
+/// The backend a database URL names, and the URL to connect with: an SQLite file is
+/// created if missing (`mode=rwc`) unless the URL says otherwise.
+fn parse_url(url: &str) -> Result<(Backend, String)> {
+    let backend = if url.starts_with("sqlite:") {
+        Backend::Sqlite
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Backend::Postgres
+    } else {
+        return Err(StoreError::UnsupportedUrl);
+    };
+    let url = match backend {
+        Backend::Sqlite if !url.contains("mode=") => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}mode=rwc")
+        }
+        _ => url.to_owned(),
+    };
+    Ok((backend, url))
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -256,20 +276,7 @@ impl Store {
         audit_key: crate::domain::audit::AuditKey,
     ) -> Result<Self> {
         install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            return Err(StoreError::UnsupportedUrl);
-        };
-        let url = match backend {
-            Backend::Sqlite if !url.contains("mode=") => {
-                let sep = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{sep}mode=rwc")
-            }
-            _ => url.to_owned(),
-        };
+        let (backend, url) = parse_url(url)?;
         let options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(10));
@@ -389,6 +396,12 @@ impl Store {
     /// when writers queued behind each other shared one).
     pub fn write_counts(&self) -> WriteCounts {
         self.writers.counts()
+    }
+
+    /// Write transactions waiting for their turn right now: a number that stays up means
+    /// writes queue behind each other (a metric; tests line writers up with it).
+    pub fn writers_waiting(&self) -> usize {
+        self.writers.waiting()
     }
 
     /// Runs a periodic job in at most one replica at a time: `false` when another

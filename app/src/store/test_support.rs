@@ -118,14 +118,6 @@ pub async fn rewrite_and_rehash(url: &str, seq: i64) -> Result<()> {
     Ok(())
 }
 
-impl super::Store {
-    /// Test support: how many writers wait for their turn right now, so that a test can
-    /// line writers up behind each other without sleeping.
-    pub fn writers_waiting(&self) -> usize {
-        self.writers.waiting()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::with_database;

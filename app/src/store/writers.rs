@@ -50,7 +50,7 @@ const WRITE_LOCK_KEY: i64 = 0x706f_7274_6375_6c01;
 /// The turn to write, and the transaction writers share.
 pub(super) struct Writers {
     slot: Arc<Mutex<Slot>>,
-    /// Writers waiting for their turn (tests line writers up with it).
+    /// Writers waiting for their turn (a metric; tests line writers up with it).
     waiting: AtomicUsize,
     pool: AnyPool,
     backend: Backend,
@@ -458,16 +458,7 @@ mod tests {
         let url = super::super::test_support::fresh_database_url(dir.path(), "writers")
             .await
             .unwrap();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
-        let url = if backend == Backend::Sqlite {
-            format!("{url}?mode=rwc")
-        } else {
-            url
-        };
+        let (backend, url) = super::super::parse_url(&url).unwrap();
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             .connect(&url)
