@@ -61,7 +61,7 @@ unit-sqlite:
 unit-postgres:
 	url=$$(scripts/test-postgres.sh) && \
 	  PORTCULLIS_TEST_POSTGRES=$$url cargo test $(TEST_PACKAGES); \
-	  status=$$?; scripts/test-postgres.sh cleanup; exit $$status
+	  status=$$?; PORTCULLIS_TEST_POSTGRES=$$url scripts/test-postgres.sh cleanup; exit $$status
 
 e2e:
 	cd end2end && npx playwright test
@@ -84,7 +84,7 @@ bench: release
 	cargo bench -p portcullis-server --bench pages
 	url=$$(scripts/test-postgres.sh) && \
 	  PORTCULLIS_TEST_POSTGRES=$$url cargo bench -p portcullis-server --bench pages; \
-	  status=$$?; scripts/test-postgres.sh cleanup; exit $$status
+	  status=$$?; PORTCULLIS_TEST_POSTGRES=$$url scripts/test-postgres.sh cleanup; exit $$status
 
 ## Figures, not tests: BENCH_AGENTS (10,000) simulated agents against the release server,
 ## on SQLite and then PostgreSQL (cold start, idle CPU and memory, change latency, access
@@ -94,7 +94,7 @@ bench-agent: release
 	ulimit -Sn $$(ulimit -Hn) && cargo bench -p portcullis-server --bench agents
 	url=$$(scripts/test-postgres.sh) && \
 	  (ulimit -Sn $$(ulimit -Hn) && PORTCULLIS_TEST_POSTGRES=$$url cargo bench -p portcullis-server --bench agents); \
-	  status=$$?; scripts/test-postgres.sh cleanup; exit $$status
+	  status=$$?; PORTCULLIS_TEST_POSTGRES=$$url scripts/test-postgres.sh cleanup; exit $$status
 	bash end2end/netns/enforcement.sh bench
 
 lint:

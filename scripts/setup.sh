@@ -90,9 +90,9 @@ if [ "$mode" = test ]; then
   # A portal left running (a bench stopped half way, a forgotten `make run`) takes CPU and
   # database connections from the suites, whose time-outs and busy answers then fail at
   # random. Named here, not stopped: it may be someone's.
-  if stray=$(pgrep -a -f '(^|/)(portcullis-server|portcullis-agent)( |$)|heaptrack'); then
+  if stray=$(pgrep -a -f '(^|/)(portcullis-server|portcullis-agent|heaptrack)( |$)'); then
     say "WARNING: these processes compete with the tests:"
-    printf '  %s\n' "$stray"
+    sed 's/^/  /' <<<"$stray"
   fi
 fi
 say "ready ($mode)"

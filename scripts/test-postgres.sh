@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints the URL of a PostgreSQL server on which the test suites may create databases.
 #   scripts/test-postgres.sh          find or start one, print its URL
-#   scripts/test-postgres.sh cleanup  drop the databases the suites created
+#   PORTCULLIS_TEST_POSTGRES=URL scripts/test-postgres.sh cleanup
+#                                     drop the databases the suites created there
 # Order: $PORTCULLIS_TEST_POSTGRES if set; a server on 127.0.0.1:5432 with room for the
 # suites' connections; else Debian's `postgresql` (installed if missing) as a throwaway
 # cluster under /tmp on port 55432.
@@ -23,23 +24,27 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 ensure_client() {
   command -v psql >/dev/null && return
   say "installing Debian's postgresql"
-  as_root apt-get update -qq
+  as_root apt-get update -qq >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 }
 
-# The HTTP suites run two portals at a time, each with pools of up to 21 connections: a
-# shared server whose slots are mostly taken (by a forgotten process, say) would fail
-# them at random with pool time-outs. Such a server is passed over, and said so.
+# The HTTP suites run a portal per test thread at once, each with pools of up to 21
+# connections: a shared server whose slots are mostly taken (by a forgotten process, say)
+# fails them at random with pool time-outs. Such a server is passed over, and said so. The
+# threshold is a judgement: a few portals' worth. Without psql the check is skipped.
 MIN_FREE_CONNECTIONS=60
 
 has_room() {
   local url=$1 free
-  ensure_client
-  free=$(psql "$url" -Atc "SELECT current_setting('max_connections')::int
-    - current_setting('superuser_reserved_connections')::int - count(*) FROM pg_stat_activity") || return 1
+  command -v psql >/dev/null || return 0
+  free=$(psql -X -w -v ON_ERROR_STOP=1 "$url" -Atc "SELECT current_setting('max_connections')::int
+    - current_setting('superuser_reserved_connections')::int - count(*)
+    FROM pg_stat_activity WHERE backend_type = 'client backend'") || return 0
+  [[ $free =~ ^-?[0-9]+$ ]] || return 0
   if [ "$free" -lt "$MIN_FREE_CONNECTIONS" ]; then
     say "only $free free connections on $url; held by:"
-    psql "$url" -Atc "SELECT count(*), datname, application_name, client_addr FROM pg_stat_activity
+    psql -X -w "$url" -Atc "SELECT count(*), datname, application_name, client_addr
+      FROM pg_stat_activity WHERE backend_type = 'client backend'
       GROUP BY 2, 3, 4 ORDER BY 1 DESC LIMIT 5" >&2 || true
     return 1
   fi
@@ -64,11 +69,14 @@ find_server() {
   echo "postgres://postgres@127.0.0.1:$THROWAWAY_PORT/postgres"
 }
 
-url=$(find_server)
 if [ "${1:-}" = cleanup ]; then
+  # The server the run used, never one chosen again now (whose room may have changed).
+  url=${PORTCULLIS_TEST_POSTGRES:-}
+  if [ -z "$url" ]; then say "cleanup: PORTCULLIS_TEST_POSTGRES names no server; nothing dropped"; exit 0; fi
   ensure_client
-  psql "$url" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'portcullis\_test\_%'" |
-    while read -r db; do psql "$url" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
+  psql -X -w "$url" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'portcullis\_test\_%'" |
+    while read -r db; do psql -X -w "$url" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
   exit 0
 fi
+url=$(find_server)
 echo "$url"

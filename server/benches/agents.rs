@@ -53,11 +53,18 @@ impl Server {
             .stderr(log);
         // A bench stopped by a signal runs no Drop: the server would live on, holding its
         // database connections (a later test run on the same PostgreSQL found too few).
-        // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
+        // The signal follows the spawning thread, which is `main`'s (call this from nowhere
+        // shorter-lived).
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe and touch nothing of the parent's.
         unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) == -1 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // The bench died between the fork and the prctl: nobody would signal us.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("the bench is gone"));
                 }
                 Ok(())
             });
