@@ -192,44 +192,51 @@ fn identity(groups: &[&str]) -> FederatedIdentity {
     }
 }
 
+/// An administrator's rule: the provider "corp"'s group "ops" has `role` on the VM group
+/// "prod". Returns the rule's id.
+async fn ops_rule(w: &World, admin: &Actor, role: &str) -> String {
+    add_group_rule(
+        &w.store,
+        admin,
+        &["corp".to_owned()],
+        GroupRuleInput {
+            provider: "corp",
+            group: "ops",
+            role,
+            scope_kind: "group",
+            scope_target: "prod",
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Carol signs in through "corp", listed in `groups`; returns her account's id.
+async fn carol_signs_in(w: &World, groups: &[&str]) -> String {
+    match sso::sign_in_federated(&w.store, "corp", &identity(groups), IP.parse().unwrap())
+        .await
+        .unwrap()
+    {
+        sso::FederatedSignIn::SignedIn { user, .. } => user.id,
+        sso::FederatedSignIn::Disabled => panic!("disabled"),
+    }
+}
+
 #[tokio::test]
 async fn leaving_an_idp_group_or_losing_its_rule_ends_what_the_group_allowed() {
     let w = world().await;
     let admin = w.admin().await;
     let vm = w.vm(&admin, "web-1", "prod").await;
     w.policy(&admin, &vm, &[rule("22")]).await;
-    let providers = vec!["corp".to_owned()];
-    let ops = add_group_rule(
-        &w.store,
-        &admin,
-        &providers,
-        GroupRuleInput {
-            provider: "corp",
-            group: "ops",
-            role: "requester",
-            scope_kind: "group",
-            scope_target: "prod",
-        },
-    )
-    .await
-    .unwrap();
-    let ip = IP.parse().unwrap();
-    let carol = match sso::sign_in_federated(&w.store, "corp", &identity(&["ops"]), ip)
-        .await
-        .unwrap()
-    {
-        sso::FederatedSignIn::SignedIn { user, .. } => w.actor(&user.id).await,
-        sso::FederatedSignIn::Disabled => panic!("disabled"),
-    };
+    let ops = ops_rule(&w, &admin, "requester").await;
+    let carol = w.actor(&carol_signs_in(&w, &["ops"]).await).await;
     let first = w
         .request(&carol, &vm, "22", "198.51.100.10", "30")
         .await
         .unwrap();
 
     // The provider no longer lists the group: the next sign-in ends the grant.
-    sso::sign_in_federated(&w.store, "corp", &identity(&[]), ip)
-        .await
-        .unwrap();
+    carol_signs_in(&w, &[]).await;
     let r = w.request_row(&first).await;
     assert_eq!(
         (r.ports[0].status, r.ports[0].status_reason.as_str()),
@@ -237,9 +244,7 @@ async fn leaving_an_idp_group_or_losing_its_rule_ends_what_the_group_allowed() {
     );
 
     // Back in the group; then an administrator removes the rule itself.
-    sso::sign_in_federated(&w.store, "corp", &identity(&["ops"]), ip)
-        .await
-        .unwrap();
+    carol_signs_in(&w, &["ops"]).await;
     let carol = w.actor(&carol.user_id).await;
     let second = w
         .request(&carol, &vm, "22", "198.51.100.10", "30")
@@ -463,35 +468,14 @@ async fn a_token_whose_group_roles_lapsed_cannot_extend_access_that_needed_appro
     let admin = w.admin().await;
     let vm = w.vm(&admin, "win-1", "prod").await;
     w.policy(&admin, &vm, &[with_approval(rule("3389"))]).await;
-    let providers = vec!["corp".to_owned()];
-    add_group_rule(
-        &w.store,
-        &admin,
-        &providers,
-        GroupRuleInput {
-            provider: "corp",
-            group: "ops",
-            role: "admin",
-            scope_kind: "group",
-            scope_target: "prod",
-        },
-    )
-    .await
-    .unwrap();
-    let ip = IP.parse().unwrap();
-    let carol = match sso::sign_in_federated(&w.store, "corp", &identity(&["ops"]), ip)
-        .await
-        .unwrap()
-    {
-        sso::FederatedSignIn::SignedIn { user, .. } => user,
-        sso::FederatedSignIn::Disabled => panic!("disabled"),
-    };
+    ops_rule(&w, &admin, "admin").await;
+    let carol = carol_signs_in(&w, &["ops"]).await;
     // A direct role lets carol request access on her own.
-    portcullis_app::services::users::add_role(&w.store, &admin, &carol.id, "requester", "all", "")
+    portcullis_app::services::users::add_role(&w.store, &admin, &carol, "requester", "all", "")
         .await
         .unwrap();
     let alice = w.user("alice", &[(Role::Approver, Scope::All)]).await;
-    let carol_now = w.actor(&carol.id).await;
+    let carol_now = w.actor(&carol).await;
     let gated = w
         .request(&carol_now, &vm, "3389", "198.51.100.10", "30")
         .await
@@ -503,7 +487,7 @@ async fn a_token_whose_group_roles_lapsed_cannot_extend_access_that_needed_appro
     // Her token, once the provider sign-in is older than a token may rely on.
     let later = w.clock.now() + sso::TOKEN_GROUPS_FRESH_FOR_MS + 1;
     let token = Actor {
-        roles: sso::token_roles(&w.store, &carol.id, later).await.unwrap(),
+        roles: sso::token_roles(&w.store, &carol, later).await.unwrap(),
         ..carol_now.clone()
     };
     assert!(

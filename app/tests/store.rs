@@ -265,10 +265,9 @@ async fn queued_writers_leave_the_readers_their_connections() {
 
 /// Writers queued behind each other share one database commit on PostgreSQL (a durable
 /// commit costs more than all of an access request's statements), and each keeps its own
-/// outcome: one
-/// dropped without committing and one whose statement failed (which on PostgreSQL aborts
-/// the transaction it ran in) leave nothing, the others are kept, in one commit, and the
-/// activity log stays one valid chain.
+/// outcome: one dropped without committing and one whose statement failed (which on
+/// PostgreSQL aborts the transaction it ran in) leave nothing, the others are kept, in one
+/// commit, and the activity log stays one valid chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_writers_share_a_commit_and_keep_their_own_outcomes() {
     use portcullis_app::store::{NewLogEntry, Verification};

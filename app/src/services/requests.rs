@@ -521,8 +521,14 @@ pub fn may_end(actor: &Actor, r: &StoredRequest) -> bool {
         id: r.vm_id.clone(),
         group: r.vm_group.clone(),
     };
-    (r.requester_id == actor.user_id && permits(&actor.roles, Action::RequestAccess, &vm))
-        || permits(&actor.roles, Action::ConfigurePolicy, &vm)
+    may_end_by(actor, r, |action| permits(&actor.roles, action, &vm))
+}
+
+/// Who may end or extend a request, given what `allows` lets the actor do on its VM: its
+/// requester while still allowed to request access there, or whoever configures its policy.
+fn may_end_by(actor: &Actor, r: &StoredRequest, allows: impl Fn(Action) -> bool) -> bool {
+    (r.requester_id == actor.user_id && allows(Action::RequestAccess))
+        || allows(Action::ConfigurePolicy)
 }
 
 /// Ends a request now: its grants in force through the one ending path, or, while it
@@ -587,9 +593,7 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
     };
     let allows =
         |action: Action| permits(&actor.roles, action, &vm) && permits(&stored, action, &vm);
-    if !((r.requester_id == actor.user_id && allows(Action::RequestAccess))
-        || allows(Action::ConfigurePolicy))
-    {
+    if !may_end_by(actor, &r, &allows) {
         return Err(AppError::Forbidden);
     }
     let policy = tx

@@ -169,11 +169,7 @@ impl Writers {
     /// Waits for the turn, and returns it with a transaction to write in: the open one
     /// after a savepoint, or a new one.
     pub(super) async fn begin(self: &Arc<Self>) -> Result<(Turn, Transaction<'static, Any>)> {
-        let slot = {
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            let _waiting = Waiting(&self.waiting);
-            self.slot.clone().lock_owned().await
-        };
+        let slot = self.wait_for_turn().await;
         // The statements run in a task of their own: a caller that gives up (a client
         // gone) cannot cut them off half done and leave the shared transaction in doubt.
         let (sent, got) = oneshot::channel();
@@ -188,6 +184,13 @@ impl Writers {
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::SharedCommit("the writer's task ended".into())),
         }
+    }
+
+    /// The turn, counted as waiting until it comes.
+    async fn wait_for_turn(&self) -> OwnedMutexGuard<Slot> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        self.slot.clone().lock_owned().await
     }
 
     async fn prepare(
@@ -515,11 +518,7 @@ mod tests {
         // Queued for the turn before the first ends, so ahead of the task that commits.
         let next = tokio::spawn({
             let w = writers.clone();
-            async move {
-                w.waiting.fetch_add(1, Ordering::SeqCst);
-                let _waiting = Waiting(&w.waiting);
-                w.slot.clone().lock_owned().await
-            }
+            async move { w.wait_for_turn().await }
         });
         while writers.waiting() < 1 {
             tokio::task::yield_now().await;
