@@ -593,7 +593,7 @@ pub async fn extend(store: &Store, actor: &Actor, id: &str, minutes: &str) -> Ap
     };
     let allows =
         |action: Action| permits(&actor.roles, action, &vm) && permits(&stored, action, &vm);
-    if !may_end_by(actor, &r, &allows) {
+    if !may_end_by(actor, &r, allows) {
         return Err(AppError::Forbidden);
     }
     let policy = tx
