@@ -354,6 +354,90 @@ async fn expiry_racing_in_two_replicas_ends_each_grant_once() {
     ));
 }
 
+/// The store ends grants, closes requests and logs in slices of a few hundred rows a
+/// statement: more than a slice holds still ends and logs each exactly once, closes each
+/// request, and leaves a log that verifies.
+#[tokio::test]
+async fn ending_more_grants_and_requests_than_a_statement_names_misses_none() {
+    let (w, admin, rita) = fresh().await;
+    let store = &w.store;
+    let a = vm_with_policy(&w, &admin, "bulk-a", &["22"], false).await;
+    let b = vm_with_policy(&w, &admin, "bulk-b", &["22"], false).await;
+    let mut open = Vec::new();
+    let mut waiting = Vec::new();
+    for i in 0..1_120 {
+        let approval = i >= 600;
+        let id = store
+            .create_request(
+                &format!("b{i}"),
+                &a.id,
+                &rita.user_id,
+                &spec("22", &format!("2001:db8::{i:x}"), 3600, approval),
+                log("request"),
+            )
+            .await
+            .unwrap();
+        if approval {
+            waiting.push(id)
+        } else {
+            open.push(id)
+        }
+    }
+    for i in 0..250 {
+        store
+            .create_request(
+                &format!("e{i}"),
+                &b.id,
+                &rita.user_id,
+                &spec("22", &format!("2001:db8:1::{i:x}"), 60, false),
+                log("request"),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(w.grants(&a).await.len(), 600);
+    let generation = w.generation(&a).await;
+
+    jit::remove_policy(store, &admin, &a.id).await.unwrap();
+    assert!(w.grants(&a).await.is_empty());
+    assert_eq!(
+        w.generation(&a).await,
+        generation + 2,
+        "bumped for the policy and for its grants, not for each grant"
+    );
+    let revoked = w.logged("revoke").await;
+    let sources: std::collections::HashSet<&str> =
+        revoked.iter().map(|e| e.content.source.as_str()).collect();
+    assert_eq!(
+        (revoked.len(), sources.len()),
+        (600, 600),
+        "each grant logged once"
+    );
+    assert_eq!(w.logged("request.cancel").await.len(), 520);
+    for id in [&open[0], &open[499], &open[500], &open[599]] {
+        let r = w.request_row(id).await;
+        assert_eq!(
+            (r.status, r.ports[0].status),
+            (RequestStatus::Revoked, PortStatus::Revoked),
+            "{id}"
+        );
+    }
+    for id in [&waiting[0], &waiting[499], &waiting[500], &waiting[519]] {
+        let r = w.request_row(id).await;
+        assert_eq!(r.ports[0].status, PortStatus::Cancelled, "{id}");
+    }
+
+    // The expiry job, in its batches.
+    w.clock.advance_secs(61);
+    assert_eq!(store.expire_due(w.clock.now()).await.unwrap(), (250, 0));
+    assert!(w.grants(&b).await.is_empty());
+    assert_eq!(w.logged("expire").await.len(), 250);
+    assert!(matches!(
+        store.verify_log_full(None).await.unwrap(),
+        Verification::Verified(_)
+    ));
+}
+
 #[tokio::test]
 async fn removing_a_policy_ends_its_grants() {
     let (w, admin, rita) = fresh().await;

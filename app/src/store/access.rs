@@ -11,7 +11,7 @@
 use super::audit::NewLogEntry;
 use super::identities::{StoredGroupRule, StoredIdentity, identity_from_row, rule_from_row};
 use super::users::{StoredUser, USER_COLUMNS, user_from_row};
-use super::{Result, StoreError, WriteTx};
+use super::{ROWS_PER_STATEMENT, Result, StoreError, WriteTx, placeholders};
 use crate::domain::RoleAssignment;
 use crate::domain::request::{PortStatus, RequestStatus};
 use sqlx::AnyConnection;
@@ -312,70 +312,82 @@ impl WriteTx {
     /// each VM concerned and logs one entry per request. Grants that ended meanwhile are
     /// skipped. Returns how many ended here.
     pub async fn end_grants(&mut self, grants: &[OpenGrant], ending: &Ending<'_>) -> Result<usize> {
-        let mut ended: Vec<&OpenGrant> = Vec::new();
-        // An expiry keeps the end the grant had; any other ending is now.
-        let expiry = ending.status == PortStatus::Expired;
-        for g in grants {
-            let query = if expiry {
-                sqlx::query(
-                    "UPDATE request_ports SET status = $1, status_reason = $2 \
-                     WHERE id = $3 AND status = 'active'",
+        // A statement per slice rather than per grant: the expiry job ends hundreds at a
+        // time under the write lock, where every round trip holds up every other writer.
+        let mut ended_here = std::collections::HashSet::new();
+        for slice in grants.chunks(ROWS_PER_STATEMENT) {
+            // An expiry keeps the end the grant had; any other ending is now.
+            let (sql, first) = if ending.status == PortStatus::Expired {
+                (
+                    "UPDATE request_ports SET status = $1, status_reason = $2",
+                    3,
                 )
-                .bind(ending.status.as_str())
-                .bind(ending.reason)
-                .bind(&g.id)
             } else {
-                sqlx::query(
+                (
                     "UPDATE request_ports SET status = $1, status_reason = $2, \
-                     end_at = CASE WHEN end_at < $3 THEN end_at ELSE $3 END \
-                     WHERE id = $4 AND status = 'active'",
+                     end_at = CASE WHEN end_at < $3 THEN end_at ELSE $3 END",
+                    4,
                 )
-                .bind(ending.status.as_str())
-                .bind(ending.reason)
-                .bind(self.now)
-                .bind(&g.id)
             };
-            if query.execute(&mut *self.tx).await?.rows_affected() == 1 {
-                ended.push(g);
+            let sql = format!(
+                "{sql} WHERE status = 'active' AND id IN ({}) RETURNING id",
+                placeholders(first, slice.len())
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(ending.status.as_str())
+                .bind(ending.reason);
+            if first == 4 {
+                query = query.bind(self.now);
+            }
+            for g in slice {
+                query = query.bind(&g.id);
+            }
+            for row in query.fetch_all(&mut *self.tx).await? {
+                ended_here.insert(row.try_get::<String, _>("id")?);
             }
         }
-        let mut requests: Vec<&str> = Vec::new();
+        // In the order given, each once, whatever order the database returned them in.
+        let ended: Vec<&OpenGrant> = grants.iter().filter(|g| ended_here.remove(&g.id)).collect();
+        // One entry per request, in the order its first grant came.
+        let mut of_request: Vec<Vec<&OpenGrant>> = Vec::new();
+        let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for g in &ended {
-            if !requests.contains(&g.request_id.as_str()) {
-                requests.push(&g.request_id);
-            }
+            let i = *at.entry(g.request_id.as_str()).or_insert_with(|| {
+                of_request.push(Vec::new());
+                of_request.len() - 1
+            });
+            of_request[i].push(g);
         }
-        for request in requests {
-            let of_request: Vec<&&OpenGrant> =
-                ended.iter().filter(|g| g.request_id == request).collect();
-            let first = of_request[0];
-            self.log(NewLogEntry {
-                actor: ending.actor.to_owned(),
-                client_ip: ending.client_ip.to_owned(),
-                action: ending.action.to_owned(),
-                vm: first.vm_name.clone(),
-                ports: of_request
-                    .iter()
-                    .map(|g| format!("{}/{}", g.port, g.protocol))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                source: first.source.clone(),
-                result: ending.result.to_owned(),
-                detail: format!("access of {} ended: {}", first.requester, ending.reason),
-                ..Default::default()
+        let entries = of_request
+            .into_iter()
+            .map(|of_request| {
+                let first = of_request[0];
+                NewLogEntry {
+                    actor: ending.actor.to_owned(),
+                    client_ip: ending.client_ip.to_owned(),
+                    action: ending.action.to_owned(),
+                    vm: first.vm_name.clone(),
+                    ports: of_request
+                        .iter()
+                        .map(|g| format!("{}/{}", g.port, g.protocol))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    source: first.source.clone(),
+                    result: ending.result.to_owned(),
+                    detail: format!("access of {} ended: {}", first.requester, ending.reason),
+                    ..Default::default()
+                }
             })
-            .await?;
-        }
-        let mut vms: Vec<&str> = Vec::new();
-        for g in &ended {
-            if !vms.contains(&g.vm_id.as_str()) {
-                vms.push(&g.vm_id);
-            }
-        }
-        for vm in vms {
-            self.close_finished_requests(vm).await?;
-            self.bump_generation(vm).await?;
-        }
+            .collect();
+        self.log_all(entries).await?;
+        let mut seen = std::collections::HashSet::new();
+        let vms: Vec<&str> = ended
+            .iter()
+            .map(|g| g.vm_id.as_str())
+            .filter(|vm| seen.insert(*vm))
+            .collect();
+        self.close_finished_requests(&vms).await?;
+        self.bump_generations(&vms).await?;
         Ok(ended.len())
     }
 
@@ -430,9 +442,7 @@ impl WriteTx {
                 vms.push(&g.vm_id);
             }
         }
-        for vm in vms {
-            self.bump_generation(vm).await?;
-        }
+        self.bump_generations(&vms).await?;
         Ok(shortened)
     }
 
@@ -535,61 +545,82 @@ impl WriteTx {
         decision: Option<(&str, &str)>,
     ) -> Result<usize> {
         let status = request_status_for(ending.status)?;
-        let mut closed = 0;
-        for r in requests {
-            let (decided_by, comment) = match decision {
-                Some((by, comment)) => (Some(by), comment),
-                None => (None, ending.reason),
-            };
-            let done = sqlx::query(
+        let (decided_by, comment) = match decision {
+            Some((by, comment)) => (Some(by), comment),
+            None => (None, ending.reason),
+        };
+        // A statement per slice, not per request: the expiry job closes hundreds of timed
+        // out requests at a time under the write lock.
+        let mut closed_here = std::collections::HashSet::new();
+        for slice in requests.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3, \
-                 decision_comment = $4 WHERE id = $5 AND status IN ('pending_approval', 'approved')",
-            )
-            .bind(status.as_str())
-            .bind(decided_by)
-            .bind(self.now)
-            .bind(comment)
-            .bind(&r.id)
-            .execute(&mut *self.tx)
-            .await?;
-            if done.rows_affected() == 0 {
+                 decision_comment = $4 WHERE status IN ('pending_approval', 'approved') \
+                 AND id IN ({}) RETURNING id",
+                placeholders(5, slice.len())
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(status.as_str())
+                .bind(decided_by)
+                .bind(self.now)
+                .bind(comment);
+            for r in slice {
+                query = query.bind(&r.id);
+            }
+            let closed: Vec<String> = query
+                .fetch_all(&mut *self.tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String, _>("id"))
+                .collect::<std::result::Result<_, _>>()?;
+            if closed.is_empty() {
                 continue;
             }
-            closed += 1;
-            sqlx::query(
+            let sql = format!(
                 "UPDATE request_ports SET status = $1, status_reason = $2 \
-                 WHERE request_id = $3 AND status = 'pending'",
-            )
-            .bind(ending.status.as_str())
-            .bind(ending.reason)
-            .bind(&r.id)
-            .execute(&mut *self.tx)
-            .await?;
-            let detail = match decision {
-                Some((_, comment)) if !comment.is_empty() => {
-                    format!("request of {}; {comment}", r.requester)
-                }
-                Some(_) => format!("request of {}", r.requester),
-                None => format!("request of {} closed: {}", r.requester, ending.reason),
-            };
-            self.log(NewLogEntry {
-                actor: ending.actor.to_owned(),
-                client_ip: ending.client_ip.to_owned(),
-                action: ending.action.to_owned(),
-                vm: r.vm_name.clone(),
-                ports: r
-                    .ports
-                    .iter()
-                    .map(|(p, pr)| format!("{p}/{pr}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                source: r.source.clone(),
-                justification: r.justification.clone(),
-                result: ending.result.to_owned(),
-                detail,
-            })
-            .await?;
+                 WHERE status = 'pending' AND request_id IN ({})",
+                placeholders(3, closed.len())
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(ending.status.as_str())
+                .bind(ending.reason);
+            for id in &closed {
+                query = query.bind(id.as_str());
+            }
+            query.execute(&mut *self.tx).await?;
+            closed_here.extend(closed);
         }
+        let entries: Vec<NewLogEntry> = requests
+            .iter()
+            .filter(|r| closed_here.remove(&r.id))
+            .map(|r| {
+                let detail = match decision {
+                    Some((_, comment)) if !comment.is_empty() => {
+                        format!("request of {}; {comment}", r.requester)
+                    }
+                    Some(_) => format!("request of {}", r.requester),
+                    None => format!("request of {} closed: {}", r.requester, ending.reason),
+                };
+                NewLogEntry {
+                    actor: ending.actor.to_owned(),
+                    client_ip: ending.client_ip.to_owned(),
+                    action: ending.action.to_owned(),
+                    vm: r.vm_name.clone(),
+                    ports: r
+                        .ports
+                        .iter()
+                        .map(|(p, pr)| format!("{p}/{pr}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    source: r.source.clone(),
+                    justification: r.justification.clone(),
+                    result: ending.result.to_owned(),
+                    detail,
+                }
+            })
+            .collect();
+        let closed = entries.len();
+        self.log_all(entries).await?;
         Ok(closed)
     }
 

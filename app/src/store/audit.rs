@@ -6,7 +6,7 @@
 //! small reports pool. Reading a page of the log reads that page and the stored outcome,
 //! never the chain.
 
-use super::{Backend, Result, Store, StoreError, WriteTx};
+use super::{Backend, ROWS_PER_STATEMENT, Result, Store, StoreError, WriteTx, placeholders};
 use crate::domain::audit::{
     Break, Checkpoint, EntryContent, GENESIS, Stored, entry_hash, verify_segment,
 };
@@ -167,8 +167,18 @@ fn from_row(row: &AnyRow) -> Result<LogEntry> {
 impl WriteTx {
     /// Appends one entry after the current last one.
     pub async fn log(&mut self, entry: NewLogEntry) -> Result<()> {
-        let (seq, prev) = match self.log_tail.take() {
-            Some((seq, hash)) => (seq + 1, hash),
+        self.log_all(vec![entry]).await
+    }
+
+    /// Appends entries after the current last one, in order, a statement per slice: the
+    /// expiry job logs hundreds at a time under the write lock.
+    pub async fn log_all(&mut self, entries: Vec<NewLogEntry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // Taken, not copied: after a failed insert the next entry reads the tail again.
+        let (mut seq, mut prev) = match self.log_tail.take() {
+            Some(tail) => tail,
             None => {
                 let last =
                     sqlx::query("SELECT seq, hash FROM activity_log ORDER BY seq DESC LIMIT 1")
@@ -176,51 +186,65 @@ impl WriteTx {
                         .await?;
                 match last {
                     Some(row) => (
-                        row.try_get::<i64, _>("seq")? + 1,
+                        row.try_get::<i64, _>("seq")?,
                         row.try_get::<String, _>("hash")?,
                     ),
-                    None => (1, GENESIS.to_owned()),
+                    None => (0, GENESIS.to_owned()),
                 }
             }
         };
-        let content = EntryContent {
-            seq,
-            at: self.now,
-            actor: entry.actor,
-            client_ip: entry.client_ip,
-            action: entry.action,
-            vm: entry.vm,
-            ports: entry.ports,
-            source: entry.source,
-            justification: entry.justification,
-            result: entry.result,
-            detail: entry.detail,
-        };
-        let hash = entry_hash(&prev, &content);
-        let mac = self.audit_key.entry_mac(&hash);
-        sqlx::query(
-            "INSERT INTO activity_log (seq, at, actor, client_ip, action, vm, ports, source, \
-             justification, result, detail, prev_hash, hash, mac) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(content.seq)
-        .bind(content.at)
-        .bind(&content.actor)
-        .bind(&content.client_ip)
-        .bind(&content.action)
-        .bind(&content.vm)
-        .bind(&content.ports)
-        .bind(&content.source)
-        .bind(&content.justification)
-        .bind(&content.result)
-        .bind(&content.detail)
-        .bind(&prev)
-        .bind(&hash)
-        .bind(&mac)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(StoreError::from_write)?;
-        self.log_tail = Some((content.seq, hash));
+        let mut entries = entries.into_iter().peekable();
+        while entries.peek().is_some() {
+            let mut rows = Vec::new();
+            for entry in entries.by_ref().take(ROWS_PER_STATEMENT) {
+                seq += 1;
+                let content = EntryContent {
+                    seq,
+                    at: self.now,
+                    actor: entry.actor,
+                    client_ip: entry.client_ip,
+                    action: entry.action,
+                    vm: entry.vm,
+                    ports: entry.ports,
+                    source: entry.source,
+                    justification: entry.justification,
+                    result: entry.result,
+                    detail: entry.detail,
+                };
+                let hash = entry_hash(&prev, &content);
+                let mac = self.audit_key.entry_mac(&hash);
+                let prev_hash = std::mem::replace(&mut prev, hash.clone());
+                rows.push((content, prev_hash, hash, mac));
+            }
+            let values = (0..rows.len())
+                .map(|i| format!("({})", placeholders(i * 14 + 1, 14)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("INSERT INTO activity_log ({COLUMNS}) VALUES {values}");
+            let mut query = sqlx::query(&sql);
+            for (content, prev_hash, hash, mac) in &rows {
+                query = query
+                    .bind(content.seq)
+                    .bind(content.at)
+                    .bind(&content.actor)
+                    .bind(&content.client_ip)
+                    .bind(&content.action)
+                    .bind(&content.vm)
+                    .bind(&content.ports)
+                    .bind(&content.source)
+                    .bind(&content.justification)
+                    .bind(&content.result)
+                    .bind(&content.detail)
+                    .bind(prev_hash)
+                    .bind(hash)
+                    .bind(mac);
+            }
+            query
+                .execute(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_write)?;
+        }
+        self.log_tail = Some((seq, prev));
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! VMs and their JIT policies.
 
 use super::audit::{Bind, NewLogEntry, bind_all};
-use super::{Result, Store, StoreError, WriteTx, new_id};
+use super::{ROWS_PER_STATEMENT, Result, Store, StoreError, WriteTx, new_id, placeholders};
 use crate::domain::Visibility;
 use crate::domain::jit::{
     AllowedSources, ApprovalTimeout, Approvers, JitPolicy, LeadTime, MaxDuration, Port, PortRule,
@@ -145,11 +145,25 @@ fn vm_from_row(row: &AnyRow) -> Result<StoredVm> {
 impl WriteTx {
     /// Every change to what a VM's agent must enforce moves its generation forward.
     pub(crate) async fn bump_generation(&mut self, vm_id: &str) -> Result<()> {
-        self.announce(vm_id);
-        sqlx::query("UPDATE vms SET generation = generation + 1 WHERE id = $1")
-            .bind(vm_id)
-            .execute(&mut *self.tx)
-            .await?;
+        self.bump_generations(&[vm_id]).await
+    }
+
+    /// [`Self::bump_generation`] for each of `vm_ids` (each once), a statement per slice.
+    pub(crate) async fn bump_generations(&mut self, vm_ids: &[&str]) -> Result<()> {
+        for slice in vm_ids.chunks(ROWS_PER_STATEMENT) {
+            for vm in slice {
+                self.announce(vm);
+            }
+            let sql = format!(
+                "UPDATE vms SET generation = generation + 1 WHERE id IN ({})",
+                placeholders(1, slice.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for vm in slice {
+                query = query.bind(*vm);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 }
@@ -184,20 +198,15 @@ impl WriteTx {
     }
 }
 
-/// Names are looked up in slices of this many, well under every backend's limit of
-/// bound parameters per statement.
-const NAMES_PER_QUERY: usize = 500;
-
 async fn taken_names(
     conn: &mut AnyConnection,
     names: &[String],
 ) -> Result<std::collections::HashSet<String>> {
     let mut taken = std::collections::HashSet::new();
-    for chunk in names.chunks(NAMES_PER_QUERY) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+    for chunk in names.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "SELECT v.name FROM vms v WHERE v.name IN ({})",
-            marks.join(", ")
+            placeholders(1, chunk.len())
         );
         let mut query = sqlx::query(&sql);
         for name in chunk {
@@ -530,14 +539,6 @@ impl Store {
 
 const RULE_COLUMNS: &str = "port, protocol, allowed_sources, max_duration_secs, justification_required, \
      approval_required, approval_timeout_secs, widest_prefix_v4, widest_prefix_v6, approvals_required, max_lead_secs";
-
-/// `$first, $first+1, ...`: `n` placeholders for an IN list.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// A port rule as stored, checked again on the way out: a row the domain would refuse
 /// is reported as corrupt rather than enforced.

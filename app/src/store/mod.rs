@@ -96,9 +96,40 @@ pub enum Backend {
 const CLEANUP_LOCK_KEY: i64 = 0x706f_7274_6375_6c02;
 /// The notification channel carrying ids of VMs whose desired state changed.
 const CHANGES_CHANNEL: &str = "portcullis_vm_changes";
+/// Between the VM ids of one change notification (ids never contain it).
+const CHANGES_SEPARATOR: char = ' ';
+/// The longest change notification: PostgreSQL refuses payloads of 8,000 bytes or more.
+const CHANGES_PAYLOAD_MAX: usize = 7_000;
+
+/// The notifications that announce `vms`, each naming as many as fit.
+fn change_payloads(vms: &[String]) -> Vec<String> {
+    let mut payloads: Vec<String> = Vec::new();
+    for vm in vms {
+        match payloads.last_mut() {
+            Some(last) if last.len() + 1 + vm.len() <= CHANGES_PAYLOAD_MAX => {
+                last.push(CHANGES_SEPARATOR);
+                last.push_str(vm);
+            }
+            _ => payloads.push(vm.clone()),
+        }
+    }
+    payloads
+}
+
 /// Sent on the change channel when notifications may have been missed (the listener
 /// reconnected): every waiting agent re-reads its state.
 pub const ALL_VMS: &str = "*";
+/// The most rows one statement names (an `IN` list, a multi-row insert): well under
+/// every backend's limit of bound parameters per statement, even at 14 a row.
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+
+/// `$first, $first+1, ...`: `n` placeholders for an IN list.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Where the store, and everything that decides by time, reads the time: the system
 /// clock in the product, a clock the test moves in tests, so that expiry and time-outs
@@ -203,10 +234,11 @@ impl WriteTx {
         if self.backend == Backend::Postgres {
             // Delivered at commit, to every replica's listener (this one's included),
             // and never for a transaction that rolls back (a savepoint's included).
-            for vm in &self.changed_vms {
+            // Several VMs to a notification: the expiry job changes hundreds at a time.
+            for payload in change_payloads(&self.changed_vms) {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(CHANGES_CHANNEL)
-                    .bind(vm)
+                    .bind(payload)
                     .execute(&mut *self.tx)
                     .await?;
             }
@@ -494,7 +526,9 @@ async fn forward_changes(
         match listener.try_recv().await {
             Ok(Some(notification)) => {
                 if watchers.trusted() {
-                    watchers.wake(notification.payload());
+                    for vm in notification.payload().split(CHANGES_SEPARATOR) {
+                        watchers.wake(vm);
+                    }
                 } else {
                     // Listening again: whatever was kept while changes could go unheard
                     // is stale from now on.
@@ -540,4 +574,27 @@ async fn regain_trust(pool: AnyPool, watchers: std::sync::Arc<watch::Watchers>) 
 
 pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_payloads_name_every_vm_once_and_stay_under_postgres_limit() {
+        assert!(change_payloads(&[]).is_empty());
+        let vms: Vec<String> = (0..1_000).map(|_| new_id()).collect();
+        let payloads = change_payloads(&vms);
+        assert!(payloads.len() > 1, "a thousand ids do not fit one payload");
+        assert!(payloads.iter().all(|p| p.len() <= CHANGES_PAYLOAD_MAX));
+        let named: Vec<&str> = payloads
+            .iter()
+            .flat_map(|p| p.split(CHANGES_SEPARATOR))
+            .collect();
+        assert_eq!(named, vms.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            change_payloads(&[ALL_VMS.to_owned()]),
+            vec![ALL_VMS.to_owned()]
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::access::{Ending, GrantFilter, WaitingFilter, WaitingRequest};
 use super::audit::{Bind, NewLogEntry, bind_all};
-use super::{Result, Store, StoreError, WriteTx, new_id};
+use super::{ROWS_PER_STATEMENT, Result, Store, StoreError, WriteTx, new_id, placeholders};
 use crate::domain::request::{
     PortStatus, RequestSpec, RequestStatus, approval_deadline, reason, window_end,
 };
@@ -195,25 +195,30 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Active requests of a VM none of whose ports is active any more are finished; they
-    /// take the status of their ports (expired unless something else ended them).
-    pub(crate) async fn close_finished_requests(&mut self, vm_id: &str) -> Result<()> {
-        // One statement for all of the VM's requests: the expiry job ends hundreds of
-        // grants a second at peaks, and each round trip here is taken under the write lock.
-        sqlx::query(
-            "UPDATE access_requests SET \
-             status = CASE WHEN EXISTS (SELECT 1 FROM request_ports p \
-               WHERE p.request_id = access_requests.id AND p.status = 'revoked') THEN $1 ELSE $2 END, \
-             end_at = CASE WHEN end_at > $3 THEN $3 ELSE end_at END \
-             WHERE vm_id = $4 AND status = 'active' AND NOT EXISTS \
-             (SELECT 1 FROM request_ports p WHERE p.request_id = access_requests.id AND p.status = 'active')",
-        )
-        .bind(RequestStatus::Revoked.as_str())
-        .bind(RequestStatus::Expired.as_str())
-        .bind(self.now)
-        .bind(vm_id)
-        .execute(&mut *self.tx)
-        .await?;
+    /// Active requests of these VMs none of whose ports is active any more are finished;
+    /// they take the status of their ports (expired unless something else ended them).
+    pub(crate) async fn close_finished_requests(&mut self, vm_ids: &[&str]) -> Result<()> {
+        // A statement per slice of VMs: the expiry job ends hundreds of grants a second at
+        // peaks, and each round trip here is taken under the write lock.
+        for slice in vm_ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE access_requests SET \
+                 status = CASE WHEN EXISTS (SELECT 1 FROM request_ports p \
+                   WHERE p.request_id = access_requests.id AND p.status = 'revoked') THEN $1 ELSE $2 END, \
+                 end_at = CASE WHEN end_at > $3 THEN $3 ELSE end_at END \
+                 WHERE vm_id IN ({}) AND status = 'active' AND NOT EXISTS \
+                 (SELECT 1 FROM request_ports p WHERE p.request_id = access_requests.id AND p.status = 'active')",
+                placeholders(4, slice.len())
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(RequestStatus::Revoked.as_str())
+                .bind(RequestStatus::Expired.as_str())
+                .bind(self.now);
+            for vm in slice {
+                query = query.bind(*vm);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
