@@ -464,3 +464,39 @@ async fn writes_go_on_after_an_abandoned_transaction_and_a_lost_connection() {
         tx.commit().await.unwrap();
     }
 }
+
+/// A stopping server closes its store: the background jobs end then, instead of failing
+/// (and logging it) every round until the process exits.
+#[tokio::test]
+async fn background_jobs_end_once_the_store_is_closed() {
+    use portcullis_app::services::{activity, delivery, requests};
+    use std::time::Duration;
+    let (store, _dir) = fresh().await;
+    store.close().await;
+    async fn ended(job: impl std::future::Future<Output = ()>) -> bool {
+        tokio::time::timeout(Duration::from_secs(10), job)
+            .await
+            .is_ok()
+    }
+    assert!(
+        ended(requests::run_expiry(store.clone(), Default::default())).await,
+        "expiry"
+    );
+    assert!(
+        ended(activity::run_verifier(
+            store.clone(),
+            std::sync::Arc::new(activity::Anchor::open(None)),
+            Duration::from_millis(10),
+        ))
+        .await,
+        "verifier"
+    );
+    assert!(
+        ended(delivery::run_delivery(
+            store.clone(),
+            delivery::Sender::new("http://portal.example"),
+        ))
+        .await,
+        "delivery"
+    );
+}

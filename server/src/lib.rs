@@ -300,6 +300,9 @@ fn spawn_cleanup(store: Store) {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
+            if store.is_closed() {
+                return;
+            }
             match store.delete_expired_sessions().await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
                 Ok(_) => {}
@@ -322,6 +325,9 @@ fn spawn_contact_writer(store: Store) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if store.is_closed() {
+                return;
+            }
             if let Err(e) = store.flush_agent_contacts().await {
                 tracing::warn!(error = %e, "recording agent contacts failed");
             }

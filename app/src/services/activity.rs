@@ -228,6 +228,9 @@ pub async fn run_verifier(
         } else {
             store.verify_log_increment(anchor.known().as_ref()).await
         };
+        if store.is_closed() {
+            return;
+        }
         match outcome {
             Ok(Verification::Verified(cp)) => {
                 anchor.advance(&cp);

@@ -325,10 +325,16 @@ pub async fn run_delivery(store: Store, sender: Sender) {
     let signal = store.outbox_signal();
     let mut last_prune = 0i64;
     loop {
-        if let Err(e) = super::notify::scan(&store).await {
+        let scanned = super::notify::scan(&store).await;
+        let delivered = deliver_due(&store, &sender).await;
+        // The server is stopping: what failed, failed on the closed store.
+        if store.is_closed() {
+            return;
+        }
+        if let Err(e) = scanned {
             tracing::warn!(error = %e, "notification scan failed");
         }
-        if let Err(e) = deliver_due(&store, &sender).await {
+        if let Err(e) = delivered {
             tracing::warn!(error = %e, "notification delivery failed");
         }
         let now = store.now_ms();

@@ -874,7 +874,12 @@ pub async fn open_due(store: &Store) -> AppResult<(usize, usize)> {
 
 pub async fn run_expiry(store: Store, wake: std::sync::Arc<tokio::sync::Notify>) {
     loop {
-        match store.expire_due(store.now_ms()).await {
+        let expired = store.expire_due(store.now_ms()).await;
+        // The server is stopping: what failed, failed on the closed store.
+        if store.is_closed() {
+            return;
+        }
+        match expired {
             Ok((expired, timed_out)) if expired + timed_out > 0 => {
                 tracing::info!(expired, timed_out, "grants expired / requests timed out")
             }

@@ -493,6 +493,12 @@ impl Store {
         Ok(())
     }
 
+    /// Whether [`Store::close`] was called: the background jobs end then, rather than
+    /// report every round's failure on a closed pool while the server stops.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
     pub async fn close(&self) {
         // Writers' work handed on but not yet committed is committed first.
         let _turn = self.writers.alone().await;
