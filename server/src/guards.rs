@@ -154,40 +154,35 @@ pub async fn page_gate(
     }
 }
 
-/// Headers every answer carries. Pages set their own Content-Security-Policy (with the
-/// nonce of their inline scripts, see the app's shell); everything else gets one that
-/// allows no script at all, only this origin's stylesheet (the sign-in refusal page is
-/// plain HTML).
-pub struct SecurityHeaders {
-    /// `public_url` is https: browsers are told to use nothing else.
-    pub hsts: bool,
-}
+type Header<S> = tower_http::set_header::SetResponseHeader<S, axum::http::HeaderValue>;
+/// [`security_headers`] around a service.
+pub type SecurityHeaders<S> = Header<Header<Header<Header<tower::util::Either<Header<S>, S>>>>>;
 
-pub async fn security_headers(
-    State(config): State<std::sync::Arc<SecurityHeaders>>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
+/// Headers every answer carries, where the answer did not set its own. Pages set their own
+/// Content-Security-Policy (with the nonce of their inline scripts, see the app's shell);
+/// everything else gets one that allows no script at all, only this origin's stylesheet
+/// (the sign-in refusal page is plain HTML). `hsts` when the public URL is https: browsers
+/// are told to use nothing else. Plain tower-http layers, composed without a box, since an
+/// agent's long poll holds what they allocate for its whole wait.
+pub fn security_headers<S>(inner: S, hsts: bool) -> SecurityHeaders<S> {
     use axum::http::HeaderValue;
-    let mut res = next.run(req).await;
-    let h = res.headers_mut();
-    let mut set = |name: header::HeaderName, value: &'static str| {
-        h.entry(name).or_insert(HeaderValue::from_static(value));
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let set = |name: header::HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
-    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(header::X_FRAME_OPTIONS, "DENY");
-    // `same-origin`, not `no-referrer`: with no-referrer a browser sends `Origin: null` on
-    // same-origin form posts, which the origin check must refuse.
-    set(header::REFERRER_POLICY, "same-origin");
-    set(
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-         frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    );
-    if config.hsts {
-        set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
-    }
-    res
+    tower::ServiceBuilder::new()
+        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+        // `same-origin`, not `no-referrer`: with no-referrer a browser sends `Origin: null`
+        // on same-origin form posts, which the origin check must refuse.
+        .layer(set(header::REFERRER_POLICY, "same-origin"))
+        .layer(set(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ))
+        .option_layer(hsts.then(|| set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000")))
+        .service(inner)
 }
 
 /// A server function whose arguments cannot even be decoded answers 500 from the

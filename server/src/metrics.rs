@@ -4,10 +4,8 @@
 
 use crate::config::MetricsAccess;
 use axum::Extension;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use portcullis_app::domain::secret::{hash_secret, hashes_match};
 use portcullis_app::metrics::{CONTENT_TYPE, Metrics};
@@ -79,16 +77,80 @@ fn route_group(path: &str) -> &'static str {
 }
 
 /// Counts each answer by route group and status, including those the layers inside give
-/// (413 for a large body, 503 on time-out).
-pub async fn count_requests(
-    State(metrics): State<Arc<Metrics>>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    let group = route_group(req.uri().path());
-    let res = next.run(req).await;
-    metrics.count_request(group, res.status().as_u16());
-    res
+/// (413 for a large body, 503 on time-out). A tower layer with a future of its own rather
+/// than `from_fn`, which boxes a future and a service per request: an agent's long poll
+/// holds them for its whole wait, ten thousand times over.
+#[derive(Clone)]
+pub struct CountRequestsLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for CountRequestsLayer {
+    type Service = CountRequests<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CountRequests {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CountRequests<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for CountRequests<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = axum::http::Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Counted<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        Counted {
+            group: route_group(req.uri().path()),
+            inner: self.inner.call(req),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer on its way, counted when it comes.
+    pub struct Counted<F> {
+        #[pin]
+        inner: F,
+        group: &'static str,
+        metrics: Arc<Metrics>,
+    }
+}
+
+impl<F, ResBody, E> std::future::Future for Counted<F>
+where
+    F: std::future::Future<Output = Result<axum::http::Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.inner.poll(cx));
+        if let Ok(res) = &res {
+            this.metrics
+                .count_request(this.group, res.status().as_u16());
+        }
+        std::task::Poll::Ready(res)
+    }
 }
 
 #[cfg(test)]
