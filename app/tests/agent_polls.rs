@@ -69,6 +69,18 @@ async fn an_unchanged_state_is_kept_and_a_change_makes_it_stale_and_wakes_only_i
     let other = w.vm(&admin, "web-2", "prod").await;
     w.policy(&admin, &vm, &[rule("22")]).await;
     w.policy(&admin, &other, &[rule("22")]).await;
+    // On PostgreSQL, wakes come through the listener, later than the commit: under load
+    // the policies' notifications could wake the polls below. Notifications arrive in
+    // commit order, so once a later change has woken its own poll, those have been heard.
+    let barrier = w.vm(&admin, "web-3", "prod").await;
+    let barrier_watch = w.store.watch_vm(&barrier.id);
+    assert!(
+        watch_until_changed(&barrier_watch, || async {
+            w.policy(&admin, &barrier, &[rule("22")]).await;
+        })
+        .await,
+        "the barrier's own change wakes its poll"
+    );
 
     let watch = w.store.watch_vm(&vm.id);
     let other_watch = w.store.watch_vm(&other.id);
@@ -154,6 +166,63 @@ async fn replicas_wake_each_others_polls_and_drop_what_they_kept() {
     let after = other_replica.agent_state(&watch).await.unwrap().unwrap();
     assert!(after.generation > before.generation);
     assert_eq!(after.grants.len(), 1);
+}
+
+/// One transaction that changes several VMs sends one notification naming them all (the
+/// expiry job's batches): the other replica wakes the polls of every VM it names, and of
+/// no other. PostgreSQL pass only, as above.
+#[tokio::test]
+async fn replicas_wake_every_vm_one_notification_names() {
+    assert!(
+        portcullis_app::store::test_support::on_postgres(),
+        "replicas share PostgreSQL: set PORTCULLIS_TEST_POSTGRES (make unit-postgres)"
+    );
+    let w = world().await;
+    let admin = w.admin().await;
+    let ops = w.user("ops", &[(Role::Requester, Scope::All)]).await;
+    let mut vms = Vec::new();
+    for name in ["web-1", "web-2", "web-3"] {
+        let vm = w.vm(&admin, name, "prod").await;
+        w.policy(&admin, &vm, &[rule("22")]).await;
+        vms.push(vm);
+    }
+    // web-1 and web-2 have grants that end together; web-3 has none.
+    for vm in &vms[..2] {
+        w.request(&ops, vm, "22", "198.51.100.10", "30")
+            .await
+            .unwrap();
+    }
+    let other_replica = w.replica().await;
+    let watches: Vec<_> = vms.iter().map(|v| other_replica.watch_vm(&v.id)).collect();
+    for watch in &watches {
+        other_replica.agent_state(watch).await.unwrap().unwrap();
+    }
+    let mut changed: Vec<_> = watches.iter().map(|w| Box::pin(w.changed())).collect();
+    for c in &mut changed {
+        c.as_mut().enable();
+    }
+    w.clock.advance_secs(31 * 60);
+    assert_eq!(w.store.expire_due(w.clock.now()).await.unwrap(), (2, 0));
+    let mut woken = Vec::new();
+    for c in changed {
+        woken.push(
+            tokio::time::timeout(Duration::from_secs(if woken.len() < 2 { 5 } else { 1 }), c)
+                .await
+                .is_ok(),
+        );
+    }
+    assert_eq!(
+        woken,
+        [true, true, false],
+        "web-1 and web-2 woken, web-3 left waiting"
+    );
+    for watch in &watches[..2] {
+        let state = other_replica.agent_state(watch).await.unwrap().unwrap();
+        assert!(
+            state.grants.is_empty(),
+            "the other replica reads the ended grants"
+        );
+    }
 }
 
 /// SQLite's planner needs statistics to pick the VM index for a VM's grants (without them

@@ -350,9 +350,11 @@ fn spawn_memory_trim() {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // On a blocking thread: it takes each arena's lock in turn, and an async
+            // worker must not wait for one.
             // SAFETY: malloc_trim takes the allocator's own locks and touches only its
             // free lists; it is safe to call from any thread at any time.
-            unsafe { libc::malloc_trim(0) };
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
         }
     });
 }
