@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use portcullis_app::domain::{Role, Scope};
+use portcullis_app::services::Actor;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,11 +140,9 @@ where
         .is_ok()
 }
 
-/// Replicas share a PostgreSQL database: a change made through one makes the state the
-/// other kept stale and wakes its polls (through the change notifications). Runs in the
-/// PostgreSQL pass only (`make unit-sqlite` skips `replicas_`) and fails without it.
-#[tokio::test]
-async fn replicas_wake_each_others_polls_and_drop_what_they_kept() {
+/// A world for the replica tests, which need PostgreSQL (fail loudly without it): an
+/// administrator and a requester.
+async fn replicas_world() -> (World, Actor, Actor) {
     assert!(
         portcullis_app::store::test_support::on_postgres(),
         "replicas share PostgreSQL: set PORTCULLIS_TEST_POSTGRES (make unit-postgres)"
@@ -151,6 +150,15 @@ async fn replicas_wake_each_others_polls_and_drop_what_they_kept() {
     let w = world().await;
     let admin = w.admin().await;
     let ops = w.user("ops", &[(Role::Requester, Scope::All)]).await;
+    (w, admin, ops)
+}
+
+/// Replicas share a PostgreSQL database: a change made through one makes the state the
+/// other kept stale and wakes its polls (through the change notifications). Runs in the
+/// PostgreSQL pass only (`make unit-sqlite` skips `replicas_`) and fails without it.
+#[tokio::test]
+async fn replicas_wake_each_others_polls_and_drop_what_they_kept() {
+    let (w, admin, ops) = replicas_world().await;
     let vm = w.vm(&admin, "web-1", "prod").await;
     w.policy(&admin, &vm, &[rule("22")]).await;
     let other_replica = w.replica().await;
@@ -173,13 +181,7 @@ async fn replicas_wake_each_others_polls_and_drop_what_they_kept() {
 /// no other. PostgreSQL pass only, as above.
 #[tokio::test]
 async fn replicas_wake_every_vm_one_notification_names() {
-    assert!(
-        portcullis_app::store::test_support::on_postgres(),
-        "replicas share PostgreSQL: set PORTCULLIS_TEST_POSTGRES (make unit-postgres)"
-    );
-    let w = world().await;
-    let admin = w.admin().await;
-    let ops = w.user("ops", &[(Role::Requester, Scope::All)]).await;
+    let (w, admin, ops) = replicas_world().await;
     let mut vms = Vec::new();
     for name in ["web-1", "web-2", "web-3"] {
         let vm = w.vm(&admin, name, "prod").await;

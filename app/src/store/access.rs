@@ -314,29 +314,27 @@ impl WriteTx {
     pub async fn end_grants(&mut self, grants: &[OpenGrant], ending: &Ending<'_>) -> Result<usize> {
         // A statement per slice rather than per grant: the expiry job ends hundreds at a
         // time under the write lock, where every round trip holds up every other writer.
+        // An expiry keeps the end the grant had; any other ending is now.
+        let expiry = ending.status == PortStatus::Expired;
+        let (set, first_id) = if expiry {
+            ("status = $1, status_reason = $2", 3)
+        } else {
+            (
+                "status = $1, status_reason = $2, \
+                 end_at = CASE WHEN end_at < $3 THEN end_at ELSE $3 END",
+                4,
+            )
+        };
         let mut ended_here = std::collections::HashSet::new();
         for slice in grants.chunks(ROWS_PER_STATEMENT) {
-            // An expiry keeps the end the grant had; any other ending is now.
-            let (sql, first) = if ending.status == PortStatus::Expired {
-                (
-                    "UPDATE request_ports SET status = $1, status_reason = $2",
-                    3,
-                )
-            } else {
-                (
-                    "UPDATE request_ports SET status = $1, status_reason = $2, \
-                     end_at = CASE WHEN end_at < $3 THEN end_at ELSE $3 END",
-                    4,
-                )
-            };
             let sql = format!(
-                "{sql} WHERE status = 'active' AND id IN ({}) RETURNING id",
-                placeholders(first, slice.len())
+                "UPDATE request_ports SET {set} WHERE status = 'active' AND id IN ({}) RETURNING id",
+                placeholders(first_id, slice.len())
             );
             let mut query = sqlx::query(&sql)
                 .bind(ending.status.as_str())
                 .bind(ending.reason);
-            if first == 4 {
+            if !expiry {
                 query = query.bind(self.now);
             }
             for g in slice {

@@ -513,10 +513,7 @@ impl WriteTx {
         after: &str,
         limit: i64,
     ) -> Result<Vec<MailRecipient>> {
-        let list = (5..5 + roles.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = super::placeholders(5, roles.len());
         let covers = |t: &str| {
             format!(
                 "({t}.scope_kind = 'all' OR ({t}.scope_kind = 'group' AND {t}.scope_target = $3) \

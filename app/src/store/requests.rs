@@ -654,13 +654,10 @@ impl Store {
         if out.is_empty() {
             return Ok(());
         }
-        let placeholders = (1..=out.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
             "SELECT request_id, port, protocol, status, status_reason, end_at FROM request_ports \
-             WHERE request_id IN ({placeholders}) ORDER BY port"
+             WHERE request_id IN ({}) ORDER BY port",
+            placeholders(1, out.len())
         );
         let mut query = sqlx::query(&sql);
         for r in out.iter() {
