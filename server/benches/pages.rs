@@ -27,7 +27,10 @@
 //! On SQLite by default; on PostgreSQL when `PORTCULLIS_TEST_POSTGRES` names a server
 //! (a fresh database, vacuumed and analysed as autovacuum would, dropped at the end).
 //! `PORTCULLIS_BIN` picks the server binary (default `target/release/portcullis-server`);
-//! `BENCH_SHOW_SQL=1` also prints the statements of each page (their log summaries).
+//! `BENCH_SHOW_SQL=1` also prints the statements of each page (their log summaries);
+//! `BENCH_KEEP=1` keeps the seeded database and the servers' logs (and prints where they
+//! are), even when a page fails; `BENCH_PAGES=Activity` times only the pages whose label
+//! holds that text.
 
 use base64::Engine as _;
 use portcullis_app::domain::audit::AuditKey;
@@ -691,8 +694,15 @@ async fn main() {
     } else {
         "SQLite"
     };
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database_url(dir.path(), "pages").await.unwrap();
+    let keep = std::env::var_os("BENCH_KEEP").is_some();
+    let tempdir = tempfile::tempdir().unwrap();
+    // Kept from the start, so that a run that fails leaves the servers' logs to read.
+    let (dir, _removed_at_end) = if keep {
+        (tempdir.keep(), None)
+    } else {
+        (tempdir.path().to_owned(), Some(tempdir))
+    };
+    let database_url = fresh_database_url(&dir, "pages").await.unwrap();
     let key: [u8; 32] = rand::random();
     let session_key: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -701,10 +711,10 @@ async fn main() {
         .and_then(Path::parent)
         .map(|p| p.join("site"))
         .filter(|p| p.is_dir())
-        .unwrap_or_else(|| dir.path().to_owned());
+        .unwrap_or_else(|| dir.clone());
     let setup = Setup {
         bin: bin.clone(),
-        dir: dir.path().to_owned(),
+        dir: dir.clone(),
         database_url: database_url.clone(),
         site_root,
         audit_key: b64.encode(key),
@@ -715,6 +725,13 @@ async fn main() {
         vms.div_ceil(2),
         bin.display()
     );
+
+    if keep {
+        println!(
+            "keeping the database and the servers' logs in {}",
+            dir.display()
+        );
+    }
 
     // ---- Seeding ----
     let seeding = Instant::now();
@@ -906,6 +923,9 @@ async fn main() {
         api,
         marker,
     })
+    .filter(|page| {
+        std::env::var("BENCH_PAGES").map_or(true, |only| page.label.contains(only.as_str()))
+    })
     .collect::<Vec<_>>();
     let mut rows = Vec::new();
     for page in &pages {
@@ -996,6 +1016,10 @@ async fn main() {
     }
 
     db.close().await;
+    if keep {
+        println!("kept: {database_url} (files in {})", dir.display());
+        return;
+    }
     if let Some(server_url) = std::env::var(portcullis_app::store::test_support::POSTGRES_ENV)
         .ok()
         .filter(|v| !v.is_empty())
