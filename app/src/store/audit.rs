@@ -252,8 +252,9 @@ impl WriteTx {
 /// The column with its ASCII letters lower-cased, compared in code point order: SQLite's
 /// lower() folds ASCII alone and compares bytes (BINARY) already; PostgreSQL's lower()
 /// folds ASCII alone in the C collation, whose order its result then has (the expression
-/// indexes of migration 0019), whatever the database's locale.
-fn folded(column: &str, backend: Backend) -> String {
+/// indexes of migration 0019), whatever the database's locale. The JIT tabs' search folds
+/// names the same way (the trigram indexes of migration 0021).
+pub(crate) fn folded(column: &str, backend: Backend) -> String {
     match backend {
         Backend::Sqlite => format!("LOWER({column})"),
         Backend::Postgres => format!("LOWER({column} COLLATE \"C\")"),
@@ -340,8 +341,13 @@ impl Store {
         let mut filter = String::from(" WHERE 1 = 1");
         let mut binds = Vec::new();
         push_filters(q, self.backend, &mut filter, &mut binds);
+        // The page's positions first, from an index alone, then its entries: with a VM or
+        // user filter, SQLite read every matching entry whole to sort them (20,000 of them
+        // for one user of fifty in a 1,000,000-entry log: 90–180 ms a page, 5 ms this way).
         let sql = format!(
-            "SELECT {COLUMNS} FROM activity_log{filter} ORDER BY seq DESC LIMIT {} OFFSET {}",
+            "SELECT {COLUMNS} FROM activity_log WHERE seq IN \
+             (SELECT seq FROM activity_log{filter} ORDER BY seq DESC LIMIT {} OFFSET {}) \
+             ORDER BY seq DESC",
             q.limit.clamp(1, 10_000),
             q.offset.clamp(0, MAX_OFFSET)
         );
@@ -439,15 +445,21 @@ impl Store {
         let col = folded(column, self.backend);
         let (low, high) = prefix_range(prefix);
         binds.push(Bind::Text(low));
-        let mut bound = format!("{col} >= ${}", binds.len());
-        if let Some(high) = high {
-            binds.push(Bind::Text(high));
-            bound.push_str(&format!(" AND {col} < ${}", binds.len()));
-        }
+        let low = format!("{col} >= ${}", binds.len());
+        let high = match high {
+            Some(high) => {
+                binds.push(Bind::Text(high));
+                format!(" AND {col} < ${}", binds.len())
+            }
+            None => String::new(),
+        };
+        // Each step seeks past the last name, which is already above the prefix's low
+        // bound: with both lower bounds SQLite seeks by the low one and walks every entry
+        // of the names before (with 50 users in a 1,000,000-entry log, 1.5–2 s a page).
         let cte = format!(
             "{name}(k, n) AS (\
-             SELECT MIN({col}), 0 FROM activity_log WHERE {bound} \
-             UNION ALL SELECT (SELECT MIN({col}) FROM activity_log WHERE {bound} AND {col} > {name}.k), \
+             SELECT MIN({col}), 0 FROM activity_log WHERE {low}{high} \
+             UNION ALL SELECT (SELECT MIN({col}) FROM activity_log WHERE {col} > {name}.k{high}), \
              {name}.n + 1 FROM {name} WHERE {name}.k IS NOT NULL AND {name}.n < {limit})"
         );
         let pick = format!(
