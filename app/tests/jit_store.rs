@@ -102,6 +102,40 @@ async fn vms_are_unique_and_logged_with_their_change() {
     assert_eq!(total, 1, "the failed insert logged nothing: {entries:?}");
 }
 
+/// A search ignores the case of ASCII letters and matches every other character as typed,
+/// on both backends: before, the search was lower-cased whole and SQLite's lower() folds
+/// ASCII alone, so on SQLite typing a non-ASCII name exactly as it is found nothing.
+#[tokio::test]
+async fn a_search_finds_names_as_typed_and_ignores_ascii_case() {
+    let (w, _, _) = fresh().await;
+    let store = &w.store;
+    for (name, group) in [
+        ("Serveur-Été-1", "Équipe-Nord"),
+        ("serveur-2", "équipe-sud"),
+        ("db_1", "prod"),
+        ("db-1", "prod"),
+    ] {
+        let mut fields = vm(name, "");
+        fields.group = group.into();
+        store.create_vm(&fields, log("vm.create")).await.unwrap();
+    }
+    let found = |search: &'static str| async move {
+        let (rows, total) = store.list_vms(&tab(VmTab::All, search)).await.unwrap();
+        assert_eq!(total.of(VmTab::All), rows.len() as i64, "{search}");
+        let mut names: Vec<String> = rows.into_iter().map(|r| r.vm.name).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(found("Serveur-Été-1").await, ["Serveur-Été-1"]);
+    assert_eq!(found("SERVEUR-Été").await, ["Serveur-Été-1"]);
+    assert_eq!(found("Équipe-Nord").await, ["Serveur-Été-1"]);
+    assert_eq!(found("ÉQUIPE").await, ["Serveur-Été-1"]);
+    assert_eq!(found("équipe").await, ["serveur-2"]);
+    assert_eq!(found("SERVEUR").await, ["Serveur-Été-1", "serveur-2"]);
+    assert_eq!(found("DB_").await, ["db_1"], "a typed wildcard is itself");
+    assert_eq!(found("b%1").await, Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn tabs_split_vms_by_policy_and_exposure_with_search_and_paging() {
     let (w, admin, _) = fresh().await;

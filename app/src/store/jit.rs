@@ -1,7 +1,9 @@
 //! VMs and their JIT policies.
 
-use super::audit::{Bind, NewLogEntry, bind_all};
-use super::{ROWS_PER_STATEMENT, Result, Store, StoreError, WriteTx, new_id, placeholders};
+use super::audit::{Bind, NewLogEntry, bind_all, folded};
+use super::{
+    Backend, ROWS_PER_STATEMENT, Result, Store, StoreError, WriteTx, new_id, placeholders,
+};
 use crate::domain::Visibility;
 use crate::domain::jit::{
     AllowedSources, ApprovalTimeout, Approvers, JitPolicy, LeadTime, MaxDuration, Port, PortRule,
@@ -219,6 +221,19 @@ async fn taken_names(
     Ok(taken)
 }
 
+/// Whether `column`, its ASCII letters folded, holds the pattern bound at `$n` (itself
+/// folded, wildcards escaped with `\`). SQLite's LIKE already ignores the case of ASCII
+/// letters, and only those, as its lower() does: without lower() it matches the same
+/// names and copies none (a search reads every VM there). On PostgreSQL the expression is
+/// that of the trigram indexes of migration 0021.
+fn contains(column: &str, n: usize, backend: Backend) -> String {
+    let folded = match backend {
+        Backend::Sqlite => column.to_owned(),
+        Backend::Postgres => folded(column, backend),
+    };
+    format!("{folded} LIKE ${n} ESCAPE '\\'")
+}
+
 impl Store {
     /// Which of `names` VMs already have (for a preview; the import itself asks again
     /// inside its transaction).
@@ -287,7 +302,9 @@ impl Store {
     pub async fn list_vms(&self, q: &VmListQuery) -> Result<(Vec<VmSummary>, TabCounts)> {
         let mut filter = String::new();
         let mut binds: Vec<Bind> = Vec::new();
-        let search = q.search.trim().to_lowercase();
+        // ASCII letters fold, others match as typed: the same on both backends (SQLite's
+        // lower() folds ASCII alone), and what PostgreSQL's trigram indexes hold.
+        let search = q.search.trim().to_ascii_lowercase();
         if !search.is_empty() {
             // Wildcards typed by the user match themselves ("db_1" is not "db-1").
             let literal = search
@@ -297,7 +314,9 @@ impl Store {
             binds.push(Bind::Text(format!("%{literal}%")));
             let n = binds.len();
             filter.push_str(&format!(
-                " AND (LOWER(v.name) LIKE ${n} ESCAPE '\\' OR LOWER(v.resource_group) LIKE ${n} ESCAPE '\\')"
+                " AND ({} OR {})",
+                contains("v.name", n, self.backend),
+                contains("v.resource_group", n, self.backend)
             ));
         }
         if let Some(id) = &q.only_id {
@@ -317,8 +336,9 @@ impl Store {
             filter.push_str(&format!(" AND ({})", parts.join(" OR ")));
         }
         // One statement for the four counts. Without a search each reads its tab's index;
-        // a search matches anywhere in a name (no index helps), so then one scan counts
-        // all four rather than four scans one each.
+        // a search matches anywhere in a name, so then one pass over the matches counts
+        // all four rather than four passes one each (on PostgreSQL the trigram indexes
+        // find the matches; SQLite reads every VM).
         let count = |tab: VmTab| {
             if search.is_empty() {
                 format!(

@@ -350,6 +350,19 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        if backend == Backend::Postgres {
+            let trigrams = sqlx::query(
+                "SELECT 1 AS one FROM pg_indexes WHERE indexname = 'vms_group_trigrams'",
+            )
+            .fetch_optional(&pool)
+            .await?;
+            if trigrams.is_none() {
+                tracing::warn!(
+                    "PostgreSQL has no pg_trgm extension here: each JIT tab search reads every \
+                     VM (the README's PostgreSQL section says how to add it)"
+                );
+            }
+        }
         let watchers = std::sync::Arc::new(watch::Watchers::default());
         if backend == Backend::Postgres {
             // Listening before the store is handed out: no commit after `connect`
