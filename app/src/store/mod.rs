@@ -351,15 +351,18 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         if backend == Backend::Postgres {
-            let trigrams = sqlx::query(
-                "SELECT 1 AS one FROM pg_indexes WHERE indexname = 'vms_group_trigrams'",
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n FROM pg_indexes WHERE schemaname = ANY(current_schemas(false)) \
+                 AND tablename = 'vms' AND indexname IN ('vms_name_trigrams', 'vms_group_trigrams')",
             )
-            .fetch_optional(&pool)
+            .fetch_one(&pool)
             .await?;
-            if trigrams.is_none() {
+            let trigrams: i64 = sqlx::Row::try_get(&row, "n")?;
+            if trigrams < 2 {
                 tracing::warn!(
-                    "PostgreSQL has no pg_trgm extension here: each JIT tab search reads every \
-                     VM (the README's PostgreSQL section says how to add it)"
+                    "the JIT search's trigram indexes are missing (migration 0021 could not \
+                     create PostgreSQL's pg_trgm extension or its indexes): each search \
+                     reads every VM; the README's PostgreSQL section says how to add them"
                 );
             }
         }
