@@ -24,11 +24,11 @@ where
     let mut times = Vec::new();
     let mut statements = usize::MAX;
     for _ in 0..20 {
-        let before = counted::so_far();
+        let before = counted::settled().await;
         let t = Instant::now();
         page().await;
         times.push(t.elapsed());
-        statements = statements.min(counted::so_far() - before);
+        statements = statements.min(counted::settled().await - before);
     }
     let max = *times.iter().max().unwrap();
     (median(times), max, statements)

@@ -36,3 +36,20 @@ pub fn install() {
 pub fn so_far() -> usize {
     STATEMENTS.load(Ordering::SeqCst)
 }
+
+/// The statements run so far, once the driver has logged every statement it answered.
+/// SQLite's driver hands the answer over from its worker thread before it logs the
+/// statement, so a count read as soon as the answer is back may miss the last ones: on a
+/// loaded machine a page counted 3 statements instead of 4. The log is settled once it
+/// has stayed the same for a moment.
+pub async fn settled() -> usize {
+    let mut seen = so_far();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        let now = so_far();
+        if now == seen {
+            return now;
+        }
+        seen = now;
+    }
+}
