@@ -817,6 +817,12 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert!(field(&reply, "page").is_some());
     let (s, reply) = requester.get("/api/v1/vms?page=abc").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{reply}");
+    // A NUL ended SQLite's FTS5 query and PostgreSQL refuses it in text: both said 500.
+    for search in ["web%00-1", "we%00", "w%09eb"] {
+        let (s, reply) = requester.get(&format!("/api/v1/vms?search={search}")).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{search}: {reply}");
+        assert!(field(&reply, "search").is_some(), "{reply}");
+    }
     let (s, reply) = requester.get("/api/v1/activity?from=yesterday").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
     assert!(field(&reply, "from").is_some(), "{reply}");

@@ -202,9 +202,7 @@ pub async fn list_vms(
     let run = async {
         let c = super::ctx::ctx().await?;
         let actor = c.actor().await?;
-        if q.chars().count() > 100 {
-            return Err(AppError::field("q", "Search for at most 100 characters."));
-        }
+        let q = crate::domain::vm::parse_search(&q).map_err(|m| AppError::field("q", m))?;
         let page = page.clamp(1, 1_000_000);
         let query = VmListQuery {
             tab: jit::parse_tab(&tab),

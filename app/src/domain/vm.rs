@@ -4,6 +4,20 @@ use super::FieldErrors;
 use super::jit::{MANAGEMENT_PORTS, Os, Port};
 use std::net::IpAddr;
 
+/// What a user typed into a JIT tab's search, trimmed: at most 100 characters, and no
+/// control characters. PostgreSQL cannot hold a NUL in text, and SQLite's FTS5 ends a
+/// query at one, so either answered such a search with an error instead of a refusal.
+pub fn parse_search(raw: &str) -> Result<String, String> {
+    let text = raw.trim();
+    if text.chars().count() > 100 {
+        return Err("Search for at most 100 characters.".into());
+    }
+    if text.chars().any(char::is_control) {
+        return Err("A search holds no control characters.".into());
+    }
+    Ok(text.to_owned())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
     pub name: String,
@@ -108,6 +122,16 @@ impl VmSpec {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_search_is_short_text_without_control_characters() {
+        assert_eq!(parse_search("  web-1 ").unwrap(), "web-1");
+        assert_eq!(parse_search("Équipe \"x\"").unwrap(), "Équipe \"x\"");
+        assert!(parse_search(&"x".repeat(100)).is_ok());
+        assert!(parse_search(&"x".repeat(101)).is_err());
+        assert!(parse_search("ab\0c").is_err());
+        assert!(parse_search("a\tb").is_err());
+    }
+
     use super::*;
 
     #[test]

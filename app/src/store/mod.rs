@@ -179,6 +179,9 @@ pub struct Store {
     /// Told when a committed transaction put messages in the outbox: the delivery job
     /// sends them at once instead of at its next look.
     outbox: std::sync::Arc<tokio::sync::Notify>,
+    /// SQLite only: the JIT search's FTS5 index (migration 0022) is there with the
+    /// triggers that keep it, so a search may read it (see `Store::narrow_search`).
+    search_index: bool,
 }
 
 /// A write transaction holding the store's write lock until it ends: the in-process
@@ -366,6 +369,24 @@ impl Store {
                 );
             }
         }
+        // A rebuild of `vms` drops its triggers: the index would then miss every VM
+        // written since, and a search would not find them. Without all three, searches
+        // read every VM instead.
+        let search_index = backend == Backend::Sqlite && {
+            let triggers: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'vms' \
+                 AND name IN ('vm_search_insert', 'vm_search_delete', 'vm_search_update')",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if triggers < 3 {
+                tracing::warn!(
+                    "the triggers that keep the JIT search's index (migration 0022) are \
+                     missing: each search reads every VM"
+                );
+            }
+            triggers == 3
+        };
         let watchers = std::sync::Arc::new(watch::Watchers::default());
         if backend == Backend::Postgres {
             // Listening before the store is handed out: no commit after `connect`
@@ -391,6 +412,7 @@ impl Store {
             contacts: Default::default(),
             exports: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             outbox,
+            search_index,
         };
         store.optimize().await?;
         Ok(store)

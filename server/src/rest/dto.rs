@@ -266,7 +266,8 @@ pub struct VmListQuery {
     /// `all` (default), `configured`, `recommended`, `notConfigured` or `unsupported` (no
     /// policy, and the agent reports that it cannot enforce one).
     pub tab: Option<String>,
-    /// Part of a VM's name, group or address.
+    /// Text anywhere in a VM's name or resource group, ASCII letters in any case: at most
+    /// 100 characters, none of them a control character.
     pub search: Option<String>,
     /// `name` (default), `group` or `os`.
     pub sort: Option<String>,

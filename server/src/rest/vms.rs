@@ -132,13 +132,8 @@ pub async fn list_vms(
             ));
         }
     };
-    let search = q.search.unwrap_or_default();
-    if search.chars().count() > 100 {
-        return Err(ApiError::field(
-            "search",
-            "Search for at most 100 characters.",
-        ));
-    }
+    let search = portcullis_app::domain::vm::parse_search(&q.search.unwrap_or_default())
+        .map_err(|m| ApiError::field("search", m))?;
     let sort = q.sort.unwrap_or_else(|| "name".into());
     if !matches!(sort.as_str(), "name" | "group" | "os") {
         return Err(ApiError::field("sort", "Sort by name, group or os."));
