@@ -8,8 +8,10 @@ mod common;
 use common::*;
 use portcullis_app::domain::jit::{Port, Protocol};
 use portcullis_app::domain::request::{PortStatus, RequestSpec, RequestStatus};
+use portcullis_app::domain::secret::hash_secret;
 use portcullis_app::domain::vm::VmSpec;
 use portcullis_app::domain::{Cidr, Role, Scope, Visibility};
+use portcullis_app::services::enrollment::{EnrollTarget, create};
 use portcullis_app::services::{Actor, jit, requests};
 use portcullis_app::store::{StoreError, StoredVm, Verification, VmFields, VmListQuery, VmTab};
 
@@ -591,10 +593,41 @@ async fn the_log_chain_verifies_under_concurrency_and_detects_tampering() {
 /// The tab a VM is on follows its policy from the moment the policy is saved or removed
 /// (the store keeps `vms.jit_configured` in the policy's own transaction), and a VM whose
 /// agent cannot enforce anything is on Unsupported, not Recommended, until it can.
+/// The id of an agent enrolled with a token for `target`, from a host named `hostname`.
+async fn enrolled(w: &World, admin: &Actor, target: EnrollTarget<'_>, hostname: &str) -> String {
+    let e = create(&w.store, admin, target, "https://jit.example.com")
+        .await
+        .unwrap();
+    let (agent_id, _, _) = w
+        .store
+        .enroll_agent(
+            &hash_secret(&e.token),
+            &hash_secret("agent-secret"),
+            &portcullis_app::store::AgentHost {
+                hostname,
+                os: "linux",
+                address: "198.51.100.5",
+            },
+        )
+        .await
+        .unwrap()
+        .expect("the token enrolls");
+    agent_id
+}
+
+/// The agent's report on `v`'s current state: its error (empty when none) and the
+/// management ports it sees listening.
+async fn report(w: &World, agent_id: &str, v: StoredVm, error: &str, exposed: &str) {
+    let generation = w.generation(&v).await;
+    let agent = w.store.agent(agent_id).await.unwrap().unwrap();
+    w.store
+        .record_agent_report(&agent, generation, error, exposed, "198.51.100.5")
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_vm_moves_between_tabs_with_its_policy_and_its_agents_errors() {
-    use portcullis_app::domain::secret::hash_secret;
-    use portcullis_app::services::enrollment::{EnrollTarget, create};
     let (w, admin, _) = fresh().await;
     let store = &w.store;
     store
@@ -620,37 +653,9 @@ async fn a_vm_moves_between_tabs_with_its_policy_and_its_agents_errors() {
     assert_eq!(on(VmTab::Recommended).await, (vec!["web-1".to_owned()], 1));
 
     // An agent on a host without nftables.
-    let e = create(
-        store,
-        &admin,
-        EnrollTarget::Vm(&v.id),
-        "https://jit.example.com",
-    )
-    .await
-    .unwrap();
-    let (agent_id, _, _) = store
-        .enroll_agent(
-            &hash_secret(&e.token),
-            &hash_secret("agent-secret"),
-            &portcullis_app::store::AgentHost {
-                hostname: "web-1",
-                os: "linux",
-                address: "198.51.100.5",
-            },
-        )
-        .await
-        .unwrap()
-        .expect("the token enrolls");
+    let agent_id = enrolled(&w, &admin, EnrollTarget::Vm(&v.id), "web-1").await;
     let report = |error: &'static str, exposed: &'static str| {
-        let (store, w, v, agent_id) = (store.clone(), &w, v.clone(), agent_id.clone());
-        async move {
-            let generation = w.generation(&v).await;
-            let agent = store.agent(&agent_id).await.unwrap().unwrap();
-            store
-                .record_agent_report(&agent, generation, error, exposed, "198.51.100.5")
-                .await
-                .unwrap();
-        }
+        report(&w, &agent_id, v.clone(), error, exposed)
     };
     report("nft: No such file or directory (os error 2)", "22").await;
     assert_eq!(on(VmTab::Unsupported).await, (vec!["web-1".to_owned()], 1));
@@ -665,6 +670,126 @@ async fn a_vm_moves_between_tabs_with_its_policy_and_its_agents_errors() {
         on(VmTab::NotConfigured).await,
         (vec!["web-1".to_owned()], 1)
     );
+}
+
+/// The tab titles' counts, under `scope`, as `list_vms` gives them and as its pages hold
+/// them: the counts kept per group (migration 0023) must be the VMs the tabs list.
+async fn counts_and_rows(
+    store: &portcullis_app::store::Store,
+    scope: &Visibility,
+) -> [(i64, i64); 4] {
+    let mut out = [(0, 0); 4];
+    for (i, t) in [
+        VmTab::Configured,
+        VmTab::Recommended,
+        VmTab::NotConfigured,
+        VmTab::Unsupported,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let q = VmListQuery {
+            scope: scope.clone(),
+            limit: 500,
+            ..tab(t, "")
+        };
+        let (rows, counts) = store.list_vms(&q).await.unwrap();
+        out[i] = (counts.of(t), rows.len() as i64);
+    }
+    out
+}
+
+#[tokio::test]
+async fn tab_counts_are_the_vms_on_the_tabs_after_every_kind_of_write() {
+    let (w, admin, _) = fresh().await;
+    let store = &w.store;
+    let mut made = Vec::new();
+    for (name, group, exposed) in [
+        ("b-1", "blue", "22"),
+        ("b-2", "blue", ""),
+        ("b-3", "blue", "3389"),
+        ("r-1", "red", "22"),
+        ("r-2", "red", ""),
+    ] {
+        let made_vm = store
+            .create_vm(
+                &VmFields {
+                    group: group.into(),
+                    ..vm(name, exposed)
+                },
+                log("vm.create"),
+            )
+            .await
+            .unwrap();
+        made.push(made_vm);
+    }
+    let [b1, b2, b3, r1, r2] = <[StoredVm; 5]>::try_from(made).unwrap();
+    let scopes = [
+        all(),
+        Visibility::default(),
+        Visibility {
+            groups: vec!["blue".into()],
+            ..Default::default()
+        },
+        // A VM named outside the scope's groups counts; one inside them counts once.
+        Visibility {
+            groups: vec!["blue".into()],
+            vm_ids: vec![r1.id.clone(), b1.id.clone()],
+            ..Default::default()
+        },
+        Visibility {
+            vm_ids: vec![r1.id.clone(), b2.id.clone()],
+            ..Default::default()
+        },
+    ];
+    let check = |after: &'static str| {
+        let scopes = scopes.clone();
+        async move {
+            for scope in &scopes {
+                let seen = counts_and_rows(store, scope).await;
+                for (count, rows) in seen {
+                    assert_eq!(count, rows, "after {after}, under {scope:?}: {seen:?}");
+                }
+            }
+            counts_and_rows(store, &all()).await.map(|(count, _)| count)
+        }
+    };
+    assert_eq!(check("creating VMs").await, [0, 3, 2, 0]);
+
+    w.policy(&admin, &b1, &[rule("22")]).await;
+    w.policy(&admin, &r2, &[rule("22")]).await;
+    assert_eq!(check("policies on").await, [2, 2, 1, 0]);
+    jit::remove_policy(store, &admin, &r2.id).await.unwrap();
+    assert_eq!(check("a policy off").await, [1, 2, 2, 0]);
+
+    // Moved to another group, and its exposed ports changed with it.
+    let spec = |name: &str, group: &str, exposed: &str| {
+        VmSpec::parse(name, group, "198.51.100.5", "linux", exposed).unwrap()
+    };
+    jit::update_vm(store, &admin, &b3.id, spec("b-3", "red", ""))
+        .await
+        .unwrap();
+    assert_eq!(check("a move to another group").await, [1, 1, 3, 0]);
+    jit::update_vm(store, &admin, &b1.id, spec("b-1", "green", "22"))
+        .await
+        .unwrap();
+    assert_eq!(check("a configured VM's move").await, [1, 1, 3, 0]);
+
+    // An agent that registers its own VM, then reports an error and what listens.
+    let agent_id = enrolled(&w, &admin, EnrollTarget::Group("blue"), "b-4").await;
+    assert_eq!(check("an agent registering its VM").await, [1, 1, 4, 0]);
+    let b4 = store.get_vm_by_name("b-4").await.unwrap().unwrap();
+    let report = |error: &'static str, exposed: &'static str| {
+        report(&w, &agent_id, b4.clone(), error, exposed)
+    };
+    report("nft: No such file or directory (os error 2)", "22").await;
+    assert_eq!(check("an agent's error").await, [1, 1, 3, 1]);
+    report("", "22").await;
+    assert_eq!(check("the error fixed").await, [1, 2, 3, 0]);
+
+    jit::delete_vm(store, &admin, &b2.id).await.unwrap();
+    jit::delete_vm(store, &admin, &b1.id).await.unwrap();
+    assert_eq!(check("deletes").await, [0, 2, 2, 0]);
 }
 
 /// A request made through the store on `v` for `list` (port, protocol) from `source`,

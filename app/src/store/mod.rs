@@ -182,6 +182,9 @@ pub struct Store {
     /// SQLite only: the JIT search's FTS5 index (migration 0022) is there with the
     /// triggers that keep it, so a search may read it (see `Store::narrow_search`).
     search_index: bool,
+    /// The tab counts per resource group (migration 0023) are there with the triggers
+    /// that keep them, so the JIT tabs' titles may read them (see `Store::list_vms`).
+    tab_counts: bool,
 }
 
 /// A write transaction holding the store's write lock until it ends: the in-process
@@ -387,6 +390,30 @@ impl Store {
             }
             triggers == 3
         };
+        // Likewise the tab counts (0023): without their triggers they would drift from the
+        // VMs, so the titles count the VMs instead.
+        let tab_counts = {
+            let sql = match backend {
+                Backend::Sqlite => {
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' \
+                     AND tbl_name = 'vms' AND name IN ('vm_tab_counts_insert', \
+                     'vm_tab_counts_delete', 'vm_tab_counts_update')"
+                }
+                Backend::Postgres => {
+                    "SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = 'vms'::regclass \
+                     AND NOT tgisinternal AND tgenabled <> 'D' AND tgname IN \
+                     ('vm_tab_counts_insert', 'vm_tab_counts_delete', 'vm_tab_counts_update')"
+                }
+            };
+            let triggers: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await?;
+            if triggers < 3 {
+                tracing::warn!(
+                    "the triggers that keep the JIT tabs' counts (migration 0023) are \
+                     missing: each tab's title counts the VMs"
+                );
+            }
+            triggers == 3
+        };
         let watchers = std::sync::Arc::new(watch::Watchers::default());
         if backend == Backend::Postgres {
             // Listening before the store is handed out: no commit after `connect`
@@ -413,6 +440,7 @@ impl Store {
             exports: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             outbox,
             search_index,
+            tab_counts,
         };
         store.optimize().await?;
         Ok(store)
