@@ -85,7 +85,7 @@ impl Server {
         }
     }
 
-    async fn ready(&self, http: &reqwest::Client) {
+    async fn ready(&mut self, http: &reqwest::Client) {
         for _ in 0..600 {
             if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
                 && r.status().is_success()
@@ -94,7 +94,16 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the server did not start; see {}", self.log.display());
+        // The log lives in a directory removed as the panic unwinds: its end goes with
+        // the panic, or nothing would say why.
+        let exited = match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(status))) => format!("it exited ({status})"),
+            _ => "it is still running".to_owned(),
+        };
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        panic!("the server was not ready within 30 s; {exited}; the end of its log:\n{tail}");
     }
 }
 

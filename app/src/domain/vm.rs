@@ -122,16 +122,6 @@ impl VmSpec {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_search_is_short_text_without_control_characters() {
-        assert_eq!(parse_search("  web-1 ").unwrap(), "web-1");
-        assert_eq!(parse_search("Équipe \"x\"").unwrap(), "Équipe \"x\"");
-        assert!(parse_search(&"x".repeat(100)).is_ok());
-        assert!(parse_search(&"x".repeat(101)).is_err());
-        assert!(parse_search("ab\0c").is_err());
-        assert!(parse_search("a\tb").is_err());
-    }
-
     use super::*;
 
     #[test]
@@ -144,5 +134,15 @@ mod tests {
         for f in ["name", "group", "addresses", "os", "exposed_ports"] {
             assert!(e.get(f).is_some(), "{f}");
         }
+    }
+
+    #[test]
+    fn a_search_is_short_text_without_control_characters() {
+        assert_eq!(parse_search("  web-1 ").unwrap(), "web-1");
+        assert_eq!(parse_search("Équipe \"x\"").unwrap(), "Équipe \"x\"");
+        assert!(parse_search(&"x".repeat(100)).is_ok());
+        assert!(parse_search(&"x".repeat(101)).is_err());
+        assert!(parse_search("ab\0c").is_err());
+        assert!(parse_search("a\tb").is_err());
     }
 }
