@@ -590,9 +590,6 @@ async fn the_log_chain_verifies_under_concurrency_and_detects_tampering() {
     ));
 }
 
-/// The tab a VM is on follows its policy from the moment the policy is saved or removed
-/// (the store keeps `vms.jit_configured` in the policy's own transaction), and a VM whose
-/// agent cannot enforce anything is on Unsupported, not Recommended, until it can.
 /// The id of an agent enrolled with a token for `target`, from a host named `hostname`.
 async fn enrolled(w: &World, admin: &Actor, target: EnrollTarget<'_>, hostname: &str) -> String {
     let e = create(&w.store, admin, target, "https://jit.example.com")
@@ -626,6 +623,9 @@ async fn report(w: &World, agent_id: &str, v: StoredVm, error: &str, exposed: &s
         .unwrap();
 }
 
+/// The tab a VM is on follows its policy from the moment the policy is saved or removed
+/// (the store keeps `vms.jit_configured` in the policy's own transaction), and a VM whose
+/// agent cannot enforce anything is on Unsupported, not Recommended, until it can.
 #[tokio::test]
 async fn a_vm_moves_between_tabs_with_its_policy_and_its_agents_errors() {
     let (w, admin, _) = fresh().await;
@@ -703,6 +703,11 @@ async fn counts_and_rows(
 async fn tab_counts_are_the_vms_on_the_tabs_after_every_kind_of_write() {
     let (w, admin, _) = fresh().await;
     let store = &w.store;
+    // Or the titles would count the VMs, and this test would prove nothing.
+    assert!(
+        store.keeps_tab_counts(),
+        "the tab counts' triggers are there"
+    );
     let mut made = Vec::new();
     for (name, group, exposed) in [
         ("b-1", "blue", "22"),

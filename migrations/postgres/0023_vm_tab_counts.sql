@@ -13,6 +13,10 @@ CREATE TABLE vm_tab_counts (
     unsupported BIGINT NOT NULL DEFAULT 0
 );
 
+-- A VM written between the count below and the triggers' creation would be missed for
+-- good: nothing else may write VMs until this migration commits.
+LOCK TABLE vms IN SHARE ROW EXCLUSIVE MODE;
+
 INSERT INTO vm_tab_counts (resource_group, configured, recommended, not_configured, unsupported)
     SELECT resource_group,
         SUM(CASE WHEN jit_configured = 1 THEN 1 ELSE 0 END),
@@ -23,9 +27,12 @@ INSERT INTO vm_tab_counts (resource_group, configured, recommended, not_configur
         SUM(CASE WHEN jit_configured = 0 AND agent_error <> '' THEN 1 ELSE 0 END)
     FROM vms GROUP BY resource_group;
 
--- Adds `delta` (1 or -1) to the count of the tab a VM with these columns is on.
+-- Adds `delta` (1 or -1) to the count of the tab a VM with these columns is on; a group's
+-- row goes when its last VM does, so the titles read a row per group that holds VMs.
+-- The search path is the migration's, so that writes still find the table under another
+-- (pg_restore --data-only runs with an empty one).
 CREATE FUNCTION vm_tab_counts_add(grp TEXT, delta BIGINT, configured_ BIGINT, error_ TEXT,
-    exposed_ TEXT) RETURNS void LANGUAGE sql AS $$
+    exposed_ TEXT) RETURNS void LANGUAGE sql SET search_path FROM CURRENT AS $$
     INSERT INTO vm_tab_counts AS t
         (resource_group, configured, recommended, not_configured, unsupported)
     VALUES (grp,
@@ -37,10 +44,13 @@ CREATE FUNCTION vm_tab_counts_add(grp TEXT, delta BIGINT, configured_ BIGINT, er
         configured = t.configured + EXCLUDED.configured,
         recommended = t.recommended + EXCLUDED.recommended,
         not_configured = t.not_configured + EXCLUDED.not_configured,
-        unsupported = t.unsupported + EXCLUDED.unsupported
+        unsupported = t.unsupported + EXCLUDED.unsupported;
+    DELETE FROM vm_tab_counts WHERE delta < 0 AND resource_group = grp AND configured = 0
+        AND recommended = 0 AND not_configured = 0 AND unsupported = 0;
 $$;
 
-CREATE FUNCTION vm_tab_counts_keep() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION vm_tab_counts_keep() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM vm_tab_counts_add(NEW.resource_group, 1, NEW.jit_configured, NEW.agent_error,
@@ -48,8 +58,9 @@ BEGIN
     ELSIF TG_OP = 'DELETE' THEN
         PERFORM vm_tab_counts_add(OLD.resource_group, -1, OLD.jit_configured, OLD.agent_error,
             OLD.exposed_ports);
-    -- A VM moving between groups locks both groups' rows, always in name order, so that
-    -- two moves the opposite way cannot deadlock.
+    -- Writers take the store's advisory lock one at a time; should one ever not, a VM
+    -- moving between groups still locks both groups' rows in name order, so that two
+    -- moves the opposite way cannot deadlock.
     ELSIF OLD.resource_group <= NEW.resource_group THEN
         PERFORM vm_tab_counts_add(OLD.resource_group, -1, OLD.jit_configured, OLD.agent_error,
             OLD.exposed_ports);

@@ -5,7 +5,10 @@
 -- a row per group the viewer sees. The tab conditions are word for word those of the
 -- partial indexes and of `VmTab::condition`; the store counts the VMs instead when a
 -- search or a scope of single VMs narrows the tabs, or when these triggers are missing
--- (a later rebuild of `vms` drops them: Store::connect warns).
+-- (a later rebuild of `vms` drops them: Store::connect warns). A group's row goes when its
+-- last VM does, so the titles read a row per group that holds VMs. (An INSERT OR REPLACE
+-- into `vms` would count the replaced VM twice, as its delete trigger would not fire; the
+-- store never writes one.)
 CREATE TABLE vm_tab_counts (
     resource_group TEXT PRIMARY KEY,
     configured INTEGER NOT NULL DEFAULT 0,
@@ -50,6 +53,8 @@ CREATE TRIGGER vm_tab_counts_delete AFTER DELETE ON vms BEGIN
         unsupported = unsupported - CASE WHEN old.jit_configured = 0 AND old.agent_error <> ''
             THEN 1 ELSE 0 END
     WHERE resource_group = old.resource_group;
+    DELETE FROM vm_tab_counts WHERE resource_group = old.resource_group AND configured = 0
+        AND recommended = 0 AND not_configured = 0 AND unsupported = 0;
 END;
 
 -- The old row leaves its group's counts, then the new row joins its group's (the same
@@ -68,6 +73,8 @@ BEGIN
         unsupported = unsupported - CASE WHEN old.jit_configured = 0 AND old.agent_error <> ''
             THEN 1 ELSE 0 END
     WHERE resource_group = old.resource_group;
+    DELETE FROM vm_tab_counts WHERE resource_group = old.resource_group AND configured = 0
+        AND recommended = 0 AND not_configured = 0 AND unsupported = 0;
     INSERT INTO vm_tab_counts (resource_group, configured, recommended, not_configured, unsupported)
     VALUES (new.resource_group,
         CASE WHEN new.jit_configured = 1 THEN 1 ELSE 0 END,

@@ -390,8 +390,8 @@ impl Store {
             }
             triggers == 3
         };
-        // Likewise the tab counts (0023): without their triggers they would drift from the
-        // VMs, so the titles count the VMs instead.
+        // Likewise the tab counts (0023): without their triggers (or with one disabled)
+        // they would drift from the VMs, so the titles count the VMs instead.
         let tab_counts = {
             let sql = match backend {
                 Backend::Sqlite => {
@@ -401,7 +401,7 @@ impl Store {
                 }
                 Backend::Postgres => {
                     "SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = 'vms'::regclass \
-                     AND NOT tgisinternal AND tgenabled <> 'D' AND tgname IN \
+                     AND NOT tgisinternal AND tgenabled IN ('O', 'A') AND tgname IN \
                      ('vm_tab_counts_insert', 'vm_tab_counts_delete', 'vm_tab_counts_update')"
                 }
             };

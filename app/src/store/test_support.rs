@@ -5,6 +5,14 @@
 use super::{Result, StoreError};
 use sqlx::Connection;
 
+impl super::Store {
+    /// Whether the JIT tabs' titles read the counts kept by migration 0023's triggers
+    /// (rather than counting the VMs, as they do when those triggers are missing).
+    pub fn keeps_tab_counts(&self) -> bool {
+        self.tab_counts
+    }
+}
+
 /// The variable naming the PostgreSQL server the suites run against, if any.
 pub const POSTGRES_ENV: &str = "PORTCULLIS_TEST_POSTGRES";
 
