@@ -8,10 +8,9 @@ mod common;
 use common::*;
 use portcullis_app::domain::jit::{Port, Protocol};
 use portcullis_app::domain::request::{PortStatus, RequestSpec, RequestStatus};
-use portcullis_app::domain::secret::hash_secret;
 use portcullis_app::domain::vm::VmSpec;
 use portcullis_app::domain::{Cidr, Role, Scope, Visibility};
-use portcullis_app::services::enrollment::{EnrollTarget, create};
+use portcullis_app::services::enrollment::EnrollTarget;
 use portcullis_app::services::{Actor, jit, requests};
 use portcullis_app::store::{StoreError, StoredVm, Verification, VmFields, VmListQuery, VmTab};
 
@@ -197,6 +196,102 @@ async fn a_search_finds_vms_as_they_are_now_and_takes_typed_syntax_as_text() {
         found("ar").await,
         ["caret^col:x", "near NEAR(a b)", "star*and OR(x)"]
     );
+}
+
+/// On SQLite, a search by a viewer who sees every VM is answered from the search index
+/// (0024): its counts, and its pages sorted by name from the names the index's keys carry.
+/// A viewer who sees the same VMs through their groups walks the tabs instead. Both must
+/// see the same titles and the same pages, in either direction, page after page, with
+/// names whose case sorts them apart.
+#[tokio::test]
+async fn a_search_pages_the_same_from_the_index_as_by_walking_the_tabs() {
+    let (w, admin, _) = fresh().await;
+    let store = &w.store;
+    let mut made = Vec::new();
+    for i in 0..36 {
+        let name = match i % 4 {
+            0 => format!("Web-{i:02}"),
+            1 => format!("web-{i:02}"),
+            2 => format!("db-{i:02}"),
+            _ => format!("WEB_{i:02}"),
+        };
+        let exposed = if i % 3 == 0 { "22" } else { "" };
+        let fields = VmFields {
+            group: ["Blue", "red", "blue-web"][i % 3].into(),
+            ..vm(&name, exposed)
+        };
+        made.push(store.create_vm(&fields, log("vm.create")).await.unwrap());
+    }
+    for v in made.iter().step_by(5) {
+        w.policy(&admin, v, &[rule("22")]).await;
+    }
+    // Renamed VMs sort by their new names on both paths.
+    for (i, new_name) in [(2, "a-web-02"), (5, "zz-web-05")] {
+        let spec = VmSpec::parse(new_name, &made[i].group, "198.51.100.5", "linux", "").unwrap();
+        jit::update_vm(store, &admin, &made[i].id, spec)
+            .await
+            .unwrap();
+        made[i].name = new_name.into();
+    }
+    let by_groups = Visibility {
+        groups: vec!["Blue".into(), "red".into(), "blue-web".into()],
+        ..Default::default()
+    };
+    for search in ["web", "WEB-", "blue", "b-0", "eb_", "-1", "nothing"] {
+        for t in [
+            VmTab::All,
+            VmTab::Configured,
+            VmTab::Recommended,
+            VmTab::NotConfigured,
+            VmTab::Unsupported,
+        ] {
+            for desc in [false, true] {
+                for offset in [0, 7, 14, 21] {
+                    let q = VmListQuery {
+                        desc,
+                        offset,
+                        limit: 7,
+                        ..tab(t, search)
+                    };
+                    let page = |scope: Visibility| {
+                        let q = VmListQuery { scope, ..q.clone() };
+                        async move {
+                            let (rows, counts) = store.list_vms(&q).await.unwrap();
+                            let names: Vec<String> = rows.into_iter().map(|r| r.vm.name).collect();
+                            (names, counts)
+                        }
+                    };
+                    assert_eq!(
+                        page(all()).await,
+                        page(by_groups.clone()).await,
+                        "{search:?} on {t:?}, desc {desc}, offset {offset}"
+                    );
+                }
+            }
+        }
+    }
+    // And the index did answer: the whole scope's "web" on All holds what a plain
+    // filter of every name holds.
+    let (rows, counts) = store
+        .list_vms(&VmListQuery {
+            limit: 500,
+            ..tab(VmTab::All, "web")
+        })
+        .await
+        .unwrap();
+    let mut names: Vec<String> = rows.into_iter().map(|r| r.vm.name).collect();
+    let mut expected: Vec<String> = made
+        .iter()
+        .filter(|v| {
+            v.name.to_ascii_lowercase().contains("web")
+                || v.group.to_ascii_lowercase().contains("web")
+        })
+        .map(|v| v.name.clone())
+        .collect();
+    assert_eq!(counts.of(VmTab::All), expected.len() as i64);
+    names.sort();
+    expected.sort();
+    assert_eq!(names, expected);
 }
 
 #[tokio::test]
@@ -590,39 +685,6 @@ async fn the_log_chain_verifies_under_concurrency_and_detects_tampering() {
     ));
 }
 
-/// The id of an agent enrolled with a token for `target`, from a host named `hostname`.
-async fn enrolled(w: &World, admin: &Actor, target: EnrollTarget<'_>, hostname: &str) -> String {
-    let e = create(&w.store, admin, target, "https://jit.example.com")
-        .await
-        .unwrap();
-    let (agent_id, _, _) = w
-        .store
-        .enroll_agent(
-            &hash_secret(&e.token),
-            &hash_secret("agent-secret"),
-            &portcullis_app::store::AgentHost {
-                hostname,
-                os: "linux",
-                address: "198.51.100.5",
-            },
-        )
-        .await
-        .unwrap()
-        .expect("the token enrolls");
-    agent_id
-}
-
-/// The agent's report on `v`'s current state: its error (empty when none) and the
-/// management ports it sees listening.
-async fn report(w: &World, agent_id: &str, v: StoredVm, error: &str, exposed: &str) {
-    let generation = w.generation(&v).await;
-    let agent = w.store.agent(agent_id).await.unwrap().unwrap();
-    w.store
-        .record_agent_report(&agent, generation, error, exposed, "198.51.100.5")
-        .await
-        .unwrap();
-}
-
 /// The tab a VM is on follows its policy from the moment the policy is saved or removed
 /// (the store keeps `vms.jit_configured` in the policy's own transaction), and a VM whose
 /// agent cannot enforce anything is on Unsupported, not Recommended, until it can.
@@ -653,10 +715,9 @@ async fn a_vm_moves_between_tabs_with_its_policy_and_its_agents_errors() {
     assert_eq!(on(VmTab::Recommended).await, (vec!["web-1".to_owned()], 1));
 
     // An agent on a host without nftables.
-    let agent_id = enrolled(&w, &admin, EnrollTarget::Vm(&v.id), "web-1").await;
-    let report = |error: &'static str, exposed: &'static str| {
-        report(&w, &agent_id, v.clone(), error, exposed)
-    };
+    let agent_id = w.enrolled(&admin, EnrollTarget::Vm(&v.id), "web-1").await;
+    let report =
+        |error: &'static str, exposed: &'static str| w.report(&agent_id, &v, error, exposed);
     report("nft: No such file or directory (os error 2)", "22").await;
     assert_eq!(on(VmTab::Unsupported).await, (vec!["web-1".to_owned()], 1));
     assert_eq!(on(VmTab::Recommended).await.1, 0);
@@ -672,13 +733,18 @@ async fn a_vm_moves_between_tabs_with_its_policy_and_its_agents_errors() {
     );
 }
 
-/// The tab titles' counts, under `scope`, as `list_vms` gives them and as its pages hold
-/// them: the counts kept per group (migration 0023) must be the VMs the tabs list.
+/// The tab titles' counts, under `scope` and `search`, as `list_vms` gives them; the rows
+/// its pages hold; and the VMs that hold the search, told apart here from the tab's whole
+/// list: the counts kept per group (migration 0023), and those SQLite's search index
+/// keeps per tab (0024), must be all three. (The pages alone could not tell a stale
+/// index: they find their rows through it too.)
 async fn counts_and_rows(
     store: &portcullis_app::store::Store,
     scope: &Visibility,
-) -> [(i64, i64); 4] {
-    let mut out = [(0, 0); 4];
+    search: &str,
+) -> [(i64, i64, i64); 4] {
+    let mut out = [(0, 0, 0); 4];
+    let folded = search.to_ascii_lowercase();
     for (i, t) in [
         VmTab::Configured,
         VmTab::Recommended,
@@ -691,10 +757,24 @@ async fn counts_and_rows(
         let q = VmListQuery {
             scope: scope.clone(),
             limit: 500,
-            ..tab(t, "")
+            ..tab(t, search)
         };
         let (rows, counts) = store.list_vms(&q).await.unwrap();
-        out[i] = (counts.of(t), rows.len() as i64);
+        let (every, _) = store
+            .list_vms(&VmListQuery {
+                search: String::new(),
+                ..q
+            })
+            .await
+            .unwrap();
+        let holding = every
+            .iter()
+            .filter(|r| {
+                r.vm.name.to_ascii_lowercase().contains(&folded)
+                    || r.vm.group.to_ascii_lowercase().contains(&folded)
+            })
+            .count();
+        out[i] = (counts.of(t), rows.len() as i64, holding as i64);
     }
     out
 }
@@ -707,6 +787,11 @@ async fn tab_counts_are_the_vms_on_the_tabs_after_every_kind_of_write() {
     assert!(
         store.keeps_tab_counts(),
         "the tab counts' triggers are there"
+    );
+    assert_eq!(
+        store.keeps_search_index(),
+        !portcullis_app::store::test_support::on_postgres(),
+        "SQLite's search index is kept"
     );
     let mut made = Vec::new();
     for (name, group, exposed) in [
@@ -747,16 +832,26 @@ async fn tab_counts_are_the_vms_on_the_tabs_after_every_kind_of_write() {
             ..Default::default()
         },
     ];
+    // Searches of three characters or more are counted by SQLite's index under the
+    // whole scope; shorter ones, and narrower scopes, count the VMs.
+    let searches = ["", "-1", "BLUE", "red", "b-4", "-", "GREEN", "lue"];
     let check = |after: &'static str| {
         let scopes = scopes.clone();
         async move {
             for scope in &scopes {
-                let seen = counts_and_rows(store, scope).await;
-                for (count, rows) in seen {
-                    assert_eq!(count, rows, "after {after}, under {scope:?}: {seen:?}");
+                for search in searches {
+                    let seen = counts_and_rows(store, scope, search).await;
+                    for (count, rows, holding) in seen {
+                        assert!(
+                            count == rows && rows == holding,
+                            "after {after}, under {scope:?}, search {search:?}: {seen:?}"
+                        );
+                    }
                 }
             }
-            counts_and_rows(store, &all()).await.map(|(count, _)| count)
+            counts_and_rows(store, &all(), "")
+                .await
+                .map(|(count, _, _)| count)
         }
     };
     assert_eq!(check("creating VMs").await, [0, 3, 2, 0]);
@@ -781,12 +876,11 @@ async fn tab_counts_are_the_vms_on_the_tabs_after_every_kind_of_write() {
     assert_eq!(check("a configured VM's move").await, [1, 1, 3, 0]);
 
     // An agent that registers its own VM, then reports an error and what listens.
-    let agent_id = enrolled(&w, &admin, EnrollTarget::Group("blue"), "b-4").await;
+    let agent_id = w.enrolled(&admin, EnrollTarget::Group("blue"), "b-4").await;
     assert_eq!(check("an agent registering its VM").await, [1, 1, 4, 0]);
     let b4 = store.get_vm_by_name("b-4").await.unwrap().unwrap();
-    let report = |error: &'static str, exposed: &'static str| {
-        report(&w, &agent_id, b4.clone(), error, exposed)
-    };
+    let report =
+        |error: &'static str, exposed: &'static str| w.report(&agent_id, &b4, error, exposed);
     report("nft: No such file or directory (os error 2)", "22").await;
     assert_eq!(check("an agent's error").await, [1, 1, 3, 1]);
     report("", "22").await;

@@ -12,6 +12,7 @@ use common::*;
 use portcullis_app::domain::notify::{ChannelInput, signature};
 use portcullis_app::domain::{Role, Scope};
 use portcullis_app::services::delivery::{Sender, deliver_due};
+use portcullis_app::services::enrollment::EnrollTarget;
 use portcullis_app::services::{Actor, notify, requests};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -526,33 +527,6 @@ async fn a_slow_receiver_does_not_hold_up_requests() {
     job.abort();
 }
 
-async fn enrolled_agent(w: &World, admin: &Actor, vm: &portcullis_app::store::StoredVm) -> String {
-    use portcullis_app::domain::secret::hash_secret;
-    let e = portcullis_app::services::enrollment::create(
-        &w.store,
-        admin,
-        portcullis_app::services::enrollment::EnrollTarget::Vm(&vm.id),
-        "https://jit.example.com",
-    )
-    .await
-    .unwrap();
-    let (agent_id, _, _) = w
-        .store
-        .enroll_agent(
-            &hash_secret(&e.token),
-            &hash_secret("agent-secret"),
-            &portcullis_app::store::AgentHost {
-                hostname: &vm.name,
-                os: "linux",
-                address: "198.51.100.5",
-            },
-        )
-        .await
-        .unwrap()
-        .expect("the token enrolls");
-    agent_id
-}
-
 #[tokio::test]
 async fn time_driven_events_are_told_once_each() {
     let w = world().await;
@@ -589,20 +563,10 @@ async fn time_driven_events_are_told_once_each() {
     assert_eq!(notify::scan(&w.store).await.unwrap(), 1);
 
     // Agent trouble reaches the VM's administrators.
-    let agent_id = enrolled_agent(&w, &admin, &vm).await;
-    let agent = w.store.agent(&agent_id).await.unwrap().unwrap();
-    let generation = w.generation(&vm).await;
+    let agent_id = w.enrolled(&admin, EnrollTarget::Vm(&vm.id), &vm.name).await;
     let outcome = w
-        .store
-        .record_agent_report(
-            &agent,
-            generation,
-            "nft: No such file or directory",
-            "",
-            "198.51.100.5",
-        )
-        .await
-        .unwrap();
+        .report(&agent_id, &vm, "nft: No such file or directory", "")
+        .await;
     assert!(matches!(
         outcome,
         portcullis_app::store::ReportOutcome::Recorded { .. }

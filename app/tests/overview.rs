@@ -12,8 +12,9 @@ mod common;
 use common::*;
 use portcullis_app::domain::jit::PortRuleInput;
 use portcullis_app::domain::{Role, Scope};
+use portcullis_app::services::enrollment::EnrollTarget;
 use portcullis_app::services::overview::{self, SetupStep};
-use portcullis_app::services::{Actor, notify, requests};
+use portcullis_app::services::{notify, requests};
 use portcullis_app::store::StoredVm;
 
 const HOUR: i64 = 3_600_000;
@@ -35,45 +36,6 @@ fn gated(n: &str) -> PortRuleInput {
 
 fn names<T>(rows: &[T], name: impl Fn(&T) -> &str) -> Vec<String> {
     rows.iter().map(|r| name(r).to_owned()).collect()
-}
-
-/// Enrolls an agent for `vm`; returns its id.
-async fn enrolled(w: &World, admin: &Actor, vm: &StoredVm) -> String {
-    use portcullis_app::domain::secret::hash_secret;
-    use portcullis_app::services::enrollment::{EnrollTarget, create};
-    let e = create(
-        &w.store,
-        admin,
-        EnrollTarget::Vm(&vm.id),
-        "https://jit.example.com",
-    )
-    .await
-    .unwrap();
-    let (agent_id, _, _) = w
-        .store
-        .enroll_agent(
-            &hash_secret(&e.token),
-            &hash_secret("agent-secret"),
-            &portcullis_app::store::AgentHost {
-                hostname: &vm.name,
-                os: "linux",
-                address: "198.51.100.5",
-            },
-        )
-        .await
-        .unwrap()
-        .expect("the token enrolls");
-    agent_id
-}
-
-/// Agent `agent_id` of `vm` reports `error` (empty: none) for the VM's current generation.
-async fn report(w: &World, agent_id: &str, vm: &StoredVm, error: &str) {
-    let generation = w.generation(vm).await;
-    let agent = w.store.agent(agent_id).await.unwrap().unwrap();
-    w.store
-        .record_agent_report(&agent, generation, error, "", "198.51.100.5")
-        .await
-        .unwrap();
 }
 
 async fn heard(w: &World, vms: &[&StoredVm]) {
@@ -291,23 +253,27 @@ async fn administrators_see_agents_in_trouble_and_denials_among_their_vms_only()
     let rita = w.user("rita", &[(Role::Requester, Scope::All)]).await;
 
     let agents = [
-        enrolled(&w, &root, &web1).await,
-        enrolled(&w, &root, &web2).await,
-        enrolled(&w, &root, &db1).await,
-        enrolled(&w, &root, &db2).await,
+        w.enrolled(&root, EnrollTarget::Vm(&web1.id), &web1.name)
+            .await,
+        w.enrolled(&root, EnrollTarget::Vm(&web2.id), &web2.name)
+            .await,
+        w.enrolled(&root, EnrollTarget::Vm(&db1.id), &db1.name)
+            .await,
+        w.enrolled(&root, EnrollTarget::Vm(&db2.id), &db2.name)
+            .await,
     ];
     // web-3 has no agent: nothing to say about it.
     let _ = &web3;
-    report(&w, &agents[0], &web1, "").await;
-    report(&w, &agents[2], &db1, "").await;
+    w.report(&agents[0], &web1, "", "").await;
+    w.report(&agents[2], &db1, "", "").await;
     let quiet = overview::trouble(&w.store, &root).await.unwrap().unwrap();
     assert!(quiet.silent.is_empty() && quiet.errors.is_empty());
     assert!(quiet.denials.is_empty());
 
     // 100 s later web-1 and db-1 are heard from, with an error; web-2 and db-2 are not.
     w.clock.advance_secs(100);
-    report(&w, &agents[0], &web1, "nft: table busy").await;
-    report(&w, &agents[2], &db1, "nft: no such file").await;
+    w.report(&agents[0], &web1, "nft: table busy", "").await;
+    w.report(&agents[2], &db1, "nft: no such file", "").await;
     heard(&w, &[&web1, &db1]).await;
 
     let t = overview::trouble(&w.store, &web_admin)
@@ -423,7 +389,7 @@ async fn a_few_of_many_are_shown_and_more_is_said() {
     let mut vms = Vec::new();
     for i in 0..7 {
         let vm = w.vm(&root, &format!("web-{i}"), "web").await;
-        enrolled(&w, &root, &vm).await;
+        w.enrolled(&root, EnrollTarget::Vm(&vm.id), &vm.name).await;
         vms.push(vm);
     }
     w.clock.advance_secs(100);

@@ -131,6 +131,29 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// Whether every one of `names`, triggers on `vms`, is there and enabled for the server's
+/// own sessions. PostgreSQL can disable a trigger (`ALTER TABLE … DISABLE TRIGGER`, or
+/// enable it for replication sessions only); SQLite cannot, but a rebuild of the table
+/// drops them.
+async fn vms_triggers_enabled(pool: &AnyPool, backend: Backend, names: &[&str]) -> Result<bool> {
+    let list = placeholders(1, names.len());
+    let sql = match backend {
+        Backend::Sqlite => format!(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'vms' \
+             AND name IN ({list})"
+        ),
+        Backend::Postgres => format!(
+            "SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = 'vms'::regclass \
+             AND NOT tgisinternal AND tgenabled IN ('O', 'A') AND tgname IN ({list})"
+        ),
+    };
+    let mut query = sqlx::query_scalar::<_, i64>(&sql);
+    for name in names {
+        query = query.bind(*name);
+    }
+    Ok(query.fetch_one(pool).await? == names.len() as i64)
+}
+
 /// Where the store, and everything that decides by time, reads the time: the system
 /// clock in the product, a clock the test moves in tests, so that expiry and time-outs
 /// are tested without sleeping.
@@ -373,47 +396,39 @@ impl Store {
             }
         }
         // A rebuild of `vms` drops its triggers: the index would then miss every VM
-        // written since, and a search would not find them. Without all three, searches
-        // read every VM instead.
-        let search_index = backend == Backend::Sqlite && {
-            let triggers: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'vms' \
-                 AND name IN ('vm_search_insert', 'vm_search_delete', 'vm_search_update')",
+        // written since, and a search would not find them (nor count them: 0024). Without
+        // all three, searches read every VM instead.
+        let search_index = backend == Backend::Sqlite
+            && vms_triggers_enabled(
+                &pool,
+                backend,
+                &["vm_search_insert", "vm_search_delete", "vm_search_update"],
             )
-            .fetch_one(&pool)
             .await?;
-            if triggers < 3 {
-                tracing::warn!(
-                    "the triggers that keep the JIT search's index (migration 0022) are \
-                     missing: each search reads every VM"
-                );
-            }
-            triggers == 3
-        };
+        if backend == Backend::Sqlite && !search_index {
+            tracing::warn!(
+                "the triggers that keep the JIT search's index (migrations 0022, 0024) are \
+                 missing: each search reads every VM"
+            );
+        }
         // Likewise the tab counts (0023): without their triggers (or with one disabled)
         // they would drift from the VMs, so the titles count the VMs instead.
-        let tab_counts = {
-            let sql = match backend {
-                Backend::Sqlite => {
-                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' \
-                     AND tbl_name = 'vms' AND name IN ('vm_tab_counts_insert', \
-                     'vm_tab_counts_delete', 'vm_tab_counts_update')"
-                }
-                Backend::Postgres => {
-                    "SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = 'vms'::regclass \
-                     AND NOT tgisinternal AND tgenabled IN ('O', 'A') AND tgname IN \
-                     ('vm_tab_counts_insert', 'vm_tab_counts_delete', 'vm_tab_counts_update')"
-                }
-            };
-            let triggers: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await?;
-            if triggers < 3 {
-                tracing::warn!(
-                    "the triggers that keep the JIT tabs' counts (migration 0023) are \
-                     missing: each tab's title counts the VMs"
-                );
-            }
-            triggers == 3
-        };
+        let tab_counts = vms_triggers_enabled(
+            &pool,
+            backend,
+            &[
+                "vm_tab_counts_insert",
+                "vm_tab_counts_delete",
+                "vm_tab_counts_update",
+            ],
+        )
+        .await?;
+        if !tab_counts {
+            tracing::warn!(
+                "the triggers that keep the JIT tabs' counts (migration 0023) are missing \
+                 or disabled: each tab's title counts the VMs"
+            );
+        }
         let watchers = std::sync::Arc::new(watch::Watchers::default());
         if backend == Backend::Postgres {
             // Listening before the store is handed out: no commit after `connect`

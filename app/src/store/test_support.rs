@@ -11,6 +11,12 @@ impl super::Store {
     pub fn keeps_tab_counts(&self) -> bool {
         self.tab_counts
     }
+
+    /// Whether SQLite's search index (migrations 0022, 0024) is there and kept: searches
+    /// of three characters or more then read it, and its own counts title the tabs.
+    pub fn keeps_search_index(&self) -> bool {
+        self.search_index
+    }
 }
 
 /// The variable naming the PostgreSQL server the suites run against, if any.

@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 use portcullis_app::domain::jit::PortRuleInput;
+use portcullis_app::domain::secret::hash_secret;
 use portcullis_app::domain::vm::VmSpec;
 use portcullis_app::domain::{Role, RoleAssignment, Scope};
+use portcullis_app::services::enrollment::{self, EnrollTarget};
 use portcullis_app::services::{Actor, jit, requests};
 use portcullis_app::store::test_support::fresh_database_url;
 use portcullis_app::store::{Clock, NewLogEntry, NewUser, Store, StoredVm};
@@ -222,6 +224,51 @@ impl World {
             .unwrap()
             .unwrap()
             .0
+    }
+
+    /// The id of an agent enrolled with a token for `target`, from a host named `hostname`,
+    /// as an agent's first contact enrols it.
+    pub async fn enrolled(
+        &self,
+        admin: &Actor,
+        target: EnrollTarget<'_>,
+        hostname: &str,
+    ) -> String {
+        let e = enrollment::create(&self.store, admin, target, "https://jit.example.com")
+            .await
+            .unwrap();
+        let (agent_id, _, _) = self
+            .store
+            .enroll_agent(
+                &hash_secret(&e.token),
+                &hash_secret("agent-secret"),
+                &portcullis_app::store::AgentHost {
+                    hostname,
+                    os: "linux",
+                    address: "198.51.100.5",
+                },
+            )
+            .await
+            .unwrap()
+            .expect("the token enrolls");
+        agent_id
+    }
+
+    /// Agent `agent_id`'s report on `vm` at its current generation: its error (empty when
+    /// none) and the management ports it sees listening.
+    pub async fn report(
+        &self,
+        agent_id: &str,
+        vm: &StoredVm,
+        error: &str,
+        exposed: &str,
+    ) -> portcullis_app::store::ReportOutcome {
+        let generation = self.generation(vm).await;
+        let agent = self.store.agent(agent_id).await.unwrap().unwrap();
+        self.store
+            .record_agent_report(&agent, generation, error, exposed, "198.51.100.5")
+            .await
+            .unwrap()
     }
 
     pub async fn request_row(&self, id: &str) -> portcullis_app::store::StoredRequest {
