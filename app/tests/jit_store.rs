@@ -12,7 +12,9 @@ use portcullis_app::domain::vm::VmSpec;
 use portcullis_app::domain::{Cidr, Role, Scope, Visibility};
 use portcullis_app::services::enrollment::EnrollTarget;
 use portcullis_app::services::{Actor, jit, requests};
-use portcullis_app::store::{StoreError, StoredVm, Verification, VmFields, VmListQuery, VmTab};
+use portcullis_app::store::{
+    SearchPlan, StoreError, StoredVm, Verification, VmFields, VmListQuery, VmTab,
+};
 
 /// A world with an administrator and rita, a requester over everything.
 async fn fresh() -> (World, Actor, Actor) {
@@ -282,16 +284,124 @@ async fn a_search_pages_the_same_from_the_index_as_by_walking_the_tabs() {
     let mut names: Vec<String> = rows.into_iter().map(|r| r.vm.name).collect();
     let mut expected: Vec<String> = made
         .iter()
-        .filter(|v| {
-            v.name.to_ascii_lowercase().contains("web")
-                || v.group.to_ascii_lowercase().contains("web")
-        })
+        .filter(|v| holds(v, "web"))
         .map(|v| v.name.clone())
         .collect();
     assert_eq!(counts.of(VmTab::All), expected.len() as i64);
     names.sort();
     expected.sort();
     assert_eq!(names, expected);
+}
+
+/// Each plan a search can take gives the page that the tab's whole list, filtered, holds:
+/// on SQLite the index's own page, or a walk of the tab narrowed by the index or not; on
+/// PostgreSQL every match sorted, a walk that finds the page within its bound, one that
+/// gives up and sorts every match then, or one that goes on to the end of the tab. The
+/// plans' bounds are lowered to take each of them with 60 VMs.
+#[tokio::test]
+async fn a_search_pages_the_same_by_every_plan() {
+    let (w, admin, _) = fresh().await;
+    for i in 0..60 {
+        // Matches of "early" come first in name order, those of "late" last.
+        let name = match i {
+            0..12 => format!("a-early-{i:02}"),
+            48.. => format!("z-LATE-{i:02}"),
+            _ => format!("m-{i:02}"),
+        };
+        let fields = VmFields {
+            group: ["Blue", "red-late"][i % 2].into(),
+            ..vm(&name, if i % 3 == 0 { "22" } else { "" })
+        };
+        let made = w.store.create_vm(&fields, log("vm.create")).await.unwrap();
+        if i % 4 == 0 {
+            w.policy(&admin, &made, &[rule("22")]).await;
+        }
+    }
+    let tabs = [
+        VmTab::All,
+        VmTab::Configured,
+        VmTab::Recommended,
+        VmTab::NotConfigured,
+        VmTab::Unsupported,
+    ];
+    // Lowered to nothing: SQLite walks the tabs without its index; PostgreSQL walks them
+    // to the end, giving up on no walk.
+    let low = SearchPlan {
+        index_page_most: 0,
+        narrow_most: 0,
+        few_on_tab: 0,
+        walk_beyond: 0,
+        late_most: 0,
+    };
+    let plans = [
+        SearchPlan::default(),
+        low,
+        // SQLite: the index counts, the walk fetches the matches by their keys.
+        // PostgreSQL: a walk that gives up, then every match sorted.
+        SearchPlan {
+            narrow_most: 1_000,
+            late_most: 1_000,
+            ..low
+        },
+        // PostgreSQL: a walk that finds some pages within its bound and gives up on others.
+        SearchPlan {
+            walk_beyond: 20,
+            late_most: 1_000,
+            ..low
+        },
+    ];
+    for search in [
+        "early", "late-", "late", "-", "blue", "e-0", "late-5", "nothing",
+    ] {
+        for desc in [false, true] {
+            // The truth: each tab's whole list, unsearched, filtered here.
+            let mut truth = Vec::new();
+            for t in tabs {
+                let (every, _) = w
+                    .store
+                    .list_vms(&VmListQuery {
+                        desc,
+                        limit: 500,
+                        ..tab(t, "")
+                    })
+                    .await
+                    .unwrap();
+                let holding: Vec<String> = every
+                    .into_iter()
+                    .filter(|r| holds(&r.vm, search))
+                    .map(|r| r.vm.name)
+                    .collect();
+                truth.push((t, holding));
+            }
+            for plan in plans {
+                let store = w.store.with_search_plan(plan);
+                for (t, holding) in &truth {
+                    for offset in [0, 5, 10, 40] {
+                        let q = VmListQuery {
+                            desc,
+                            offset,
+                            limit: 5,
+                            ..tab(*t, search)
+                        };
+                        let (rows, counts) = store.list_vms(&q).await.unwrap();
+                        let names: Vec<String> = rows.into_iter().map(|r| r.vm.name).collect();
+                        let expected: Vec<String> = holding
+                            .iter()
+                            .skip(offset as usize)
+                            .take(5)
+                            .cloned()
+                            .collect();
+                        let context =
+                            format!("{search:?} on {t:?}, desc {desc}, offset {offset}, {plan:?}");
+                        assert_eq!(names, expected, "{context}");
+                        for (u, on_u) in &truth {
+                            assert_eq!(counts.of(*u), on_u.len() as i64, "{u:?} of {context}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -733,6 +843,11 @@ async fn a_vm_moves_between_tabs_with_its_policy_and_its_agents_errors() {
     );
 }
 
+/// Whether `vm`'s name or group holds `folded` (lower-case ASCII), as a search means it.
+fn holds(vm: &StoredVm, folded: &str) -> bool {
+    vm.name.to_ascii_lowercase().contains(folded) || vm.group.to_ascii_lowercase().contains(folded)
+}
+
 /// The tab titles' counts, under `scope` and `search`, as `list_vms` gives them; the rows
 /// its pages hold; and the VMs that hold the search, told apart here from the tab's whole
 /// list: the counts kept per group (migration 0023), and those SQLite's search index
@@ -767,13 +882,7 @@ async fn counts_and_rows(
             })
             .await
             .unwrap();
-        let holding = every
-            .iter()
-            .filter(|r| {
-                r.vm.name.to_ascii_lowercase().contains(&folded)
-                    || r.vm.group.to_ascii_lowercase().contains(&folded)
-            })
-            .count();
+        let holding = every.iter().filter(|r| holds(&r.vm, &folded)).count();
         out[i] = (counts.of(t), rows.len() as i64, holding as i64);
     }
     out

@@ -664,7 +664,8 @@ fn pages_to_time() -> Vec<Page> {
             "vm-table",
         ),
         // 10,000 matches, first in name order: on SQLite the search index counts them and
-        // finds the page (0024); PostgreSQL walks the tab in name order.
+        // finds the page (0024); PostgreSQL walks the tab in name order and finds the page
+        // within its bound.
         (
             "All, search 'vm-00' (broad)",
             jit("all", "&q=vm-00"),
@@ -672,7 +673,8 @@ fn pages_to_time() -> Vec<Page> {
             "vm-table",
         ),
         // 10,000 matches (groups 90 to 99), last in name order: a walk of the tab in name
-        // order passes 90,000 VMs (All) or 35,000 (Not configured) before the first.
+        // order passes 90,000 VMs (All) or 35,000 (Not configured) before the first, so
+        // PostgreSQL's gives up and sorts every match, found through the groups.
         (
             "All, search 'group-9' (broad, late)",
             jit("all", "&q=group-9"),

@@ -36,7 +36,7 @@ pub use audit::{
     Verification, audit_max_page, prefix_range,
 };
 pub use identities::{FederatedProfile, StoredGroupRule, StoredIdentity};
-pub use jit::{StoredVm, TabCounts, VmFields, VmListQuery, VmSummary, VmTab};
+pub use jit::{SearchPlan, StoredVm, TabCounts, VmFields, VmListQuery, VmSummary, VmTab};
 pub use metrics::{PoolUse, ScrapeCounts};
 pub use notify::{
     AgentNews, Attempt, EndingSoon, MailRecipient, MailSettings, OutboxRow, StoredChannel,
@@ -208,6 +208,9 @@ pub struct Store {
     /// The tab counts per resource group (migration 0023) are there with the triggers
     /// that keep them, so the JIT tabs' titles may read them (see `Store::list_vms`).
     tab_counts: bool,
+    /// How many matches make a JIT search change its plan (fixed in the product; tests
+    /// lower them to take every plan with a few VMs).
+    search_plan: SearchPlan,
 }
 
 /// A write transaction holding the store's write lock until it ends: the in-process
@@ -456,6 +459,7 @@ impl Store {
             outbox,
             search_index,
             tab_counts,
+            search_plan: SearchPlan::default(),
         };
         store.optimize().await?;
         Ok(store)

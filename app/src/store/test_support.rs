@@ -17,6 +17,15 @@ impl super::Store {
     pub fn keeps_search_index(&self) -> bool {
         self.search_index
     }
+
+    /// This store with a JIT search's plans changed at other counts of matches, so that
+    /// a test takes each of them with a few VMs.
+    pub fn with_search_plan(&self, plan: super::SearchPlan) -> Self {
+        Self {
+            search_plan: plan,
+            ..self.clone()
+        }
+    }
 }
 
 /// The variable naming the PostgreSQL server the suites run against, if any.
