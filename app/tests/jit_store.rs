@@ -353,13 +353,19 @@ async fn a_search_pages_the_same_by_every_plan() {
     for search in [
         "early", "late-", "late", "-", "blue", "e-0", "late-5", "nothing",
     ] {
-        for desc in [false, true] {
+        for (sort, desc) in [
+            ("name", false),
+            ("name", true),
+            ("group", false),
+            ("os", true),
+        ] {
             // The truth: each tab's whole list, unsearched, filtered here.
             let mut truth = Vec::new();
             for t in tabs {
                 let (every, _) = w
                     .store
                     .list_vms(&VmListQuery {
+                        sort: sort.into(),
                         desc,
                         limit: 500,
                         ..tab(t, "")
@@ -373,14 +379,27 @@ async fn a_search_pages_the_same_by_every_plan() {
                     .collect();
                 truth.push((t, holding));
             }
-            for plan in plans {
+            // A viewer who sees every VM through their groups takes the plans of a scope.
+            let scopes = [
+                all(),
+                Visibility {
+                    groups: vec!["Blue".into(), "red-late".into()],
+                    ..Default::default()
+                },
+            ];
+            for (plan, scope) in plans
+                .iter()
+                .flat_map(|p| scopes.iter().map(move |s| (*p, s)))
+            {
                 let store = w.store.with_search_plan(plan);
                 for (t, holding) in &truth {
                     for offset in [0, 5, 10, 40] {
                         let q = VmListQuery {
+                            sort: sort.into(),
                             desc,
                             offset,
                             limit: 5,
+                            scope: scope.clone(),
                             ..tab(*t, search)
                         };
                         let (rows, counts) = store.list_vms(&q).await.unwrap();
@@ -391,8 +410,11 @@ async fn a_search_pages_the_same_by_every_plan() {
                             .take(5)
                             .cloned()
                             .collect();
-                        let context =
-                            format!("{search:?} on {t:?}, desc {desc}, offset {offset}, {plan:?}");
+                        let context = format!(
+                            "{search:?} on {t:?} by {sort}, desc {desc}, offset {offset}, \
+                             {plan:?}, everything {}",
+                            scope.everything
+                        );
                         assert_eq!(names, expected, "{context}");
                         for (u, on_u) in &truth {
                             assert_eq!(counts.of(*u), on_u.len() as i64, "{u:?} of {context}");
@@ -402,6 +424,42 @@ async fn a_search_pages_the_same_by_every_plan() {
             }
         }
     }
+}
+
+/// Writes that skip the per-group counts' triggers (PostgreSQL's replication role, a
+/// table restored without them) leave the counts wrong, and a search finds a group's VMs
+/// through its row there: a server that starts counts them again, so the titles are right
+/// and the group's VMs are found.
+#[tokio::test]
+async fn a_start_counts_the_groups_again_when_their_counts_drifted() {
+    let (w, _, _) = fresh().await;
+    for (name, group) in [("web-1", "Sales"), ("db-1", "Sales-EU"), ("db-2", "ops")] {
+        let fields = VmFields {
+            group: group.into(),
+            ..vm(name, "")
+        };
+        w.store.create_vm(&fields, log("vm.create")).await.unwrap();
+    }
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&w.url).await.unwrap();
+    sqlx::query("DELETE FROM vm_tab_counts WHERE resource_group = 'Sales-EU'")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE vm_tab_counts SET not_configured = 7 WHERE resource_group = 'ops'")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let store = w.replica().await;
+    assert!(store.keeps_tab_counts());
+    let (rows, counts) = store.list_vms(&tab(VmTab::All, "sales")).await.unwrap();
+    let names: Vec<String> = rows.into_iter().map(|r| r.vm.name).collect();
+    assert_eq!(names, ["db-1", "web-1"]);
+    assert_eq!(counts.of(VmTab::NotConfigured), 2);
+    let (_, counts) = store.list_vms(&tab(VmTab::All, "")).await.unwrap();
+    assert_eq!(counts.of(VmTab::NotConfigured), 3);
+    assert_eq!(store.repair_tab_counts().await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -462,6 +462,16 @@ impl Store {
             search_plan: SearchPlan::default(),
         };
         store.optimize().await?;
+        if tab_counts {
+            let wrong = store.repair_tab_counts().await?;
+            if wrong > 0 {
+                tracing::warn!(
+                    groups = wrong,
+                    "the JIT tabs' counts per resource group (migration 0023) had drifted \
+                     from the VMs (written while their triggers did not run): counted again"
+                );
+            }
+        }
         Ok(store)
     }
 
