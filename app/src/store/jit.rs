@@ -103,6 +103,21 @@ fn counts_from(row: &sqlx::any::AnyRow) -> Result<TabCounts> {
     })
 }
 
+/// Each tab's count of the rows in hand, a column each as `TAB_COUNTS` names them: over a
+/// search's matches, or per group under `GROUP BY`.
+fn tab_sums() -> String {
+    TAB_COUNTS
+        .iter()
+        .map(|(tab, column, _)| {
+            format!(
+                "COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0) AS {column}",
+                tab.condition()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl TabCounts {
     pub fn of(&self, tab: VmTab) -> i64 {
         match tab {
@@ -402,12 +417,11 @@ impl Store {
         } else {
             ", v.name ASC"
         };
+        let (limit, offset) = (q.limit.clamp(1, 500), q.offset.max(0));
         let page = |from: &str| {
             format!(
                 "SELECT {VM_COLUMNS}, v.jit_configured FROM {from} \
-                 ORDER BY {order} {dir}{ties} LIMIT {} OFFSET {}",
-                q.limit.clamp(1, 500),
-                q.offset.max(0)
+                 ORDER BY {order} {dir}{ties} LIMIT {limit} OFFSET {offset}"
             )
         };
         // On SQLite, when the viewer sees every VM and the text has the three characters a
@@ -440,8 +454,7 @@ impl Store {
                 return Ok((self.summaries(&rows).await?, counts));
             }
             let counts = self.indexed_counts(&search).await?;
-            let by_name = !matches!(q.sort.as_str(), "group" | "os");
-            if by_name && counts.of(q.tab) <= self.search_plan.index_page_most {
+            if order == "v.name" && counts.of(q.tab) <= self.search_plan.index_page_most {
                 let rows = self.indexed_page(&search, q).await?;
                 return Ok((self.summaries(&rows).await?, counts));
             }
@@ -535,30 +548,25 @@ impl Store {
                 }
                 // PostgreSQL sums BIGINT as NUMERIC.
                 format!("CAST({sum} AS BIGINT)")
-            } else if search.is_empty() {
+            } else {
                 format!(
                     "(SELECT COUNT(*) FROM vms v WHERE {}{filter})",
                     tab.condition()
                 )
-            } else {
-                format!(
-                    "COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0)",
-                    tab.condition()
-                )
             }
         };
-        let columns = TAB_COUNTS
-            .iter()
-            .map(|(tab, column, _)| format!("{} AS {column}", count(*tab, column)))
-            .collect::<Vec<_>>()
-            .join(", ");
         let counts = match index_counts {
             Some(counts) => counts,
             None => {
                 let count_sql = if search.is_empty() {
+                    let columns = TAB_COUNTS
+                        .iter()
+                        .map(|(tab, column, _)| format!("{} AS {column}", count(*tab, column)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     format!("SELECT {columns}")
                 } else {
-                    format!("SELECT {columns} FROM vms v WHERE 1 = 1{filter}")
+                    format!("SELECT {} FROM vms v WHERE 1 = 1{filter}", tab_sums())
                 };
                 let row = bind_all(sqlx::query(&count_sql), &binds)
                     .fetch_one(&self.pool)
@@ -599,14 +607,14 @@ impl Store {
             // count came from an earlier statement, and a match written since ahead of
             // the page would push one out past the prefix.)
             if order == "v.name" {
-                let bound = q.offset.max(0) + q.limit.clamp(1, 500) + plan.walk_beyond;
+                let bound = offset + limit + plan.walk_beyond;
                 let prefix = format!(
                     "(SELECT {VM_COLUMNS}, v.jit_configured FROM vms v WHERE {} \
                      ORDER BY v.name {dir} LIMIT {bound}) v WHERE 1 = 1{filter}",
                     q.tab.condition()
                 );
                 let rows = fetch(prefix).await?;
-                if rows.len() as i64 == q.limit.clamp(1, 500) {
+                if rows.len() as i64 == limit {
                     return Ok((self.summaries(&rows).await?, counts));
                 }
             }
@@ -632,18 +640,10 @@ impl Store {
     /// were disabled. Searches find a group's VMs through its row there, so a missing row
     /// would hide them, not only miscount them. Returns how many groups were wrong.
     pub async fn repair_tab_counts(&self) -> Result<usize> {
-        let sums = TAB_COUNTS
-            .iter()
-            .map(|(tab, column, _)| {
-                format!(
-                    "SUM(CASE WHEN {} THEN 1 ELSE 0 END) AS {column}",
-                    tab.condition()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let actual =
-            format!("SELECT v.resource_group, {sums} FROM vms v GROUP BY v.resource_group");
+        let actual = format!(
+            "SELECT v.resource_group, {} FROM vms v GROUP BY v.resource_group",
+            tab_sums()
+        );
         let by_group = |rows: Vec<AnyRow>| -> Result<HashMap<String, TabCounts>> {
             rows.iter()
                 .map(|r| Ok((r.try_get("resource_group")?, counts_from(r)?)))
