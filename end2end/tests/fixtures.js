@@ -106,6 +106,10 @@ async function startPortal({ oidc = false } = {}) {
 /// counts.
 const HANDLED_ANSWER = /^Failed to load resource: the server responded with a status of 4\d\d /;
 
+/// What every test server warns of as it starts (a generated session key, the bootstrap
+/// administrator's password).
+const EVERY_START = /no session_key configured|bootstrap administrator created/;
+
 /// Collects every uncaught exception and console error of `page` into `errors`: a bundle
 /// that fails to load (or hydrate) throws or logs there, whatever the test looks at.
 export function watch(page, errors) {
@@ -130,10 +134,16 @@ export const test = base.extend({
     watch(page, pageErrors);
     await use(page);
   },
-  portal: async ({ oidc }, use) => {
+  portal: async ({ oidc }, use, testInfo) => {
     const portal = await startPortal({ oidc });
     await use(portal);
     await portal.stop();
+    // What the server warned of or failed at: the cause of a 5xx a page only counted
+    // (end2end/last-words.js prints it for a failed test).
+    const noted = portal.log.filter((line) => /"level":"(WARN|ERROR)"/.test(line) && !EVERY_START.test(line));
+    if (noted.length) {
+      await testInfo.attach('server warnings', { body: noted.join('\n'), contentType: 'text/plain' });
+    }
   },
   baseURL: async ({ portal }, use) => {
     await use(portal.base);
