@@ -45,6 +45,9 @@ test:
 	$(MAKE) release
 	scripts/dist.sh
 	$(MAKE) unit e2e netns fuzz-api package-test
+	@# Browser tests that passed only when retried: their first errors again, where CI's
+	@# last lines show them (end2end/last-words.js).
+	@if [ -s end2end/test-results/last-words.txt ]; then cat end2end/test-results/last-words.txt; fi
 
 ## Unit, store and HTTP tests on SQLite, then the store and HTTP tests again on
 ## PostgreSQL (127.0.0.1:5432, or a throwaway cluster: scripts/test-postgres.sh).

@@ -20,8 +20,9 @@ export default defineConfig({
   expect: { timeout: 10_000 },
   fullyParallel: true,
   // A test that fails once and then passes is reported as flaky, and last-words.js prints
-  // the errors of its failed attempt at the end of the run; one that fails twice fails the
-  // run. (A console error once in about 25 CI runs, which no local run has repeated.)
+  // the errors of its failed attempt at the end of the run (and `make test` at its own);
+  // one that fails twice fails the run. (A console error once in about 25 CI runs, which
+  // no local run has repeated, refused a landing without saying what it was.)
   retries: 1,
   workers: 2,
   // CI keeps only the end of the output: last-words.js repeats each failure's error there.

@@ -61,6 +61,10 @@ async function startPortal({ oidc = false } = {}) {
       PORTCULLIS_PUBLIC_URL: base,
       PORTCULLIS_SITE_ROOT: siteRoot,
       PORTCULLIS_LOG_FORMAT: 'json',
+      // The product's default, and each connection that ended with an error (a reset, a
+      // header time-out): the cause of a failed load that a page only logs.
+      PORTCULLIS_LOG: process.env.PORTCULLIS_LOG
+        || 'info,sqlx=warn,tower_http=warn,portcullis_server::serve=debug',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -116,7 +120,9 @@ export function watch(page, errors) {
   page.on('pageerror', (e) => errors.push(`uncaught on ${page.url()}: ${e.message}`));
   page.on('console', (msg) => {
     if (msg.type() === 'error' && !HANDLED_ANSWER.test(msg.text())) {
-      errors.push(`console error on ${page.url()}: ${msg.text()}`);
+      // A failed load's message does not name what failed; its location does.
+      const from = msg.location()?.url;
+      errors.push(`console error on ${page.url()}: ${msg.text()}${from ? ` (${from})` : ''}`);
     }
   });
 }
@@ -137,12 +143,17 @@ export const test = base.extend({
   portal: async ({ oidc }, use, testInfo) => {
     const portal = await startPortal({ oidc });
     await use(portal);
-    await portal.stop();
-    // What the server warned of or failed at: the cause of a 5xx a page only counted
-    // (end2end/last-words.js prints it for a failed test).
-    const noted = portal.log.filter((line) => /"level":"(WARN|ERROR)"/.test(line) && !EVERY_START.test(line));
-    if (noted.length) {
-      await testInfo.attach('server warnings', { body: noted.join('\n'), contentType: 'text/plain' });
+    try {
+      await portal.stop();
+    } finally {
+      // What the server warned of or failed at, connections that ended with an error, and
+      // anything not logged as JSON (a panic): the cause of a 5xx or a failed load that a
+      // page only logged (end2end/last-words.js prints it for a failed test).
+      const noted = portal.log.filter((line) => !EVERY_START.test(line)
+        && (!line.startsWith('{') || /"level":"(WARN|ERROR)"|"target":"portcullis_server::serve"/.test(line)));
+      if (noted.length) {
+        await testInfo.attach('server warnings', { body: noted.join('\n'), contentType: 'text/plain' });
+      }
     }
   },
   baseURL: async ({ portal }, use) => {
